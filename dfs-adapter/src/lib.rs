@@ -1,0 +1,37 @@
+//! Hotwire's persistence layer on Apache OpenDAL.
+//!
+//! The crate stores opaque, already offset-assigned record batches for many partitions and knows
+//! nothing of Kafka requests. Its pieces:
+//!
+//! - [`Store`]: an OpenDAL operator opened from a storage URL (`fs://...`, `s3://...`), with the
+//!   topic catalog (`topics/<name>.json`), ranged reads and [`Store::recover`].
+//! - [`FlushPipeline`]: aggregates [`PendingBatch`]es from all partitions into one flush object per
+//!   flush (time, byte or batch-count policy, whichever fires first), writes objects concurrently
+//!   and reports [`FlushEvent`]s strictly in object order.
+//! - The flush object format (`wal/<seq>.hwf`): described in the `format` module and validated on
+//!   recovery, so that torn or corrupt objects are detected instead of adopted.
+//!
+//! Durability: a flush object is reported [`FlushEvent::Durable`] only once it survives a crash:
+//! on `fs` the file is fsynced by OpenDAL and the `wal/` directory by this crate; on object
+//! stores the upload has completed.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod dirsync;
+mod error;
+mod format;
+mod oplog;
+mod pipeline;
+mod recovery;
+mod storage_url;
+mod store;
+mod topics;
+mod types;
+
+pub use error::StorageError;
+pub use pipeline::{FlushConfig, FlushEvent, FlushPipeline, FlushStats, PendingBatch};
+pub use recovery::Recovered;
+pub use store::Store;
+pub use topics::TopicRecord;
+pub use types::{ChunkLocation, ObjectId, PartitionKey};

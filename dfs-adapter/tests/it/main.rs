@@ -1,0 +1,8 @@
+//! Integration tests against a real local filesystem (no mocks).
+
+mod common;
+mod failure;
+mod open;
+mod pipeline;
+mod recovery;
+mod topics;
