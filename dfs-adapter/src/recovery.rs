@@ -1,6 +1,6 @@
 //! Start-up recovery: find the flush objects that were (or may have been) acknowledged.
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::format::{self, Footer, FOOTER_LEN};
 use crate::types::WAL_DIR;
@@ -22,14 +22,38 @@ pub struct Recovered {
 impl Store {
     /// Lists flush objects, validates each (footer magic and sizes, index CRC, data CRC), adopts
     /// the longest run of valid objects with consecutive sequence numbers starting at the
-    /// lowest present, and deletes everything after the first gap or invalid object.
+    /// lowest present, and deletes everything after the first gap or invalid object, unless
+    /// that could destroy acknowledged data (see below).
     ///
-    /// Deleting is safe because acknowledgements are given strictly in object order: an object
-    /// after a missing or torn one was never acknowledged. The deletions are durable before
-    /// this returns, so the pipeline can reuse their sequence numbers.
+    /// `max_in_flight` must be the [`crate::FlushConfig::max_in_flight`] of the pipeline run
+    /// that wrote the objects (0 counts as 1, as in the pipeline).
     ///
-    /// Files in `wal/` that are not named like flush objects are ignored (and logged).
-    pub async fn recover(&self) -> Result<Recovered, StorageError> {
+    /// # Why deleting is safe, and when it is not
+    ///
+    /// The pipeline keeps a window of sealed but undelivered objects, oldest first, with
+    /// consecutive ids; an object takes its slot from sealing until it is delivered (durable
+    /// *and* every older object delivered), and a new object is sealed only while the window
+    /// holds fewer than `m = max(max_in_flight, 1)` objects. So at any instant the window is
+    /// `f ..= f + m - 1` at most, every object below `f` has been acknowledged, and none above
+    /// `f + m - 1` has been sealed, let alone written. A crash therefore leaves objects below
+    /// `f` intact, and any subset (possibly torn) of the window. The first missing or invalid
+    /// object `p` a crash can explain lies in the window (`p >= f`), and nothing exists beyond
+    /// `f + m - 1 <= p + m - 1`: at most `m - 1` ids follow `p`, none of them acknowledged
+    /// (acknowledgements are given strictly in object order and `p` never was). Deleting `p`
+    /// and everything after it is then safe, and the pipeline reuses their sequence numbers.
+    ///
+    /// If some object exists with an id above `p + m - 1`, the window must have moved past
+    /// `p`, so `p` was acknowledged and has been lost or damaged since (bit rot, a bad manual
+    /// edit or restore). Then this returns [`StorageError::Corrupt`] naming `p` and deletes
+    /// nothing. Damage to an acknowledged object with fewer than `m` objects after it looks
+    /// exactly like a crash and cannot be told apart; it is discarded like a torn write. If
+    /// `max_in_flight` was lowered since the objects were written, a legitimate crash can be
+    /// refused; recovering once with the old value resolves it. A raised value only makes
+    /// that one recovery's check looser.
+    ///
+    /// The deletions are durable before this returns. Files in `wal/` that are not named like
+    /// flush objects are ignored (and logged).
+    pub async fn recover(&self, max_in_flight: usize) -> Result<Recovered, StorageError> {
         let mut ids = self.list_objects().await?;
         ids.sort_unstable();
 
@@ -39,6 +63,7 @@ impl Store {
         let mut cut = ids.len();
         for (i, &id) in ids.iter().enumerate() {
             if id != next_object {
+                check_crash_window(next_object, "missing", &ids[i..], max_in_flight)?;
                 warn!(missing = %next_object, "gap in flush objects; discarding the rest");
                 cut = i;
                 break;
@@ -50,6 +75,7 @@ impl Store {
                     next_object = id.next();
                 }
                 Err(StorageError::Corrupt { object, reason }) => {
+                    check_crash_window(id, &reason, &ids[i + 1..], max_in_flight)?;
                     warn!(%object, %reason, "invalid flush object; discarding it and the rest");
                     cut = i;
                     break;
@@ -132,4 +158,37 @@ impl Store {
         format::check_data(data, &footer).map_err(corrupt)?;
         Ok(chunks)
     }
+}
+
+/// Refuses (with nothing deleted yet) when objects after the first missing or invalid object
+/// `bad` reach further than a crash with `max_in_flight` objects in flight can leave behind,
+/// i.e. beyond `bad + max_in_flight - 1`; then `bad` was acknowledged (see [`Store::recover`]).
+///
+/// `later` holds the ids present after `bad`, ascending.
+fn check_crash_window(
+    bad: ObjectId,
+    problem: &str,
+    later: &[ObjectId],
+    max_in_flight: usize,
+) -> Result<(), StorageError> {
+    let window = max_in_flight.max(1);
+    let allowed = u64::try_from(window - 1).unwrap_or(u64::MAX);
+    let Some(&last) = later.last() else {
+        return Ok(());
+    };
+    if last.0.saturating_sub(bad.0) <= allowed {
+        return Ok(());
+    }
+    let reason = format!(
+        "{problem}; yet {count} later object(s) exist, up to {last}, further than a crash with \
+         flush max_in_flight = {max_in_flight} can leave (at most {allowed} id(s) after the \
+         first missing or invalid object), so this object had been acknowledged and was lost \
+         or damaged afterwards. Recovery stopped to protect acknowledged data and deleted \
+         nothing. Restore the object from a backup; if max_in_flight was lowered since these \
+         objects were written, start once with the old value; only to give up the acknowledged \
+         data in and after it, delete this object and every later one by hand",
+        count = later.len(),
+    );
+    error!(object = %bad, %reason, "refusing to discard flush objects");
+    Err(StorageError::corrupt(bad.key(), reason))
 }

@@ -62,7 +62,8 @@ pub struct FlushConfig {
     /// Objects written concurrently. More precisely: objects sealed but not yet delivered, so
     /// an object that is durable but held back behind a slower or failing older one still takes
     /// a slot. That bounds both memory and how far past the last acknowledged object a crash
-    /// can leave objects behind. Outcomes are delivered in order regardless.
+    /// can leave objects behind, which [`crate::Store::recover`] relies on: give it the same
+    /// value. Outcomes are delivered in order regardless.
     pub max_in_flight: usize,
     /// First pause before re-writing a failed object; doubles per attempt, capped at 5 s.
     pub retry_backoff: Duration,

@@ -61,13 +61,16 @@ pub fn tracked_batch(partition: i32, base: i64, freed: Arc<AtomicBool>) -> Pendi
     }
 }
 
+/// The tests' pipeline write window, also what they pass to `Store::recover`.
+pub const MAX_IN_FLIGHT: usize = 4;
+
 /// Config whose policies never fire on their own in a test's lifetime.
 pub fn lazy_config() -> FlushConfig {
     FlushConfig {
         max_delay: Duration::from_secs(3600),
         max_bytes: usize::MAX,
         max_batches: usize::MAX,
-        max_in_flight: 4,
+        max_in_flight: MAX_IN_FLIGHT,
         retry_backoff: Duration::from_millis(20),
     }
 }

@@ -40,7 +40,7 @@ async fn broken_wal_directory_fails_then_recovers() {
     }
     assert!(pipeline.stats().failures >= 1);
     pipeline.shutdown().await;
-    assert_eq!(store.recover().await.unwrap().objects, 1);
+    assert_eq!(store.recover(MAX_IN_FLIGHT).await.unwrap().objects, 1);
 }
 
 #[tokio::test]
@@ -85,5 +85,8 @@ async fn a_failing_object_holds_back_later_ones() {
     }
     assert_eq!(durable, vec![ObjectId(0), ObjectId(1)]);
     pipeline.shutdown().await;
-    assert_eq!(store.recover().await.unwrap().next_object, ObjectId(2));
+    assert_eq!(
+        store.recover(MAX_IN_FLIGHT).await.unwrap().next_object,
+        ObjectId(2)
+    );
 }
