@@ -95,7 +95,9 @@ impl HotCache {
             )));
         }
         if blocks > u32::MAX as usize {
-            return Err(HotCacheError::Config(format!("{blocks} blocks is too many")));
+            return Err(HotCacheError::Config(format!(
+                "{blocks} blocks is too many"
+            )));
         }
         let arena = Arena::new(blocks * config.block_size)?;
         let inner = Inner {

@@ -174,7 +174,11 @@ mod tests {
         assert_eq!(offsets(index.read(&cache, 7, 15, 1 << 20)), vec![5, 10]);
         assert_eq!(offsets(index.read(&cache, 0, 10, 1 << 20)), vec![0, 5]);
         assert_eq!(offsets(index.read(&cache, 0, 15, 150)), vec![0]);
-        assert_eq!(offsets(index.read(&cache, 0, 15, 10)), vec![0], "one batch at least");
+        assert_eq!(
+            offsets(index.read(&cache, 0, 15, 10)),
+            vec![0],
+            "one batch at least"
+        );
         assert!(matches!(index.read(&cache, 15, 20, 100), ReadOutcome::Miss));
     }
 
@@ -185,7 +189,10 @@ mod tests {
         add(&cache, &mut index, 0, 1, 4000);
         add(&cache, &mut index, 1, 1, 4000);
         add(&cache, &mut index, 2, 1, 4000); // reuses block 0
-        assert!(matches!(index.read(&cache, 0, 3, 1 << 20), ReadOutcome::Miss));
+        assert!(matches!(
+            index.read(&cache, 0, 3, 1 << 20),
+            ReadOutcome::Miss
+        ));
         assert_eq!(offsets(index.read(&cache, 1, 3, 1 << 20)), vec![1, 2]);
         index.prune(&cache);
         assert_eq!(index.first_offset(), Some(1));
