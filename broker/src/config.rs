@@ -1,0 +1,308 @@
+//! Broker configuration: a TOML file, then environment variables, then flags (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Everything the broker can be told. Field names are the TOML keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    /// Storage URL: `fs:///abs/path`, `fs://./relative`, `s3://bucket/prefix?endpoint=...`.
+    pub storage: String,
+    /// This broker's node id in Metadata.
+    pub node_id: i32,
+    /// Create unknown topics on Metadata and Produce requests.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
+    pub default_partitions: i32,
+    /// Largest request frame accepted; larger frames close the connection.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// Requests in flight per connection (pipelining depth).
+    pub max_in_flight_per_connection: usize,
+    /// Hot cache (off-heap arena) size in MiB.
+    pub hot_cache_mib: usize,
+    /// Hot cache block size in KiB: also the largest record batch accepted.
+    pub hot_block_kib: usize,
+    /// Flush policy: time limit after the first pending batch, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Flush policy: bytes pending.
+    pub flush_max_bytes: usize,
+    /// Flush policy: batches pending.
+    pub flush_max_batches: usize,
+    /// Flush objects written concurrently (acks still in order).
+    pub flush_max_in_flight: usize,
+    /// How long a produce waits for hot-cache space before it is answered with an error.
+    pub produce_backpressure_ms: u64,
+    /// `tracing` filter, e.g. `info` or `hotwire_broker=debug,info`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            storage: "fs://./data".into(),
+            node_id: 0,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes: 100 << 20,
+            max_connections: 10_000,
+            max_in_flight_per_connection: 64,
+            hot_cache_mib: 512,
+            hot_block_kib: 4096,
+            flush_interval_ms: 5,
+            flush_max_bytes: 8 << 20,
+            flush_max_batches: 4096,
+            flush_max_in_flight: 4,
+            produce_backpressure_ms: 5_000,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Command line; every option can also come from `HOTWIRE_<NAME>` in the environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hotwire",
+    version,
+    about = "Hotwire: a Kafka-compatible broker over shared storage"
+)]
+pub struct Args {
+    /// TOML configuration file (keys as the long option names, with underscores).
+    #[arg(long, env = "HOTWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "HOTWIRE_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    #[arg(long, env = "HOTWIRE_STORAGE")]
+    storage: Option<String>,
+    #[arg(long, env = "HOTWIRE_NODE_ID")]
+    node_id: Option<i32>,
+    #[arg(long, env = "HOTWIRE_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    #[arg(long, env = "HOTWIRE_DEFAULT_PARTITIONS")]
+    default_partitions: Option<i32>,
+    #[arg(long, env = "HOTWIRE_MAX_FRAME_BYTES")]
+    max_frame_bytes: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_IN_FLIGHT_PER_CONNECTION")]
+    max_in_flight_per_connection: Option<usize>,
+    #[arg(long, env = "HOTWIRE_HOT_CACHE_MIB")]
+    hot_cache_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_HOT_BLOCK_KIB")]
+    hot_block_kib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_FLUSH_INTERVAL_MS")]
+    flush_interval_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_FLUSH_MAX_BYTES")]
+    flush_max_bytes: Option<usize>,
+    #[arg(long, env = "HOTWIRE_FLUSH_MAX_BATCHES")]
+    flush_max_batches: Option<usize>,
+    #[arg(long, env = "HOTWIRE_FLUSH_MAX_IN_FLIGHT")]
+    flush_max_in_flight: Option<usize>,
+    #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
+    produce_backpressure_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {reason}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Copies every option that was given over the file's value.
+macro_rules! overlay {
+    ($config:ident, $args:ident, $($field:ident),+ $(,)?) => {
+        $( if let Some(value) = $args.$field { $config.$field = value; } )+
+    };
+}
+
+impl Config {
+    /// Builds the configuration from the file named by `args` (if any), then the options.
+    pub fn load(args: Args) -> Result<Self, ConfigError> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if args.advertised_listener.is_some() {
+            config.advertised_listener = args.advertised_listener.clone();
+        }
+        overlay!(
+            config,
+            args,
+            listen,
+            storage,
+            node_id,
+            auto_create_topics,
+            default_partitions,
+            max_frame_bytes,
+            max_connections,
+            max_in_flight_per_connection,
+            hot_cache_mib,
+            hot_block_kib,
+            flush_interval_ms,
+            flush_max_bytes,
+            flush_max_batches,
+            flush_max_in_flight,
+            produce_backpressure_ms,
+            log_level,
+        );
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &PathBuf) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Rejects values the broker cannot run with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if self.default_partitions < 1 {
+            return invalid("default_partitions", "must be at least 1".into());
+        }
+        if self.max_frame_bytes < 1024 {
+            return invalid("max_frame_bytes", "must be at least 1024".into());
+        }
+        if self.max_connections == 0 || self.max_in_flight_per_connection == 0 {
+            return invalid("max_connections", "limits must be at least 1".into());
+        }
+        if self.hot_block_kib < 4 {
+            return invalid("hot_block_kib", "must be at least 4".into());
+        }
+        if self.hot_cache_mib * 1024 < 2 * self.hot_block_kib {
+            return invalid(
+                "hot_cache_mib",
+                format!(
+                    "{} MiB holds fewer than two blocks of {} KiB",
+                    self.hot_cache_mib, self.hot_block_kib
+                ),
+            );
+        }
+        if self.flush_max_bytes == 0 || self.flush_max_batches == 0 || self.flush_max_in_flight == 0
+        {
+            return invalid("flush_max_*", "flush limits must be at least 1".into());
+        }
+        if self
+            .advertised_listener
+            .as_deref()
+            .is_some_and(|a| parse_host_port(a).is_none())
+        {
+            return invalid("advertised_listener", "expected host:port".into());
+        }
+        Ok(())
+    }
+
+    /// Host and port given to clients in Metadata.
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised_listener
+            .as_deref()
+            .and_then(parse_host_port)
+            .unwrap_or_else(|| (self.listen.ip().to_string(), i32::from(self.listen.port())))
+    }
+
+    /// Flush time policy.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+fn parse_host_port(text: &str) -> Option<(String, i32)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty()).then(|| (host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("hotwire").chain(list.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hotwire.toml");
+        std::fs::write(
+            &file,
+            "storage = \"fs:///from-file\"\ndefault_partitions = 3\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let config =
+            Config::load(args(&["--config", file, "--storage", "fs:///from-flag"])).unwrap();
+        assert_eq!(config.storage, "fs:///from-flag");
+        assert_eq!(config.default_partitions, 3);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let err = Config::load(args(&["--default-partitions", "0"])).unwrap_err();
+        assert!(err.to_string().contains("default_partitions"), "{err}");
+        let err = Config::load(args(&["--advertised-listener", "nohost"])).unwrap_err();
+        assert!(err.to_string().contains("advertised_listener"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(args(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn advertised_defaults_to_the_listen_address() {
+        let config = Config::load(args(&["--listen", "127.0.0.1:19092"])).unwrap();
+        assert_eq!(config.advertised(), ("127.0.0.1".to_string(), 19092));
+    }
+}

@@ -1,0 +1,102 @@
+//! CreateTopics.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::log::topics::TopicError;
+
+/// Config source reported for overrides given at creation (Kafka's DYNAMIC_TOPIC_CONFIG).
+const SOURCE_TOPIC: i8 = 1;
+
+/// Creates each topic (or validates it only) and reports per-topic results.
+pub async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        results.push(create_one(broker, topic, request.validate_only, version).await);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn create_one(
+    broker: &Broker,
+    topic: CreatableTopic,
+    validate_only: bool,
+    version: i16,
+) -> CreatableTopicResult {
+    let name = topic.name.0.to_string();
+    let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+    let fail = |mut result: CreatableTopicResult, error: ResponseError, message: String| {
+        result.error_code = error.code();
+        if version >= 1 {
+            result.error_message = Some(str_bytes(message));
+        }
+        result
+    };
+    if topic.replication_factor == 0 || topic.replication_factor < -1 {
+        let message = format!("replication factor {} is invalid", topic.replication_factor);
+        return fail(result, ResponseError::InvalidReplicationFactor, message);
+    }
+    let partitions = match (topic.assignments.len(), topic.num_partitions) {
+        (0, -1) => broker.config.default_partitions,
+        (0, n) => n,
+        (n, _) => i32::try_from(n).unwrap_or(i32::MAX),
+    };
+    let mut configs = BTreeMap::new();
+    for config in topic.configs {
+        if let Some(value) = config.value {
+            configs.insert(config.name.to_string(), value.to_string());
+        }
+    }
+    match broker
+        .topics
+        .create(&broker.store, &name, partitions, configs, validate_only)
+        .await
+    {
+        Ok(created) => {
+            if version >= 7 {
+                result.topic_id = created.id;
+            }
+            if version >= 5 {
+                result.num_partitions = partitions;
+                result.replication_factor = 1;
+                result.configs = Some(
+                    created
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(k.clone()))
+                                .with_value(Some(str_bytes(v.clone())))
+                                .with_config_source(SOURCE_TOPIC)
+                        })
+                        .collect(),
+                );
+            }
+            result
+        }
+        Err(error) => {
+            let code = match &error {
+                TopicError::Exists(_) => ResponseError::TopicAlreadyExists,
+                TopicError::InvalidName { .. } | TopicError::Unknown(_) => {
+                    ResponseError::InvalidTopicException
+                }
+                TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+                TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+                TopicError::Storage(_) => ResponseError::KafkaStorageError,
+            };
+            fail(result, code, error.to_string())
+        }
+    }
+}

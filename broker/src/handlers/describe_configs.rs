@@ -1,0 +1,111 @@
+//! DescribeConfigs for topics (and the few broker settings clients ask about).
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::log::topic_config;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// Describes each resource asked for.
+pub fn handle(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| describe(broker, resource, request.include_synonyms, version))
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe(
+    broker: &Broker,
+    resource: DescribeConfigsResource,
+    synonyms: bool,
+    version: i16,
+) -> DescribeConfigsResult {
+    let mut result = DescribeConfigsResult::default()
+        .with_resource_type(resource.resource_type)
+        .with_resource_name(resource.resource_name.clone());
+    let entries: Vec<(String, String, i8)> = match resource.resource_type {
+        RESOURCE_TOPIC => match broker.topics.get(resource.resource_name.as_str()) {
+            Some(topic) => topic_config::DEFAULTS
+                .iter()
+                .map(|(name, default)| match topic.configs.get(*name) {
+                    Some(value) => (name.to_string(), value.clone(), SOURCE_TOPIC),
+                    None => (name.to_string(), default.to_string(), SOURCE_DEFAULT),
+                })
+                .collect(),
+            None => {
+                result.error_code = ResponseError::UnknownTopicOrPartition.code();
+                result.error_message = Some(str_bytes(format!(
+                    "topic {} does not exist",
+                    resource.resource_name.as_str()
+                )));
+                return result;
+            }
+        },
+        RESOURCE_BROKER => vec![
+            (
+                "auto.create.topics.enable".into(),
+                broker.config.auto_create_topics.to_string(),
+                SOURCE_STATIC_BROKER,
+            ),
+            (
+                "num.partitions".into(),
+                broker.config.default_partitions.to_string(),
+                SOURCE_STATIC_BROKER,
+            ),
+            (
+                "socket.request.max.bytes".into(),
+                broker.config.max_frame_bytes.to_string(),
+                SOURCE_STATIC_BROKER,
+            ),
+        ],
+        other => {
+            result.error_code = ResponseError::InvalidRequest.code();
+            result.error_message = Some(str_bytes(format!("unsupported resource type {other}")));
+            return result;
+        }
+    };
+    let wanted = resource.configuration_keys;
+    result.configs = entries
+        .into_iter()
+        .filter(|(name, _, _)| {
+            wanted
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        })
+        .map(|(name, value, source)| {
+            let mut entry = DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(name.clone()))
+                .with_value(Some(str_bytes(value.clone())))
+                .with_config_source(source);
+            if synonyms {
+                entry.synonyms = vec![DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(name))
+                    .with_value(Some(str_bytes(value)))
+                    .with_source(source)];
+            }
+            if version < 1 {
+                entry.config_source = -1;
+            }
+            entry
+        })
+        .collect();
+    result
+}

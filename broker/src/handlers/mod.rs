@@ -1,0 +1,113 @@
+//! Request handlers: one module per Kafka API.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::protocol::{encode_response, Request};
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this response frame.
+    Frame(Bytes),
+    /// Send nothing (acks=0 produce).
+    Nothing,
+    /// Close the connection.
+    Close,
+}
+
+/// A request on its way to a reply.
+pub enum InFlight {
+    /// Answered already.
+    Ready(Reply),
+    /// Still running (waiting for durability, long-polling, reading storage).
+    Running(JoinHandle<Reply>),
+}
+
+/// Runs the order-sensitive part of `request` now and the rest in its own task.
+///
+/// Requests that change state (produce appends, topic creation and deletion) take effect in the
+/// order they arrived on the connection; reads, and the waits for durability, run concurrently.
+/// Responses are still written in request order by the connection.
+pub async fn start(broker: Arc<Broker>, request: Request) -> InFlight {
+    let Request {
+        api_key,
+        version,
+        correlation_id,
+        client_id,
+        body,
+    } = request;
+    tracing::trace!(?api_key, version, correlation_id, ?client_id, "request");
+    let reply = move |response| encode(api_key, version, correlation_id, &response);
+    match body {
+        RequestKind::Produce(r) => {
+            let staged = produce::stage(&broker, r, version).await;
+            InFlight::Running(tokio::spawn(async move {
+                match produce::complete(&broker, staged).await {
+                    Some(response) => reply(ResponseKind::Produce(response)),
+                    None => Reply::Nothing,
+                }
+            }))
+        }
+        RequestKind::Fetch(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::Fetch(
+                fetch::handle(&broker, r, version).await,
+            ))
+        })),
+        RequestKind::ListOffsets(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::ListOffsets(
+                list_offsets::handle(&broker, r, version).await,
+            ))
+        })),
+        RequestKind::ApiVersions(_) => {
+            InFlight::Ready(reply(ResponseKind::ApiVersions(api_versions::handle())))
+        }
+        RequestKind::Metadata(r) => InFlight::Ready(reply(ResponseKind::Metadata(
+            metadata::handle(&broker, r, version).await,
+        ))),
+        RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
+            create_topics::handle(&broker, r, version).await,
+        ))),
+        RequestKind::DeleteTopics(r) => InFlight::Ready(reply(ResponseKind::DeleteTopics(
+            delete_topics::handle(&broker, r, version).await,
+        ))),
+        RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
+            describe_configs::handle(&broker, r, version),
+        ))),
+        other => {
+            // Unreachable while `versions::SUPPORTED` and this match agree; close rather than
+            // answer something the client cannot parse.
+            tracing::error!(?api_key, "no handler for advertised API: {other:?}");
+            InFlight::Ready(Reply::Close)
+        }
+    }
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Reply {
+    match encode_response(api_key, version, correlation_id, response) {
+        Ok(frame) => Reply::Frame(frame),
+        Err(error) => {
+            tracing::error!(%error, "closing connection");
+            Reply::Close
+        }
+    }
+}
+
+/// An owned string in the protocol's string type.
+pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}

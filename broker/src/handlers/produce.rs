@@ -1,0 +1,230 @@
+//! Produce: validate each batch, copy it once into the hot cache, assign offsets, and answer
+//! according to acks (0: nothing, 1: once in the hot cache, all: once durable).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use hotcache::{HotCacheError, PendingSlice};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::durability::{wait_durable, DurableWait};
+use crate::log::partition::{Appended, Partition};
+use crate::log::record_batch::{check_batches, BatchHeader};
+use crate::log::topics::Topic;
+
+/// Shortest acks=all wait, whatever the client's timeout says.
+const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// Outcome for one partition before the durability wait.
+enum Staged {
+    Failed(ResponseError, Option<String>),
+    Appended(Arc<Partition>, Appended),
+}
+
+/// A produce request whose batches are appended (or refused), awaiting its answer.
+pub struct StagedProduce {
+    acks: i16,
+    limit: Duration,
+    version: i16,
+    topics: Vec<(TopicName, Vec<(i32, Staged)>)>,
+}
+
+/// The order-sensitive half: validates and appends every partition's batches. The connection
+/// runs it before reading the next request, so batches pipelined on one connection keep their
+/// order in the log, as with Kafka.
+pub async fn stage(broker: &Broker, request: ProduceRequest, version: i16) -> StagedProduce {
+    let acks = request.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name;
+        let topic = if valid_acks {
+            find_topic(broker, name.0.as_str()).await
+        } else {
+            Err(ResponseError::InvalidRequiredAcks)
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let outcome = match &topic {
+                Err(error) => Staged::Failed(*error, None),
+                Ok(topic) => append(broker, topic, data.index, data.records).await,
+            };
+            partitions.push((data.index, outcome));
+        }
+        topics.push((name, partitions));
+    }
+    let limit =
+        Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)).max(MIN_ACK_WAIT);
+    StagedProduce {
+        acks,
+        limit,
+        version,
+        topics,
+    }
+}
+
+/// The waiting half: the response once acks are satisfied; `None` for acks=0.
+pub async fn complete(broker: &Broker, staged: StagedProduce) -> Option<ProduceResponse> {
+    let StagedProduce {
+        acks,
+        limit,
+        version,
+        topics,
+    } = staged;
+    if acks == 0 {
+        return None;
+    }
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, partitions) in topics {
+        let answers = join_all(
+            partitions
+                .into_iter()
+                .map(|(index, outcome)| answer(broker, index, outcome, acks, limit, version)),
+        )
+        .await;
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(answers),
+        );
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+async fn find_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, ResponseError> {
+    if let Some(topic) = broker.topics.get(name) {
+        return Ok(topic);
+    }
+    if !broker.config.auto_create_topics {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    broker
+        .topics
+        .get_or_create(&broker.store, name, broker.config.default_partitions)
+        .await
+        .map_err(|error| {
+            tracing::warn!(topic = name, %error, "auto-create on produce failed");
+            ResponseError::UnknownTopicOrPartition
+        })
+}
+
+/// Validates, copies into the hot cache and appends one partition's records.
+async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) -> Staged {
+    let Some(partition) = topic.partition(index) else {
+        return Staged::Failed(ResponseError::UnknownTopicOrPartition, None);
+    };
+    let records = records.unwrap_or_default();
+    let batches = match check_batches(&records) {
+        Ok(batches) => batches,
+        Err(error) => {
+            tracing::debug!(topic = topic.name, index, %error, "corrupt batch refused");
+            return Staged::Failed(ResponseError::CorruptMessage, Some(error.to_string()));
+        }
+    };
+    if let Some(batch) = batches.iter().find(|b| b.header.is_transactional()) {
+        let message = format!(
+            "transactional batches are not supported (producer id {})",
+            batch.header.producer_id
+        );
+        return Staged::Failed(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            Some(message),
+        );
+    }
+    let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let bytes = &records[batch.range.clone()];
+        match reserve(broker, bytes.len()).await {
+            Ok(mut slice) => {
+                slice.copy_from_slice(bytes);
+                copied.push((slice, batch.header));
+            }
+            Err(error) => return Staged::Failed(error, None),
+        }
+    }
+    match partition.append(copied, &broker.cache, &broker.pipeline) {
+        Ok(appended) => Staged::Appended(partition.clone(), appended),
+        Err(error) => Staged::Failed(ResponseError::KafkaStorageError, Some(error.to_string())),
+    }
+}
+
+/// Reserves hot-cache space, waiting (bounded) while unflushed data fills the cache.
+async fn reserve(broker: &Broker, len: usize) -> Result<PendingSlice, ResponseError> {
+    let deadline = tokio::time::Instant::now() + broker.backpressure_limit();
+    loop {
+        let space = broker.cache_space.notified();
+        tokio::pin!(space);
+        space.as_mut().enable();
+        match broker.cache.reserve(len) {
+            Ok(slice) => return Ok(slice),
+            Err(HotCacheError::TooLarge { .. }) => return Err(ResponseError::MessageTooLarge),
+            Err(HotCacheError::Full { .. }) => {}
+            Err(error) => {
+                tracing::error!(%error, "hot cache reservation failed");
+                return Err(ResponseError::UnknownServerError);
+            }
+        }
+        broker.pipeline.flush_now();
+        if tokio::time::timeout_at(deadline, space).await.is_err() {
+            tracing::warn!(len, "produce waited too long for hot-cache space");
+            return Err(if broker.storage_health.borrow().failing {
+                ResponseError::KafkaStorageError
+            } else {
+                ResponseError::RequestTimedOut
+            });
+        }
+    }
+}
+
+async fn answer(
+    broker: &Broker,
+    index: i32,
+    outcome: Staged,
+    acks: i16,
+    limit: Duration,
+    version: i16,
+) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index);
+    let (partition, appended) = match outcome {
+        Staged::Failed(error, message) => return failed(response, error, message, version),
+        Staged::Appended(partition, appended) => (partition, appended),
+    };
+    if acks == -1 {
+        let health = broker.storage_health.clone();
+        match wait_durable(&partition, appended.last_offset + 1, health, limit).await {
+            DurableWait::Durable => {}
+            DurableWait::TimedOut => {
+                return failed(response, ResponseError::RequestTimedOut, None, version)
+            }
+            DurableWait::StorageFailed(why) => {
+                let message = Some(format!("storage write failed: {why}"));
+                return failed(response, ResponseError::KafkaStorageError, message, version);
+            }
+        }
+    }
+    let mut response = response.with_base_offset(appended.base_offset);
+    if version >= 5 {
+        response.log_start_offset = partition.log_start();
+    }
+    response
+}
+
+fn failed(
+    mut response: PartitionProduceResponse,
+    error: ResponseError,
+    message: Option<String>,
+    version: i16,
+) -> PartitionProduceResponse {
+    response.error_code = error.code();
+    response.base_offset = -1;
+    if version >= 8 {
+        response.error_message = message.map(str_bytes);
+    }
+    response
+}

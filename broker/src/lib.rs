@@ -1,0 +1,12 @@
+//! Hotwire broker: a Kafka-compatible broker whose produced batches live in an off-heap
+//! HotCache and become durable through the `dfs-adapter` flush pipeline.
+//!
+//! See `docs/architecture.md` for the produce and fetch paths.
+
+pub mod broker;
+pub mod config;
+pub mod durability;
+pub mod handlers;
+pub mod log;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,7 @@
+//! The log: topics, partitions, record batches, and how durable data is read back.
+
+pub mod cold_read;
+pub mod partition;
+pub mod record_batch;
+pub mod topic_config;
+pub mod topics;

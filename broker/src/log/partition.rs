@@ -1,0 +1,177 @@
+//! One partition's log: offset assignment, the hot index, and the chunks already in storage.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use dfs_adapter::{ChunkLocation, FlushPipeline, PartitionKey, PendingBatch, StorageError};
+use hotcache::{HotCache, IndexEntry, PartitionIndex, PendingSlice, ReadOutcome};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::record_batch::{assign_offset, BatchHeader};
+
+/// Leader epoch written into stored batches and reported in Metadata. A single broker owns every
+/// partition, so it never changes; a cluster will take it from the coordination service.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// Offsets given to one appended set of batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+}
+
+/// A partition of a topic.
+pub struct Partition {
+    key: PartitionKey,
+    state: Mutex<PartitionState>,
+    /// Durable end of the log: what consumers may read, and what acks=all waits for.
+    high_watermark: watch::Sender<i64>,
+}
+
+struct PartitionState {
+    /// Next offset to assign (log end offset, durable or not).
+    next_offset: i64,
+    log_start: i64,
+    hot: PartitionIndex,
+    /// Durable runs of batches, in offset order.
+    stored: VecDeque<ChunkLocation>,
+}
+
+impl Partition {
+    /// A partition with the given durable chunks (in offset order), as recovered from storage.
+    pub fn new(key: PartitionKey, chunks: Vec<ChunkLocation>) -> Self {
+        let end = chunks.last().map_or(0, |c| c.last_offset + 1);
+        let log_start = chunks.first().map_or(0, |c| c.base_offset);
+        Self {
+            key,
+            state: Mutex::new(PartitionState {
+                next_offset: end,
+                log_start,
+                hot: PartitionIndex::new(),
+                stored: chunks.into(),
+            }),
+            high_watermark: watch::Sender::new(end),
+        }
+    }
+
+    /// Storage identity.
+    pub fn key(&self) -> PartitionKey {
+        self.key
+    }
+
+    /// Durable end offset.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// First offset still held.
+    pub fn log_start(&self) -> i64 {
+        self.state.lock().log_start
+    }
+
+    /// Watches the high watermark (long-poll fetches and acks=all producers wait on it).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Gives offsets to batches already copied into the hot cache, publishes them in the hot
+    /// index and hands them to the flush pipeline, all under the partition lock so that offsets,
+    /// index order and submission order agree.
+    pub fn append(
+        &self,
+        batches: Vec<(PendingSlice, BatchHeader)>,
+        cache: &HotCache,
+        pipeline: &FlushPipeline,
+    ) -> Result<Appended, StorageError> {
+        let mut state = self.state.lock();
+        let base_offset = state.next_offset;
+        let mut next = base_offset;
+        for (mut pending, header) in batches {
+            let batch_base = next;
+            let last_offset = batch_base + i64::from(header.last_offset_delta);
+            assign_offset(&mut pending, batch_base, LEADER_EPOCH);
+            let slice = pending.freeze();
+            state.hot.push(IndexEntry {
+                base_offset: batch_base,
+                last_offset,
+                max_timestamp: header.max_timestamp,
+                at: slice.handle(),
+            });
+            // Offsets are taken even if the pipeline refuses (it only does so at shutdown), so
+            // that the hot index and the log end stay consistent.
+            next = last_offset + 1;
+            state.next_offset = next;
+            pipeline.submit(PendingBatch {
+                key: self.key,
+                base_offset: batch_base,
+                last_offset,
+                max_timestamp: header.max_timestamp,
+                data: Bytes::from_owner(slice),
+            })?;
+        }
+        state.hot.prune(cache);
+        Ok(Appended {
+            base_offset,
+            last_offset: next - 1,
+        })
+    }
+
+    /// Records that a chunk of this partition is durable and moves the high watermark.
+    pub fn on_durable(&self, chunk: ChunkLocation) {
+        let end = chunk.last_offset + 1;
+        self.state.lock().stored.push_back(chunk);
+        self.high_watermark.send_if_modified(|hw| {
+            let advanced = end > *hw;
+            if advanced {
+                *hw = end;
+            }
+            advanced
+        });
+    }
+
+    /// Durable batches from the hot cache, starting at the one holding `offset`.
+    pub fn read_hot(&self, cache: &HotCache, offset: i64, max_bytes: usize) -> ReadOutcome {
+        let end = self.high_watermark();
+        self.state.lock().hot.read(cache, offset, end, max_bytes)
+    }
+
+    /// The stored chunk holding `offset`.
+    pub fn stored_chunk(&self, offset: i64) -> Option<ChunkLocation> {
+        let state = self.state.lock();
+        let at = state.stored.partition_point(|c| c.last_offset < offset);
+        state
+            .stored
+            .get(at)
+            .filter(|c| c.base_offset <= offset)
+            .cloned()
+    }
+
+    /// The first stored chunk holding a timestamp at or after `timestamp`.
+    pub fn stored_chunk_by_timestamp(&self, timestamp: i64) -> Option<ChunkLocation> {
+        let state = self.state.lock();
+        state
+            .stored
+            .iter()
+            .find(|c| c.max_timestamp >= timestamp)
+            .cloned()
+    }
+
+    /// The stored chunk holding the largest timestamp (the earliest such chunk).
+    pub fn stored_chunk_with_max_timestamp(&self) -> Option<ChunkLocation> {
+        let state = self.state.lock();
+        state
+            .stored
+            .iter()
+            .reduce(|best, c| {
+                if c.max_timestamp > best.max_timestamp {
+                    c
+                } else {
+                    best
+                }
+            })
+            .cloned()
+    }
+}

@@ -1,0 +1,263 @@
+//! The topic registry: names, ids, partitions, and their durable catalog in storage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use dfs_adapter::{ChunkLocation, PartitionKey, StorageError, Store, TopicRecord};
+use parking_lot::RwLock;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::partition::Partition;
+use super::topic_config;
+
+/// Kafka's limit on topic name length.
+const MAX_NAME_LEN: usize = 249;
+
+/// A topic and its partitions.
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Stable id (never reused, so data of a deleted topic is never adopted by a new one).
+    pub id: Uuid,
+    /// Overrides given at creation.
+    pub configs: BTreeMap<String, String>,
+    /// Partitions, by index.
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    /// The partition with this index.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// Why a topic could not be created or deleted.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Creating a topic that exists.
+    #[error("topic {0} already exists")]
+    Exists(String),
+    /// Deleting or using a topic that does not exist.
+    #[error("topic {0} does not exist")]
+    Unknown(String),
+    /// Illegal name.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Partition count below 1.
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    /// A config override was refused.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The catalog could not be written.
+    #[error("storage error: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// All topics, looked up by name or by partition storage key.
+#[derive(Default)]
+pub struct TopicRegistry {
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Serialises creations and deletions so the catalog in storage and memory agree.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl TopicRegistry {
+    /// Rebuilds the registry from the catalog and the recovered chunks (in object order).
+    /// Chunks of topics no longer in the catalog (deleted) are ignored.
+    pub fn recover(records: Vec<TopicRecord>, chunks: Vec<ChunkLocation>) -> Self {
+        let mut by_key: HashMap<PartitionKey, Vec<ChunkLocation>> = HashMap::new();
+        for chunk in chunks {
+            by_key.entry(chunk.key).or_default().push(chunk);
+        }
+        let registry = Self::default();
+        for record in records {
+            let partitions = (0..record.partitions)
+                .map(|p| {
+                    let key = PartitionKey {
+                        topic_id: record.id,
+                        partition: p,
+                    };
+                    let mut chunks = by_key.remove(&key).unwrap_or_default();
+                    chunks.sort_by_key(|c| c.base_offset);
+                    Arc::new(Partition::new(key, chunks))
+                })
+                .collect();
+            registry.insert(Topic {
+                name: record.name,
+                id: record.id,
+                configs: record.configs,
+                partitions,
+            });
+        }
+        registry
+    }
+
+    fn insert(&self, topic: Topic) -> Arc<Topic> {
+        let topic = Arc::new(topic);
+        {
+            let mut partitions = self.partitions.write();
+            for partition in &topic.partitions {
+                partitions.insert(partition.key(), partition.clone());
+            }
+        }
+        self.topics
+            .write()
+            .insert(topic.name.clone(), topic.clone());
+        topic
+    }
+
+    /// The topic named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// The topic with id `id`.
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().values().find(|t| t.id == id).cloned()
+    }
+
+    /// All topics, by name.
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// The partition stored under `key`.
+    pub fn partition(&self, key: &PartitionKey) -> Option<Arc<Partition>> {
+        self.partitions.read().get(key).cloned()
+    }
+
+    /// Creates a topic durably (or only validates it).
+    pub async fn create(
+        &self,
+        store: &Store,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_name(name)?;
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(partitions));
+        }
+        topic_config::validate(&configs).map_err(TopicError::InvalidConfig)?;
+        let _guard = self.changes.lock().await;
+        if self.get(name).is_some() {
+            return Err(TopicError::Exists(name.to_string()));
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        let topic = Topic {
+            name: record.name.clone(),
+            id: record.id,
+            configs: record.configs.clone(),
+            partitions: (0..partitions)
+                .map(|p| {
+                    let key = PartitionKey {
+                        topic_id: record.id,
+                        partition: p,
+                    };
+                    Arc::new(Partition::new(key, Vec::new()))
+                })
+                .collect(),
+        };
+        if validate_only {
+            return Ok(Arc::new(topic));
+        }
+        store.put_topic(&record).await?;
+        tracing::info!(topic = name, partitions, id = %record.id, "topic created");
+        Ok(self.insert(topic))
+    }
+
+    /// Gets a topic, creating it with `partitions` partitions if it does not exist.
+    pub async fn get_or_create(
+        &self,
+        store: &Store,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<Topic>, TopicError> {
+        if let Some(topic) = self.get(name) {
+            return Ok(topic);
+        }
+        match self
+            .create(store, name, partitions, BTreeMap::new(), false)
+            .await
+        {
+            Err(TopicError::Exists(_)) => self
+                .get(name)
+                .ok_or_else(|| TopicError::Unknown(name.to_string())),
+            other => other,
+        }
+    }
+
+    /// Deletes a topic durably. Its data objects stay until compaction and retention (they are
+    /// never adopted again: recovery keys data by topic id).
+    pub async fn delete(&self, store: &Store, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.changes.lock().await;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        store.delete_topic(name).await?;
+        self.topics.write().remove(name);
+        let mut partitions = self.partitions.write();
+        for partition in &topic.partitions {
+            partitions.remove(&partition.key());
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(topic)
+    }
+}
+
+/// Kafka's rules for topic names.
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |reason| {
+        Err(TopicError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return invalid("longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_name("orders.v1_x-y").is_ok());
+        for bad in ["", ".", "..", "a/b", "späm", &"x".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

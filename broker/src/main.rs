@@ -1,0 +1,78 @@
+//! The `hotwire` binary.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hotwire_broker::broker::Broker;
+use hotwire_broker::config::{Args, Config};
+use hotwire_broker::server;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::load(Args::parse()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hotwire: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|error| {
+        eprintln!(
+            "hotwire: invalid log level {:?} ({error}); using info",
+            config.log_level
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hotwire-net")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let broker = Broker::open(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, storage = broker.store.url(), "hotwire serving Kafka");
+
+    let shutdown = CancellationToken::new();
+    let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = &mut serving => anyhow::bail!("listener stopped unexpectedly"),
+    }
+    shutdown.cancel();
+    // Flush first, so producers waiting on acks=all are answered while connections drain.
+    broker.shutdown().await;
+    let _ = serving.await;
+    tracing::info!("all data flushed; bye");
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The TCP side: accepting connections and serving Kafka requests on them.
+
+pub mod connection;
+pub mod listener;
+
+pub use listener::serve;

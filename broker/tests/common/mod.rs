@@ -1,0 +1,183 @@
+//! A broker process started by a test, and a minimal raw Kafka client for it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// A `hotwire` process on a free loopback port with its own storage directory.
+pub struct BrokerProcess {
+    pub addr: SocketAddr,
+    pub storage: tempfile::TempDir,
+    child: Child,
+}
+
+impl BrokerProcess {
+    pub fn start(extra: &[&str]) -> Self {
+        let storage = tempfile::tempdir().unwrap();
+        let addr = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_hotwire"))
+            .args(["--listen", &addr.to_string()])
+            .args(["--storage", &format!("fs://{}", storage.path().display())])
+            .args(["--log-level", "warn"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let broker = Self {
+            addr,
+            storage,
+            child,
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("broker did not start listening on {}", self.addr);
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A fresh connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// One blocking connection speaking raw frames.
+pub struct Client {
+    stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self {
+            stream,
+            next_correlation: 1,
+        }
+    }
+
+    /// Sends raw bytes as they are (no length prefix added).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends one frame with a length prefix.
+    pub fn send_frame(&mut self, frame: &[u8]) {
+        let mut out = (frame.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(frame);
+        self.send_raw(&out);
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        if self.stream.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(frame.into())
+    }
+
+    /// True if the broker closed the connection (EOF or reset) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    /// Encodes `body` as `api` v`version` and sends it; returns the correlation id used.
+    pub fn send<T: Encodable>(&mut self, api: ApiKey, version: i16, body: &T) -> i32 {
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_static_str("hotwire-test")))
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        self.send_frame(&buf);
+        correlation
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn call<T: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, body: &T) -> R {
+        let correlation = self.send(api, version, body);
+        let mut frame = self
+            .read_frame()
+            .expect("connection closed instead of a response");
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, correlation);
+        R::decode(&mut frame, version).unwrap()
+    }
+}
+
+/// A real v2 record batch of `count` records.
+pub fn record_batch(count: i32, compression: Compression) -> Vec<u8> {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: i,
+            timestamp: 1_700_000_000_000 + i64::from(i),
+            key: None,
+            value: Some(Bytes::from(format!("value-{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
