@@ -44,6 +44,9 @@ pub struct Config {
     pub flush_max_in_flight: usize,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
+    /// How long a graceful shutdown waits for pending data to become durable before giving up
+    /// (exit code 1; only unacknowledged or acks=1 data can be lost then).
+    pub shutdown_flush_ms: u64,
     /// `tracing` filter, e.g. `info` or `hotwire_broker=debug,info`.
     pub log_level: String,
 }
@@ -67,6 +70,7 @@ impl Default for Config {
             flush_max_batches: 4096,
             flush_max_in_flight: 4,
             produce_backpressure_ms: 5_000,
+            shutdown_flush_ms: 60_000,
             log_level: "info".into(),
         }
     }
@@ -115,6 +119,8 @@ pub struct Args {
     flush_max_in_flight: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_SHUTDOWN_FLUSH_MS")]
+    shutdown_flush_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_LOG_LEVEL")]
     log_level: Option<String>,
 }
@@ -184,6 +190,7 @@ impl Config {
             flush_max_batches,
             flush_max_in_flight,
             produce_backpressure_ms,
+            shutdown_flush_ms,
             log_level,
         );
         config.validate()?;

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use hotwire_broker::broker::Broker;
@@ -71,7 +72,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     // Flush first, so producers waiting on acks=all are answered while connections drain.
-    broker.shutdown().await;
+    let limit = Duration::from_millis(broker.config.shutdown_flush_ms);
+    if tokio::time::timeout(limit, broker.shutdown())
+        .await
+        .is_err()
+    {
+        anyhow::bail!("storage did not take the pending data within {limit:?}; exiting without it");
+    }
     let _ = serving.await;
     tracing::info!("all data flushed; bye");
     Ok(())
