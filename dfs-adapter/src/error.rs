@@ -34,7 +34,7 @@ pub enum StorageError {
         reason: String,
     },
 
-    /// A local I/O operation this crate does itself (directory fsync) failed.
+    /// A local I/O operation this crate does itself (directory fsync or check) failed.
     #[error("{context}: {source}")]
     Io {
         /// What this crate was doing.

@@ -25,6 +25,12 @@ pub struct Store {
 
 struct Inner {
     op: Operator,
+    /// Operator for flush-object writes. On `fs` it has no retry layer: OpenDAL's retry would
+    /// re-run a failed `close`, which fsyncs the same open file again, and an fsync after a
+    /// failed one can succeed although the data never reached the disk. A failed object is
+    /// retried by the pipeline instead, as a whole, from a fresh truncating open. On object
+    /// stores this is `op` (retrying a PUT or a part is safe).
+    write_op: Operator,
     /// Canonical URL for logs (absolute fs path, secrets redacted).
     url: String,
     /// Present for the local filesystem, where directories need explicit fsyncs.
@@ -33,6 +39,8 @@ struct Inner {
 
 /// Directories of an `fs` store whose entries must be fsynced after creation or removal.
 struct LocalDirs {
+    /// `<root>/wal/`, checked before each object write.
+    wal_dir: PathBuf,
     wal: DirSyncer,
     topics: DirSyncer,
 }
@@ -68,6 +76,7 @@ impl Store {
                 let op = Operator::new(opendal::services::Fs::default().root(root_str))
                     .map_err(StorageError::backend(format!("open {canonical}")))?;
                 let local = LocalDirs {
+                    wal_dir: root.join(WAL_DIR),
                     wal: DirSyncer::new(root.join(WAL_DIR)),
                     topics: DirSyncer::new(root.join(TOPICS_DIR)),
                 };
@@ -88,14 +97,22 @@ impl Store {
         };
         // Timeout inside retry so that each attempt is timed out and retried, as OpenDAL's docs
         // require; logging outermost records what the caller finally sees.
-        let op = op
-            .layer(TimeoutLayer::new())
+        let timed = op.layer(TimeoutLayer::new());
+        let op = timed
+            .clone()
             .layer(RetryLayer::new().with_jitter())
             .layer(LoggingLayer::new(TracingInterceptor));
+        // Flush objects on fs: no retry layer (see `Inner::write_op`).
+        let write_op = if local.is_some() {
+            timed.layer(LoggingLayer::new(TracingInterceptor))
+        } else {
+            op.clone()
+        };
         info!(url = %canonical, "storage opened");
         Ok(Store {
             inner: Arc::new(Inner {
                 op,
+                write_op,
                 url: canonical,
                 local,
             }),
@@ -162,6 +179,15 @@ impl Store {
     /// The object is written under its final key (no temporary name and rename): a torn write
     /// is caught by the footer checks in recovery, and object stores publish a key only when
     /// the upload completes.
+    ///
+    /// Every call is a complete attempt that replaces whatever an earlier, failed attempt at
+    /// the same object left (the content is identical by construction). On `fs`, OpenDAL opens
+    /// the file with `O_CREAT | O_TRUNC` (never `O_EXCL`: no `if_not_exists`, no
+    /// `atomic_write_dir`), writes it whole and fsyncs it on close; this crate then checks the
+    /// size and fsyncs `wal/`. Nothing inside OpenDAL retries a step of it (see
+    /// `Inner::write_op`), and `wal/` must still be a directory: OpenDAL would otherwise try to
+    /// create it, failing with a misleading `AlreadyExists` (`mkdir`'s `EEXIST`) where a file
+    /// stands in its place, or creating it afresh, without the root's fsync, where it vanished.
     pub(crate) async fn write_object(
         &self,
         object: ObjectId,
@@ -170,7 +196,10 @@ impl Store {
     ) -> Result<(), StorageError> {
         let key = object.key();
         let expected = data.len() as u64;
-        let mut request = self.inner.op.writer_with(&key);
+        if let Some(local) = &self.inner.local {
+            check_dir(&local.wal_dir).await?;
+        }
+        let mut request = self.inner.write_op.writer_with(&key);
         if let Some((chunk, concurrent)) = shape.slices {
             request = request.chunk(chunk).concurrent(concurrent);
         }
@@ -178,9 +207,13 @@ impl Store {
             .await
             .map_err(StorageError::backend(format!("create {key}")))?;
         if let Err(source) = writer.write(data).await {
-            // Best effort: releases multipart state on object stores; fs cannot abort.
-            if let Err(e) = writer.abort().await {
-                debug!(%key, error = %e, "abort after failed write");
+            // Best effort: releases multipart state on object stores. Not on fs, which cannot
+            // abort (the next attempt truncates instead): the lazily opened fs writer would only
+            // try to open the file once more.
+            if self.inner.local.is_none() {
+                if let Err(e) = writer.abort().await {
+                    debug!(%key, error = %e, "abort after failed write");
+                }
             }
             return Err(StorageError::backend(format!("write {key}"))(source));
         }
@@ -189,7 +222,8 @@ impl Store {
             .await
             .map_err(StorageError::backend(format!("close {key}")))?;
         if let Some(local) = &self.inner.local {
-            // A retried partial write could leave extra bytes; the file size is the cheap proof.
+            // The file size is the cheap proof that the truncating open replaced whatever an
+            // earlier attempt left, and that every byte was written.
             if meta.content_length() != expected {
                 return Err(StorageError::corrupt(
                     key,
@@ -234,6 +268,19 @@ impl fmt::Debug for Store {
             .field("url", &self.inner.url)
             .finish()
     }
+}
+
+/// Fails unless `dir` exists and is a directory (following symlinks).
+async fn check_dir(dir: &Path) -> Result<(), StorageError> {
+    let source = match tokio::fs::metadata(dir).await {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        Err(source) => source,
+    };
+    Err(StorageError::Io {
+        context: format!("flush object directory {}", dir.display()),
+        source,
+    })
 }
 
 /// Creates the root with `wal/` and `topics/` and fsyncs every directory whose entries changed,
