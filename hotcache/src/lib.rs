@@ -20,8 +20,10 @@ mod cache;
 mod error;
 mod index;
 mod slice;
+mod slots;
 
 pub use cache::{HotCache, HotCacheConfig, HotCacheStats};
 pub use error::HotCacheError;
 pub use index::{IndexEntry, PartitionIndex, ReadOutcome};
 pub use slice::{HotSlice, PendingSlice, SliceRef};
+pub use slots::AtomicSlots;
