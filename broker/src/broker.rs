@@ -3,14 +3,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::{FlushConfig, FlushPipeline, StorageError, Store};
+use dfs_adapter::{FlushConfig, FlushPipeline, ObjectId, StorageError, Store};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::durability::{flush_sink, StorageHealth};
+use crate::internal::{internal_key, InternalLog, InternalLogError, InternalRecord};
+use crate::log::cold_read::ColdReadError;
+use crate::log::partition::Partition;
+use crate::log::reserve::CacheSpace;
 use crate::log::topics::TopicRegistry;
+use crate::offsets::{OffsetTable, Offsets};
+use crate::producers::recovery::TailWindow;
+use crate::producers::{self, ProducerIds};
 
 /// Why the broker could not start.
 #[derive(Debug, Error)]
@@ -22,6 +29,12 @@ pub enum StartError {
     /// The hot cache could not be created.
     #[error("hot cache: {0}")]
     HotCache(#[from] HotCacheError),
+    /// The internal log (offsets, groups, producer ids) could not be replayed.
+    #[error("internal log: {0}")]
+    Internal(#[from] InternalLogError),
+    /// Producer state could not be rebuilt from stored data.
+    #[error("producer state: {0}")]
+    Producers(#[from] ColdReadError),
 }
 
 /// Everything request handlers share.
@@ -36,12 +49,20 @@ pub struct Broker {
     pub topics: Arc<TopicRegistry>,
     /// Where produced batches go to become durable.
     pub pipeline: FlushPipeline,
-    /// Woken whenever hot-cache blocks may have been released.
-    pub cache_space: Arc<Notify>,
+    /// Hot-cache reservations with backpressure.
+    pub space: CacheSpace,
     /// Whether flushes are currently failing.
     pub storage_health: watch::Receiver<StorageHealth>,
     /// Reported in Metadata.
     pub cluster_id: String,
+    /// The broker's own durable log.
+    pub internal: Arc<InternalLog>,
+    /// Committed consumer offsets.
+    pub offsets: Offsets,
+    /// Producer-id allocation.
+    pub producer_ids: ProducerIds,
+    /// Group snapshots replayed from the internal log, taken by the group coordinator at start.
+    pub restored_groups: Vec<serde_json::Value>,
 }
 
 impl Broker {
@@ -58,7 +79,13 @@ impl Broker {
             discarded = recovered.discarded.len(),
             "recovered from storage"
         );
-        let topics = Arc::new(TopicRegistry::recover(records, recovered.chunks));
+        let (internal_chunks, chunks): (Vec<_>, Vec<_>) = recovered
+            .chunks
+            .into_iter()
+            .partition(|c| c.key == internal_key());
+        let topics = Arc::new(TopicRegistry::recover(records, chunks));
+        let internal_partition = Arc::new(Partition::new(internal_key(), internal_chunks));
+        topics.register_hidden(internal_partition.clone());
         let cache = HotCache::new(HotCacheConfig {
             capacity: config.hot_cache_mib << 20,
             block_size: config.hot_block_kib << 10,
@@ -82,15 +109,55 @@ impl Broker {
             recovered.next_object,
             flush_sink(topics.clone(), health_tx),
         );
+        let space = CacheSpace {
+            cache: cache.clone(),
+            freed: cache_space,
+            pipeline: pipeline.clone(),
+            health: storage_health.clone(),
+            limit: Duration::from_millis(config.produce_backpressure_ms),
+        };
+        let internal = Arc::new(InternalLog::new(
+            internal_partition,
+            space.clone(),
+            storage_health.clone(),
+        ));
+        let history = internal.replay(&store).await?;
+        let offsets = Offsets::new(OffsetTable::new(config.offset_slots)?, internal.clone());
+        offsets.replay(&history);
+        let producer_ids = ProducerIds::new(internal.clone(), &history);
+        let window = TailWindow {
+            since_object: ObjectId(
+                recovered
+                    .next_object
+                    .0
+                    .saturating_sub(2 * config.flush_max_in_flight as u64 + 2),
+            ),
+            min_bytes: PRODUCER_TAIL_BYTES,
+        };
+        for topic in topics.list() {
+            for partition in &topic.partitions {
+                let states = producers::recovery::rebuild(&store, partition, window).await?;
+                partition.restore_producers(states);
+            }
+        }
+        tracing::info!(
+            internal_records = history.len(),
+            committed_offsets = offsets.table().groups().len(),
+            "broker state replayed"
+        );
         Ok(Arc::new(Self {
             config,
             store,
             cache,
             topics,
             pipeline,
-            cache_space,
+            space,
             storage_health,
             cluster_id: "hotwire".to_string(),
+            internal,
+            offsets,
+            producer_ids,
+            restored_groups: latest_group_snapshots(history),
         }))
     }
 
@@ -98,9 +165,21 @@ impl Broker {
     pub async fn shutdown(&self) {
         self.pipeline.shutdown().await;
     }
+}
 
-    /// How long a produce may wait for hot-cache space.
-    pub fn backpressure_limit(&self) -> Duration {
-        Duration::from_millis(self.config.produce_backpressure_ms)
+/// Stored data of each partition read back at start to rebuild idempotent producers' state.
+const PRODUCER_TAIL_BYTES: u64 = 4 << 20;
+
+/// The last snapshot of every group not deleted since, in first-seen order.
+fn latest_group_snapshots(history: Vec<InternalRecord>) -> Vec<serde_json::Value> {
+    let mut latest: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    for record in history {
+        if let InternalRecord::Group { group_id, snapshot } = record {
+            match latest.iter_mut().find(|(id, _)| *id == group_id) {
+                Some(entry) => entry.1 = snapshot,
+                None => latest.push((group_id, snapshot)),
+            }
+        }
     }
+    latest.into_iter().filter_map(|(_, s)| s).collect()
 }

@@ -44,6 +44,8 @@ pub struct Config {
     pub flush_max_in_flight: usize,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
+    /// Committed-offset slots (group × partition) in the shared offset table.
+    pub offset_slots: usize,
     /// How long a graceful shutdown waits for pending data to become durable before giving up
     /// (exit code 1; only unacknowledged or acks=1 data can be lost then).
     pub shutdown_flush_ms: u64,
@@ -70,6 +72,7 @@ impl Default for Config {
             flush_max_batches: 4096,
             flush_max_in_flight: 4,
             produce_backpressure_ms: 5_000,
+            offset_slots: 1 << 20,
             shutdown_flush_ms: 60_000,
             log_level: "info".into(),
         }
@@ -119,6 +122,8 @@ pub struct Args {
     flush_max_in_flight: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
+    offset_slots: Option<usize>,
     #[arg(long, env = "HOTWIRE_SHUTDOWN_FLUSH_MS")]
     shutdown_flush_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_LOG_LEVEL")]
@@ -190,6 +195,7 @@ impl Config {
             flush_max_batches,
             flush_max_in_flight,
             produce_backpressure_ms,
+            offset_slots,
             shutdown_flush_ms,
             log_level,
         );
@@ -216,6 +222,9 @@ impl Config {
         }
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes", "must be at least 1024".into());
+        }
+        if self.offset_slots == 0 {
+            return invalid("offset_slots", "must be at least 1".into());
         }
         if self.max_connections == 0 || self.max_in_flight_per_connection == 0 {
             return invalid("max_connections", "limits must be at least 1".into());

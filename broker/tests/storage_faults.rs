@@ -55,8 +55,8 @@ fn a_failing_store_gives_storage_errors_then_heals() {
     assert_eq!(produce(&mut client), (0, 0));
 
     // Break the store: the object directory becomes a plain file.
-    let wal = broker.storage.path().join("wal");
-    let parked = broker.storage.path().join("wal.parked");
+    let wal = broker.storage_path().join("wal");
+    let parked = broker.storage_path().join("wal.parked");
     std::fs::rename(&wal, &parked).unwrap();
     std::fs::write(&wal, b"not a directory").unwrap();
 

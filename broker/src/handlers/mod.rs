@@ -5,8 +5,11 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+
+pub mod offset_fetch;
 pub mod produce;
 
 use std::sync::Arc;
@@ -73,6 +76,14 @@ pub async fn start(broker: Arc<Broker>, request: Request) -> InFlight {
                 list_offsets::handle(&broker, r, version).await,
             ))
         })),
+        RequestKind::InitProducerId(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::InitProducerId(
+                init_producer_id::handle(&broker, r, version).await,
+            ))
+        })),
+        RequestKind::OffsetFetch(r) => InFlight::Ready(reply(ResponseKind::OffsetFetch(
+            offset_fetch::handle(&broker, r, version),
+        ))),
         RequestKind::ApiVersions(_) => {
             InFlight::Ready(reply(ResponseKind::ApiVersions(api_versions::handle())))
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use hotcache::{HotCacheError, PendingSlice};
+use hotcache::PendingSlice;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
@@ -14,9 +14,10 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::durability::{wait_durable, DurableWait};
-use crate::log::partition::{Appended, Partition};
+use crate::log::partition::{AppendError, Appended, Partition};
 use crate::log::record_batch::{check_batches, BatchHeader};
 use crate::log::topics::Topic;
+use crate::producers::SequenceError;
 
 /// Shortest acks=all wait, whatever the client's timeout says.
 const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
@@ -140,7 +141,7 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
     let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
     for batch in batches {
         let bytes = &records[batch.range.clone()];
-        match reserve(broker, bytes.len()).await {
+        match broker.space.reserve(bytes.len()).await {
             Ok(mut slice) => {
                 slice.copy_from_slice(bytes);
                 copied.push((slice, batch.header));
@@ -150,35 +151,14 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
     }
     match partition.append(copied, &broker.cache, &broker.pipeline) {
         Ok(appended) => Staged::Appended(partition.clone(), appended),
+        Err(AppendError::Sequence(error)) => {
+            let code = match error {
+                SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                _ => ResponseError::OutOfOrderSequenceNumber,
+            };
+            Staged::Failed(code, Some(error.to_string()))
+        }
         Err(error) => Staged::Failed(ResponseError::KafkaStorageError, Some(error.to_string())),
-    }
-}
-
-/// Reserves hot-cache space, waiting (bounded) while unflushed data fills the cache.
-async fn reserve(broker: &Broker, len: usize) -> Result<PendingSlice, ResponseError> {
-    let deadline = tokio::time::Instant::now() + broker.backpressure_limit();
-    loop {
-        let space = broker.cache_space.notified();
-        tokio::pin!(space);
-        space.as_mut().enable();
-        match broker.cache.reserve(len) {
-            Ok(slice) => return Ok(slice),
-            Err(HotCacheError::TooLarge { .. }) => return Err(ResponseError::MessageTooLarge),
-            Err(HotCacheError::Full { .. }) => {}
-            Err(error) => {
-                tracing::error!(%error, "hot cache reservation failed");
-                return Err(ResponseError::UnknownServerError);
-            }
-        }
-        broker.pipeline.flush_now();
-        if tokio::time::timeout_at(deadline, space).await.is_err() {
-            tracing::warn!(len, "produce waited too long for hot-cache space");
-            return Err(if broker.storage_health.borrow().failing {
-                ResponseError::KafkaStorageError
-            } else {
-                ResponseError::RequestTimedOut
-            });
-        }
     }
 }
 

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::record_batch::{assign_offset, BatchHeader};
+use crate::producers::{ProducerStates, SequenceCheck, SequenceError};
 
 /// Leader epoch written into stored batches and reported in Metadata. A single broker owns every
 /// partition, so it never changes; a cluster will take it from the coordination service.
@@ -38,6 +39,20 @@ struct PartitionState {
     hot: PartitionIndex,
     /// Durable runs of batches, in offset order.
     stored: VecDeque<ChunkLocation>,
+    /// Idempotent producers' recent batches.
+    producers: ProducerStates,
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The flush pipeline is closed (shutting down).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An idempotent producer's batch broke the sequence rules.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
 }
 
 impl Partition {
@@ -52,6 +67,7 @@ impl Partition {
                 log_start,
                 hot: PartitionIndex::new(),
                 stored: chunks.into(),
+                producers: ProducerStates::default(),
             }),
             high_watermark: watch::Sender::new(end),
         }
@@ -79,44 +95,63 @@ impl Partition {
 
     /// Gives offsets to batches already copied into the hot cache, publishes them in the hot
     /// index and hands them to the flush pipeline, all under the partition lock so that offsets,
-    /// index order and submission order agree.
+    /// index order, producer sequences and submission order agree. A retried batch of an
+    /// idempotent producer is not appended again: the offsets it got the first time are returned.
     pub fn append(
         &self,
         batches: Vec<(PendingSlice, BatchHeader)>,
         cache: &HotCache,
         pipeline: &FlushPipeline,
-    ) -> Result<Appended, StorageError> {
+    ) -> Result<Appended, AppendError> {
         let mut state = self.state.lock();
-        let base_offset = state.next_offset;
-        let mut next = base_offset;
+        let mut first_offset = None;
+        let mut last_offset = state.next_offset - 1;
         for (mut pending, header) in batches {
-            let batch_base = next;
-            let last_offset = batch_base + i64::from(header.last_offset_delta);
+            match state.producers.check(&header)? {
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset: last,
+                } => {
+                    first_offset.get_or_insert(base_offset);
+                    last_offset = last;
+                    continue;
+                }
+                SequenceCheck::Append => {}
+            }
+            let batch_base = state.next_offset;
+            let batch_last = batch_base + i64::from(header.last_offset_delta);
             assign_offset(&mut pending, batch_base, LEADER_EPOCH);
             let slice = pending.freeze();
             state.hot.push(IndexEntry {
                 base_offset: batch_base,
-                last_offset,
+                last_offset: batch_last,
                 max_timestamp: header.max_timestamp,
                 at: slice.handle(),
             });
+            state.producers.record(&header, batch_base);
             // Offsets are taken even if the pipeline refuses (it only does so at shutdown), so
             // that the hot index and the log end stay consistent.
-            next = last_offset + 1;
-            state.next_offset = next;
+            state.next_offset = batch_last + 1;
+            first_offset.get_or_insert(batch_base);
+            last_offset = batch_last;
             pipeline.submit(PendingBatch {
                 key: self.key,
                 base_offset: batch_base,
-                last_offset,
+                last_offset: batch_last,
                 max_timestamp: header.max_timestamp,
                 data: Bytes::from_owner(slice),
             })?;
         }
         state.hot.prune(cache);
         Ok(Appended {
-            base_offset,
-            last_offset: next - 1,
+            base_offset: first_offset.unwrap_or(last_offset + 1),
+            last_offset,
         })
+    }
+
+    /// Installs producer state rebuilt from storage (at start, before any append).
+    pub fn restore_producers(&self, producers: ProducerStates) {
+        self.state.lock().producers = producers;
     }
 
     /// Records that a chunk of this partition is durable and moves the high watermark.
@@ -147,6 +182,11 @@ impl Partition {
             .get(at)
             .filter(|c| c.base_offset <= offset)
             .cloned()
+    }
+
+    /// Every durable chunk, in offset order.
+    pub fn stored_chunks(&self) -> Vec<ChunkLocation> {
+        self.state.lock().stored.iter().cloned().collect()
     }
 
     /// The first stored chunk holding a timestamp at or after `timestamp`.

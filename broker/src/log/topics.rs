@@ -118,6 +118,12 @@ impl TopicRegistry {
         topic
     }
 
+    /// Registers a partition that belongs to no listed topic (the internal log), so durability
+    /// events reach it.
+    pub fn register_hidden(&self, partition: Arc<Partition>) {
+        self.partitions.write().insert(partition.key(), partition);
+    }
+
     /// The topic named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()

@@ -62,8 +62,12 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
             let frame = match frame {
                 None => return,
                 Some(Ok(frame)) => frame.freeze(),
-                Some(Err(error)) => {
+                Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
                     tracing::warn!(?peer, %error, "bad frame; closing connection");
+                    return;
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(?peer, %error, "connection lost");
                     return;
                 }
             };

@@ -17,14 +17,17 @@ use kafka_protocol::records::{
 /// A `hotwire` process on a free loopback port with its own storage directory.
 pub struct BrokerProcess {
     pub addr: SocketAddr,
-    pub storage: tempfile::TempDir,
+    storage: Option<tempfile::TempDir>,
     child: Child,
 }
 
 impl BrokerProcess {
     pub fn start(extra: &[&str]) -> Self {
-        let storage = tempfile::tempdir().unwrap();
-        let addr = free_port();
+        Self::start_on(tempfile::tempdir().unwrap(), free_port(), extra)
+    }
+
+    /// Starts on a given storage directory and address (to restart on the same ones).
+    pub fn start_on(storage: tempfile::TempDir, addr: SocketAddr, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_hotwire"))
             .args(["--listen", &addr.to_string()])
             .args(["--storage", &format!("fs://{}", storage.path().display())])
@@ -36,11 +39,29 @@ impl BrokerProcess {
             .unwrap();
         let broker = Self {
             addr,
-            storage,
+            storage: Some(storage),
             child,
         };
         broker.wait_ready();
         broker
+    }
+
+    /// Kills the process with SIGKILL and starts it again on the same storage and address.
+    pub fn kill_and_restart(mut self, extra: &[&str]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let storage = self.storage.take().expect("storage is held until drop");
+        let addr = self.addr;
+        drop(self);
+        Self::start_on(storage, addr, extra)
+    }
+
+    /// The storage directory.
+    pub fn storage_path(&self) -> &std::path::Path {
+        self.storage
+            .as_ref()
+            .expect("storage is held until drop")
+            .path()
     }
 
     fn wait_ready(&self) {
@@ -156,16 +177,27 @@ impl Client {
 
 /// A real v2 record batch of `count` records.
 pub fn record_batch(count: i32, compression: Compression) -> Vec<u8> {
+    idempotent_batch(count, compression, -1, -1, 0)
+}
+
+/// A v2 batch from producer `producer_id` at `epoch` whose first sequence is `sequence`.
+pub fn idempotent_batch(
+    count: i32,
+    compression: Compression,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> Vec<u8> {
     let records: Vec<Record> = (0..count)
         .map(|i| Record {
             transactional: false,
             control: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i64::from(i),
-            sequence: i,
+            sequence: sequence + i,
             timestamp: 1_700_000_000_000 + i64::from(i),
             key: None,
             value: Some(Bytes::from(format!("value-{i}"))),

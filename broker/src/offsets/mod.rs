@@ -1,0 +1,8 @@
+//! Committed consumer offsets: the shared-memory offset table and its durable log.
+
+// pub mod group_store; (wired with groups)
+pub mod store;
+pub mod table;
+
+pub use store::Offsets;
+pub use table::{OffsetTable, SlotKey, TableFull};

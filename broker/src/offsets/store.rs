@@ -1,0 +1,159 @@
+//! Durable commits: the internal log first, then the table.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::table::{OffsetTable, SlotKey};
+use crate::internal::{CommittedOffset, InternalLog, InternalLogError, InternalRecord};
+
+/// Committed offsets with their durability.
+pub struct Offsets {
+    table: OffsetTable,
+    log: Arc<InternalLog>,
+}
+
+impl Offsets {
+    /// Wraps an empty table; fill it with [`Offsets::replay`].
+    pub fn new(table: OffsetTable, log: Arc<InternalLog>) -> Self {
+        Self { table, log }
+    }
+
+    /// The table (for reads and for the RDMA path).
+    pub fn table(&self) -> &OffsetTable {
+        &self.table
+    }
+
+    /// Applies the internal log's records, in order, to the table.
+    pub fn replay(&self, records: &[InternalRecord]) {
+        for (position, record) in records.iter().enumerate() {
+            let position = position as i64;
+            match record {
+                InternalRecord::Offset {
+                    group,
+                    topic_id,
+                    partition,
+                    commit,
+                } => {
+                    let key = SlotKey {
+                        group: group.clone(),
+                        topic_id: *topic_id,
+                        partition: *partition,
+                    };
+                    match commit {
+                        Some(commit) => {
+                            if let Err(error) = self.table.set(key, commit, position) {
+                                tracing::error!(%error, "committed offset dropped at replay");
+                            }
+                        }
+                        None => self.table.remove(&key),
+                    }
+                }
+                InternalRecord::Group {
+                    group_id,
+                    snapshot: None,
+                } => self.table.remove_group(group_id),
+                _ => {}
+            }
+        }
+    }
+
+    /// Commits offsets of one group; returns once they are durable and visible.
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: Vec<(Uuid, i32, CommittedOffset)>,
+    ) -> Result<(), CommitError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<InternalRecord> = commits
+            .iter()
+            .map(|(topic_id, partition, commit)| InternalRecord::Offset {
+                group: group.to_string(),
+                topic_id: *topic_id,
+                partition: *partition,
+                commit: Some(commit.clone()),
+            })
+            .collect();
+        let base = self.log.append(&records).await?;
+        for (i, (topic_id, partition, commit)) in commits.into_iter().enumerate() {
+            let key = SlotKey {
+                group: group.to_string(),
+                topic_id,
+                partition,
+            };
+            self.table.set(key, &commit, base + i as i64)?;
+        }
+        Ok(())
+    }
+
+    /// The committed offset of one partition.
+    pub fn fetch(&self, group: &str, topic_id: Uuid, partition: i32) -> Option<CommittedOffset> {
+        self.table.get(&SlotKey {
+            group: group.to_string(),
+            topic_id,
+            partition,
+        })
+    }
+
+    /// Deletes some commits of a group durably.
+    pub async fn delete(&self, group: &str, keys: Vec<(Uuid, i32)>) -> Result<(), CommitError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<InternalRecord> = keys
+            .iter()
+            .map(|(topic_id, partition)| InternalRecord::Offset {
+                group: group.to_string(),
+                topic_id: *topic_id,
+                partition: *partition,
+                commit: None,
+            })
+            .collect();
+        self.log.append(&records).await?;
+        for (topic_id, partition) in keys {
+            self.table.remove(&SlotKey {
+                group: group.to_string(),
+                topic_id,
+                partition,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a group's metadata (opaque here) now, or with `None` the deletion of the group
+    /// and all its commits; the future resolves once it is durable.
+    pub fn submit_group(
+        self: &Arc<Self>,
+        group_id: &str,
+        snapshot: Option<serde_json::Value>,
+    ) -> impl std::future::Future<Output = Result<(), InternalLogError>> + Send + 'static {
+        let deleted = snapshot.is_none();
+        let group_id = group_id.to_string();
+        let written = self.log.submit(vec![InternalRecord::Group {
+            group_id: group_id.clone(),
+            snapshot,
+        }]);
+        let this = self.clone();
+        async move {
+            written.await?;
+            if deleted {
+                this.table.remove_group(&group_id);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The internal log did not take it.
+    #[error(transparent)]
+    Log(#[from] InternalLogError),
+    /// No slot left.
+    #[error(transparent)]
+    Full(#[from] super::table::TableFull),
+}

@@ -1,0 +1,245 @@
+//! The offset table: one 8-byte word per (group, topic, partition) in shared memory.
+//!
+//! The committed offset itself lives in an [`AtomicSlots`] word, so that the RDMA path can
+//! fetch-and-add the same word a TCP OffsetCommit writes, and both always agree. What does not
+//! fit in a word (leader epoch, metadata, timestamp) and the key → slot map live on the heap.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use hotcache::{AtomicSlots, HotCacheError};
+use parking_lot::RwLock;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::internal::CommittedOffset;
+
+/// Identity of one committed offset.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SlotKey {
+    /// Consumer group.
+    pub group: String,
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub partition: i32,
+}
+
+/// Every slot is taken.
+#[derive(Debug, Error)]
+#[error("the offset table is full ({0} slots); raise offset_slots")]
+pub struct TableFull(pub usize);
+
+struct SlotInfo {
+    slot: usize,
+    leader_epoch: i32,
+    metadata: Option<String>,
+    commit_timestamp: i64,
+    /// Position of the write in the internal log, so that commits landing out of order in
+    /// memory still leave the newest one in the table.
+    log_offset: i64,
+}
+
+#[derive(Default)]
+struct TableState {
+    slots: HashMap<SlotKey, SlotInfo>,
+    by_group: HashMap<String, HashSet<SlotKey>>,
+    free: Vec<usize>,
+    next: usize,
+}
+
+/// Committed offsets of every group.
+pub struct OffsetTable {
+    words: AtomicSlots,
+    state: RwLock<TableState>,
+}
+
+impl OffsetTable {
+    /// A table of `capacity` slots.
+    pub fn new(capacity: usize) -> Result<Self, HotCacheError> {
+        Ok(Self {
+            words: AtomicSlots::new(capacity)?,
+            state: RwLock::new(TableState::default()),
+        })
+    }
+
+    /// The shared words, for registration with the RDMA path.
+    pub fn words(&self) -> &AtomicSlots {
+        &self.words
+    }
+
+    /// Records a commit made durable at `log_offset` of the internal log; an older write
+    /// arriving late is ignored.
+    pub fn set(
+        &self,
+        key: SlotKey,
+        commit: &CommittedOffset,
+        log_offset: i64,
+    ) -> Result<(), TableFull> {
+        let mut state = self.state.write();
+        let slot = match state.slots.get_mut(&key) {
+            Some(info) if info.log_offset > log_offset => return Ok(()),
+            Some(info) => {
+                info.leader_epoch = commit.leader_epoch;
+                info.metadata.clone_from(&commit.metadata);
+                info.commit_timestamp = commit.commit_timestamp;
+                info.log_offset = log_offset;
+                info.slot
+            }
+            None => {
+                let slot = match state.free.pop() {
+                    Some(slot) => slot,
+                    None if state.next < self.words.len() => {
+                        state.next += 1;
+                        state.next - 1
+                    }
+                    None => return Err(TableFull(self.words.len())),
+                };
+                state
+                    .by_group
+                    .entry(key.group.clone())
+                    .or_default()
+                    .insert(key.clone());
+                state.slots.insert(
+                    key,
+                    SlotInfo {
+                        slot,
+                        leader_epoch: commit.leader_epoch,
+                        metadata: commit.metadata.clone(),
+                        commit_timestamp: commit.commit_timestamp,
+                        log_offset,
+                    },
+                );
+                slot
+            }
+        };
+        self.word(slot)
+            .store(commit.offset as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// The committed offset of `key`.
+    pub fn get(&self, key: &SlotKey) -> Option<CommittedOffset> {
+        let state = self.state.read();
+        let info = state.slots.get(key)?;
+        Some(CommittedOffset {
+            offset: self.word(info.slot).load(Ordering::Acquire) as i64,
+            leader_epoch: info.leader_epoch,
+            metadata: info.metadata.clone(),
+            commit_timestamp: info.commit_timestamp,
+        })
+    }
+
+    /// The slot index of `key`, for one-sided access.
+    pub fn slot_of(&self, key: &SlotKey) -> Option<usize> {
+        self.state.read().slots.get(key).map(|info| info.slot)
+    }
+
+    /// Every committed offset of `group`.
+    pub fn group(&self, group: &str) -> Vec<(SlotKey, CommittedOffset)> {
+        let keys: Vec<SlotKey> = {
+            let state = self.state.read();
+            state
+                .by_group
+                .get(group)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.into_iter()
+            .filter_map(|key| self.get(&key).map(|commit| (key, commit)))
+            .collect()
+    }
+
+    /// Groups holding at least one commit.
+    pub fn groups(&self) -> Vec<String> {
+        self.state.read().by_group.keys().cloned().collect()
+    }
+
+    /// Forgets one commit (its slot is reused).
+    pub fn remove(&self, key: &SlotKey) {
+        let mut state = self.state.write();
+        if let Some(info) = state.slots.remove(key) {
+            self.word(info.slot).store(0, Ordering::Release);
+            state.free.push(info.slot);
+            if let Some(keys) = state.by_group.get_mut(&key.group) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    state.by_group.remove(&key.group);
+                }
+            }
+        }
+    }
+
+    /// Forgets every commit of `group`.
+    pub fn remove_group(&self, group: &str) {
+        let keys: Vec<SlotKey> = self
+            .state
+            .read()
+            .by_group
+            .get(group)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default();
+        for key in keys {
+            self.remove(&key);
+        }
+    }
+
+    fn word(&self, slot: usize) -> &std::sync::atomic::AtomicU64 {
+        // Slots are only ever handed out below `words.len()`.
+        self.words.get(slot).expect("slot index within the table")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: &str, partition: i32) -> SlotKey {
+        SlotKey {
+            group: group.into(),
+            topic_id: Uuid::nil(),
+            partition,
+        }
+    }
+
+    fn commit(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: 0,
+            metadata: None,
+            commit_timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn commits_land_in_shared_words() {
+        let table = OffsetTable::new(8).unwrap();
+        table.set(key("g", 0), &commit(42), 1).unwrap();
+        let slot = table.slot_of(&key("g", 0)).unwrap();
+        let word = table.words().get(slot).unwrap();
+        assert_eq!(word.load(Ordering::SeqCst), 42);
+        // A one-sided fetch-and-add is what OffsetFetch then reports.
+        word.fetch_add(8, Ordering::SeqCst);
+        assert_eq!(table.get(&key("g", 0)).unwrap().offset, 50);
+    }
+
+    #[test]
+    fn late_older_writes_do_not_win() {
+        let table = OffsetTable::new(8).unwrap();
+        table.set(key("g", 0), &commit(20), 5).unwrap();
+        table.set(key("g", 0), &commit(10), 4).unwrap();
+        assert_eq!(table.get(&key("g", 0)).unwrap().offset, 20);
+    }
+
+    #[test]
+    fn full_tables_refuse_and_freed_slots_are_reused() {
+        let table = OffsetTable::new(2).unwrap();
+        table.set(key("a", 0), &commit(1), 1).unwrap();
+        table.set(key("a", 1), &commit(1), 2).unwrap();
+        assert!(table.set(key("b", 0), &commit(1), 3).is_err());
+        table.remove_group("a");
+        assert!(table.group("a").is_empty());
+        table.set(key("b", 0), &commit(7), 4).unwrap();
+        assert_eq!(table.groups(), vec!["b".to_string()]);
+    }
+}

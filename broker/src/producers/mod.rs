@@ -1,0 +1,8 @@
+//! Idempotent producers: producer-id allocation and per-partition sequence tracking.
+
+pub mod ids;
+pub mod recovery;
+pub mod sequences;
+
+pub use ids::ProducerIds;
+pub use sequences::{ProducerStates, SequenceCheck, SequenceError};

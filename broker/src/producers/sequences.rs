@@ -1,0 +1,270 @@
+//! Per-partition producer state: the epoch and the last five batches of each producer id.
+//!
+//! Kafka's rules, which clients rely on: a retried batch among a producer's last five is a
+//! duplicate and is answered with its original offsets; a batch that does not follow the last
+//! sequence is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch is INVALID_PRODUCER_EPOCH; a new
+//! epoch starts again at sequence 0.
+
+use std::collections::{HashMap, VecDeque};
+
+use thiserror::Error;
+
+use crate::log::record_batch::BatchHeader;
+
+/// How many batches per producer are remembered for duplicate detection (Kafka's
+/// max.in.flight.requests.per.connection limit for idempotence).
+const REMEMBERED_BATCHES: usize = 5;
+
+/// One batch a producer wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WrittenBatch {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+    last_offset: i64,
+}
+
+#[derive(Clone, Debug)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<WrittenBatch>,
+}
+
+/// What to do with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already written: answer with these offsets and do not append.
+    Duplicate {
+        /// Offset of its first record.
+        base_offset: i64,
+        /// Offset of its last record.
+        last_offset: i64,
+    },
+}
+
+/// A batch refused by the sequence rules.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SequenceError {
+    /// Not the next sequence.
+    #[error(
+        "out of order sequence number for producer {producer_id}: expected {expected}, got {got}"
+    )]
+    OutOfOrder {
+        /// Producer id.
+        producer_id: i64,
+        /// Next sequence expected.
+        expected: i32,
+        /// First sequence of the batch.
+        got: i32,
+    },
+    /// An epoch older than the producer's current one (a zombie instance).
+    #[error("producer {producer_id} epoch {got} is older than its current epoch {current}")]
+    StaleEpoch {
+        /// Producer id.
+        producer_id: i64,
+        /// Current epoch.
+        current: i16,
+        /// Epoch of the batch.
+        got: i16,
+    },
+}
+
+/// Producer state of one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+impl ProducerStates {
+    /// Decides what to do with a batch, without changing anything.
+    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        if header.producer_id < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        // An unknown producer (first batch, or state older than what was recovered) is trusted.
+        let Some(entry) = self.producers.get(&header.producer_id) else {
+            return Ok(SequenceCheck::Append);
+        };
+        let first = header.base_sequence;
+        let last = increment_sequence(first, header.last_offset_delta);
+        if header.producer_epoch < entry.epoch {
+            return Err(SequenceError::StaleEpoch {
+                producer_id: header.producer_id,
+                current: entry.epoch,
+                got: header.producer_epoch,
+            });
+        }
+        if header.producer_epoch > entry.epoch {
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(SequenceError::OutOfOrder {
+                    producer_id: header.producer_id,
+                    expected: 0,
+                    got: first,
+                })
+            };
+        }
+        if let Some(written) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == first && b.last_sequence == last)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: written.base_offset,
+                last_offset: written.last_offset,
+            });
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |b| increment_sequence(b.last_sequence, 1));
+        if first != expected {
+            return Err(SequenceError::OutOfOrder {
+                producer_id: header.producer_id,
+                expected,
+                got: first,
+            });
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// Remembers a batch written at `base_offset` (whose header holds the client's values).
+    pub fn record(&mut self, header: &BatchHeader, base_offset: i64) {
+        if header.producer_id < 0 {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(REMEMBERED_BATCHES),
+            });
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == REMEMBERED_BATCHES {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(WrittenBatch {
+            first_sequence: header.base_sequence,
+            last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
+            base_offset,
+            last_offset: base_offset + i64::from(header.last_offset_delta),
+        });
+    }
+
+    /// Number of producers tracked.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// True when no producer is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(producer_id: i64, epoch: i16, first: i32, count: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 100,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: first,
+            record_count: count,
+        }
+    }
+
+    #[test]
+    fn in_order_batches_append_and_retries_are_duplicates() {
+        let mut states = ProducerStates::default();
+        let first = batch(7, 0, 0, 10);
+        assert_eq!(states.check(&first), Ok(SequenceCheck::Append));
+        states.record(&first, 100);
+        let second = batch(7, 0, 10, 5);
+        assert_eq!(states.check(&second), Ok(SequenceCheck::Append));
+        states.record(&second, 110);
+        assert_eq!(
+            states.check(&first),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 100,
+                last_offset: 109
+            })
+        );
+    }
+
+    #[test]
+    fn gaps_are_out_of_order_and_old_epochs_are_stale() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(7, 3, 0, 10), 0);
+        assert!(matches!(
+            states.check(&batch(7, 3, 11, 1)),
+            Err(SequenceError::OutOfOrder { expected: 10, .. })
+        ));
+        assert!(matches!(
+            states.check(&batch(7, 2, 10, 1)),
+            Err(SequenceError::StaleEpoch { current: 3, .. })
+        ));
+        assert_eq!(states.check(&batch(7, 4, 0, 1)), Ok(SequenceCheck::Append));
+        assert!(states.check(&batch(7, 4, 5, 1)).is_err());
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut states = ProducerStates::default();
+        for i in 0..6 {
+            states.record(&batch(1, 0, i, 1), i64::from(i));
+        }
+        assert!(
+            states.check(&batch(1, 0, 0, 1)).is_err(),
+            "forgotten: out of order"
+        );
+        assert!(matches!(
+            states.check(&batch(1, 0, 1, 1)),
+            Ok(SequenceCheck::Duplicate { base_offset: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn sequences_wrap_after_i32_max() {
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, i32::MAX - 1, 2), 0);
+        assert_eq!(states.check(&batch(1, 0, 0, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn non_idempotent_batches_are_not_tracked() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(-1, -1, -1, 3), 0);
+        assert!(states.is_empty());
+        assert_eq!(
+            states.check(&batch(-1, -1, -1, 3)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+}
