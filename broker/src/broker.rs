@@ -10,11 +10,13 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::Config;
 use crate::durability::{flush_sink, StorageHealth};
+use crate::groups::{GroupConfig, GroupCoordinator, GroupSnapshot};
 use crate::internal::{internal_key, InternalLog, InternalLogError, InternalRecord};
 use crate::log::cold_read::ColdReadError;
 use crate::log::partition::Partition;
 use crate::log::reserve::CacheSpace;
 use crate::log::topics::TopicRegistry;
+use crate::offsets::group_store::{decode_snapshots, InternalGroupStore};
 use crate::offsets::{OffsetTable, Offsets};
 use crate::producers::recovery::TailWindow;
 use crate::producers::{self, ProducerIds};
@@ -58,11 +60,11 @@ pub struct Broker {
     /// The broker's own durable log.
     pub internal: Arc<InternalLog>,
     /// Committed consumer offsets.
-    pub offsets: Offsets,
+    pub offsets: Arc<Offsets>,
+    /// The consumer-group coordinator.
+    pub groups: GroupCoordinator,
     /// Producer-id allocation.
     pub producer_ids: ProducerIds,
-    /// Group snapshots replayed from the internal log, taken by the group coordinator at start.
-    pub restored_groups: Vec<serde_json::Value>,
 }
 
 impl Broker {
@@ -122,7 +124,10 @@ impl Broker {
             storage_health.clone(),
         ));
         let history = internal.replay(&store).await?;
-        let offsets = Offsets::new(OffsetTable::new(config.offset_slots)?, internal.clone());
+        let offsets = Arc::new(Offsets::new(
+            OffsetTable::new(config.offset_slots)?,
+            internal.clone(),
+        ));
         offsets.replay(&history);
         let producer_ids = ProducerIds::new(internal.clone(), &history);
         let window = TailWindow {
@@ -140,6 +145,15 @@ impl Broker {
                 partition.restore_producers(states);
             }
         }
+        let groups = GroupCoordinator::new(
+            GroupConfig {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            },
+            Arc::new(InternalGroupStore::new(offsets.clone())),
+            restored_groups(history.clone(), &offsets),
+        );
         tracing::info!(
             internal_records = history.len(),
             committed_offsets = offsets.table().groups().len(),
@@ -157,7 +171,7 @@ impl Broker {
             internal,
             offsets,
             producer_ids,
-            restored_groups: latest_group_snapshots(history),
+            groups,
         }))
     }
 
@@ -169,6 +183,18 @@ impl Broker {
 
 /// Stored data of each partition read back at start to rebuild idempotent producers' state.
 const PRODUCER_TAIL_BYTES: u64 = 4 << 20;
+
+/// Groups to restore: the last snapshot of every group not deleted since, and an Empty group
+/// for every group that only has committed offsets (Kafka lists those too).
+fn restored_groups(history: Vec<InternalRecord>, offsets: &Offsets) -> Vec<GroupSnapshot> {
+    let mut groups = decode_snapshots(latest_group_snapshots(history));
+    for group in offsets.table().groups() {
+        if !groups.iter().any(|g| g.group_id == group) {
+            groups.push(GroupSnapshot::offsets_only(group));
+        }
+    }
+    groups
+}
 
 /// The last snapshot of every group not deleted since, in first-seen order.
 fn latest_group_snapshots(history: Vec<InternalRecord>) -> Vec<serde_json::Value> {

@@ -46,6 +46,13 @@ pub struct Config {
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
     pub offset_slots: usize,
+    /// Smallest consumer session timeout accepted (Kafka `group.min.session.timeout.ms`).
+    pub group_min_session_timeout_ms: u32,
+    /// Largest consumer session timeout accepted (Kafka `group.max.session.timeout.ms`).
+    pub group_max_session_timeout_ms: u32,
+    /// How long a new group waits for more members before its first rebalance ends (Kafka
+    /// `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u32,
     /// How long a graceful shutdown waits for pending data to become durable before giving up
     /// (exit code 1; only unacknowledged or acks=1 data can be lost then).
     pub shutdown_flush_ms: u64,
@@ -73,6 +80,9 @@ impl Default for Config {
             flush_max_in_flight: 4,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
             shutdown_flush_ms: 60_000,
             log_level: "info".into(),
         }
@@ -124,6 +134,12 @@ pub struct Args {
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
     offset_slots: Option<usize>,
+    #[arg(long, env = "HOTWIRE_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<u32>,
+    #[arg(long, env = "HOTWIRE_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<u32>,
+    #[arg(long, env = "HOTWIRE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u32>,
     #[arg(long, env = "HOTWIRE_SHUTDOWN_FLUSH_MS")]
     shutdown_flush_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_LOG_LEVEL")]
@@ -196,6 +212,9 @@ impl Config {
             flush_max_in_flight,
             produce_backpressure_ms,
             offset_slots,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_initial_rebalance_delay_ms,
             shutdown_flush_ms,
             log_level,
         );
@@ -222,6 +241,12 @@ impl Config {
         }
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes", "must be at least 1024".into());
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return invalid(
+                "group_min_session_timeout_ms",
+                "must not exceed group_max_session_timeout_ms".into(),
+            );
         }
         if self.offset_slots == 0 {
             return invalid("offset_slots", "must be at least 1".into());

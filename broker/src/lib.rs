@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod config;
 pub mod durability;
+pub mod groups;
 pub mod handlers;
 pub mod internal;
 pub mod log;

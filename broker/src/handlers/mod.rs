@@ -2,24 +2,36 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
-
+pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use std::net::SocketAddr;
+
 use tokio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::groups::ClientContext;
 use crate::protocol::{encode_response, Request};
 
 /// What the connection does after a request.
@@ -46,7 +58,7 @@ pub enum InFlight {
 /// Requests that change state (produce appends, topic creation and deletion) take effect in the
 /// order they arrived on the connection; reads, and the waits for durability, run concurrently.
 /// Responses are still written in request order by the connection.
-pub async fn start(broker: Arc<Broker>, request: Request) -> InFlight {
+pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAddr>) -> InFlight {
     let Request {
         api_key,
         version,
@@ -84,6 +96,60 @@ pub async fn start(broker: Arc<Broker>, request: Request) -> InFlight {
         RequestKind::OffsetFetch(r) => InFlight::Ready(reply(ResponseKind::OffsetFetch(
             offset_fetch::handle(&broker, r, version),
         ))),
+        RequestKind::OffsetCommit(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::OffsetCommit(
+                offset_commit::handle(&broker, r, version).await,
+            ))
+        })),
+        RequestKind::OffsetDelete(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::OffsetDelete(
+                offset_delete::handle(&broker, r).await,
+            ))
+        })),
+        RequestKind::FindCoordinator(r) => {
+            let (host, port) = broker.config.advertised();
+            let this = find_coordinator::CoordinatorAddress {
+                node_id: broker.config.node_id,
+                host,
+                port,
+            };
+            InFlight::Ready(reply(ResponseKind::FindCoordinator(
+                find_coordinator::handle(&this, r, version),
+            )))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client = ClientContext {
+                client_id: client_id.clone().unwrap_or_default(),
+                client_host: peer.map_or_else(String::new, |p| format!("/{}", p.ip())),
+            };
+            InFlight::Running(tokio::spawn(async move {
+                reply(ResponseKind::JoinGroup(
+                    join_group::handle(&broker.groups, &client, r, version).await,
+                ))
+            }))
+        }
+        RequestKind::SyncGroup(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::SyncGroup(
+                sync_group::handle(&broker.groups, r, version).await,
+            ))
+        })),
+        RequestKind::Heartbeat(r) => InFlight::Ready(reply(ResponseKind::Heartbeat(
+            heartbeat::handle(&broker.groups, r),
+        ))),
+        RequestKind::LeaveGroup(r) => InFlight::Ready(reply(ResponseKind::LeaveGroup(
+            leave_group::handle(&broker.groups, r, version),
+        ))),
+        RequestKind::ListGroups(r) => InFlight::Ready(reply(ResponseKind::ListGroups(
+            list_groups::handle(&broker.groups, r, version),
+        ))),
+        RequestKind::DescribeGroups(r) => InFlight::Ready(reply(ResponseKind::DescribeGroups(
+            describe_groups::handle(&broker.groups, r, version),
+        ))),
+        RequestKind::DeleteGroups(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::DeleteGroups(
+                delete_groups::handle(&broker.groups, r).await,
+            ))
+        })),
         RequestKind::ApiVersions(_) => {
             InFlight::Ready(reply(ResponseKind::ApiVersions(api_versions::handle())))
         }

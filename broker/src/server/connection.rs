@@ -72,7 +72,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 }
             };
             let in_flight = match decode_request(frame) {
-                Ok(request) => handlers::start(broker.clone(), request).await,
+                Ok(request) => handlers::start(broker.clone(), request, peer).await,
                 Err(error) => {
                     let reply = reply_to_undecodable(&error);
                     if matches!(reply, Reply::Close) {
