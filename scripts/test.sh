@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The whole Hotwire test suite, as CI runs it:
 #   1. installs the real Kafka clients the end-to-end tests drive (Debian: kcat,
-#      python3-confluent-kafka, python3-pytest), only if something is missing
+#      python3-confluent-kafka, python3-pytest), only if something is missing, and the newest
+#      clients (confluent-kafka on the newest librdkafka, kafka-python, aiokafka) in a venv,
+#      .venv-clients, with the python3 on PATH, only if the pinned versions are not there yet
 #   2. cargo fmt --check   3. cargo clippy -D warnings   4. release build
 #   5. cargo test (Rust unit and integration tests)   6. pytest end-to-end tests against
-#      target/release/hotwire
-# Fails fast on the first failing step. Extra arguments go to pytest (e.g. -k restart).
+#      target/release/hotwire: all of them with Debian's clients, then the modules marked
+#      `clients` (groups, offsets, idempotence, kafka-python, aiokafka) again in the venv
+# Fails fast on the first failing step. Extra arguments go to both pytest runs (e.g. -k restart).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONDONTWRITEBYTECODE=1
 # Debian's python3-confluent-kafka imports only under the system interpreter.
 PYTHON=/usr/bin/python3
+# The newest clients, from PyPI, in a venv made with the python3 on PATH (not Debian's).
+VENV=.venv-clients
+VENV_PINS=(confluent-kafka==2.16.1 kafka-python==3.0.12 aiokafka==0.14.0 pytest==9.2.0)
 PYTEST_TIMEOUT_S="${PYTEST_TIMEOUT_S:-1200}"
 
 STEPS=()
@@ -65,6 +71,25 @@ fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"
 "$PYTHON" -c 'import confluent_kafka as c, pytest; print("confluent-kafka", c.version()[0], "librdkafka", c.libversion()[0], "pytest", pytest.__version__)'
 
+# Exit 0 if the venv has exactly the pinned versions.
+venv_has_pins() {
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c '
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+' "${VENV_PINS[@]}" >/dev/null 2>&1
+}
+
+step "venv $VENV (${VENV_PINS[*]})"
+if venv_has_pins; then
+    echo "already installed"
+else
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${VENV_PINS[@]}"
+    venv_has_pins || { echo "$VENV still lacks ${VENV_PINS[*]} after pip install" >&2; exit 1; }
+fi
+"$VENV/bin/python" -c 'import confluent_kafka as c, kafka, aiokafka, pytest, sys; print("python", sys.version.split()[0], "confluent-kafka", c.version()[0], "librdkafka", c.libversion()[0], "kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__, "pytest", pytest.__version__)'
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     step "rustup component add rustfmt clippy"
     rustup component add rustfmt clippy
@@ -82,6 +107,14 @@ cargo build --release --workspace --bins
 step "cargo test --release"
 cargo test --release --workspace
 
-step "end-to-end tests (pytest)"
+step "end-to-end tests (pytest, Debian's librdkafka and kcat)"
 HOTWIRE_BIN="$PWD/target/release/hotwire" \
     timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$PYTHON" -m pytest -v tests/ "$@"
+
+step "end-to-end tests (pytest -m clients, newest clients in $VENV)"
+rc=0
+HOTWIRE_BIN="$PWD/target/release/hotwire" \
+    timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$VENV/bin/python" -m pytest -v -m clients \
+    tests/ "$@" || rc=$?
+# 5: the extra arguments (e.g. -k restart) selected none of the client modules.
+if [[ $rc -ne 0 && $rc -ne 5 ]]; then exit "$rc"; fi

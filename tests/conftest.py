@@ -190,6 +190,64 @@ def module_broker(hotwire_bin, tmp_path_factory):
     factory.cleanup()
 
 
+# Group coordinator settings that keep group tests fast: no initial rebalance delay, and a
+# minimum session timeout low enough for a crashed member to expire in a few seconds.
+GROUP_BROKER_ARGS = ("--group-min-session-timeout-ms", "1000",
+                     "--group-initial-rebalance-delay-ms", "0")
+
+
+@pytest.fixture
+def group_broker(broker_factory):
+    """A broker of this test alone (restart or kill it freely) with GROUP_BROKER_ARGS."""
+    return broker_factory(extra_args=GROUP_BROKER_ARGS)
+
+
+@pytest.fixture(scope="module")
+def module_group_broker(hotwire_bin, tmp_path_factory):
+    """One broker with GROUP_BROKER_ARGS shared by a module (each test uses its own topics and
+    groups, and never restarts it)."""
+    factory = BrokerFactory(hotwire_bin, tmp_path_factory.mktemp("hotwire"))
+    yield factory(extra_args=GROUP_BROKER_ARGS)
+    factory.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# Client versions: the same modules run under Debian's python3-confluent-kafka (librdkafka 2.0.x)
+# and under the venv of scripts/test.sh (newest librdkafka, kafka-python, aiokafka).
+
+
+def _client_versions():
+    versions = {}
+    try:
+        import confluent_kafka
+        versions["confluent-kafka"] = confluent_kafka.version()[0]
+        versions["librdkafka"] = confluent_kafka.libversion()[0]
+    except ImportError:
+        pass
+    for module, name in (("kafka", "kafka-python"), ("aiokafka", "aiokafka")):
+        try:
+            versions[name] = __import__(module).__version__
+        except ImportError:
+            pass
+    return versions
+
+
+CLIENT_VERSIONS = _client_versions()
+
+
+def pytest_report_header(config):
+    found = ", ".join(f"{k} {v}" for k, v in CLIENT_VERSIONS.items()) or "none"
+    return f"kafka clients: {found}"
+
+
+@pytest.fixture(params=[CLIENT_VERSIONS.get("librdkafka", "none")],
+                ids=lambda v: f"librdkafka-{v}")
+def librdkafka(request):
+    """The librdkafka version under test, as a parameter so that it shows in the test ids of
+    modules that use it (pytestmark = pytest.mark.usefixtures("librdkafka"))."""
+    return request.param
+
+
 _WATCHDOG_FD = []
 
 

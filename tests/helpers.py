@@ -1,17 +1,27 @@
-"""Client-side helpers shared by the end-to-end tests: confluent-kafka (librdkafka) and kcat.
+"""Client-side helpers shared by the end-to-end tests: confluent-kafka (librdkafka) and kcat,
+plus client-neutral checks used by the kafka-python and aiokafka modules too.
 
-Every wait here has a deadline. Consumers never join a group (consumer groups are not
-implemented yet): they `assign()` partitions at explicit offsets and never commit.
+Every wait here has a deadline. `make_consumer`/`consume_all` never join their group: they
+`assign()` partitions at explicit offsets and never commit (a neutral reader of the log). Group
+consumers (`make_group_consumer`, `GroupMember`) subscribe and commit.
 """
 
+import json
+import os
 import shutil
+import signal
+import struct
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 Record = namedtuple("Record", "partition offset key value headers timestamp")
@@ -261,3 +271,406 @@ def kcat(*args, timeout=180, stdin=None):
         err = proc.stderr[-3000:].decode(errors="replace")
         raise AssertionError(f"kcat {' '.join(args)} exited {proc.returncode}\nstderr:\n{err}")
     return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbered sequences (client-neutral): value i is b"<tag>-%08d" and goes to partition i % P, so
+# each partition must hold exactly its numbers, in order, once each.
+
+
+def numbered(tag, i):
+    return b"%s-%08d" % (tag, i)
+
+
+def verify_numbered_log(values, topic, partitions, tag, count):
+    """`values` is {partition: [(offset, value)] in consumed order}. Partition p must hold exactly
+    numbered(tag, i) for i = p, p + partitions, ... < count at offsets 0, 1, 2, ...: no duplicate,
+    no gap, no reordering, nothing else."""
+    problems = []
+    for p in range(partitions):
+        got = values.get(p, [])
+        offsets = [o for o, _ in got]
+        if offsets != list(range(len(got))):
+            bad = next((i for i, o in enumerate(offsets) if o != i), len(offsets))
+            problems.append(f"{topic}[{p}]: offsets not contiguous from 0 at position {bad}: "
+                            f"{offsets[max(0, bad - 2):bad + 3]}")
+        want = [numbered(tag, i) for i in range(p, count, partitions)]
+        have = [v for _, v in got]
+        if have != want:
+            seen, dups = set(), []
+            for v in have:
+                if v in seen:
+                    dups.append(v)
+                seen.add(v)
+            missing = [v for v in want if v not in seen]
+            first = next((i for i, (h, w) in enumerate(zip(have, want)) if h != w),
+                         min(len(have), len(want)))
+            problems.append(
+                f"{topic}[{p}]: {len(have)} records, expected {len(want)}; first difference at "
+                f"offset {first} (got {short(have[first:first + 3])}, expected "
+                f"{short(want[first:first + 3])}); {len(dups)} duplicates e.g. {short(dups[:3])}; "
+                f"{len(missing)} missing e.g. {short(missing[:3])}")
+    if problems:
+        raise AssertionError("partition contents differ from the numbered sequence:\n  " +
+                             "\n  ".join(problems))
+
+
+class SequenceProducer(threading.Thread):
+    """A producer thread producing numbered(tag, i) to partition i % partitions, i = 0, 1, 2, ...
+    (at most `rate` per second if given) until finish(). finish() stops producing and waits for
+    every report (nothing is purged: everything produced must be delivered). This one drives
+    confluent-kafka (make_producer's settings plus `conf`); a subclass drives another client by
+    overriding the client_* methods."""
+
+    def __init__(self, bootstrap, topic, partitions, tag, conf=None, rate=None):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.partitions, self.tag = bootstrap, topic, partitions, tag
+        self.conf = dict(conf or {})
+        self.rate = rate
+        self.log = DeliveryLog()
+        self.sent = 0
+        self.undelivered = None
+        self.failure = None
+        self.producer = None
+        self._stopping = threading.Event()
+        self._flush_timeout = 180.0
+
+    @property
+    def acked(self):
+        return len(self.log.delivered)
+
+    def run(self):
+        try:
+            self.client_open()
+            start = time.monotonic()
+            i = 0
+            while not self._stopping.is_set():
+                if self.rate and i >= self.rate * (time.monotonic() - start):
+                    self.client_serve(0.005)
+                    continue
+                if not self.client_send(i, numbered(self.tag, i), i % self.partitions):
+                    self.client_serve(0.05)  # local queue full
+                    continue
+                i += 1
+                self.sent = i
+                if i % 100 == 0:
+                    self.client_serve(0)
+            self.undelivered = self.client_flush(self._flush_timeout)
+        except BaseException as e:  # reported by finish()
+            self.failure = repr(e)
+
+    def client_open(self):
+        self.producer = make_producer(self.bootstrap, self.conf)
+
+    def client_send(self, i, value, partition):
+        """Hand one record to the client; False if its queue is full (retried later)."""
+        try:
+            self.producer.produce(self.topic, value=value, partition=partition,
+                                  on_delivery=self.log)
+            return True
+        except BufferError:
+            return False
+
+    def client_serve(self, timeout):
+        self.producer.poll(timeout)
+
+    def client_flush(self, timeout):
+        """Wait for every report; returns how many are still missing."""
+        return self.producer.flush(timeout)
+
+    def wait_acked(self, count, timeout, what=""):
+        wait_until(lambda: self.acked >= count or not self.is_alive(), timeout,
+                   f"{count} acknowledged records {what}(now {self.acked})")
+        assert self.is_alive(), f"producer thread ended early: {self.failure}"
+
+    def abandon(self):
+        """Stop without checking anything (cleanup after a failure elsewhere)."""
+        self._flush_timeout = 5.0
+        self._stopping.set()
+        self.join(40)
+
+    def finish(self, flush_timeout=180.0):
+        """Stop producing, wait for every delivery report; fail on any failed report."""
+        self._flush_timeout = flush_timeout
+        self._stopping.set()
+        self.join(flush_timeout + 30)
+        assert not self.is_alive(), "producer thread did not finish"
+        assert self.failure is None, f"producer thread failed: {self.failure}"
+        assert self.undelivered == 0, \
+            f"{self.undelivered} of {self.sent} records undelivered after {flush_timeout:.0f} s"
+        self.log.assert_no_failures()
+        assert self.acked == self.sent, f"{self.acked} delivery reports for {self.sent} records"
+        return self.sent
+
+
+def read_values(bootstrap, topic, partitions, timeout=180.0):
+    """{partition: [(offset, value)]} of the whole topic, read without a group."""
+    records = consume_all(bootstrap, topic, partitions, timeout=timeout)
+    return {p: [(r.offset, r.value) for r in recs] for p, recs in records.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Consumer groups (confluent-kafka)
+
+
+def make_group_consumer(bootstrap, group, conf=None):
+    """A group consumer: librdkafka's defaults except group.id and what `conf` sets."""
+    base = {"bootstrap.servers": bootstrap, "group.id": group}
+    base.update(conf or {})
+    return Consumer(base)
+
+
+def tp_list(assignment):
+    """Sorted [(topic, partition)] of a list of TopicPartition."""
+    return sorted((tp.topic, tp.partition) for tp in assignment)
+
+
+class GroupMember:
+    """A subscribed confluent-kafka group consumer in this process. pump() serves its rebalance
+    callbacks (librdkafka assigns only when the application polls) and keeps every record (at most
+    `batch` per pump). With enable.partition.eof, `eof` holds the partitions read to their end."""
+
+    def __init__(self, name, bootstrap, group, topics, conf=None, batch=1000):
+        self.name = name
+        self.consumer = make_group_consumer(bootstrap, group, conf)
+        self.consumer.subscribe(list(topics))
+        self.batch = batch
+        self.records = []  # Record, in arrival order
+        self.errors = []
+        self.eof = set()
+        self.closed = False
+
+    def pump(self, timeout=0.05):
+        if self.closed:
+            return
+        # poll(), not consume(): librdkafka 2.0 (Debian's) could auto-commit offsets of records
+        # that a batch consume() interrupted by a rebalance never returned (seen here as holes;
+        # cf. confluent-kafka-python #1013). poll() stores exactly what it returns.
+        for msg in self._poll_batch(timeout):
+            err = msg.error()
+            if err is None:
+                self.records.append(Record(msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                           msg.headers(), msg.timestamp()))
+                self.eof.discard(msg.partition())
+            elif err.code() == KafkaError._PARTITION_EOF:
+                self.eof.add(msg.partition())
+            else:
+                self.errors.append(str(err))
+
+    def _poll_batch(self, timeout):
+        """Up to `batch` messages: the first waits up to `timeout`, the rest only if ready."""
+        msg = self.consumer.poll(timeout)
+        for _ in range(self.batch):
+            if msg is None:
+                return
+            yield msg
+            msg = self.consumer.poll(0) if _ + 1 < self.batch else None
+
+    def by_partition(self):
+        """{partition: [Record] in arrival order}."""
+        out = {}
+        for r in self.records:
+            out.setdefault(r.partition, []).append(r)
+        return out
+
+    def assignment(self):
+        return [] if self.closed else tp_list(self.consumer.assignment())
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.consumer.close()
+
+
+class RemoteGroupMember:
+    """A confluent-kafka group consumer in a child process (tests/group_member.py, same
+    interpreter), so that it can be killed with SIGKILL. Its JSON event lines are read by a
+    thread: the latest assignment and every record it consumed (reported before its offset is
+    stored for commit, so a committed record has always been reported)."""
+
+    def __init__(self, name, bootstrap, group, topics, conf, log_path, lifetime_s=300):
+        self.name = name
+        self.records = []
+        self.errors = []
+        self._assignment = []
+        self.assigned = threading.Event()
+        self.log_path = Path(log_path)
+        spec = {"bootstrap": bootstrap, "group": group, "topics": list(topics),
+                "conf": conf or {}, "lifetime_s": lifetime_s}
+        with open(self.log_path, "ab") as stderr:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("group_member.py")),
+                 json.dumps(spec)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            kind = event["event"]
+            if kind == "assigned":
+                self._assignment = sorted((t, p) for t, p in event["partitions"])
+                self.assigned.set()
+            elif kind == "revoked":
+                self._assignment = []
+            elif kind == "record":
+                self.records.append(Record(event["partition"], event["offset"], None,
+                                           event["value"].encode("latin-1"), None, None))
+            elif kind == "error":
+                self.errors.append(event["error"])
+
+    def pump(self, timeout=0.05):
+        time.sleep(0)  # it runs by itself
+
+    def assignment(self):
+        return [] if self.proc.poll() is not None else list(self._assignment)
+
+    def kill9(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as e:
+            return f"(no member log: {e})"
+
+
+def cover_problem(assignments, topic, partitions):
+    """None if the members' assignments ({name: [(topic, partition)]}) together hold every
+    partition of `topic` exactly once and nothing else; otherwise what is wrong."""
+    held = [tp for tps in assignments.values() for tp in tps]
+    if sorted(held) == [(topic, p) for p in range(partitions)]:
+        return None
+    return f"assignments {assignments} do not cover {topic}[0..{partitions - 1}] exactly once"
+
+
+def wait_for_balanced_group(members, topic, partitions, sizes, timeout=60.0):
+    """Pump `members` until their assignments cover `topic` exactly once with the partition
+    counts `sizes` (any order). Returns {name: [(topic, partition)]}."""
+    last = {}
+
+    def balanced():
+        for m in members:
+            m.pump(0.05)
+        last.clear()
+        last.update({m.name: m.assignment() for m in members})
+        return (cover_problem(last, topic, partitions) is None and
+                sorted(len(tps) for tps in last.values()) == sorted(sizes))
+
+    try:
+        wait_until(balanced, timeout, f"members {[m.name for m in members]} to hold "
+                   f"{sorted(sizes)} partitions of {topic}", interval=0)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last assignments: {last}") from None
+    return dict(last)
+
+
+def pump_until(members, predicate, timeout, what):
+    def done():
+        for m in members:
+            m.pump(0.05)
+        return predicate()
+    return wait_until(done, timeout, what, interval=0)
+
+
+def committed_offsets(consumer, topic, partitions, timeout=15):
+    """{partition: committed offset} (OFFSET_INVALID, -1001, where none)."""
+    result = consumer.committed([TopicPartition(topic, p) for p in range(partitions)],
+                                timeout=timeout)
+    errors = [(tp.partition, str(tp.error)) for tp in result if tp.error is not None]
+    assert not errors, f"OffsetFetch errors for {topic}: {errors}"
+    return {tp.partition: tp.offset for tp in result}
+
+
+def group_committed(bootstrap, group, topic, partitions):
+    """The group's committed offsets, asked by a consumer that does not join the group."""
+    consumer = make_group_consumer(bootstrap, group)
+    try:
+        return committed_offsets(consumer, topic, partitions)
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap, topic, partitions):
+    consumer = make_consumer(bootstrap)
+    try:
+        return {p: watermarks(consumer, topic, p)[1] for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+def decode_member_assignment(data):
+    """Sorted [(topic, partition)] of a ConsumerProtocol Assignment (as DescribeGroups returns
+    it: int16 version, [topic: string, partitions: [int32]], user data)."""
+    if not data:
+        return []
+    pos = 2
+    (topics,) = struct.unpack_from(">i", data, pos)
+    pos += 4
+    out = []
+    for _ in range(max(topics, 0)):
+        (n,) = struct.unpack_from(">h", data, pos)
+        pos += 2
+        topic = data[pos:pos + n].decode()
+        pos += n
+        (count,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        out.extend((topic, p) for p in struct.unpack_from(">%di" % count, data, pos))
+        pos += 4 * count
+    return sorted(out)
+
+
+GroupView = namedtuple("GroupView", "group_id state protocol_type protocol members")
+MemberView = namedtuple("MemberView", "member_id client_id host assignment")
+
+_NEW_STATE_NAMES = {"STABLE": "Stable", "EMPTY": "Empty", "DEAD": "Dead",
+                    "PREPARING_REBALANCING": "PreparingRebalance",
+                    "COMPLETING_REBALANCING": "CompletingRebalance", "UNKNOWN": "Unknown"}
+
+
+def groups_legacy(admin, timeout=15):
+    """{group_id: GroupView} from AdminClient.list_groups (librdkafka's rd_kafka_list_groups:
+    ListGroups, then DescribeGroups; present in every binding version)."""
+    views = {}
+    for g in admin.list_groups(timeout=timeout):
+        assert g.error is None or g.error.code() == KafkaError.NO_ERROR, \
+            f"list_groups: group {g.id}: {g.error}"
+        members = [MemberView(m.id, m.client_id, m.client_host,
+                              decode_member_assignment(m.assignment)) for m in g.members]
+        views[g.id] = GroupView(g.id, g.state, g.protocol_type, g.protocol, members)
+    return views
+
+
+def has_new_group_admin(admin):
+    return hasattr(admin, "list_consumer_groups") and hasattr(admin, "describe_consumer_groups")
+
+
+def groups_listed(admin, timeout=15):
+    """{group_id: (state, is_simple_consumer_group)} from AdminClient.list_consumer_groups."""
+    result = admin.list_consumer_groups(request_timeout=timeout).result(timeout=timeout)
+    assert not result.errors, f"list_consumer_groups errors: {result.errors}"
+    return {g.group_id: (_NEW_STATE_NAMES.get(g.state.name, g.state.name),
+                         g.is_simple_consumer_group) for g in result.valid}
+
+
+def group_described(admin, group, timeout=15):
+    """GroupView from AdminClient.describe_consumer_groups (protocol_type is "" for a simple
+    group, "consumer" otherwise: this API reports only that distinction)."""
+    d = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(
+        timeout=timeout)
+    members = [MemberView(m.member_id, m.client_id, m.host,
+                          tp_list(m.assignment.topic_partitions if m.assignment else []))
+               for m in d.members]
+    return GroupView(d.group_id, _NEW_STATE_NAMES.get(d.state.name, d.state.name),
+                     "" if d.is_simple_consumer_group else "consumer", d.partition_assignor,
+                     members)
+
+
+def kafka_error_code(exc):
+    """The KafkaError code a KafkaException (from a future or a call) carries."""
+    assert isinstance(exc, KafkaException), f"not a KafkaException: {exc!r}"
+    return exc.args[0].code()
