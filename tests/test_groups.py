@@ -199,3 +199,28 @@ def test_delete_groups(module_group_broker):
     finally:
         for m in again:
             m.close()
+
+
+@pytest.mark.parametrize("strategy", ["roundrobin", "cooperative-sticky"])
+def test_client_chosen_assignors_are_relayed(module_group_broker, strategy):
+    """The broker relays whatever assignment the group leader computes: roundrobin, and the
+    incremental cooperative protocol (members keep partitions across rebalances)."""
+    bootstrap = module_group_broker.bootstrap
+    topic, group = f"assignor-{strategy}", f"g-{strategy}"
+    create_topic(bootstrap, topic, PARTITIONS)
+    conf = {"auto.offset.reset": "earliest", "partition.assignment.strategy": strategy}
+    members = [GroupMember("a", bootstrap, group, [topic], conf)]
+    try:
+        alone = wait_for_balanced_group(members, topic, PARTITIONS, [6], timeout=60)
+        members.append(GroupMember("b", bootstrap, group, [topic], conf))
+        pair = wait_for_balanced_group(members, topic, PARTITIONS, [3, 3], timeout=60)
+        if strategy == "cooperative-sticky":
+            # Sticky: the first member kept half of what it had, nothing moved back and forth.
+            assert set(pair["a"]) <= set(alone["a"])
+        members.append(GroupMember("c", bootstrap, group, [topic], conf))
+        trio = wait_for_balanced_group(members, topic, PARTITIONS, [2, 2, 2], timeout=60)
+        if strategy == "cooperative-sticky":
+            assert set(trio["a"]) <= set(pair["a"]) and set(trio["b"]) <= set(pair["b"])
+    finally:
+        for m in members:
+            m.close()
