@@ -54,8 +54,6 @@ pub fn flush_sink(
                 h.last_error = Some(error.to_string());
             });
         }
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
 }
 

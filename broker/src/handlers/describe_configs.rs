@@ -19,15 +19,11 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// Describes each resource asked for.
-pub fn handle(
-    broker: &Broker,
-    request: DescribeConfigsRequest,
-    version: i16,
-) -> DescribeConfigsResponse {
+pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
-        .map(|resource| describe(broker, resource, request.include_synonyms, version))
+        .map(|resource| describe(broker, resource, request.include_synonyms))
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
@@ -36,7 +32,6 @@ fn describe(
     broker: &Broker,
     resource: DescribeConfigsResource,
     synonyms: bool,
-    version: i16,
 ) -> DescribeConfigsResult {
     let mut result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
@@ -100,9 +95,6 @@ fn describe(
                     .with_name(str_bytes(name))
                     .with_value(Some(str_bytes(value)))
                     .with_source(source)];
-            }
-            if version < 1 {
-                entry.config_source = -1;
             }
             entry
         })

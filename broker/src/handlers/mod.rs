@@ -163,7 +163,7 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
             delete_topics::handle(&broker, r, version).await,
         ))),
         RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
-            describe_configs::handle(&broker, r, version),
+            describe_configs::handle(&broker, r),
         ))),
         other => {
             // Unreachable while `versions::SUPPORTED` and this match agree; close rather than
