@@ -94,8 +94,11 @@ class Broker:
             if rc is not None:
                 pytest.fail(f"hotwire exited with code {rc} during start-up\n{self.log_tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    # A connect to a free ephemeral port can meet itself (TCP simultaneous
+                    # open): a connection from the port to itself is not the broker listening.
+                    if s.getsockname() != s.getpeername():
+                        return self
             except OSError:
                 pass
             if time.monotonic() > deadline:

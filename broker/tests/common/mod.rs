@@ -37,7 +37,7 @@ impl BrokerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let broker = Self {
+        let mut broker = Self {
             addr,
             storage: Some(storage),
             child,
@@ -64,10 +64,13 @@ impl BrokerProcess {
             .path()
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("broker exited ({status}) before listening on {}", self.addr);
+            }
+            if is_listening(self.addr) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -90,6 +93,16 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// True when something listens on `addr`. A connect to a free port in the ephemeral range can
+/// be answered by the kernel connecting the socket to itself (TCP simultaneous open, when it
+/// picks the same port as the source): that is not a listener.
+fn is_listening(addr: SocketAddr) -> bool {
+    match TcpStream::connect(addr) {
+        Ok(stream) => stream.local_addr().ok() != Some(addr),
+        Err(_) => false,
     }
 }
 
