@@ -1,0 +1,128 @@
+//! `compare`: the same workload against two brokers in alternating rounds within one run
+//! (A B, B A, A B, ...), so slow drifts of a noisy machine hit both sides alike; the medians
+//! of the rounds are compared as ratios.
+
+mod ratios;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::report::{write_run_outputs, RunResult};
+use crate::runner::{run, RunOptions};
+
+pub use ratios::{ratio_rows, render_ratios, RatioRow};
+
+/// One side of a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub label: String,
+    pub bootstrap: String,
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub a: Side,
+    pub b: Side,
+    pub rounds: u32,
+    /// Used as the template for every run (bootstrap and label are replaced).
+    pub run: RunOptions,
+    pub out: PathBuf,
+}
+
+/// The comparison, as written to `compare.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareResult {
+    pub workload: String,
+    pub a: Side,
+    pub b: Side,
+    pub rounds: u32,
+    /// The order the runs happened in, e.g. ["A", "B", "B", "A"].
+    pub order: Vec<String>,
+    /// Medians over rounds and the ratio B / A.
+    pub rows: Vec<RatioRow>,
+    /// Each run's own result directory.
+    pub runs: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the rounds, writing each run's outputs under `out/round-N-{A,B}-LABEL/`.
+pub fn compare(options: &CompareOptions) -> Result<CompareResult> {
+    let mut results_a: Vec<RunResult> = Vec::new();
+    let mut results_b: Vec<RunResult> = Vec::new();
+    let mut order = Vec::new();
+    let mut runs = Vec::new();
+    let mut warnings = Vec::new();
+    for round in 0..options.rounds {
+        // Alternate who goes first, so neither side always runs on a warmer (or more
+        // fragmented) machine.
+        let sides = if round % 2 == 0 {
+            [(&options.a, "A"), (&options.b, "B")]
+        } else {
+            [(&options.b, "B"), (&options.a, "A")]
+        };
+        for (side, letter) in sides {
+            tracing::info!(
+                "round {} of {}: {} ({})",
+                round + 1,
+                options.rounds,
+                side.label,
+                side.bootstrap
+            );
+            let mut run_options = options.run.clone();
+            run_options.bootstrap = side.bootstrap.clone();
+            run_options.label = side.label.clone();
+            let result = run(&run_options)?;
+            let dir = options.out.join(format!(
+                "round-{}-{letter}-{}",
+                round + 1,
+                sanitize(&side.label)
+            ));
+            write_run_outputs(&dir, &result)?;
+            runs.push(dir.display().to_string());
+            warnings.extend(
+                result
+                    .warnings
+                    .iter()
+                    .map(|w| format!("round {} {}: {w}", round + 1, side.label)),
+            );
+            order.push(letter.to_string());
+            if letter == "A" {
+                results_a.push(result);
+            } else {
+                results_b.push(result);
+            }
+        }
+    }
+    Ok(CompareResult {
+        workload: options.run.workload.name.clone(),
+        a: options.a.clone(),
+        b: options.b.clone(),
+        rounds: options.rounds,
+        order,
+        rows: ratio_rows(&results_a, &results_b),
+        runs,
+        warnings,
+    })
+}
+
+/// A label made safe for a directory name.
+fn sanitize(label: &str) -> String {
+    let clean: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "side".into()
+    } else {
+        clean
+    }
+}

@@ -1,0 +1,13 @@
+//! What a run reports: the result structure (written as JSON), the text table, the plots.
+
+mod plot;
+mod result;
+mod table;
+mod write;
+
+pub use result::{
+    CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult, RunResult,
+    StepVerdict, TimelinePoint, LATENCY_NOTE_FIXED, LATENCY_NOTE_MAX,
+};
+pub use table::{render_table, throughput_text};
+pub use write::write_run_outputs;

@@ -1,0 +1,132 @@
+//! `--spawn-broker`: starts a broker binary (Hotwire's command line) on a free loopback port
+//! and a scratch storage directory for the length of a run.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{BenchError, Result};
+
+/// How long the broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker process, killed when dropped.
+pub struct SpawnedBroker {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    /// Holds the scratch directory (removed on drop) unless the user named one.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl SpawnedBroker {
+    /// Starts `binary --listen 127.0.0.1:PORT --storage fs://DIR ARGS...`, where DIR is
+    /// `storage` or a new temporary directory, and waits until it accepts connections. The
+    /// broker's output goes to `broker.log` beside the data.
+    pub fn start(binary: &Path, storage: Option<&Path>, args: &[String]) -> Result<SpawnedBroker> {
+        let (scratch, dir) = match storage {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(BenchError::io(format!("creating {}", dir.display())))?;
+                (None, dir.to_path_buf())
+            }
+            None => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("hotwire-bench-broker-")
+                    .tempdir()
+                    .map_err(BenchError::io("creating a scratch storage directory"))?;
+                let dir = scratch.path().to_path_buf();
+                (Some(scratch), dir)
+            }
+        };
+        let dir = dir
+            .canonicalize()
+            .map_err(BenchError::io(format!("resolving {}", dir.display())))?;
+        let data = dir.join("data");
+        let log = dir.join("broker.log");
+        let log_file = std::fs::File::create(&log)
+            .map_err(BenchError::io(format!("creating {}", log.display())))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(BenchError::io("duplicating the broker log handle"))?;
+        let addr = free_port()?;
+        let child = Command::new(binary)
+            .args(["--listen", &addr.to_string()])
+            .args(["--storage", &format!("fs://{}", data.display())])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(BenchError::io(format!("starting {}", binary.display())))?;
+        let mut broker = SpawnedBroker {
+            child,
+            addr,
+            log,
+            _scratch: scratch,
+        };
+        broker.wait_ready()?;
+        tracing::info!(
+            "started {} on {addr}, data in {}",
+            binary.display(),
+            data.display()
+        );
+        Ok(broker)
+    }
+
+    /// The `host:port` to bootstrap from.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(BenchError::Broker(format!(
+                    "the spawned broker exited ({status}) before listening; its log:\n{}",
+                    self.log_tail()
+                )));
+            }
+            // A connect to a free ephemeral port can be answered by the socket connecting to
+            // itself (TCP simultaneous open): only a connection from another port is a listener.
+            if let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                if stream.local_addr().ok() != Some(self.addr) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Broker(format!(
+                    "the spawned broker was not listening on {} after {}s; its log:\n{}",
+                    self.addr,
+                    START_TIMEOUT.as_secs(),
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for SpawnedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address with a port nobody listens on right now.
+fn free_port() -> Result<SocketAddr> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(BenchError::io("finding a free port"))?;
+    listener
+        .local_addr()
+        .map_err(BenchError::io("finding a free port"))
+}
