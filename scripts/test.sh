@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The whole Hotwire test suite, as CI runs it:
 #   1. installs the real Kafka clients the end-to-end tests drive (Debian: kcat,
-#      python3-confluent-kafka, python3-pytest), only if something is missing, and the newest
-#      clients (confluent-kafka on the newest librdkafka, kafka-python, aiokafka) in a venv,
-#      .venv-clients, with the python3 on PATH, only if the pinned versions are not there yet
-#   2. cargo fmt --check   3. cargo clippy -D warnings   4. release build
-#   5. cargo test (Rust unit and integration tests)   6. pytest end-to-end tests against
-#      target/release/hotwire: all of them with Debian's clients, then the modules marked
-#      `clients` (groups, offsets, idempotence, kafka-python, aiokafka) again in the venv
+#      python3-confluent-kafka, python3-pytest; curl to list S3 objects), only if something is
+#      missing, and the newest clients (confluent-kafka on the newest librdkafka, kafka-python,
+#      aiokafka) in a venv, .venv-clients, with the python3 on PATH, only if the pinned versions
+#      are not there yet
+#   2. Garage, the S3-compatible store the `backends` test modules also run on, built from
+#      crates.io once per machine and cached outside the clone (scripts/install-garage.sh)
+#   3. cargo fmt --check   4. cargo clippy -D warnings   5. release build
+#   6. cargo test (Rust unit and integration tests)   7. pytest end-to-end tests against
+#      target/release/hotwire: all of them with Debian's clients (modules marked `backends`
+#      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
+#      kafka-python, aiokafka) again in the venv
 # Fails fast on the first failing step. Extra arguments go to both pytest runs (e.g. -k restart).
 set -euo pipefail
 
@@ -53,11 +57,11 @@ summary() {
 trap summary EXIT
 
 have_test_clients() {
-    command -v kcat >/dev/null 2>&1 &&
+    command -v kcat >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
         "$PYTHON" -c 'import confluent_kafka, pytest' >/dev/null 2>&1
 }
 
-step "install test clients (kcat, python3-confluent-kafka, python3-pytest)"
+step "install test clients (kcat, python3-confluent-kafka, python3-pytest, curl)"
 if have_test_clients; then
     echo "already installed"
 else
@@ -65,7 +69,8 @@ else
     if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest
+    $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest \
+        curl ca-certificates
     have_test_clients || { echo "test clients still missing after apt-get install" >&2; exit 1; }
 fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"
@@ -90,6 +95,11 @@ else
 fi
 "$VENV/bin/python" -c 'import confluent_kafka as c, kafka, aiokafka, pytest, sys; print("python", sys.version.split()[0], "confluent-kafka", c.version()[0], "librdkafka", c.libversion()[0], "kafka-python", kafka.__version__, "aiokafka", aiokafka.__version__, "pytest", pytest.__version__)'
 
+step "garage (S3-compatible server for the storage tests)"
+HOTWIRE_GARAGE_BIN="$(scripts/install-garage.sh)"
+export HOTWIRE_GARAGE_BIN
+echo "$HOTWIRE_GARAGE_BIN: $("$HOTWIRE_GARAGE_BIN" --version 2>&1 | head -n 1)"
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     step "rustup component add rustfmt clippy"
     rustup component add rustfmt clippy
@@ -101,8 +111,11 @@ cargo fmt --all -- --check
 step "cargo clippy (release, -D warnings)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-step "cargo build --release"
-cargo build --release --workspace --bins
+# Binaries and test programs in one build: `cargo build` alone would compile the dependencies
+# a second time with other features (dev-dependencies unify into the test build), and the
+# binaries the tests run (target/release/hotwire, hotwire-bench) come out of this one.
+step "cargo build --release (binaries and tests)"
+cargo test --release --workspace --no-run
 
 step "cargo test --release"
 cargo test --release --workspace

@@ -2,8 +2,12 @@
 
 A test gets a running broker from the `broker` fixture (or several from `broker_factory`).
 Each broker runs the real `hotwire` binary ($HOTWIRE_BIN, default target/release/hotwire) on a
-free loopback port with its own fs:// storage directory, and writes its log to a file whose tail
-is attached to the report of any failing test that used it.
+free loopback port with its own storage, and writes its log to a file whose tail is attached to
+the report of any failing test that used it.
+
+Storage is a local fs:// directory, except in modules marked `backends`: those run once on
+fs:// and once on a real S3-compatible server (Garage, started once per session on 127.0.0.1
+from $HOTWIRE_GARAGE_BIN, which scripts/test.sh installs), each broker under its own prefix.
 """
 
 import ctypes
@@ -13,9 +17,12 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+
+from s3_server import Garage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # No test may run longer than this: the watchdog dumps every thread's stack and exits, and the
@@ -43,7 +50,7 @@ def free_port():
 class Broker:
     """One hotwire process; restartable on the same port and storage."""
 
-    def __init__(self, binary, workdir, extra_args=(), env=None):
+    def __init__(self, binary, workdir, extra_args=(), env=None, storage=None):
         self.binary = str(binary)
         self.workdir = Path(workdir)
         self.storage = self.workdir / "storage"
@@ -51,7 +58,13 @@ class Broker:
         self.log_path = self.workdir / "hotwire.log"
         self.port = free_port()
         self.extra_args = [str(a) for a in extra_args]
-        self.env = dict(os.environ, **(env or {}))
+        storage_env = {}
+        if storage is None:
+            self.storage_url = f"fs://{self.storage.resolve()}"
+        else:
+            self.storage_url = storage.storage_url(f"{self.workdir.parent.name}-{uuid.uuid4().hex}")
+            storage_env = storage.env()
+        self.env = dict(os.environ, **storage_env, **(env or {}))
         self.proc = None
         self.starts = 0
 
@@ -67,7 +80,7 @@ class Broker:
         return [
             self.binary,
             "--listen", self.bootstrap,
-            "--storage", f"fs://{self.storage.resolve()}",
+            "--storage", self.storage_url,
             *self.extra_args,
         ]
 
@@ -148,14 +161,16 @@ class Broker:
 
 
 class BrokerFactory:
-    def __init__(self, binary, base_dir):
+    def __init__(self, binary, base_dir, storage=None):
         self.binary = binary
         self.base_dir = Path(base_dir)
+        self.storage = storage
         self.brokers = []
 
     def __call__(self, extra_args=(), env=None, start=True):
         workdir = self.base_dir / f"broker{len(self.brokers)}"
-        broker = Broker(self.binary, workdir, extra_args=extra_args, env=env)
+        broker = Broker(self.binary, workdir, extra_args=extra_args, env=env,
+                        storage=self.storage)
         self.brokers.append(broker)
         return broker.start() if start else broker
 
@@ -173,9 +188,46 @@ def hotwire_bin():
     return binary.resolve()
 
 
+# ---------------------------------------------------------------------------------------------
+# Storage backends: fs:// everywhere; fs:// and S3 (Garage) in modules marked `backends`.
+
+
+def pytest_generate_tests(metafunc):
+    if "storage_kind" in metafunc.fixturenames:
+        kinds = ["fs", "s3"] if metafunc.definition.get_closest_marker("backends") else ["fs"]
+        metafunc.parametrize("storage_kind", kinds, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def storage_kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def garage(tmp_path_factory):
+    """The session's Garage server (started on first use)."""
+    binary = os.environ.get("HOTWIRE_GARAGE_BIN")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.fail("HOTWIRE_GARAGE_BIN must name a Garage binary for the S3 storage tests: "
+                    "scripts/install-garage.sh builds one (scripts/test.sh sets this)")
+    server = Garage(binary, tmp_path_factory.mktemp("garage"), preexec_fn=_die_with_parent)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def storage_backend(storage_kind, request):
+    """None for fs:// (each broker's own directory), else the S3 server brokers store in."""
+    return request.getfixturevalue("garage") if storage_kind == "s3" else None
+
+
 @pytest.fixture
-def broker_factory(hotwire_bin, tmp_path):
-    factory = BrokerFactory(hotwire_bin, tmp_path)
+def broker_factory(hotwire_bin, tmp_path, storage_backend):
+    factory = BrokerFactory(hotwire_bin, tmp_path, storage=storage_backend)
     yield factory
     factory.cleanup()
 
@@ -186,9 +238,10 @@ def broker(broker_factory):
 
 
 @pytest.fixture(scope="module")
-def module_broker(hotwire_bin, tmp_path_factory):
+def module_broker(hotwire_bin, tmp_path_factory, storage_backend):
     """One broker shared by every test of a module (each test uses its own topics)."""
-    factory = BrokerFactory(hotwire_bin, tmp_path_factory.mktemp("hotwire"))
+    factory = BrokerFactory(hotwire_bin, tmp_path_factory.mktemp("hotwire"),
+                            storage=storage_backend)
     yield factory()
     factory.cleanup()
 
@@ -206,10 +259,11 @@ def group_broker(broker_factory):
 
 
 @pytest.fixture(scope="module")
-def module_group_broker(hotwire_bin, tmp_path_factory):
+def module_group_broker(hotwire_bin, tmp_path_factory, storage_backend):
     """One broker with GROUP_BROKER_ARGS shared by a module (each test uses its own topics and
     groups, and never restarts it)."""
-    factory = BrokerFactory(hotwire_bin, tmp_path_factory.mktemp("hotwire"))
+    factory = BrokerFactory(hotwire_bin, tmp_path_factory.mktemp("hotwire"),
+                            storage=storage_backend)
     yield factory(extra_args=GROUP_BROKER_ARGS)
     factory.cleanup()
 

@@ -16,6 +16,8 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 RECORDS = int(os.environ.get("HOTWIRE_E2E_RECORDS", "100000"))
 PARTITIONS = 4
 
+pytestmark = pytest.mark.backends
+
 _rng = random.Random(20261123)
 _NOISE = _rng.randbytes(8192)  # incompressible bytes, every value 0..255 (NUL and \n included)
 _TEXT = b"hotwire keeps the hot tail in memory and the rest in object storage; " * 64

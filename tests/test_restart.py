@@ -3,11 +3,14 @@
 import random
 import threading
 
+import pytest
 from confluent_kafka import Producer
 from helpers import (assert_contiguous, assert_log, consume_all, create_topic, log_from_deliveries,
                      make_consumer, make_producer, produce_all, wait_until, watermarks)
 
 PARTITIONS = 3
+
+pytestmark = pytest.mark.backends
 
 
 def messages(tag, count):

@@ -70,7 +70,7 @@ pub struct Broker {
 impl Broker {
     /// Opens storage, recovers every topic and partition from it, and starts the flush pipeline.
     pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
-        let store = Store::open(&config.storage).await?;
+        let store = Store::open_with(&config.storage, config.slicing()).await?;
         let records = store.list_topics().await?;
         let recovered = store.recover(config.flush_max_in_flight).await?;
         tracing::info!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use dfs_adapter::Slicing;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -42,6 +43,11 @@ pub struct Config {
     pub flush_max_batches: usize,
     /// Flush objects written concurrently (acks still in order).
     pub flush_max_in_flight: usize,
+    /// Storage writes and reads above this many MiB go as concurrent slices (multipart uploads
+    /// on object stores); at least 5, S3's smallest part.
+    pub storage_slice_mib: usize,
+    /// Slices of one object in flight at once.
+    pub storage_slice_concurrency: usize,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
@@ -78,6 +84,8 @@ impl Default for Config {
             flush_max_bytes: 8 << 20,
             flush_max_batches: 4096,
             flush_max_in_flight: 4,
+            storage_slice_mib: 8,
+            storage_slice_concurrency: 4,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
@@ -130,6 +138,10 @@ pub struct Args {
     flush_max_batches: Option<usize>,
     #[arg(long, env = "HOTWIRE_FLUSH_MAX_IN_FLIGHT")]
     flush_max_in_flight: Option<usize>,
+    #[arg(long, env = "HOTWIRE_STORAGE_SLICE_MIB")]
+    storage_slice_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_STORAGE_SLICE_CONCURRENCY")]
+    storage_slice_concurrency: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
@@ -210,6 +222,8 @@ impl Config {
             flush_max_bytes,
             flush_max_batches,
             flush_max_in_flight,
+            storage_slice_mib,
+            storage_slice_concurrency,
             produce_backpressure_ms,
             offset_slots,
             group_min_session_timeout_ms,
@@ -270,6 +284,9 @@ impl Config {
         {
             return invalid("flush_max_*", "flush limits must be at least 1".into());
         }
+        if let Err(e) = self.slicing().validate() {
+            return invalid("storage_slice_*", e.to_string());
+        }
         if self
             .advertised_listener
             .as_deref()
@@ -291,6 +308,14 @@ impl Config {
     /// Flush time policy.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// How storage splits large writes and reads.
+    pub fn slicing(&self) -> Slicing {
+        Slicing {
+            slice_bytes: self.storage_slice_mib.saturating_mul(1 << 20),
+            concurrency: self.storage_slice_concurrency,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tracing::{debug, info};
 
 use crate::dirsync::{fsync_dir, DirSyncer};
 use crate::oplog::TracingInterceptor;
+use crate::slicing::Slicing;
 use crate::storage_url::StorageUrl;
 use crate::topics::TOPICS_DIR;
 use crate::types::WAL_DIR;
@@ -33,6 +34,8 @@ struct Inner {
     write_op: Operator,
     /// Canonical URL for logs (absolute fs path, secrets redacted).
     url: String,
+    /// How large writes and reads are split.
+    slicing: Slicing,
     /// Present for the local filesystem, where directories need explicit fsyncs.
     local: Option<LocalDirs>,
 }
@@ -43,14 +46,6 @@ struct LocalDirs {
     wal_dir: PathBuf,
     wal: DirSyncer,
     topics: DirSyncer,
-}
-
-/// How an object is written. Today one PUT (or one file write) of the whole buffer; sliced
-/// concurrent writes (`writer_with(..).chunk(n).concurrent(k)`) plug in here.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct WriteShape {
-    /// `(slice_size, concurrency)` for multipart/parallel writes; `None` for a single write.
-    pub(crate) slices: Option<(usize, usize)>,
 }
 
 impl Store {
@@ -64,7 +59,16 @@ impl Store {
     ///
     /// For `fs` it creates the root, `wal/` and `topics/` and makes them durable. For object
     /// stores nothing is contacted yet: the first list or write reports connectivity problems.
+    ///
+    /// Large objects are written and read in slices as [`Slicing::default`] says; see
+    /// [`Store::open_with`].
     pub async fn open(url: &str) -> Result<Store, StorageError> {
+        Self::open_with(url, Slicing::default()).await
+    }
+
+    /// [`Store::open`] with the given slicing of large writes and reads.
+    pub async fn open_with(url: &str, slicing: Slicing) -> Result<Store, StorageError> {
+        slicing.validate()?;
         let parsed = StorageUrl::parse(url)?;
         let canonical = parsed.display();
         let (op, local) = match &parsed {
@@ -114,6 +118,7 @@ impl Store {
                 op,
                 write_op,
                 url: canonical,
+                slicing,
                 local,
             }),
         })
@@ -124,7 +129,8 @@ impl Store {
         &self.inner.url
     }
 
-    /// Reads `len` bytes at `position` of a flush object.
+    /// Reads `len` bytes at `position` of a flush object (as concurrent ranged reads when it
+    /// is more than one slice).
     ///
     /// Used by fetches of data no longer in the hot cache, with positions taken from a
     /// [`crate::ChunkLocation`]. A read that comes back short is reported as
@@ -153,15 +159,13 @@ impl Store {
         let end = position.checked_add(len).ok_or_else(|| {
             StorageError::InvalidArgument(format!("range {position}+{len} of {key} overflows"))
         })?;
-        let buffer = self
-            .inner
-            .op
-            .read_with(key)
-            .range(position..end)
-            .await
-            .map_err(StorageError::backend(format!(
-                "read {key} bytes {position}..{end}"
-            )))?;
+        let mut request = self.inner.op.read_with(key).range(position..end);
+        if let Some((chunk, concurrent)) = self.inner.slicing.for_len(len) {
+            request = request.chunk(chunk).concurrent(concurrent);
+        }
+        let buffer = request.await.map_err(StorageError::backend(format!(
+            "read {key} bytes {position}..{end}"
+        )))?;
         if buffer.len() as u64 != len {
             return Err(StorageError::corrupt(
                 key,
@@ -174,7 +178,9 @@ impl Store {
         Ok(buffer)
     }
 
-    /// Writes a whole flush object and returns once it is durable.
+    /// Writes a whole flush object and returns once it is durable. An object of more than one
+    /// slice goes as concurrent slices: a multipart upload on object stores, parallel
+    /// positioned writes and one fsync on `fs`.
     ///
     /// The object is written under its final key (no temporary name and rename): a torn write
     /// is caught by the footer checks in recovery, and object stores publish a key only when
@@ -192,7 +198,6 @@ impl Store {
         &self,
         object: ObjectId,
         data: Buffer,
-        shape: WriteShape,
     ) -> Result<(), StorageError> {
         let key = object.key();
         let expected = data.len() as u64;
@@ -200,7 +205,7 @@ impl Store {
             check_dir(&local.wal_dir).await?;
         }
         let mut request = self.inner.write_op.writer_with(&key);
-        if let Some((chunk, concurrent)) = shape.slices {
+        if let Some((chunk, concurrent)) = self.inner.slicing.for_len(expected) {
             request = request.chunk(chunk).concurrent(concurrent);
         }
         let mut writer = request

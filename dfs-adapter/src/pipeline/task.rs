@@ -15,7 +15,6 @@ use tracing::{debug, error, info, warn};
 use super::batcher::Batcher;
 use super::seal::{seal, SealedObject};
 use super::{Command, Counters, FlushConfig, FlushEvent};
-use crate::store::WriteShape;
 use crate::{ChunkLocation, ObjectId, StorageError, Store};
 
 /// Upper bound of the pause between attempts at one object.
@@ -49,7 +48,6 @@ struct Attempt {
 pub(super) struct Task<S> {
     store: Store,
     config: FlushConfig,
-    shape: WriteShape,
     sink: S,
     batcher: Batcher,
     next_id: ObjectId,
@@ -75,7 +73,6 @@ impl<S: FnMut(FlushEvent) + Send + 'static> Task<S> {
             store,
             batcher: Batcher::new(&config),
             config,
-            shape: WriteShape::default(),
             sink,
             next_id: first_object,
             window: VecDeque::new(),
@@ -208,12 +205,11 @@ impl<S: FnMut(FlushEvent) + Send + 'static> Task<S> {
         delay: Duration,
     ) -> BoxFuture<'static, Attempt> {
         let store = self.store.clone();
-        let shape = self.shape;
         Box::pin(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let result = store.write_object(id, data, shape).await;
+            let result = store.write_object(id, data).await;
             Attempt {
                 id,
                 number,

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dfs_adapter::{FlushConfig, FlushEvent, FlushPipeline, ObjectId, StorageError};
+use dfs_adapter::{
+    FlushConfig, FlushEvent, FlushPipeline, ObjectId, PendingBatch, Slicing, StorageError, Store,
+    MIN_SLICE_BYTES,
+};
 
 use crate::common::*;
 
@@ -208,4 +211,65 @@ async fn unusable_batches_are_rejected() {
     backwards.last_offset = 4;
     assert!(pipeline.submit(backwards).is_err());
     pipeline.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_above_one_slice_are_written_and_read_in_concurrent_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("fs://{}", dir.path().display());
+    let slicing = Slicing {
+        slice_bytes: MIN_SLICE_BYTES,
+        concurrency: 3,
+    };
+    let store = Store::open_with(&url, slicing).await.unwrap();
+    let (pipeline, mut events) = start(&store, lazy_config(), ObjectId(0));
+    // 12 batches of 1 MiB + 1 byte over two partitions: one object of about 2.4 slices.
+    let mut written = BTreeMap::new();
+    for i in 0..12i64 {
+        let partition = (i % 2) as i32;
+        let data: Vec<u8> = (0..(1 << 20) + 1)
+            .map(|b| (b as i64 * 31 + i) as u8)
+            .collect();
+        written
+            .entry(partition)
+            .or_insert_with(Vec::new)
+            .extend_from_slice(&data);
+        pipeline
+            .submit(PendingBatch {
+                data: data.into(),
+                ..batch(partition, i / 2, 1)
+            })
+            .unwrap();
+    }
+    pipeline.flush_now();
+    let (object, chunks) = events.durable().await;
+    assert_eq!(chunks.len(), 2);
+    for chunk in &chunks {
+        // Each chunk (6 MiB + 6 bytes) is itself more than a slice: a sliced read.
+        let read = store
+            .read_range(&chunk.object, chunk.position, chunk.len)
+            .await
+            .unwrap();
+        assert_eq!(read.as_ref(), written[&chunk.key.partition].as_slice());
+    }
+    pipeline.shutdown().await;
+
+    let reopened = Store::open(&url).await.unwrap();
+    let recovered = reopened.recover(MAX_IN_FLIGHT).await.unwrap();
+    assert_eq!(recovered.objects, 1);
+    assert_eq!(recovered.next_object, ObjectId(object.0 + 1));
+    assert_eq!(recovered.chunks, chunks);
+}
+
+#[tokio::test]
+async fn slicing_below_the_s3_part_minimum_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let slicing = Slicing {
+        slice_bytes: MIN_SLICE_BYTES - 1,
+        concurrency: 2,
+    };
+    let err = Store::open_with(&format!("fs://{}", dir.path().display()), slicing)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("minimum"), "{err}");
 }
