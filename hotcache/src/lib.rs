@@ -11,18 +11,24 @@
 //! points at are gone. When every block is pinned the cache is full and [`HotCache::append`] fails
 //! with [`HotCacheError::Full`]: the broker turns that into backpressure.
 //!
-//! The per-partition [`PartitionIndex`] maps offsets to slices. This crate knows nothing of Kafka
-//! requests or sockets; offsets are plain `i64`s.
+//! The per-partition [`PartitionIndex`] maps offsets to slices.
+//!
+//! Data read back from storage never enters the arena: it goes to the [`ColdCache`], which has its
+//! own byte budget and a scan-resistant policy, with [`ReadAhead`] deciding how much to load ahead
+//! of each catch-up reader. The caller supplies the loads (the broker reads storage), so this
+//! crate knows nothing of Kafka requests, sockets or storage; offsets are plain `i64`s.
 
 mod arena;
 mod block;
 mod cache;
+mod cold;
 mod error;
 mod index;
 mod slice;
 mod slots;
 
 pub use cache::{HotCache, HotCacheConfig, HotCacheStats};
+pub use cold::{ColdCache, ColdCacheConfig, ColdCacheStats, ReadAhead, ReadAheadConfig};
 pub use error::HotCacheError;
 pub use index::{IndexEntry, PartitionIndex, ReadOutcome};
 pub use slice::{HotSlice, PendingSlice, SliceRef};
