@@ -8,6 +8,7 @@ use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 
+use crate::cold::ColdReader;
 use crate::config::Config;
 use crate::durability::{flush_sink, StorageHealth};
 use crate::groups::{GroupConfig, GroupCoordinator, GroupSnapshot};
@@ -16,6 +17,7 @@ use crate::log::cold_read::ColdReadError;
 use crate::log::partition::Partition;
 use crate::log::reserve::CacheSpace;
 use crate::log::topics::TopicRegistry;
+use crate::metrics::{Events, Metrics, StateCollector};
 use crate::offsets::group_store::{decode_snapshots, InternalGroupStore};
 use crate::offsets::{OffsetTable, Offsets};
 use crate::producers::recovery::TailWindow;
@@ -37,6 +39,9 @@ pub enum StartError {
     /// Producer state could not be rebuilt from stored data.
     #[error("producer state: {0}")]
     Producers(#[from] ColdReadError),
+    /// The cold-read runtime could not start.
+    #[error("cold-read runtime: {0}")]
+    ColdRuntime(std::io::Error),
 }
 
 /// Everything request handlers share.
@@ -65,6 +70,12 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Producer-id allocation.
     pub producer_ids: ProducerIds,
+    /// Catch-up reads, on their own runtime and cache.
+    pub cold: Arc<ColdReader>,
+    /// Metrics recorded on the request paths.
+    pub events: Events,
+    /// Everything a metrics scrape reports.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -98,6 +109,7 @@ impl Broker {
             cache.set_space_listener(move || space.notify_waiters());
         }
         let (health_tx, storage_health) = watch::channel(StorageHealth::default());
+        let events = Events::default();
         let flush = FlushConfig {
             max_delay: config.flush_interval(),
             max_bytes: config.flush_max_bytes,
@@ -109,7 +121,7 @@ impl Broker {
             store.clone(),
             flush,
             recovered.next_object,
-            flush_sink(topics.clone(), health_tx),
+            flush_sink(topics.clone(), health_tx, events.clone()),
         );
         let space = CacheSpace {
             cache: cache.clone(),
@@ -117,6 +129,7 @@ impl Broker {
             pipeline: pipeline.clone(),
             health: storage_health.clone(),
             limit: Duration::from_millis(config.produce_backpressure_ms),
+            events: events.clone(),
         };
         let internal = Arc::new(InternalLog::new(
             internal_partition,
@@ -154,6 +167,16 @@ impl Broker {
             Arc::new(InternalGroupStore::new(offsets.clone())),
             restored_groups(history.clone(), &offsets),
         );
+        let cold =
+            Arc::new(ColdReader::new(store.clone(), &config).map_err(StartError::ColdRuntime)?);
+        let metrics = Arc::new(Metrics::new(
+            &events,
+            StateCollector {
+                hot: cache.clone(),
+                cold: cold.clone(),
+                pipeline: pipeline.clone(),
+            },
+        ));
         tracing::info!(
             internal_records = history.len(),
             committed_offsets = offsets.table().groups().len(),
@@ -172,6 +195,9 @@ impl Broker {
             offsets,
             producer_ids,
             groups,
+            cold,
+            events,
+            metrics,
         }))
     }
 

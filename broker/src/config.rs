@@ -48,6 +48,19 @@ pub struct Config {
     pub storage_slice_mib: usize,
     /// Slices of one object in flight at once.
     pub storage_slice_concurrency: usize,
+    /// Cold cache (data read back from storage for catch-up readers) size in MiB.
+    pub cold_cache_mib: usize,
+    /// Threads of the cold-read runtime.
+    pub cold_read_threads: usize,
+    /// Bytes in flight from storage for cold reads and read-ahead, in MiB.
+    pub cold_read_in_flight_mib: usize,
+    /// Largest read-ahead window of one catch-up reader, in MiB (0: no read-ahead).
+    pub read_ahead_max_mib: usize,
+    /// Cold reads on their own runtime (true), or on the network threads (false: only to
+    /// measure the difference).
+    pub cold_isolation: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
+    pub metrics_listen: Option<SocketAddr>,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
@@ -86,6 +99,12 @@ impl Default for Config {
             flush_max_in_flight: 4,
             storage_slice_mib: 8,
             storage_slice_concurrency: 4,
+            cold_cache_mib: 256,
+            cold_read_threads: 2,
+            cold_read_in_flight_mib: 64,
+            read_ahead_max_mib: 16,
+            cold_isolation: true,
+            metrics_listen: None,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
@@ -142,6 +161,18 @@ pub struct Args {
     storage_slice_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_STORAGE_SLICE_CONCURRENCY")]
     storage_slice_concurrency: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_CACHE_MIB")]
+    cold_cache_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_READ_THREADS")]
+    cold_read_threads: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_READ_IN_FLIGHT_MIB")]
+    cold_read_in_flight_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_READ_AHEAD_MAX_MIB")]
+    read_ahead_max_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_ISOLATION")]
+    cold_isolation: Option<bool>,
+    #[arg(long, env = "HOTWIRE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
@@ -205,6 +236,9 @@ impl Config {
         if args.advertised_listener.is_some() {
             config.advertised_listener = args.advertised_listener.clone();
         }
+        if args.metrics_listen.is_some() {
+            config.metrics_listen = args.metrics_listen;
+        }
         overlay!(
             config,
             args,
@@ -224,6 +258,11 @@ impl Config {
             flush_max_in_flight,
             storage_slice_mib,
             storage_slice_concurrency,
+            cold_cache_mib,
+            cold_read_threads,
+            cold_read_in_flight_mib,
+            read_ahead_max_mib,
+            cold_isolation,
             produce_backpressure_ms,
             offset_slots,
             group_min_session_timeout_ms,
@@ -283,6 +322,15 @@ impl Config {
         if self.flush_max_bytes == 0 || self.flush_max_batches == 0 || self.flush_max_in_flight == 0
         {
             return invalid("flush_max_*", "flush limits must be at least 1".into());
+        }
+        if self.cold_cache_mib == 0
+            || self.cold_read_threads == 0
+            || self.cold_read_in_flight_mib == 0
+        {
+            return invalid(
+                "cold_*",
+                "cold cache, threads and in-flight bytes must be at least 1".into(),
+            );
         }
         if let Err(e) = self.slicing().validate() {
             return invalid("storage_slice_*", e.to_string());

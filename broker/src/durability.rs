@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::log::partition::Partition;
 use crate::log::topics::TopicRegistry;
+use crate::metrics::Events;
 
 /// Whether the flush pipeline is currently failing to write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +26,7 @@ pub struct StorageHealth {
 pub fn flush_sink(
     topics: Arc<TopicRegistry>,
     health: watch::Sender<StorageHealth>,
+    events: Events,
 ) -> impl FnMut(FlushEvent) + Send + 'static {
     move |event| match event {
         FlushEvent::Durable {
@@ -34,6 +36,8 @@ pub fn flush_sink(
             elapsed,
         } => {
             tracing::trace!(object = object.0, bytes, ?elapsed, "object durable");
+            events.flush_seconds.observe(elapsed.as_secs_f64());
+            events.flush_bytes.observe(bytes as f64);
             for chunk in chunks {
                 // A topic deleted meanwhile has no partition to advance.
                 if let Some(partition) = topics.partition(&chunk.key) {
@@ -48,6 +52,7 @@ pub fn flush_sink(
             attempt,
         } => {
             tracing::warn!(object = object.0, attempt, %error, "flush failed; retrying");
+            events.flush_failures.inc();
             health.send_modify(|h| {
                 h.failures += 1;
                 h.failing = true;

@@ -4,12 +4,14 @@
 //! See `docs/architecture.md` for the produce and fetch paths.
 
 pub mod broker;
+pub mod cold;
 pub mod config;
 pub mod durability;
 pub mod groups;
 pub mod handlers;
 pub mod internal;
 pub mod log;
+pub mod metrics;
 pub mod offsets;
 pub mod producers;
 pub mod protocol;

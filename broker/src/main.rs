@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use hotwire_broker::broker::Broker;
 use hotwire_broker::config::{Args, Config};
-use hotwire_broker::server;
+use hotwire_broker::{metrics, server};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, storage = broker.store.url(), "hotwire serving Kafka");
 
     let shutdown = CancellationToken::new();
+    if let Some(addr) = broker.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving metrics at /metrics");
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            broker.metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
-use crate::log::cold_read;
 use crate::log::partition::Partition;
 
 /// Longest long-poll wait honoured, whatever the client asks.
@@ -120,12 +119,17 @@ async fn read_partition(
         return data;
     }
     match partition.read_hot(&broker.cache, offset, limit) {
-        ReadOutcome::Hit(slices) => data.records = Some(join(slices)),
+        ReadOutcome::Hit(slices) => {
+            broker.events.fetch_hot.inc();
+            data.records = Some(join(slices));
+        }
         ReadOutcome::Miss => match partition.stored_chunk(offset) {
             Some(chunk) => {
-                match cold_read::read_batches(&broker.store, &chunk, offset, limit).await {
+                broker.events.fetch_cold.inc();
+                match broker.cold.read(partition, chunk, offset, limit).await {
                     Ok(bytes) => data.records = Some(bytes),
                     Err(error) => {
+                        broker.events.cold_read_errors.inc();
                         tracing::warn!(%error, offset, "cold read failed");
                         data.error_code = ResponseError::KafkaStorageError.code();
                     }

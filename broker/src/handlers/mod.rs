@@ -67,7 +67,12 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
         body,
     } = request;
     tracing::trace!(?api_key, version, correlation_id, ?client_id, "request");
-    let reply = move |response| encode(api_key, version, correlation_id, &response);
+    let latency = broker.events.request_latency(&format!("{api_key:?}"));
+    let started = std::time::Instant::now();
+    let reply = move |response| {
+        latency.observe(started.elapsed().as_secs_f64());
+        encode(api_key, version, correlation_id, &response)
+    };
     match body {
         RequestKind::Produce(r) => {
             let staged = produce::stage(&broker, r, version).await;

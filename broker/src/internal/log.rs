@@ -92,7 +92,7 @@ impl InternalLog {
     pub async fn replay(&self, store: &Store) -> Result<Vec<InternalRecord>, InternalLogError> {
         let mut records = Vec::new();
         for chunk in self.partition.stored_chunks() {
-            let bytes = cold_read::read_batches(store, &chunk, chunk.base_offset, usize::MAX)
+            let bytes = cold_read::load_chunk(store, &chunk)
                 .await
                 .map_err(|e| InternalLogError::Replay(e.to_string()))?;
             for record in decode_batches(bytes).map_err(InternalLogError::Replay)? {

@@ -22,20 +22,42 @@ pub enum ColdReadError {
         /// What was wrong.
         reason: String,
     },
+    /// The read was abandoned (the broker is shutting down).
+    #[error("cold read abandoned: {0}")]
+    Aborted(String),
 }
 
-/// Batches of `chunk` from the one holding `offset`, up to `max_bytes` (at least one batch), as
-/// one contiguous slice of what was read.
-pub async fn read_batches(
-    store: &Store,
+/// Reads `chunk` from storage and checks every batch in it (header, length, CRC-32C), so that
+/// what is cached and served later needs no further check.
+pub async fn load_chunk(store: &Store, chunk: &ChunkLocation) -> Result<Bytes, ColdReadError> {
+    let data = read_chunk(store, chunk).await?;
+    let mut batches = 0u32;
+    for item in BatchIter::new(&data) {
+        let (range, _) = item.map_err(|e| corrupt(chunk, e.to_string()))?;
+        check_crc(&data[range]).map_err(|e| corrupt(chunk, e.to_string()))?;
+        batches += 1;
+    }
+    if batches != chunk.batches {
+        return Err(corrupt(
+            chunk,
+            format!("{batches} batches read, the index says {}", chunk.batches),
+        ));
+    }
+    Ok(data)
+}
+
+/// Batches of a loaded (checked) `chunk` from the one holding `offset`, up to `max_bytes` (at
+/// least one batch), as one contiguous slice of `data`, and the offset after the last.
+pub fn batches_from(
     chunk: &ChunkLocation,
+    data: &Bytes,
     offset: i64,
     max_bytes: usize,
-) -> Result<Bytes, ColdReadError> {
-    let data = read_chunk(store, chunk).await?;
+) -> Result<(Bytes, i64), ColdReadError> {
     let mut start = None;
     let mut end = 0;
-    for item in BatchIter::new(&data) {
+    let mut next_offset = offset;
+    for item in BatchIter::new(data) {
         let (range, header) = item.map_err(|e| corrupt(chunk, e.to_string()))?;
         if header.last_offset() < offset {
             continue;
@@ -44,11 +66,11 @@ pub async fn read_batches(
         if end > first && range.end - first > max_bytes {
             break;
         }
-        check_crc(&data[range.clone()]).map_err(|e| corrupt(chunk, e.to_string()))?;
         end = range.end;
+        next_offset = header.last_offset() + 1;
     }
     match start {
-        Some(first) => Ok(data.slice(first..end)),
+        Some(first) => Ok((data.slice(first..end), next_offset)),
         None => Err(corrupt(
             chunk,
             format!("offset {offset} is not in its chunk"),

@@ -184,6 +184,25 @@ impl Partition {
             .cloned()
     }
 
+    /// The stored chunks after the one ending at `last_offset`, in offset order, as many as fit
+    /// in `max_bytes` (at least one, if any follow and `max_bytes` is not 0): what to read ahead.
+    pub fn stored_chunks_after(&self, last_offset: i64, max_bytes: u64) -> Vec<ChunkLocation> {
+        let state = self.state.lock();
+        let at = state
+            .stored
+            .partition_point(|c| c.last_offset <= last_offset);
+        let mut total = 0u64;
+        let mut next = Vec::new();
+        for chunk in state.stored.iter().skip(at) {
+            if max_bytes == 0 || (!next.is_empty() && total + chunk.len > max_bytes) {
+                break;
+            }
+            total += chunk.len;
+            next.push(chunk.clone());
+        }
+        next
+    }
+
     /// Every durable chunk, in offset order.
     pub fn stored_chunks(&self) -> Vec<ChunkLocation> {
         self.state.lock().stored.iter().cloned().collect()

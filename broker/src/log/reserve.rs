@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::{watch, Notify};
 
 use crate::durability::StorageHealth;
+use crate::metrics::Events;
 
 /// What an append needs to wait for cache space.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct CacheSpace {
     pub health: watch::Receiver<StorageHealth>,
     /// Longest wait.
     pub limit: Duration,
+    /// Counts waits and refusals.
+    pub events: Events,
 }
 
 impl CacheSpace {
@@ -29,6 +32,7 @@ impl CacheSpace {
     /// Errors are the Kafka codes the producer gets.
     pub async fn reserve(&self, len: usize) -> Result<PendingSlice, ResponseError> {
         let deadline = tokio::time::Instant::now() + self.limit;
+        let mut waited = false;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -43,7 +47,12 @@ impl CacheSpace {
                 }
             }
             self.pipeline.flush_now();
+            if !waited {
+                waited = true;
+                self.events.backpressure_waits.inc();
+            }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                self.events.backpressure_timeouts.inc();
                 tracing::warn!(len, "append waited too long for hot-cache space");
                 return Err(if self.health.borrow().failing {
                     ResponseError::KafkaStorageError

@@ -41,7 +41,7 @@ pub async fn rebuild(
     }
     let mut states = ProducerStates::default();
     for chunk in &chunks[start..] {
-        let data = cold_read::read_batches(store, chunk, chunk.base_offset, usize::MAX).await?;
+        let data = cold_read::load_chunk(store, chunk).await?;
         for item in BatchIter::new(&data) {
             match item {
                 Ok((_, header)) => states.record(&header, header.base_offset),

@@ -1,0 +1,165 @@
+//! Catch-up (cold) reads: data no longer in the hot arena, read back from storage.
+//!
+//! Isolated from the hot path three ways: the reads run on their own runtime ([`ColdRuntime`]),
+//! what they bring back lands in the cold cache with its own budget (never the hot arena), and
+//! the bytes they have in flight from storage are bounded, so a flood of catch-up readers queues
+//! instead of taking the storage bandwidth that flushes need. Each read also plans read-ahead:
+//! the next chunks of the partition are loaded into the cold cache before the reader asks.
+//!
+//! With isolation off (`cold_isolation = false`, for benchmarks only) the same reads run on the
+//! network runtime, as in a broker without this separation.
+
+mod runtime;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dfs_adapter::{ChunkLocation, ObjectId, PartitionKey, Store};
+use hotcache::{ColdCache, ColdCacheConfig, ColdCacheStats, ReadAhead, ReadAheadConfig};
+use tokio::sync::Semaphore;
+
+pub use runtime::ColdRuntime;
+
+use crate::config::Config;
+use crate::log::cold_read::{self, ColdReadError};
+use crate::log::partition::Partition;
+
+/// Cold-cache key: a stored chunk, by object and position.
+type ChunkKey = (ObjectId, u64);
+
+/// Serves catch-up reads. Shared by all connections.
+pub struct ColdReader {
+    shared: Arc<Shared>,
+    /// `None` with isolation off.
+    runtime: Option<ColdRuntime>,
+}
+
+struct Shared {
+    store: Store,
+    cache: ColdCache<ChunkKey>,
+    read_ahead: ReadAhead<PartitionKey>,
+    /// Storage bytes in flight, in KiB permits.
+    in_flight: Semaphore,
+    in_flight_kib: u32,
+}
+
+impl ColdReader {
+    /// A reader over `store` sized by `config`.
+    pub fn new(store: Store, config: &Config) -> std::io::Result<Self> {
+        let in_flight_kib = u32::try_from(config.cold_read_in_flight_mib.saturating_mul(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let shared = Arc::new(Shared {
+            store,
+            cache: ColdCache::new(&ColdCacheConfig {
+                budget_bytes: mib(config.cold_cache_mib),
+                // A chunk holds at most one flush's worth of one partition.
+                largest_entry: config.flush_max_bytes as u64,
+            }),
+            read_ahead: ReadAhead::new(ReadAheadConfig {
+                initial_bytes: (1 << 20u64).min(mib(config.read_ahead_max_mib)),
+                max_bytes: mib(config.read_ahead_max_mib),
+                ..ReadAheadConfig::default()
+            }),
+            in_flight: Semaphore::new(in_flight_kib as usize),
+            in_flight_kib,
+        });
+        let runtime = if config.cold_isolation {
+            Some(ColdRuntime::start(config.cold_read_threads)?)
+        } else {
+            None
+        };
+        Ok(ColdReader { shared, runtime })
+    }
+
+    /// Batches of `partition` from the one holding `offset` (in stored `chunk`), up to
+    /// `max_bytes` (at least one batch).
+    pub async fn read(
+        &self,
+        partition: &Arc<Partition>,
+        chunk: ChunkLocation,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, ColdReadError> {
+        let shared = self.shared.clone();
+        let partition = partition.clone();
+        let work = async move {
+            let data = shared.load(&chunk).await?;
+            let (bytes, next_offset) = cold_read::batches_from(&chunk, &data, offset, max_bytes)?;
+            shared.read_ahead_after(&partition, &chunk, offset, next_offset);
+            Ok(bytes)
+        };
+        match &self.runtime {
+            Some(runtime) => match runtime.handle().spawn(work).await {
+                Ok(result) => result,
+                // Only at shutdown (the runtime going away) or if the read panicked.
+                Err(join) => Err(ColdReadError::Aborted(join.to_string())),
+            },
+            None => work.await,
+        }
+    }
+
+    /// The cold cache's counters.
+    pub fn stats(&self) -> ColdCacheStats {
+        self.shared.cache.stats()
+    }
+}
+
+impl Shared {
+    /// A chunk from the cold cache, or from storage (once, however many readers want it).
+    async fn load(&self, chunk: &ChunkLocation) -> Result<Bytes, ColdReadError> {
+        let key = (chunk.object, chunk.position);
+        self.cache.get_or_load(&key, self.load_bounded(chunk)).await
+    }
+
+    /// Reads and checks a chunk from storage within the in-flight byte bound.
+    async fn load_bounded(&self, chunk: &ChunkLocation) -> Result<Bytes, ColdReadError> {
+        let kib = u32::try_from(chunk.len.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.in_flight_kib);
+        let _permit = self
+            .in_flight
+            .acquire_many(kib)
+            .await
+            .map_err(|_| ColdReadError::Aborted("cold reader closed".into()))?;
+        cold_read::load_chunk(&self.store, chunk).await
+    }
+
+    /// Plans read-ahead after a read of `offset..next_offset` and starts loading what it asks
+    /// for, on the runtime this runs on; failures are only logged (the reader will ask again).
+    fn read_ahead_after(
+        self: &Arc<Self>,
+        partition: &Arc<Partition>,
+        chunk: &ChunkLocation,
+        offset: i64,
+        next_offset: i64,
+    ) {
+        let wasted = self.cache.stats().prefetch_wasted_bytes;
+        let window = self
+            .read_ahead
+            .on_read(partition.key(), offset, next_offset, wasted);
+        if window == 0 {
+            return;
+        }
+        for next in partition.stored_chunks_after(chunk.last_offset, window) {
+            let key = (next.object, next.position);
+            if self.cache.contains(&key) {
+                continue;
+            }
+            let shared = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = shared
+                    .cache
+                    .prefetch(&key, shared.load_bounded(&next))
+                    .await
+                {
+                    tracing::debug!(%error, object = %next.object, "read-ahead failed");
+                }
+            });
+        }
+    }
+}
+
+fn mib(value: usize) -> u64 {
+    (value as u64).saturating_mul(1 << 20)
+}

@@ -1,0 +1,42 @@
+//! The catch-up readers' own tokio runtime.
+
+use tokio::runtime::{Handle, Runtime};
+
+/// A multi-threaded runtime for cold reads, apart from the network runtime: a catch-up reader
+/// waiting on storage or checking CRCs of old data occupies these threads, never the ones that
+/// serve produce and tailing fetch.
+pub struct ColdRuntime {
+    runtime: Option<Runtime>,
+}
+
+impl ColdRuntime {
+    /// Starts `threads` worker threads named `hotwire-cold`.
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("hotwire-cold")
+            .enable_all()
+            .build()?;
+        Ok(ColdRuntime {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Where cold work is spawned.
+    pub fn handle(&self) -> &Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .handle()
+    }
+}
+
+impl Drop for ColdRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which tokio forbids inside another runtime (the broker is
+        // dropped on the network runtime); in-flight cold reads are abandoned either way.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

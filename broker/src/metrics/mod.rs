@@ -1,0 +1,149 @@
+//! Metrics in the Prometheus text format: request latency per API, flush sizes and durations,
+//! hot and cold cache activity, backpressure and storage errors.
+//!
+//! Event metrics (latencies, counts of things that happen on a request path) are recorded as
+//! they happen; state that a component already counts (the caches, the flush pipeline) is read
+//! at scrape time by [`state::StateCollector`], so nothing is counted twice.
+
+mod http;
+mod state;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub use http::serve;
+pub use state::StateCollector;
+
+/// The API label of a request-latency sample.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// `Produce`, `Fetch`, ...
+    pub api: String,
+}
+
+/// Metrics recorded where things happen. Cheap to clone (handles share their values).
+#[derive(Clone)]
+pub struct Events {
+    /// Seconds from a request's arrival to its encoded response, per API.
+    pub requests: Family<ApiLabel, Histogram, fn() -> Histogram>,
+    /// Seconds from sealing a flush object to its durability.
+    pub flush_seconds: Histogram,
+    /// Bytes per flush object.
+    pub flush_bytes: Histogram,
+    /// Fetched partitions answered from the hot cache.
+    pub fetch_hot: Counter,
+    /// Fetched partitions answered from storage (through the cold cache).
+    pub fetch_cold: Counter,
+    /// Appends that had to wait for hot-cache space.
+    pub backpressure_waits: Counter,
+    /// Appends refused after waiting for hot-cache space.
+    pub backpressure_timeouts: Counter,
+    /// Failed flush attempts (each retried).
+    pub flush_failures: Counter,
+    /// Cold reads answered with a storage error.
+    pub cold_read_errors: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 100 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 22))
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            requests: Family::new_with_constructor(latency_histogram),
+            flush_seconds: latency_histogram(),
+            // 1 KiB to 1 GiB.
+            flush_bytes: Histogram::new(exponential_buckets(1024.0, 2.0, 21)),
+            fetch_hot: Counter::default(),
+            fetch_cold: Counter::default(),
+            backpressure_waits: Counter::default(),
+            backpressure_timeouts: Counter::default(),
+            flush_failures: Counter::default(),
+            cold_read_errors: Counter::default(),
+        }
+    }
+}
+
+impl Events {
+    /// The latency histogram of one API.
+    pub fn request_latency(&self, api: &str) -> Histogram {
+        self.requests
+            .get_or_create(&ApiLabel {
+                api: api.to_owned(),
+            })
+            .clone()
+    }
+}
+
+/// Everything that a scrape reports.
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Registers `events` and the scrape-time `state` under the `hotwire_` prefix.
+    pub fn new(events: &Events, state: StateCollector) -> Self {
+        let mut registry = Registry::with_prefix("hotwire");
+        let e = events.clone();
+        registry.register(
+            "request_seconds",
+            "Time from a request's arrival to its response, per API",
+            e.requests,
+        );
+        registry.register(
+            "flush_seconds",
+            "Time from sealing a flush object to its durability",
+            e.flush_seconds,
+        );
+        registry.register("flush_object_bytes", "Size of flush objects", e.flush_bytes);
+        registry.register(
+            "fetch_hot_reads",
+            "Fetched partitions answered from the hot cache",
+            e.fetch_hot,
+        );
+        registry.register(
+            "fetch_cold_reads",
+            "Fetched partitions answered from storage through the cold cache",
+            e.fetch_cold,
+        );
+        registry.register(
+            "backpressure_waits",
+            "Appends that waited for hot-cache space",
+            e.backpressure_waits,
+        );
+        registry.register(
+            "backpressure_timeouts",
+            "Appends refused after waiting for hot-cache space",
+            e.backpressure_timeouts,
+        );
+        registry.register(
+            "storage_flush_failures",
+            "Failed flush attempts (each is retried)",
+            e.flush_failures,
+        );
+        registry.register(
+            "storage_cold_read_errors",
+            "Cold reads answered with a storage error",
+            e.cold_read_errors,
+        );
+        registry.register_collector(Box::new(state));
+        Metrics { registry }
+    }
+
+    /// The Prometheus text exposition of every metric now.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Only a formatter error, which writing to a String never gives.
+            let _ = writeln!(out, "# encoding failed: {error}");
+        }
+        out
+    }
+}

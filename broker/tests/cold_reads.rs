@@ -1,0 +1,230 @@
+//! Catch-up reads of data the hot cache no longer holds: every record comes back exactly as it
+//! was produced, in order, while producers keep writing, with cold reads isolated on their own
+//! runtime (the default) and on the network threads.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use common::{BrokerProcess, Client};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+const TOPIC: &str = "catch-up";
+const BATCHES: usize = 300;
+const RECORDS_PER_BATCH: usize = 8;
+
+/// The value of record `i` of batch `batch` (about 2 KiB, unique).
+fn value(batch: usize, i: usize) -> Bytes {
+    let mut v = format!("b{batch:05}-r{i}-").into_bytes();
+    v.extend((0..2048).map(|n| ((n * 7 + batch * 13 + i) % 251) as u8));
+    v.into()
+}
+
+fn batch(batch: usize) -> Bytes {
+    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(value(batch, i)),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}
+
+fn produce(client: &mut Client, partition: i32, records: Bytes) -> i64 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0, "produce to {partition}");
+    answer.base_offset
+}
+
+fn fetch(client: &mut Client, offset: i64) -> (i16, i64, Bytes) {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(128 << 10)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
+    let partition = &response.responses[0].partitions[0];
+    (
+        partition.error_code,
+        partition.high_watermark,
+        partition.records.clone().unwrap_or_default(),
+    )
+}
+
+/// `name value` lines of the broker's `GET /metrics`, as a map.
+fn scrape(addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: hotwire\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Produces about 5 MB to partition 0, then reads it all back from offset 0 while a producer
+/// keeps writing to partition 1; returns the broker's metrics afterwards.
+fn catch_up_reads_return_exactly_what_was_produced(
+    extra: &[&str],
+) -> std::collections::HashMap<String, f64> {
+    let metrics_addr = common::free_port();
+    let metrics_flag = metrics_addr.to_string();
+    // A 2 MiB hot cache for about 5 MB of data: most of it is read back from storage.
+    let mut args = vec![
+        "--hot-cache-mib",
+        "2",
+        "--hot-block-kib",
+        "256",
+        "--default-partitions",
+        "2",
+        "--flush-interval-ms",
+        "1",
+        "--cold-cache-mib",
+        "1",
+        "--read-ahead-max-mib",
+        "1",
+        "--metrics-listen",
+        &metrics_flag,
+    ];
+    args.extend_from_slice(extra);
+    let broker = BrokerProcess::start(&args);
+    let mut client = broker.connect();
+    for b in 0..BATCHES {
+        let base = produce(&mut client, 0, batch(b));
+        assert_eq!(base, (b * RECORDS_PER_BATCH) as i64);
+    }
+
+    // Producers keep writing (to the other partition) while the reader catches up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut client = broker.connect();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                produce(&mut client, 1, batch(n));
+                n += 1;
+            }
+            n
+        })
+    };
+
+    let end = (BATCHES * RECORDS_PER_BATCH) as i64;
+    let mut offset = 0i64;
+    let mut fetches = 0;
+    while offset < end {
+        let (error, high_watermark, mut records) = fetch(&mut client, offset);
+        assert_eq!(error, 0, "fetch at {offset}");
+        assert_eq!(high_watermark, end);
+        fetches += 1;
+        while !records.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut records).unwrap();
+            for record in set.records {
+                if record.offset < offset {
+                    continue; // a batch that starts before the fetch offset
+                }
+                assert_eq!(record.offset, offset, "records out of order");
+                let (b, i) = (offset as usize / RECORDS_PER_BATCH, offset as usize % 8);
+                assert_eq!(record.value, Some(value(b, i)), "record at offset {offset}");
+                offset += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(fetches > 10, "{fetches} fetches");
+    assert!(written > 0);
+    scrape(metrics_addr)
+}
+
+#[test]
+fn isolated_cold_reads_return_exactly_what_was_produced() {
+    let metrics = catch_up_reads_return_exactly_what_was_produced(&[]);
+    let m = |name: &str| {
+        metrics
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    // The early data came from storage, through the cold cache, and read-ahead ran ahead of the
+    // reader: most chunks were prefetched and then read.
+    assert!(m("hotwire_fetch_cold_reads_total") > 0.0);
+    assert!(m("hotwire_cold_misses_total") > 0.0);
+    assert!(m("hotwire_cold_hits_total") > 0.0);
+    assert!(m("hotwire_cold_read_ahead_bytes_total") > 0.0);
+    assert!(m("hotwire_cold_read_ahead_used_bytes_total") > 0.0);
+    assert!(m("hotwire_cold_held_bytes") <= m("hotwire_cold_budget_bytes"));
+    assert!(
+        m("hotwire_hot_evictions_total") > 0.0,
+        "the hot cache did overflow"
+    );
+    assert_eq!(m("hotwire_storage_cold_read_errors_total"), 0.0);
+    assert!(m(r#"hotwire_request_seconds_count{api="Fetch"}"#) > 10.0);
+}
+
+#[test]
+fn cold_reads_on_the_network_threads_return_exactly_what_was_produced() {
+    catch_up_reads_return_exactly_what_was_produced(&["--cold-isolation", "false"]);
+}
+
+#[test]
+fn bad_cold_settings_are_refused_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+        .args([
+            "--cold-cache-mib",
+            "0",
+            "--storage",
+            "fs:///nonexistent/never",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cold"), "{stderr}");
+}
