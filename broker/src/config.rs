@@ -52,6 +52,9 @@ pub struct Config {
     pub cold_cache_mib: usize,
     /// Threads of the cold-read runtime.
     pub cold_read_threads: usize,
+    /// Scheduling niceness of the cold-read threads (0 to 19; higher yields more to the
+    /// network threads when the CPU is short).
+    pub cold_read_nice: i32,
     /// Bytes in flight from storage for cold reads and read-ahead, in MiB.
     pub cold_read_in_flight_mib: usize,
     /// Largest read-ahead window of one catch-up reader, in MiB (0: no read-ahead).
@@ -101,6 +104,7 @@ impl Default for Config {
             storage_slice_concurrency: 4,
             cold_cache_mib: 256,
             cold_read_threads: 2,
+            cold_read_nice: 10,
             cold_read_in_flight_mib: 64,
             read_ahead_max_mib: 16,
             cold_isolation: true,
@@ -165,6 +169,8 @@ pub struct Args {
     cold_cache_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_COLD_READ_THREADS")]
     cold_read_threads: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_READ_NICE")]
+    cold_read_nice: Option<i32>,
     #[arg(long, env = "HOTWIRE_COLD_READ_IN_FLIGHT_MIB")]
     cold_read_in_flight_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_READ_AHEAD_MAX_MIB")]
@@ -260,6 +266,7 @@ impl Config {
             storage_slice_concurrency,
             cold_cache_mib,
             cold_read_threads,
+            cold_read_nice,
             cold_read_in_flight_mib,
             read_ahead_max_mib,
             cold_isolation,
@@ -331,6 +338,9 @@ impl Config {
                 "cold_*",
                 "cold cache, threads and in-flight bytes must be at least 1".into(),
             );
+        }
+        if !(0..=19).contains(&self.cold_read_nice) {
+            return invalid("cold_read_nice", "must be 0 to 19".into());
         }
         if let Err(e) = self.slicing().validate() {
             return invalid("storage_slice_*", e.to_string());

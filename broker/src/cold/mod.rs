@@ -24,6 +24,13 @@ use crate::config::Config;
 use crate::log::cold_read::{self, ColdReadError};
 use crate::log::partition::Partition;
 
+/// Most chunks one read starts loading ahead: many tiny chunks (small flushes) would otherwise
+/// mean many tiny storage reads in flight for one reader.
+const MAX_READ_AHEAD_CHUNKS: usize = 16;
+
+/// A reader's read-ahead window is at most this fraction of the cold cache.
+const READERS_PER_BUDGET: u64 = 8;
+
 /// Cold-cache key: a stored chunk, by object and position.
 type ChunkKey = (ObjectId, u64);
 
@@ -49,6 +56,10 @@ impl ColdReader {
         let in_flight_kib = u32::try_from(config.cold_read_in_flight_mib.saturating_mul(1024))
             .unwrap_or(u32::MAX)
             .max(1);
+        // Several readers' windows must fit in the cold cache at once, or what one reader loads
+        // ahead evicts what another loaded before it reads it.
+        let read_ahead_max =
+            mib(config.read_ahead_max_mib).min(mib(config.cold_cache_mib) / READERS_PER_BUDGET);
         let shared = Arc::new(Shared {
             store,
             cache: ColdCache::new(&ColdCacheConfig {
@@ -57,15 +68,18 @@ impl ColdReader {
                 largest_entry: config.flush_max_bytes as u64,
             }),
             read_ahead: ReadAhead::new(ReadAheadConfig {
-                initial_bytes: (1 << 20u64).min(mib(config.read_ahead_max_mib)),
-                max_bytes: mib(config.read_ahead_max_mib),
+                initial_bytes: (1 << 20u64).min(read_ahead_max),
+                max_bytes: read_ahead_max,
                 ..ReadAheadConfig::default()
             }),
             in_flight: Semaphore::new(in_flight_kib as usize),
             in_flight_kib,
         });
         let runtime = if config.cold_isolation {
-            Some(ColdRuntime::start(config.cold_read_threads)?)
+            Some(ColdRuntime::start(
+                config.cold_read_threads,
+                config.cold_read_nice,
+            )?)
         } else {
             None
         };
@@ -73,7 +87,8 @@ impl ColdReader {
     }
 
     /// Batches of `partition` from the one holding `offset` (in stored `chunk`), up to
-    /// `max_bytes` (at least one batch).
+    /// `max_bytes` (at least one batch), continuing into the following stored chunks while the
+    /// limit allows: a catch-up consumer gets full fetches, however small the flushes were.
     pub async fn read(
         &self,
         partition: &Arc<Partition>,
@@ -84,10 +99,30 @@ impl ColdReader {
         let shared = self.shared.clone();
         let partition = partition.clone();
         let work = async move {
-            let data = shared.load(&chunk).await?;
-            let (bytes, next_offset) = cold_read::batches_from(&chunk, &data, offset, max_bytes)?;
-            shared.read_ahead_after(&partition, &chunk, offset, next_offset);
-            Ok(bytes)
+            let mut parts = Vec::new();
+            let (mut chunk, mut at, mut taken) = (chunk, offset, 0usize);
+            loop {
+                let data = shared.load(&chunk).await?;
+                let first = parts.is_empty();
+                let (bytes, next) =
+                    cold_read::batches_from(&chunk, &data, at, max_bytes - taken, first)?;
+                taken += bytes.len();
+                if !bytes.is_empty() {
+                    parts.push(bytes);
+                }
+                // Stop at the limit, or where the stored log ends or continues elsewhere.
+                let following = (next > at && taken < max_bytes)
+                    .then(|| partition.stored_chunk(next))
+                    .flatten()
+                    .filter(|c| c.base_offset == next);
+                at = next;
+                match following {
+                    Some(c) => chunk = c,
+                    None => break,
+                }
+            }
+            shared.read_ahead_after(&partition, &chunk, offset, at);
+            Ok(join(parts))
         };
         match &self.runtime {
             Some(runtime) => match runtime.handle().spawn(work).await {
@@ -141,7 +176,8 @@ impl Shared {
         if window == 0 {
             return;
         }
-        for next in partition.stored_chunks_after(chunk.last_offset, window) {
+        let ahead = partition.stored_chunks_after(chunk.last_offset, window);
+        for next in ahead.into_iter().take(MAX_READ_AHEAD_CHUNKS) {
             let key = (next.object, next.position);
             if self.cache.contains(&key) {
                 continue;
@@ -158,6 +194,18 @@ impl Shared {
             });
         }
     }
+}
+
+/// One part is returned as it is (a slice of the cached chunk); several are copied into one.
+fn join(mut parts: Vec<Bytes>) -> Bytes {
+    if parts.len() == 1 {
+        return parts.remove(0);
+    }
+    let mut out = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+    for part in &parts {
+        out.extend_from_slice(part);
+    }
+    out.freeze()
 }
 
 fn mib(value: usize) -> u64 {

@@ -10,11 +10,13 @@ pub struct ColdRuntime {
 }
 
 impl ColdRuntime {
-    /// Starts `threads` worker threads named `hotwire-cold`.
-    pub fn start(threads: usize) -> std::io::Result<Self> {
+    /// Starts `threads` worker threads named `hotwire-cold`, each at scheduling niceness `nice`
+    /// (Linux sets it per thread): when the CPU is short, the network threads run first.
+    pub fn start(threads: usize, nice: i32) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("hotwire-cold")
+            .on_thread_start(move || lower_priority(nice))
             .enable_all()
             .build()?;
         Ok(ColdRuntime {
@@ -28,6 +30,14 @@ impl ColdRuntime {
             .as_ref()
             .expect("the runtime lives until drop")
             .handle()
+    }
+}
+
+/// Sets the calling thread's niceness; a failure only costs isolation, so it is logged.
+fn lower_priority(nice: i32) {
+    let tid = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::warn!(%error, nice, "cannot lower the cold-read threads' priority");
     }
 }
 

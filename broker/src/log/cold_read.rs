@@ -46,13 +46,16 @@ pub async fn load_chunk(store: &Store, chunk: &ChunkLocation) -> Result<Bytes, C
     Ok(data)
 }
 
-/// Batches of a loaded (checked) `chunk` from the one holding `offset`, up to `max_bytes` (at
-/// least one batch), as one contiguous slice of `data`, and the offset after the last.
+/// Batches of a loaded (checked) `chunk` from the one holding `offset`, up to `max_bytes`, as
+/// one contiguous slice of `data`, and the offset after the last. With `at_least_one` the first
+/// batch is taken even if it is larger than `max_bytes` (as Kafka does for a fetch's first
+/// batch, so that a consumer always progresses); without it the slice may be empty.
 pub fn batches_from(
     chunk: &ChunkLocation,
     data: &Bytes,
     offset: i64,
     max_bytes: usize,
+    at_least_one: bool,
 ) -> Result<(Bytes, i64), ColdReadError> {
     let mut start = None;
     let mut end = 0;
@@ -63,7 +66,8 @@ pub fn batches_from(
             continue;
         }
         let first = *start.get_or_insert(range.start);
-        if end > first && range.end - first > max_bytes {
+        if (end > first || !at_least_one) && range.end - first > max_bytes {
+            end = end.max(first);
             break;
         }
         end = range.end;
