@@ -201,8 +201,22 @@ pub fn idempotent_batch(
     epoch: i16,
     sequence: i32,
 ) -> Vec<u8> {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
+    let values = (0..count).map(|i| Bytes::from(format!("value-{i}")));
+    encode_batch(values, compression, producer_id, epoch, sequence)
+}
+
+/// A v2 batch of one record per value, from producer `producer_id` (-1: none) at `epoch`.
+pub fn encode_batch(
+    values: impl IntoIterator<Item = Bytes>,
+    compression: Compression,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> Vec<u8> {
+    let records: Vec<Record> = values
+        .into_iter()
+        .zip(0i32..)
+        .map(|(value, i)| Record {
             transactional: false,
             control: false,
             partition_leader_epoch: -1,
@@ -213,7 +227,7 @@ pub fn idempotent_batch(
             sequence: sequence + i,
             timestamp: 1_700_000_000_000 + i64::from(i),
             key: None,
-            value: Some(Bytes::from(format!("value-{i}"))),
+            value: Some(value),
             headers: Default::default(),
             delete_horizon: false,
         })
