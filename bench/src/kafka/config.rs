@@ -74,16 +74,7 @@ pub fn tailing_consumer(
     group: &str,
     client_id: &str,
 ) -> ClientConfig {
-    let mut config = base(bootstrap, client_id);
-    config
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "true")
-        .set("enable.partition.eof", "false");
-    for (key, value) in &w.consumers.extra {
-        config.set(key, value);
-    }
-    config
+    consumer(bootstrap, w, group, client_id, true)
 }
 
 /// A catch-up consumer: partitions assigned by the bench (no group rebalance to wait for),
@@ -94,11 +85,25 @@ pub fn catch_up_consumer(
     group: &str,
     client_id: &str,
 ) -> ClientConfig {
+    consumer(bootstrap, w, group, client_id, false)
+}
+
+/// A consumer of `group` from the earliest offset, with the workload's extra properties last.
+fn consumer(
+    bootstrap: &str,
+    w: &Workload,
+    group: &str,
+    client_id: &str,
+    auto_commit: bool,
+) -> ClientConfig {
     let mut config = base(bootstrap, client_id);
     config
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
+        .set(
+            "enable.auto.commit",
+            if auto_commit { "true" } else { "false" },
+        )
         .set("enable.partition.eof", "false");
     for (key, value) in &w.consumers.extra {
         config.set(key, value);
