@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+/// Splits "1.5MiB" into the leading number ("1.5") and the rest ("MiB").
+fn split_number(text: &str) -> (&str, &str) {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    text.split_at(split)
+}
+
 /// Parses a byte size: a number with an optional unit, `B`, `KB`/`MB`/`GB` (powers of 1000)
 /// or `KiB`/`MiB`/`GiB` (powers of 1024). Fractions are allowed ("1.5MiB").
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
+    let (number, unit) = split_number(trimmed);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a size (examples: 512, 1KiB, 4MiB, 1GB)"))?;
@@ -45,10 +50,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed == "0" {
         return Ok(Duration::ZERO);
     }
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
+    let (number, unit) = split_number(trimmed);
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 2s, 1m)"))?;
