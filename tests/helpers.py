@@ -674,3 +674,84 @@ def kafka_error_code(exc):
     """The KafkaError code a KafkaException (from a future or a call) carries."""
     assert isinstance(exc, KafkaException), f"not a KafkaException: {exc!r}"
     return exc.args[0].code()
+
+
+# ---------------------------------------------------------------------------------------------
+# Crash trials: a producer that runs until the broker is killed, and the check afterwards.
+
+
+class BackgroundProducer(threading.Thread):
+    """Produces keyless records (acks=all) as fast as it can until stopped, recording every
+    acknowledged (partition, offset, value). On stop, everything not yet acknowledged is purged,
+    so nothing is retried against the restarted broker (that could legitimately duplicate)."""
+
+    def __init__(self, bootstrap, topic, tag, rate=None):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.tag = bootstrap, topic, tag
+        self.rate = rate  # records per second at most (None: as fast as possible)
+        self.sent = []  # every value handed to produce()
+        self.acked = []  # (partition, offset, value)
+        self.early_errors = []  # delivery errors before the kill: the broker was healthy then
+        self.killing = threading.Event()
+        self.stopping = threading.Event()
+        self.failure = None
+
+    def _report(self, err, msg):
+        if err is None:
+            self.acked.append((msg.partition(), msg.offset(), msg.value()))
+        elif not self.killing.is_set():
+            self.early_errors.append(str(err))
+
+    def run(self):
+        try:
+            producer = Producer({
+                "bootstrap.servers": self.bootstrap,
+                "acks": "all",
+                "linger.ms": 2,
+                "compression.type": "snappy",
+                "message.timeout.ms": 300000,
+                "log_level": 2,  # the broker is killed on purpose; spare the connection errors
+            })
+            i = 0
+            while not self.stopping.is_set():
+                value = b"%s-%09d|" % (self.tag, i) + b"%d" % (i * 2654435761 % 10**9) * (i % 13)
+                try:
+                    producer.produce(self.topic, value=value, on_delivery=self._report)
+                except BufferError:
+                    producer.poll(0.01)
+                    continue
+                self.sent.append(value)
+                i += 1
+                if i % 100 == 0:
+                    producer.poll(0)
+                    if self.rate:
+                        time.sleep(100 / self.rate)
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            left = producer.flush(60)
+            if left:
+                self.failure = f"{left} messages still queued after purge"
+        except BaseException as e:  # reported by the test thread
+            self.failure = repr(e)
+
+
+def verify_after_crash(records, acked, sent, topic):
+    """Every acknowledged value is at its acknowledged position; nothing is duplicated or
+    unknown; offsets are contiguous (the log reads to its end)."""
+    assert_contiguous(records, topic)
+    position = {}
+    problems = []
+    for p, recs in records.items():
+        for r in recs:
+            if r.value not in sent:
+                problems.append(f"unknown value {r.value[:40]!r} at {p}/{r.offset}")
+            elif r.value in position:
+                problems.append(f"{r.value[:24]!r} at {position[r.value]} and again at {p}/{r.offset}")
+            position[r.value] = (p, r.offset)
+    lost = [(v, pos) for v, pos in acked.items() if position.get(v) != pos]
+    for value, pos in lost[:10]:
+        found = position.get(value)
+        problems.append(f"acknowledged {value[:24]!r} at {pos[0]}/{pos[1]} is "
+                        f"{'missing' if found is None else f'at {found[0]}/{found[1]}'}")
+    if problems:
+        raise AssertionError(f"{len(lost)} of {len(acked)} acknowledged records lost or moved; "
+                             "problems:\n  " + "\n  ".join(problems[:30]))

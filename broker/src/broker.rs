@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::{FlushConfig, FlushPipeline, ObjectId, StorageError, Store};
+use dfs_adapter::{Catalog, FlushConfig, FlushPipeline, ObjectId, StorageError, Store};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -72,6 +72,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// Catch-up reads, on their own runtime and cache.
     pub cold: Arc<ColdReader>,
+    /// What is stored (segments, flush objects, log starts); writes the manifest.
+    pub catalog: Arc<Catalog>,
     /// Metrics recorded on the request paths.
     pub events: Events,
     /// Everything a metrics scrape reports.
@@ -92,6 +94,7 @@ impl Broker {
             discarded = recovered.discarded.len(),
             "recovered from storage"
         );
+        let catalog = Arc::new(Catalog::open(store.clone(), &recovered).await?);
         let (internal_chunks, chunks): (Vec<_>, Vec<_>) = recovered
             .chunks
             .into_iter()
@@ -99,6 +102,11 @@ impl Broker {
         let topics = Arc::new(TopicRegistry::recover(records, chunks));
         let internal_partition = Arc::new(Partition::new(internal_key(), internal_chunks));
         topics.register_hidden(internal_partition.clone());
+        for (key, log_start) in catalog.state().await.log_starts {
+            if let Some(partition) = topics.partition(&key) {
+                partition.truncate(log_start);
+            }
+        }
         let cache = HotCache::new(HotCacheConfig {
             capacity: config.hot_cache_mib << 20,
             block_size: config.hot_block_kib << 10,
@@ -121,7 +129,7 @@ impl Broker {
             store.clone(),
             flush,
             recovered.next_object,
-            flush_sink(topics.clone(), health_tx, events.clone()),
+            flush_sink(topics.clone(), catalog.clone(), health_tx, events.clone()),
         );
         let space = CacheSpace {
             cache: cache.clone(),
@@ -175,6 +183,7 @@ impl Broker {
                 hot: cache.clone(),
                 cold: cold.clone(),
                 pipeline: pipeline.clone(),
+                catalog: catalog.clone(),
             },
         ));
         tracing::info!(
@@ -196,6 +205,7 @@ impl Broker {
             producer_ids,
             groups,
             cold,
+            catalog,
             events,
             metrics,
         }))

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use dfs_adapter::Slicing;
+use dfs_adapter::{CompactionConfig, Slicing};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -64,6 +64,22 @@ pub struct Config {
     pub cold_isolation: bool,
     /// Where to serve Prometheus metrics (`GET /metrics`); none by default.
     pub metrics_listen: Option<SocketAddr>,
+    /// Period of the storage maintenance task: compaction rounds, deletion of objects obsolete
+    /// since the previous period.
+    pub compaction_interval_ms: u64,
+    /// Flush objects waiting before a compaction round runs (0: never compact)...
+    pub compaction_min_objects: usize,
+    /// ... or when the oldest flush object has waited this many milliseconds.
+    pub compaction_max_wait_ms: u64,
+    /// Flush-object MiB folded into segments per round at most.
+    pub compaction_max_mib: usize,
+    /// A partition's newest segment below this many MiB is rewritten together with new data.
+    pub segment_target_mib: usize,
+    /// Consecutive chunks in a segment are merged up to this many KiB (a cold read's unit).
+    pub segment_chunk_kib: usize,
+    /// How often topics' `retention.ms` / `retention.bytes` are enforced (Kafka
+    /// `log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
@@ -109,6 +125,13 @@ impl Default for Config {
             read_ahead_max_mib: 16,
             cold_isolation: true,
             metrics_listen: None,
+            compaction_interval_ms: 10_000,
+            compaction_min_objects: 64,
+            compaction_max_wait_ms: 600_000,
+            compaction_max_mib: 128,
+            segment_target_mib: 64,
+            segment_chunk_kib: 4096,
+            retention_check_interval_ms: 300_000,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
@@ -179,6 +202,20 @@ pub struct Args {
     cold_isolation: Option<bool>,
     #[arg(long, env = "HOTWIRE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    #[arg(long, env = "HOTWIRE_COMPACTION_INTERVAL_MS")]
+    compaction_interval_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_COMPACTION_MIN_OBJECTS")]
+    compaction_min_objects: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COMPACTION_MAX_WAIT_MS")]
+    compaction_max_wait_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_COMPACTION_MAX_MIB")]
+    compaction_max_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_SEGMENT_TARGET_MIB")]
+    segment_target_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_SEGMENT_CHUNK_KIB")]
+    segment_chunk_kib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_RETENTION_CHECK_INTERVAL_MS")]
+    retention_check_interval_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
@@ -270,6 +307,13 @@ impl Config {
             cold_read_in_flight_mib,
             read_ahead_max_mib,
             cold_isolation,
+            compaction_interval_ms,
+            compaction_min_objects,
+            compaction_max_wait_ms,
+            compaction_max_mib,
+            segment_target_mib,
+            segment_chunk_kib,
+            retention_check_interval_ms,
             produce_backpressure_ms,
             offset_slots,
             group_min_session_timeout_ms,
@@ -342,6 +386,18 @@ impl Config {
         if !(0..=19).contains(&self.cold_read_nice) {
             return invalid("cold_read_nice", "must be 0 to 19".into());
         }
+        if self.compaction_interval_ms == 0 || self.retention_check_interval_ms == 0 {
+            return invalid(
+                "compaction_interval_ms",
+                "maintenance intervals must be at least 1 ms".into(),
+            );
+        }
+        if self.compaction_max_mib == 0 || self.segment_chunk_kib == 0 {
+            return invalid(
+                "compaction_max_mib",
+                "compaction sizes must be at least 1".into(),
+            );
+        }
         if let Err(e) = self.slicing().validate() {
             return invalid("storage_slice_*", e.to_string());
         }
@@ -366,6 +422,18 @@ impl Config {
     /// Flush time policy.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
+    }
+
+    /// How compaction rounds are sized.
+    pub fn compaction(&self) -> CompactionConfig {
+        CompactionConfig {
+            min_objects: self.compaction_min_objects,
+            max_wait: Duration::from_millis(self.compaction_max_wait_ms),
+            max_objects: 1024,
+            max_bytes: (self.compaction_max_mib as u64) << 20,
+            segment_target_bytes: (self.segment_target_mib as u64) << 20,
+            chunk_bytes: (self.segment_chunk_kib as u64) << 10,
+        }
     }
 
     /// How storage splits large writes and reads.

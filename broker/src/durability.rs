@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::FlushEvent;
+use dfs_adapter::{Catalog, FlushEvent};
 use tokio::sync::watch;
 
 use crate::log::partition::Partition;
@@ -25,6 +25,7 @@ pub struct StorageHealth {
 /// and tracks storage health. Called in object order.
 pub fn flush_sink(
     topics: Arc<TopicRegistry>,
+    catalog: Arc<Catalog>,
     health: watch::Sender<StorageHealth>,
     events: Events,
 ) -> impl FnMut(FlushEvent) + Send + 'static {
@@ -38,12 +39,14 @@ pub fn flush_sink(
             tracing::trace!(object = object.0, bytes, ?elapsed, "object durable");
             events.flush_seconds.observe(elapsed.as_secs_f64());
             events.flush_bytes.observe(bytes as f64);
-            for chunk in chunks {
+            for chunk in &chunks {
                 // A topic deleted meanwhile has no partition to advance.
                 if let Some(partition) = topics.partition(&chunk.key) {
-                    partition.on_durable(chunk);
+                    partition.on_durable(chunk.clone());
                 }
             }
+            // After the partitions, so that a compaction of this object finds its chunks there.
+            catalog.add_flush(object, &chunks);
             health.send_if_modified(|h| std::mem::replace(&mut h.failing, false));
         }
         FlushEvent::Failed {

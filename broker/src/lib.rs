@@ -11,6 +11,7 @@ pub mod groups;
 pub mod handlers;
 pub mod internal;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod offsets;
 pub mod producers;

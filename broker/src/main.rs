@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use hotwire_broker::broker::Broker;
 use hotwire_broker::config::{Args, Config};
-use hotwire_broker::{metrics, server};
+use hotwire_broker::{maintenance, metrics, server};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -74,12 +74,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
+    let mut maintaining = tokio::spawn(maintenance::run(broker.clone(), shutdown.clone()));
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         _ = &mut serving => anyhow::bail!("listener stopped unexpectedly"),
+        outcome = &mut maintaining => match outcome {
+            // Another broker owns the storage now: stop at once, flushing nothing more.
+            Ok(Err(error)) => anyhow::bail!("stopping: {error}"),
+            Ok(Ok(())) => anyhow::bail!("storage maintenance stopped unexpectedly"),
+            Err(error) => anyhow::bail!("storage maintenance failed: {error}"),
+        },
     }
     shutdown.cancel();
     // Flush first, so producers waiting on acks=all are answered while connections drain.

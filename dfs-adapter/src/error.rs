@@ -44,6 +44,10 @@ pub enum StorageError {
         source: std::io::Error,
     },
 
+    /// Another writer got to the manifest first: this broker no longer owns the storage root.
+    #[error("fenced: {0}")]
+    Fenced(String),
+
     /// The flush pipeline has been shut down.
     #[error("flush pipeline is closed")]
     Closed,
@@ -67,6 +71,7 @@ impl StorageError {
             StorageError::InvalidUrl(_)
             | StorageError::InvalidArgument(_)
             | StorageError::Corrupt { .. }
+            | StorageError::Fenced(_)
             | StorageError::Closed => false,
         }
     }

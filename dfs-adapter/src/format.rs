@@ -1,4 +1,4 @@
-//! The flush object format (`wal/<seq>.hwf`).
+//! The stored object format: flush objects (`wal/<seq>.hwf`) and segments (`seg/<seq>.hws`).
 //!
 //! ```text
 //! [data region][index][footer]
@@ -20,8 +20,9 @@
 //!   | 8     | max timestamp (`i64`)                   |
 //!   | 4     | batch count (`u32`)                     |
 //!
-//!   Entries are in position order, contiguous from 0, cover the data region exactly and have
-//!   strictly increasing partition keys. The object id is implied by the key and not stored.
+//!   Entries are in position order, contiguous from 0, cover the data region exactly and are in
+//!   partition key order; entries of one partition (several in a segment, one in a flush
+//!   object) have increasing offsets. The object id is implied by the key and not stored.
 //! - **Footer** (40 bytes, fixed, at the very end so that one ranged read of the last bytes finds
 //!   it): object sequence `u64` (guards against a renamed or misplaced file), data region length
 //!   `u64`, index length `u32`, index CRC-32C `u32`, data region CRC-32C `u32`, format version
@@ -213,8 +214,10 @@ pub(crate) fn decode_index(
         if chunk.len == 0 || chunk.batches == 0 || chunk.base_offset > chunk.last_offset {
             return Err(format!("chunk {i} is malformed: {chunk:?}"));
         }
-        if chunks.last().is_some_and(|prev| prev.key >= chunk.key) {
-            return Err(format!("chunk {i} is out of partition order"));
+        if chunks.last().is_some_and(|prev| {
+            prev.key > chunk.key || (prev.key == chunk.key && prev.last_offset >= chunk.base_offset)
+        }) {
+            return Err(format!("chunk {i} is out of partition or offset order"));
         }
         expected_position = chunk
             .position

@@ -18,9 +18,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod catalog;
+mod compaction;
 mod dirsync;
 mod error;
 mod format;
+mod manifest;
 mod oplog;
 mod pipeline;
 mod recovery;
@@ -30,7 +33,10 @@ mod store;
 mod topics;
 mod types;
 
+pub use catalog::Catalog;
+pub use compaction::{Compacted, CompactionConfig};
 pub use error::StorageError;
+pub use manifest::{Checkpoint, ManifestState, Segment};
 pub use pipeline::{FlushConfig, FlushEvent, FlushPipeline, FlushStats, PendingBatch};
 pub use recovery::Recovered;
 pub use slicing::{Slicing, MIN_SLICE_BYTES};

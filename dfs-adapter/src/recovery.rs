@@ -3,14 +3,19 @@
 use tracing::{error, info, warn};
 
 use crate::format::{self, Footer, FOOTER_LEN};
-use crate::types::WAL_DIR;
+use crate::manifest::{Checkpoint, ManifestState};
+use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::{ChunkLocation, ObjectId, StorageError, Store};
 
 /// What [`Store::recover`] found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recovered {
-    /// Chunks of all adopted objects, in object order, and within an object in write order.
+    /// Every live chunk: first the segments' (by partition, in offset order), then those of
+    /// the adopted flush objects, in object order and within an object in write order. Chunks
+    /// wholly below their partition's recorded log start are left out.
     pub chunks: Vec<ChunkLocation>,
+    /// The newest manifest checkpoint, if the store has one.
+    pub manifest: Option<Checkpoint>,
     /// The sequence number the flush pipeline must use next.
     pub next_object: ObjectId,
     /// Number of adopted objects.
@@ -53,13 +58,39 @@ impl Store {
     ///
     /// The deletions are durable before this returns. Files in `wal/` that are not named like
     /// flush objects are ignored (and logged).
+    ///
+    /// Before that, the newest manifest checkpoint (if any) is read: flush objects below its
+    /// `wal_from` are already in segments and are deleted, as are its obsolete objects and any
+    /// segment it does not list (written by a compaction that died before its checkpoint), and
+    /// the flush objects are replayed from `wal_from` on: a missing `wal_from` is a gap.
     pub async fn recover(&self, max_in_flight: usize) -> Result<Recovered, StorageError> {
+        let manifest = self.read_manifest().await?;
+        let state = manifest
+            .as_ref()
+            .map(|m| m.state.clone())
+            .unwrap_or_default();
+        self.delete_unlisted_segments(&state).await?;
         let mut ids = self.list_objects().await?;
         ids.sort_unstable();
+        let folded: Vec<ObjectId> = ids
+            .iter()
+            .copied()
+            .filter(|id| *id < state.wal_from)
+            .collect();
+        self.delete_all(folded.iter().chain(&state.obsolete))
+            .await?;
+        ids.retain(|id| *id >= state.wal_from);
 
-        let mut chunks = Vec::new();
+        let mut chunks: Vec<ChunkLocation> = state
+            .segments
+            .iter()
+            .flat_map(|s| s.chunks.clone())
+            .collect();
         let mut adopted = 0usize;
-        let mut next_object = ids.first().copied().unwrap_or(ObjectId(0));
+        let mut next_object = match &manifest {
+            Some(_) => state.wal_from,
+            None => ids.first().copied().unwrap_or(ObjectId(0)),
+        };
         let mut cut = ids.len();
         for (i, &id) in ids.iter().enumerate() {
             if id != next_object {
@@ -98,6 +129,11 @@ impl Store {
         if !discarded.is_empty() {
             self.sync_wal_dir().await?;
         }
+        chunks.retain(|c| {
+            state
+                .log_start(&c.key)
+                .is_none_or(|start| c.last_offset >= start)
+        });
         info!(
             objects = adopted,
             chunks = chunks.len(),
@@ -107,10 +143,56 @@ impl Store {
         );
         Ok(Recovered {
             chunks,
+            manifest,
             next_object,
             objects: adopted,
             discarded,
         })
+    }
+
+    /// Deletes segments the manifest does not list (or lists as obsolete).
+    async fn delete_unlisted_segments(&self, state: &ManifestState) -> Result<(), StorageError> {
+        let entries = self
+            .op()
+            .list(SEGMENT_DIR)
+            .await
+            .map_err(StorageError::backend(format!("list {SEGMENT_DIR}")))?;
+        let mut unlisted = Vec::new();
+        for entry in entries {
+            if entry.path() == SEGMENT_DIR || !entry.metadata().is_file() {
+                continue;
+            }
+            match ObjectId::from_segment_name(entry.name()) {
+                Some(id) if !state.segments.iter().any(|s| s.id == id) => unlisted.push(id),
+                Some(_) => {}
+                None => warn!(object = %entry.path(), "ignoring stray entry in seg/"),
+            }
+        }
+        if !unlisted.is_empty() {
+            warn!(
+                count = unlisted.len(),
+                "deleting segments no checkpoint lists (interrupted compaction)"
+            );
+        }
+        self.delete_all(unlisted.iter()).await
+    }
+
+    /// Deletes objects (absent ones are fine) and makes the deletions durable.
+    async fn delete_all(&self, ids: impl Iterator<Item = &ObjectId>) -> Result<(), StorageError> {
+        let mut any = false;
+        for id in ids {
+            let key = id.key();
+            self.op()
+                .delete(&key)
+                .await
+                .map_err(StorageError::backend(format!("delete {key}")))?;
+            self.sync_dir_of(&key).await?;
+            any = true;
+        }
+        if any {
+            info!("deleted objects superseded by the manifest");
+        }
+        Ok(())
     }
 
     /// Ids of all flush objects in `wal/`, unordered.

@@ -8,6 +8,12 @@
 //!   names an OpenDAL `S3Config` field is passed through (e.g. `enable_virtual_host_style=true`,
 //!   `disable_config_load=true`). Credentials come from the environment as OpenDAL reads them
 //!   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, profiles...).
+//! - Other OpenDAL services, each compiled in only with its cargo feature of this crate
+//!   (`hdfs`, `webhdfs`, `azblob`, `gcs`, `oss`): `hdfs://namenode:8020/path`,
+//!   `webhdfs://namenode:9870/path`, `azblob://container/prefix?endpoint=...&account_name=...`,
+//!   `gcs://bucket/prefix`, `oss://bucket/prefix?endpoint=...`. Query keys are passed to the
+//!   service's OpenDAL config as they are; credentials come from the environment or the
+//!   query (redacted in logs).
 
 use std::collections::BTreeMap;
 use std::path::{Component, PathBuf};
@@ -27,6 +33,32 @@ pub(crate) enum StorageUrl {
         /// Further `S3Config` fields from the query string.
         options: BTreeMap<String, String>,
     },
+    /// Another OpenDAL service, built through OpenDAL's registry by scheme name.
+    Service {
+        /// The URL's scheme (`hdfs`, `webhdfs`, `azblob`, `gcs`, `oss`).
+        url_scheme: String,
+        /// OpenDAL's scheme name and configuration, `root` included.
+        scheme: &'static str,
+        options: BTreeMap<String, String>,
+    },
+}
+
+/// URL scheme → (OpenDAL scheme, config key that the URL's host fills, how the host becomes
+/// its value).
+const SERVICES: &[(&str, &str, &str, HostForm)] = &[
+    ("hdfs", "hdfs-native", "name_node", HostForm::Url("hdfs")),
+    ("webhdfs", "webhdfs", "endpoint", HostForm::Url("http")),
+    ("azblob", "azblob", "container", HostForm::Name),
+    ("gcs", "gcs", "bucket", HostForm::Name),
+    ("oss", "oss", "bucket", HostForm::Name),
+];
+
+#[derive(Clone, Copy)]
+enum HostForm {
+    /// `scheme://host[:port]`
+    Url(&'static str),
+    /// The bare host (a bucket or container name).
+    Name,
 }
 
 /// Query keys whose values must not show up in logs.
@@ -46,9 +78,13 @@ impl StorageUrl {
         match scheme {
             "fs" => parse_fs(rest).map_err(|why| invalid(&why)),
             "s3" => parse_s3(url).map_err(|why| invalid(&why)),
-            other => Err(invalid(&format!(
-                "unsupported scheme {other:?}; supported schemes are fs and s3"
-            ))),
+            other => match SERVICES.iter().find(|s| s.0 == other) {
+                Some(service) => parse_service(url, service).map_err(|why| invalid(&why)),
+                None => Err(invalid(&format!(
+                    "unsupported scheme {other:?}; supported schemes are fs, s3, hdfs, webhdfs, \
+                     azblob, gcs and oss"
+                ))),
+            },
         }
     }
 
@@ -75,8 +111,73 @@ impl StorageUrl {
                 }
                 out
             }
+            StorageUrl::Service {
+                url_scheme,
+                options,
+                ..
+            } => {
+                let shown: Vec<String> = options
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret_option(k) || k.contains("key") {
+                            "***"
+                        } else {
+                            v
+                        };
+                        format!("{k}={v}")
+                    })
+                    .collect();
+                format!("{url_scheme}:{{{}}}", shown.join(", "))
+            }
         }
     }
+}
+
+fn parse_service(
+    raw: &str,
+    &(url_scheme, scheme, host_key, form): &(&str, &'static str, &str, HostForm),
+) -> Result<StorageUrl, String> {
+    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!(
+            "missing {host_key} ({url_scheme}://{host_key}/path)"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials do not belong in the url authority".into());
+    }
+    let host_value = match (form, url.port()) {
+        (HostForm::Url(prefix), Some(port)) => format!("{prefix}://{host}:{port}"),
+        (HostForm::Url(prefix), None) => format!("{prefix}://{host}"),
+        (HostForm::Name, None) => host.to_string(),
+        (HostForm::Name, Some(_)) => return Err("a port belongs in the endpoint option".into()),
+    };
+    let prefix = url.path().trim_matches('/');
+    let root = if prefix.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{prefix}/")
+    };
+    let mut options = BTreeMap::from([
+        (host_key.to_string(), host_value),
+        ("root".to_string(), root),
+    ]);
+    for (key, value) in url.query_pairs() {
+        if options
+            .insert(key.to_string(), value.into_owned())
+            .is_some()
+        {
+            return Err(format!(
+                "option {key:?} given twice or set by the url itself"
+            ));
+        }
+    }
+    Ok(StorageUrl::Service {
+        url_scheme: url_scheme.to_string(),
+        scheme,
+        options,
+    })
 }
 
 /// `rest` is what follows `fs:`.
@@ -234,11 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn other_services_map_to_opendal_configs() {
+        let parsed = StorageUrl::parse("hdfs://nn:8020/hotwire/a").unwrap();
+        let StorageUrl::Service {
+            scheme, options, ..
+        } = &parsed
+        else {
+            panic!("not a service: {parsed:?}");
+        };
+        assert_eq!(*scheme, "hdfs-native");
+        assert_eq!(options["name_node"], "hdfs://nn:8020");
+        assert_eq!(options["root"], "/hotwire/a/");
+        let parsed =
+            StorageUrl::parse("azblob://c/p?endpoint=http://x&account_key=secret").unwrap();
+        assert!(!parsed.display().contains("secret"), "{}", parsed.display());
+        let StorageUrl::Service { options, .. } = parsed else {
+            panic!()
+        };
+        assert_eq!(options["container"], "c");
+    }
+
+    #[test]
     fn bad_urls_are_rejected_with_a_reason() {
         for (url, needle) in [
             ("/just/a/path", "missing scheme"),
             ("data", "missing scheme"),
-            ("gcs://bucket", "unsupported scheme \"gcs\""),
+            ("ftp://bucket", "unsupported scheme \"ftp\""),
+            ("gcs://", "missing bucket"),
+            ("gcs://b/p?root=x", "given twice"),
             ("fs://", "empty path"),
             ("fs:", "empty path"),
             ("fs:///data?sync=false", "no query"),

@@ -11,11 +11,12 @@ use opendal::{Buffer, Operator};
 use tracing::{debug, info};
 
 use crate::dirsync::{fsync_dir, DirSyncer};
+use crate::manifest::MANIFEST_DIR;
 use crate::oplog::TracingInterceptor;
 use crate::slicing::Slicing;
 use crate::storage_url::StorageUrl;
 use crate::topics::TOPICS_DIR;
-use crate::types::WAL_DIR;
+use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::{ObjectId, StorageError};
 
 /// Opened storage. Cheap to clone; clones share the operator and the directory syncers.
@@ -42,9 +43,11 @@ struct Inner {
 
 /// Directories of an `fs` store whose entries must be fsynced after creation or removal.
 struct LocalDirs {
-    /// `<root>/wal/`, checked before each object write.
-    wal_dir: PathBuf,
+    /// `<root>`, under which object directories are checked before each object write.
+    root: PathBuf,
     wal: DirSyncer,
+    segments: DirSyncer,
+    manifest: DirSyncer,
     topics: DirSyncer,
 }
 
@@ -80,8 +83,10 @@ impl Store {
                 let op = Operator::new(opendal::services::Fs::default().root(root_str))
                     .map_err(StorageError::backend(format!("open {canonical}")))?;
                 let local = LocalDirs {
-                    wal_dir: root.join(WAL_DIR),
+                    root: root.clone(),
                     wal: DirSyncer::new(root.join(WAL_DIR)),
+                    segments: DirSyncer::new(root.join(SEGMENT_DIR)),
+                    manifest: DirSyncer::new(root.join(MANIFEST_DIR)),
                     topics: DirSyncer::new(root.join(TOPICS_DIR)),
                 };
                 (op, Some(local))
@@ -96,6 +101,18 @@ impl Store {
                 config.insert("root".into(), root.clone());
                 let op = Operator::from_iter::<opendal::services::S3>(config)
                     .map_err(StorageError::backend(format!("open {canonical}")))?;
+                (op, None)
+            }
+            StorageUrl::Service {
+                url_scheme,
+                scheme,
+                options,
+            } => {
+                let op = Operator::via_iter(*scheme, options.clone()).map_err(|e| {
+                    StorageError::InvalidUrl(format!(
+                        "{canonical}: {e} (is dfs-adapter built with its `{url_scheme}` feature?)"
+                    ))
+                })?;
                 (op, None)
             }
         };
@@ -178,7 +195,7 @@ impl Store {
         Ok(buffer)
     }
 
-    /// Writes a whole flush object and returns once it is durable. An object of more than one
+    /// Writes a whole stored object (flush object or segment) and returns once it is durable. An object of more than one
     /// slice goes as concurrent slices: a multipart upload on object stores, parallel
     /// positioned writes and one fsync on `fs`.
     ///
@@ -202,7 +219,12 @@ impl Store {
         let key = object.key();
         let expected = data.len() as u64;
         if let Some(local) = &self.inner.local {
-            check_dir(&local.wal_dir).await?;
+            let dir = if object.is_segment() {
+                SEGMENT_DIR
+            } else {
+                WAL_DIR
+            };
+            check_dir(&local.root.join(dir)).await?;
         }
         let mut request = self.inner.write_op.writer_with(&key);
         if let Some((chunk, concurrent)) = self.inner.slicing.for_len(expected) {
@@ -226,7 +248,7 @@ impl Store {
             .close()
             .await
             .map_err(StorageError::backend(format!("close {key}")))?;
-        if let Some(local) = &self.inner.local {
+        if self.inner.local.is_some() {
             // The file size is the cheap proof that the truncating open replaced whatever an
             // earlier attempt left, and that every byte was written.
             if meta.content_length() != expected {
@@ -235,14 +257,41 @@ impl Store {
                     format!("wrote {} bytes, expected {expected}", meta.content_length()),
                 ));
             }
-            local.wal.sync().await?;
         }
-        Ok(())
+        self.sync_dir_of(&key).await
     }
 
     /// The underlying operator (with retry, timeout and logging layers).
     pub(crate) fn op(&self) -> &Operator {
         &self.inner.op
+    }
+
+    /// The operator for writes that must not be retried step by step (see `Inner::write_op`).
+    pub(crate) fn write_op(&self) -> &Operator {
+        &self.inner.write_op
+    }
+
+    /// Whether this is the local filesystem.
+    pub(crate) fn is_local(&self) -> bool {
+        self.inner.local.is_some()
+    }
+
+    /// Makes creations and removals of `key` durable: fsyncs its directory on `fs` (one of
+    /// `wal/`, `seg/`, `manifest/`, `topics/`); a no-op on object stores.
+    pub(crate) async fn sync_dir_of(&self, key: &str) -> Result<(), StorageError> {
+        let Some(local) = &self.inner.local else {
+            return Ok(());
+        };
+        let syncer = if key.starts_with(SEGMENT_DIR) {
+            &local.segments
+        } else if key.starts_with(MANIFEST_DIR) {
+            &local.manifest
+        } else if key.starts_with(TOPICS_DIR) {
+            &local.topics
+        } else {
+            &local.wal
+        };
+        syncer.sync().await
     }
 
     /// Whether the backend can rename (used for atomic replacement of small objects).
@@ -288,10 +337,10 @@ async fn check_dir(dir: &Path) -> Result<(), StorageError> {
     })
 }
 
-/// Creates the root with `wal/` and `topics/` and fsyncs every directory whose entries changed,
+/// Creates the root with its object directories and fsyncs every directory whose entries changed,
 /// so the layout survives a crash right after open.
 async fn prepare_fs_root(root: &Path) -> Result<(), StorageError> {
-    for sub in [WAL_DIR, TOPICS_DIR] {
+    for sub in [WAL_DIR, SEGMENT_DIR, MANIFEST_DIR, TOPICS_DIR] {
         let dir = root.join(sub);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -300,7 +349,7 @@ async fn prepare_fs_root(root: &Path) -> Result<(), StorageError> {
                 source,
             })?;
     }
-    // The root holds `wal` and `topics`; its parent holds the root itself. Ancestors above that
+    // The root holds the object directories; its parent holds the root itself. Ancestors above that
     // existed before us in any realistic deployment.
     fsync_dir(root).await?;
     if let Some(parent) = root.parent().map(PathBuf::from) {

@@ -15,11 +15,16 @@ pub struct PartitionKey {
     pub partition: i32,
 }
 
-/// Name of a flush object: a monotonically increasing sequence number.
+/// Name of a stored object: a flush object or a compacted segment.
 ///
-/// Its key in storage is `wal/<seq as 20 digits>.hwf`, so that a lexicographic listing is also
-/// the sequence order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Flush objects are numbered by a monotonically increasing sequence, key
+/// `wal/<seq as 20 digits>.hwf`, so that a lexicographic listing is also the sequence order.
+/// Segments (written by compaction, one partition each) have their own sequence, marked by the
+/// top bit of the number ([`ObjectId::segment`]), key `seg/<seq as 20 digits>.hws`. Both share
+/// one format (see the `format` module), so every reader handles both alike.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ObjectId(pub u64);
 
@@ -27,17 +32,40 @@ pub struct ObjectId(pub u64);
 pub(crate) const WAL_DIR: &str = "wal/";
 /// File name suffix of flush objects.
 const WAL_SUFFIX: &str = ".hwf";
+/// Directory (prefix) of compacted segments.
+pub(crate) const SEGMENT_DIR: &str = "seg/";
+/// File name suffix of segments.
+const SEGMENT_SUFFIX: &str = ".hws";
+/// Marks a segment id. Flush sequences never get near it (2^63 objects).
+const SEGMENT_BIT: u64 = 1 << 63;
 /// Width of the zero-padded sequence number; `u64::MAX` has 20 digits.
 const SEQ_DIGITS: usize = 20;
 
 impl ObjectId {
-    /// The object's key relative to the store root: `wal/<seq as 20 digits>.hwf`.
+    /// The id of segment number `seq` (below 2^63).
+    pub fn segment(seq: u64) -> ObjectId {
+        ObjectId(seq | SEGMENT_BIT)
+    }
+
+    /// Whether this names a compacted segment rather than a flush object.
+    pub fn is_segment(&self) -> bool {
+        self.0 & SEGMENT_BIT != 0
+    }
+
+    /// The sequence number within its kind (flush objects or segments).
+    pub fn seq(&self) -> u64 {
+        self.0 & !SEGMENT_BIT
+    }
+
+    /// The object's key relative to the store root: `wal/<seq as 20 digits>.hwf` for flush
+    /// objects, `seg/<seq as 20 digits>.hws` for segments.
     pub fn key(&self) -> String {
-        format!(
-            "{WAL_DIR}{:0width$}{WAL_SUFFIX}",
-            self.0,
-            width = SEQ_DIGITS
-        )
+        let (dir, suffix) = if self.is_segment() {
+            (SEGMENT_DIR, SEGMENT_SUFFIX)
+        } else {
+            (WAL_DIR, WAL_SUFFIX)
+        };
+        format!("{dir}{:0width$}{suffix}", self.seq(), width = SEQ_DIGITS)
     }
 
     /// The id following this one.
@@ -51,12 +79,26 @@ impl ObjectId {
     /// Parses a file name (`<20 digits>.hwf`, without the `wal/` prefix); `None` for anything
     /// else, so that stray files in `wal/` are ignored rather than misread.
     pub(crate) fn from_file_name(name: &str) -> Option<ObjectId> {
-        let digits = name.strip_suffix(WAL_SUFFIX)?;
-        if digits.len() != SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok().map(ObjectId)
+        parse_seq(name, WAL_SUFFIX)
+            .filter(|seq| seq & SEGMENT_BIT == 0)
+            .map(ObjectId)
     }
+
+    /// Parses a segment file name (`<20 digits>.hws`, without the `seg/` prefix).
+    pub(crate) fn from_segment_name(name: &str) -> Option<ObjectId> {
+        parse_seq(name, SEGMENT_SUFFIX)
+            .filter(|seq| seq & SEGMENT_BIT == 0)
+            .map(ObjectId::segment)
+    }
+}
+
+/// The number in `<20 digits><suffix>`.
+fn parse_seq(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
+    if digits.len() != SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl fmt::Display for ObjectId {
@@ -65,7 +107,7 @@ impl fmt::Display for ObjectId {
     }
 }
 
-/// Where one partition's contiguous run of batches sits inside one flush object.
+/// Where one partition's contiguous run of batches sits inside one stored object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChunkLocation {
     /// The partition the batches belong to.
@@ -92,7 +134,7 @@ mod tests {
 
     #[test]
     fn key_round_trips_through_file_name() {
-        for seq in [0, 1, 42, u64::MAX] {
+        for seq in [0, 1, 42, (1 << 63) - 1] {
             let id = ObjectId(seq);
             let key = id.key();
             assert!(key.starts_with("wal/"));
@@ -101,6 +143,23 @@ mod tests {
             assert_eq!(ObjectId::from_file_name(name), Some(id));
         }
         assert_eq!(ObjectId(7).key(), "wal/00000000000000000007.hwf");
+    }
+
+    #[test]
+    fn segment_ids_have_their_own_keys() {
+        let id = ObjectId::segment(7);
+        assert!(id.is_segment() && !ObjectId(7).is_segment());
+        assert_eq!(id.seq(), 7);
+        assert_eq!(id.key(), "seg/00000000000000000007.hws");
+        assert_eq!(
+            ObjectId::from_segment_name("00000000000000000007.hws"),
+            Some(id)
+        );
+        assert_eq!(
+            ObjectId::from_segment_name("00000000000000000007.hwf"),
+            None
+        );
+        assert_eq!(ObjectId::from_file_name("00000000000000000007.hws"), None);
     }
 
     #[test]
@@ -113,6 +172,7 @@ mod tests {
             "0000000000000000000a.hwf",
             "+0000000000000000007.hwf",
             "99999999999999999999.hwf", // 20 digits but above u64::MAX
+            "09223372036854775808.hwf", // 2^63: the segment bit
             "00000000000000000007.json",
         ] {
             assert_eq!(ObjectId::from_file_name(name), None, "{name:?}");

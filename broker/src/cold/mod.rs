@@ -134,6 +134,18 @@ impl ColdReader {
         }
     }
 
+    /// Runs background storage work (compaction) where cold reads run: on the cold runtime's
+    /// niced threads, or inline with isolation off. `None` if the work was aborted (shutdown).
+    pub async fn run_background<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        match &self.runtime {
+            Some(runtime) => runtime.handle().spawn(work).await.ok(),
+            None => Some(work.await),
+        }
+    }
+
     /// The cold cache's counters.
     pub fn stats(&self) -> ColdCacheStats {
         self.shared.cache.stats()

@@ -41,6 +41,11 @@ pub async fn handle(
         };
         match outcome {
             Ok(topic) => {
+                // The topic is gone already; its data goes at the next maintenance round if
+                // this fails now (recovery also drops data of unknown topics).
+                if let Err(error) = broker.catalog.drop_topic(topic.id).await {
+                    tracing::warn!(%error, topic = %topic.name, "segments of a deleted topic not retired yet");
+                }
                 if version >= 6 {
                     result.topic_id = topic.id;
                 }

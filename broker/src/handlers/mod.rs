@@ -3,6 +3,7 @@
 pub mod api_versions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -167,6 +168,11 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
         RequestKind::DeleteTopics(r) => InFlight::Ready(reply(ResponseKind::DeleteTopics(
             delete_topics::handle(&broker, r, version).await,
         ))),
+        RequestKind::DeleteRecords(r) => InFlight::Running(tokio::spawn(async move {
+            reply(ResponseKind::DeleteRecords(
+                delete_records::handle(&broker, r).await,
+            ))
+        })),
         RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
             describe_configs::handle(&broker, r),
         ))),

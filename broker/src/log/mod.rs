@@ -4,5 +4,6 @@ pub mod cold_read;
 pub mod partition;
 pub mod record_batch;
 pub mod reserve;
+pub mod retention;
 pub mod topic_config;
 pub mod topics;

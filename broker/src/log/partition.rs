@@ -167,6 +167,58 @@ impl Partition {
         });
     }
 
+    /// Moves the log start to `offset` (never backwards), forgetting stored chunks wholly below
+    /// it (retention, DeleteRecords, or a log start recorded in the manifest at recovery). On a
+    /// log with nothing left it also moves the log end there, so offsets are never reused.
+    pub fn truncate(&self, offset: i64) {
+        let mut state = self.state.lock();
+        if offset <= state.log_start {
+            return;
+        }
+        state.log_start = offset;
+        while state.stored.front().is_some_and(|c| c.last_offset < offset) {
+            state.stored.pop_front();
+        }
+        state.next_offset = state.next_offset.max(offset);
+        drop(state);
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw < offset;
+            if moved {
+                *hw = offset;
+            }
+            moved
+        });
+    }
+
+    /// Replaces the stored chunks in the offset range that `chunks` (a compacted segment's, in
+    /// offset order) cover by them. Chunks wholly below the log start are left out.
+    pub fn replace_stored(&self, chunks: &[ChunkLocation]) {
+        let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+            return;
+        };
+        let (base, end) = (first.base_offset, last.last_offset);
+        let mut state = self.state.lock();
+        let log_start = state.log_start;
+        let at = state.stored.partition_point(|c| c.last_offset < base);
+        let mut upto = at;
+        while state.stored.get(upto).is_some_and(|c| c.last_offset <= end) {
+            upto += 1;
+        }
+        state.stored.drain(at..upto);
+        for (i, chunk) in chunks
+            .iter()
+            .filter(|c| c.last_offset >= log_start)
+            .enumerate()
+        {
+            state.stored.insert(at + i, chunk.clone());
+        }
+    }
+
+    /// Bytes of record data stored for this partition.
+    pub fn stored_bytes(&self) -> u64 {
+        self.state.lock().stored.iter().map(|c| c.len).sum()
+    }
+
     /// Durable batches from the hot cache, starting at the one holding `offset`.
     pub fn read_hot(&self, cache: &HotCache, offset: i64, max_bytes: usize) -> ReadOutcome {
         let end = self.high_watermark();

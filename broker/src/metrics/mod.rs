@@ -47,6 +47,12 @@ pub struct Events {
     pub flush_failures: Counter,
     /// Cold reads answered with a storage error.
     pub cold_read_errors: Counter,
+    /// Seconds per compaction round.
+    pub compaction_seconds: Histogram,
+    /// Bytes written into segments by compaction.
+    pub compaction_bytes_written: Counter,
+    /// Storage maintenance periods that failed (retried the next period).
+    pub maintenance_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -67,6 +73,9 @@ impl Default for Events {
             backpressure_timeouts: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
+            compaction_seconds: latency_histogram(),
+            compaction_bytes_written: Counter::default(),
+            maintenance_failures: Counter::default(),
         }
     }
 }
@@ -132,6 +141,21 @@ impl Metrics {
             "storage_cold_read_errors",
             "Cold reads answered with a storage error",
             e.cold_read_errors,
+        );
+        registry.register(
+            "compaction_seconds",
+            "Time per compaction round",
+            e.compaction_seconds,
+        );
+        registry.register(
+            "compaction_written_bytes",
+            "Bytes written into segments by compaction",
+            e.compaction_bytes_written,
+        );
+        registry.register(
+            "storage_maintenance_failures",
+            "Storage maintenance periods that failed (retried the next period)",
+            e.maintenance_failures,
         );
         registry.register_collector(Box::new(state));
         Metrics { registry }

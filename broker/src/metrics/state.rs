@@ -9,6 +9,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use dfs_adapter::Catalog;
+
 use crate::cold::ColdReader;
 
 /// Reads the hot cache, the cold cache and the flush pipeline at each scrape.
@@ -19,6 +21,8 @@ pub struct StateCollector {
     pub cold: Arc<ColdReader>,
     /// The flush pipeline.
     pub pipeline: FlushPipeline,
+    /// The storage catalog (segments, flush objects awaiting compaction).
+    pub catalog: Arc<Catalog>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -162,6 +166,18 @@ impl Collector for StateCollector {
             "flush_batches",
             "Batches written in flush objects",
             flush.batches_written,
+        )?;
+        gauge(
+            &mut e,
+            "stored_flush_objects",
+            "Flush objects in storage not yet compacted",
+            self.catalog.flush_objects() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "stored_segments",
+            "Compacted segments in storage",
+            self.catalog.segment_count() as u64,
         )?;
         Ok(())
     }

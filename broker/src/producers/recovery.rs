@@ -33,7 +33,8 @@ pub async fn rebuild(
     let mut bytes = 0u64;
     while start > 0 {
         let chunk = &chunks[start - 1];
-        if chunk.object < window.since_object && bytes >= window.min_bytes {
+        let old = chunk.object.is_segment() || chunk.object < window.since_object;
+        if old && bytes >= window.min_bytes {
             break;
         }
         bytes += chunk.len;

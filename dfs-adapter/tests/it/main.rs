@@ -1,6 +1,7 @@
 //! Integration tests against a real local filesystem (no mocks).
 
 mod common;
+mod compaction;
 mod failure;
 mod open;
 mod pipeline;

@@ -1,0 +1,101 @@
+//! The storage maintenance task: compaction, retention, deletion of obsolete objects.
+//!
+//! It runs every `compaction_interval_ms` on the network runtime, but the heavy part
+//! (compaction reads and writes) runs where cold reads run, so it competes with catch-up
+//! readers, not with produce or tailing fetch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dfs_adapter::StorageError;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::log::retention;
+
+/// Rounds of compaction one tick may run when a backlog waits.
+const ROUNDS_PER_TICK: usize = 8;
+
+/// Runs until `shutdown`; returns early only if this broker was fenced off its storage root.
+pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), StorageError> {
+    let period = Duration::from_millis(broker.config.compaction_interval_ms);
+    let retention_period = Duration::from_millis(broker.config.retention_check_interval_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_retention = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let retention_due = last_retention.elapsed() >= retention_period;
+        match round(&broker, retention_due).await {
+            Ok(()) => {}
+            Err(error @ StorageError::Fenced(_)) => return Err(error),
+            Err(error) => {
+                broker.events.maintenance_failures.inc();
+                tracing::warn!(%error, "storage maintenance failed; retrying next period");
+            }
+        }
+        if retention_due {
+            last_retention = Instant::now();
+        }
+    }
+}
+
+/// One period's work.
+async fn round(broker: &Arc<Broker>, retention_due: bool) -> Result<(), StorageError> {
+    let deleted = broker.catalog.delete_obsolete().await?;
+    if deleted > 0 {
+        tracing::debug!(deleted, "obsolete objects deleted");
+    }
+    if broker.config.compaction_min_objects > 0 {
+        for _ in 0..ROUNDS_PER_TICK {
+            if !compact_once(broker).await? {
+                break;
+            }
+        }
+    }
+    if retention_due {
+        retention::enforce(&broker.topics, &broker.catalog, now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// One compaction round; true if it compacted something.
+async fn compact_once(broker: &Arc<Broker>) -> Result<bool, StorageError> {
+    let catalog = broker.catalog.clone();
+    let topics = broker.topics.clone();
+    let config = broker.config.compaction();
+    let started = Instant::now();
+    let work = async move {
+        let keep = |key: &dfs_adapter::PartitionKey| topics.partition(key).is_some();
+        catalog.compact(&config, &keep).await
+    };
+    let Some(outcome) = broker.cold.run_background(work).await else {
+        return Ok(false);
+    };
+    let Some(compacted) = outcome? else {
+        return Ok(false);
+    };
+    for segment in &compacted.segments {
+        if let Some(partition) = broker.topics.partition(&segment.key) {
+            partition.replace_stored(&segment.chunks);
+        }
+    }
+    broker
+        .events
+        .compaction_seconds
+        .observe(started.elapsed().as_secs_f64());
+    broker
+        .events
+        .compaction_bytes_written
+        .inc_by(compacted.bytes_written);
+    Ok(true)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

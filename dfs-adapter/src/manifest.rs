@@ -1,0 +1,366 @@
+//! The manifest: the durable record of which segments exist, where the flush-object log
+//! starts, and each partition's log start offset.
+//!
+//! It is a checkpoint plus an incremental log, where the log is the flush objects themselves:
+//! every checkpoint `manifest/<seq, 20 digits>.json` holds the full state at one point (small:
+//! segments and offsets, no record data), and flush objects from `wal_from` on are the edits
+//! made since, replayed by [`crate::Store::recover`] as before. A new checkpoint is written only
+//! when that state changes other than by a flush: compaction, retention, DeleteRecords, a topic
+//! deletion, and once at every start (which claims the storage root).
+//!
+//! Checkpoints are created, never overwritten, with `if_not_exists` where the service offers it
+//! (fs: `O_EXCL`; S3: `If-None-Match: *`), so two brokers cannot both write checkpoint `n` on a
+//! store that enforces the condition; the loser gets [`StorageError::Fenced`]. Each file ends in
+//! a CRC-32C line so that a torn file (fs) is recognised and ignored rather than misread.
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::{ChunkLocation, ObjectId, PartitionKey, StorageError, Store};
+
+/// Directory (prefix) of manifest checkpoints.
+pub(crate) const MANIFEST_DIR: &str = "manifest/";
+const MANIFEST_SUFFIX: &str = ".json";
+const CRC_PREFIX: &str = "\ncrc32c:";
+/// Version of the checkpoint layout; readers refuse others.
+const MANIFEST_FORMAT: u32 = 1;
+/// Checkpoints kept besides the newest (older ones are deleted after each write).
+const KEEP_OLDER: u64 = 1;
+
+/// One compacted segment: a stored object holding one partition's batches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Its id ([`ObjectId::is_segment`]).
+    pub id: ObjectId,
+    /// The partition it holds.
+    pub key: PartitionKey,
+    /// Its chunks, in offset order.
+    pub chunks: Vec<ChunkLocation>,
+}
+
+impl Segment {
+    /// Bytes of record data it holds.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len).sum()
+    }
+
+    /// Base offset of its first batch.
+    pub fn base_offset(&self) -> i64 {
+        self.chunks.first().map_or(0, |c| c.base_offset)
+    }
+
+    /// Last offset of its last batch.
+    pub fn last_offset(&self) -> i64 {
+        self.chunks.last().map_or(-1, |c| c.last_offset)
+    }
+
+    /// Largest record timestamp in it.
+    pub fn max_timestamp(&self) -> i64 {
+        self.chunks
+            .iter()
+            .map(|c| c.max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+}
+
+/// Everything a checkpoint records.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManifestState {
+    /// Flush objects below this id are folded into segments (or were dropped): recovery
+    /// replays flush objects from here on, and deletes older ones it still finds.
+    pub wal_from: ObjectId,
+    /// Sequence number of the next segment to write.
+    pub next_segment: u64,
+    /// Live segments, each partition's in offset order.
+    pub segments: Vec<Segment>,
+    /// Log start offsets moved by retention or DeleteRecords (partitions not listed start at
+    /// their first stored batch).
+    pub log_starts: Vec<(PartitionKey, i64)>,
+    /// Objects replaced or deleted by this state but perhaps still in the store (deleted a
+    /// while after the checkpoint, so that reads in flight finish first).
+    pub obsolete: Vec<ObjectId>,
+}
+
+impl ManifestState {
+    /// The recorded log start of `key`, if one was ever moved.
+    pub fn log_start(&self, key: &PartitionKey) -> Option<i64> {
+        self.log_starts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, offset)| *offset)
+    }
+
+    /// Sets the log start of `key` (never moving it backwards).
+    pub fn set_log_start(&mut self, key: PartitionKey, offset: i64) {
+        match self.log_starts.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = entry.1.max(offset),
+            None => self.log_starts.push((key, offset)),
+        }
+    }
+}
+
+/// The on-storage checkpoint, before its CRC line.
+#[derive(Serialize, Deserialize)]
+struct CheckpointFile {
+    format: u32,
+    seq: u64,
+    /// Id of the broker process that wrote it (for operators and fencing messages).
+    writer: uuid::Uuid,
+    written_unix_ms: u64,
+    state: ManifestState,
+}
+
+/// A checkpoint read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Who wrote it.
+    pub writer: uuid::Uuid,
+    /// What it records.
+    pub state: ManifestState,
+}
+
+fn checkpoint_key(seq: u64) -> String {
+    format!("{MANIFEST_DIR}{seq:020}{MANIFEST_SUFFIX}")
+}
+
+fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(MANIFEST_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn encode(seq: u64, writer: uuid::Uuid, state: &ManifestState) -> Result<Vec<u8>, StorageError> {
+    let file = CheckpointFile {
+        format: MANIFEST_FORMAT,
+        seq,
+        writer,
+        written_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        state: state.clone(),
+    };
+    let mut body = serde_json::to_vec(&file)
+        .map_err(|e| StorageError::InvalidArgument(format!("cannot encode manifest: {e}")))?;
+    let crc = crc32c::crc32c(&body);
+    body.extend_from_slice(format!("{CRC_PREFIX}{crc:08x}\n").as_bytes());
+    Ok(body)
+}
+
+/// Parses a checkpoint file; `Err` says why it is not a valid one.
+fn decode(seq: u64, bytes: &[u8]) -> Result<Checkpoint, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let at = text
+        .rfind(CRC_PREFIX)
+        .ok_or("no checksum line (torn write?)")?;
+    let (body, tail) = text.split_at(at);
+    let hex = tail[CRC_PREFIX.len()..].trim_end_matches('\n');
+    let crc = u32::from_str_radix(hex, 16).map_err(|_| format!("bad checksum line {hex:?}"))?;
+    if crc32c::crc32c(body.as_bytes()) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let file: CheckpointFile = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if file.format != MANIFEST_FORMAT {
+        return Err(format!("unsupported manifest format {}", file.format));
+    }
+    if file.seq != seq {
+        return Err(format!("file names checkpoint {}", file.seq));
+    }
+    Ok(Checkpoint {
+        seq,
+        writer: file.writer,
+        state: file.state,
+    })
+}
+
+impl Store {
+    /// The newest valid checkpoint, or `None` on a store that never had one.
+    ///
+    /// Invalid checkpoints newer than it (torn writes of a crashed broker: nothing acted on
+    /// them, since every action waits for its checkpoint to be durable) are deleted.
+    pub async fn read_manifest(&self) -> Result<Option<Checkpoint>, StorageError> {
+        let mut seqs = self.list_checkpoints().await?;
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in seqs {
+            let key = checkpoint_key(seq);
+            let bytes = self
+                .op()
+                .read(&key)
+                .await
+                .map_err(StorageError::backend(format!("read {key}")))?
+                .to_vec();
+            match decode(seq, &bytes) {
+                Ok(checkpoint) => return Ok(Some(checkpoint)),
+                Err(reason) => {
+                    warn!(checkpoint = %key, %reason, "invalid manifest checkpoint; deleting it");
+                    self.op()
+                        .delete(&key)
+                        .await
+                        .map_err(StorageError::backend(format!("delete {key}")))?;
+                    self.sync_dir_of(&key).await?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates checkpoint `seq`; durable when it returns. Fails with [`StorageError::Fenced`]
+    /// when a different valid checkpoint `seq` exists (another broker wrote it).
+    pub async fn write_manifest(
+        &self,
+        seq: u64,
+        writer: uuid::Uuid,
+        state: &ManifestState,
+    ) -> Result<(), StorageError> {
+        let key = checkpoint_key(seq);
+        let body = encode(seq, writer, state)?;
+        let conditional = self.op().info().capability().write_with_if_not_exists;
+        let written = self
+            .write_op()
+            .write_with(&key, body.clone())
+            .if_not_exists(conditional)
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(e) if is_already_there(&e) => self.settle_conflict(seq, &key, &body).await?,
+            Err(e) => {
+                // A partial file left behind on fs would block the retry: remove it.
+                if self.is_local() {
+                    let _ = self.op().delete(&key).await;
+                }
+                return Err(StorageError::backend(format!("write {key}"))(e));
+            }
+        }
+        self.sync_dir_of(&key).await?;
+        if seq > KEEP_OLDER {
+            let old = checkpoint_key(seq - KEEP_OLDER - 1);
+            if let Err(e) = self.op().delete(&old).await {
+                warn!(checkpoint = %old, error = %e, "could not delete an old checkpoint");
+            }
+        }
+        info!(checkpoint = %key, segments = state.segments.len(), wal_from = %state.wal_from, "manifest written");
+        Ok(())
+    }
+
+    /// `key` already exists: it is ours (an earlier attempt whose answer was lost), a torn
+    /// leftover (deleted, then written again), or another writer's (fenced).
+    async fn settle_conflict(&self, seq: u64, key: &str, body: &[u8]) -> Result<(), StorageError> {
+        let existing = self
+            .op()
+            .read(key)
+            .await
+            .map_err(StorageError::backend(format!("read {key}")))?
+            .to_vec();
+        if existing == body {
+            return Ok(());
+        }
+        match decode(seq, &existing) {
+            Ok(other) => Err(StorageError::Fenced(format!(
+                "manifest checkpoint {key} was written by broker {} meanwhile: another broker \
+                 runs on this storage root",
+                other.writer
+            ))),
+            Err(reason) => {
+                warn!(checkpoint = %key, %reason, "replacing a torn manifest checkpoint");
+                self.op()
+                    .delete(key)
+                    .await
+                    .map_err(StorageError::backend(format!("delete {key}")))?;
+                self.write_op()
+                    .write_with(key, body.to_vec())
+                    .if_not_exists(self.op().info().capability().write_with_if_not_exists)
+                    .await
+                    .map_err(StorageError::backend(format!("write {key}")))?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn list_checkpoints(&self) -> Result<Vec<u64>, StorageError> {
+        let entries = self
+            .op()
+            .list(MANIFEST_DIR)
+            .await
+            .map_err(StorageError::backend(format!("list {MANIFEST_DIR}")))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.metadata().is_file())
+            .filter_map(|e| parse_checkpoint_name(e.name()))
+            .collect())
+    }
+}
+
+fn is_already_there(e: &opendal::Error) -> bool {
+    matches!(
+        e.kind(),
+        opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> ManifestState {
+        let key = PartitionKey {
+            topic_id: uuid::Uuid::from_u128(9),
+            partition: 2,
+        };
+        ManifestState {
+            wal_from: ObjectId(17),
+            next_segment: 3,
+            segments: vec![Segment {
+                id: ObjectId::segment(2),
+                key,
+                chunks: vec![ChunkLocation {
+                    key,
+                    object: ObjectId::segment(2),
+                    position: 0,
+                    len: 100,
+                    base_offset: 0,
+                    last_offset: 9,
+                    max_timestamp: 5,
+                    batches: 2,
+                }],
+            }],
+            log_starts: vec![(key, 4)],
+            obsolete: vec![ObjectId(3)],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let writer = uuid::Uuid::from_u128(1);
+        let bytes = encode(5, writer, &state()).unwrap();
+        let back = decode(5, &bytes).unwrap();
+        assert_eq!((back.seq, back.writer, back.state), (5, writer, state()));
+        assert!(decode(6, &bytes).is_err(), "wrong name");
+        for cut in [0, 1, bytes.len() / 2, bytes.len() - 3] {
+            assert!(decode(5, &bytes[..cut]).is_err(), "torn at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[10] ^= 1;
+        assert!(decode(5, &flipped).is_err());
+    }
+
+    #[test]
+    fn log_start_only_moves_forward() {
+        let mut s = state();
+        let key = s.log_starts[0].0;
+        s.set_log_start(key, 2);
+        assert_eq!(s.log_start(&key), Some(4));
+        s.set_log_start(key, 8);
+        assert_eq!(s.log_start(&key), Some(8));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(checkpoint_key(7), "manifest/00000000000000000007.json");
+        assert_eq!(parse_checkpoint_name("00000000000000000007.json"), Some(7));
+        assert_eq!(parse_checkpoint_name("7.json"), None);
+    }
+}
