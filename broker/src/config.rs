@@ -73,7 +73,8 @@ pub struct Config {
     pub compaction_max_wait_ms: u64,
     /// Flush-object MiB folded into segments per round at most.
     pub compaction_max_mib: usize,
-    /// A partition's newest segment below this many MiB is rewritten together with new data.
+    /// Segments roll at this many MiB; a newest segment below an eighth of it is rewritten
+    /// together with new data.
     pub segment_target_mib: usize,
     /// Consecutive chunks in a segment are merged up to this many KiB (a cold read's unit).
     pub segment_chunk_kib: usize,

@@ -100,6 +100,11 @@ impl Catalog {
         self.lock_wal().len()
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Number of live segments.
     pub fn segment_count(&self) -> usize {
         self.segments.load(Ordering::Relaxed)
@@ -157,11 +162,7 @@ impl Catalog {
         let ripe = std::mem::take(&mut *self.lock_ripe());
         for id in &ripe {
             let key = id.key();
-            self.store
-                .op()
-                .delete(&key)
-                .await
-                .map_err(StorageError::backend(format!("delete {key}")))?;
+            self.store.delete_key(&key).await?;
             self.store.sync_dir_of(&key).await?;
             debug!(object = %key, "deleted obsolete object");
         }

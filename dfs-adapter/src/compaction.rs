@@ -2,8 +2,8 @@
 //!
 //! A round takes the oldest delivered flush objects, and for each partition in them writes
 //! segments of up to the target size: its batches from those objects, appended to its newest
-//! segment when that one is still below the target size (so a quiet partition does not leave
-//! one small object per round). Chunks are merged up to a chunk size, so a catch-up read is a few large range reads.
+//! segment when that one is still small (below an eighth of the target), so a quiet partition
+//! does not leave one small object per round, while a large segment is never rewritten. Chunks are merged up to a chunk size, so a catch-up read is a few large range reads.
 //! Then one checkpoint records the new segments, moves `wal_from` past the sources and lists
 //! the sources and replaced segments as obsolete (deleted a period later). Until that
 //! checkpoint is durable nothing refers to the new segments, and a crash leaves them as
@@ -21,6 +21,10 @@ use crate::format::encode_trailer;
 use crate::manifest::Segment;
 use crate::{ChunkLocation, ObjectId, PartitionKey, StorageError};
 
+/// A partition's newest segment is rewritten with new data only while it is below this
+/// fraction of the target size.
+const MERGE_FRACTION: u64 = 8;
+
 /// When and how compaction runs.
 #[derive(Clone, Debug)]
 pub struct CompactionConfig {
@@ -33,8 +37,8 @@ pub struct CompactionConfig {
     pub max_objects: usize,
     /// At most about this many bytes of flush objects per round (at least one object).
     pub max_bytes: u64,
-    /// Segments roll at this size; a partition's newest segment below it is rewritten together
-    /// with new data.
+    /// Segments roll at this size; a partition's newest segment below an eighth of it is
+    /// rewritten together with new data.
     pub segment_target_bytes: u64,
     /// Consecutive chunks are merged up to this size (a cold read's unit).
     pub chunk_bytes: u64,
@@ -112,7 +116,10 @@ impl Catalog {
         }
         for (key, pieces) in parts.iter_mut() {
             let newest = state.segments.iter().rfind(|s| s.key == *key);
-            if let Some(base) = newest.filter(|s| s.bytes() < config.segment_target_bytes) {
+            // Only a small newest segment is rewritten: merging into a large one would rewrite
+            // up to the target size every round (write amplification).
+            let small = config.segment_target_bytes / MERGE_FRACTION;
+            if let Some(base) = newest.filter(|s| s.bytes() < small) {
                 let data_len = base
                     .chunks
                     .iter()
@@ -172,8 +179,10 @@ impl Catalog {
         next.obsolete.extend(source_ids.iter().copied());
         next.obsolete.extend(replaced.iter().copied());
         for segment in &segments {
-            // A topic deleted while the round ran: its new segment is born obsolete.
-            if keep(&segment.key) {
+            // A topic deleted, or records deleted, while the round ran: such a segment is born
+            // obsolete.
+            let log_start = next.log_start(&segment.key).unwrap_or(i64::MIN);
+            if keep(&segment.key) && segment.last_offset() >= log_start {
                 next.segments.push(segment.clone());
             } else {
                 next.obsolete.push(segment.id);

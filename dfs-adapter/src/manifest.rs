@@ -219,6 +219,7 @@ impl Store {
         let key = checkpoint_key(seq);
         let body = encode(seq, writer, state)?;
         let conditional = self.op().info().capability().write_with_if_not_exists;
+        self.count_put(1, body.len() as u64);
         let written = self
             .write_op()
             .write_with(&key, body.clone())

@@ -182,10 +182,7 @@ impl Store {
         let mut any = false;
         for id in ids {
             let key = id.key();
-            self.op()
-                .delete(&key)
-                .await
-                .map_err(StorageError::backend(format!("delete {key}")))?;
+            self.delete_key(&key).await?;
             self.sync_dir_of(&key).await?;
             any = true;
         }

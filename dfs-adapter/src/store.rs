@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,6 +40,34 @@ struct Inner {
     slicing: Slicing,
     /// Present for the local filesystem, where directories need explicit fsyncs.
     local: Option<LocalDirs>,
+    /// Requests issued, for the cost metrics.
+    counters: Counters,
+}
+
+/// Storage requests issued through this store, as an object store bills them: a sliced write
+/// is one CreateMultipartUpload, one UploadPart per slice and one CompleteMultipartUpload; a
+/// sliced read one ranged GET per slice. On `fs` the same counts measure file operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// PUT-class requests (object writes, parts, multipart starts and completions).
+    pub put_requests: u64,
+    /// GET requests (ranged reads).
+    pub get_requests: u64,
+    /// DELETE requests.
+    pub delete_requests: u64,
+    /// Bytes written in objects (flush objects, segments, checkpoints).
+    pub bytes_written: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    puts: AtomicU64,
+    gets: AtomicU64,
+    deletes: AtomicU64,
+    written: AtomicU64,
+    read: AtomicU64,
 }
 
 /// Directories of an `fs` store whose entries must be fsynced after creation or removal.
@@ -137,6 +166,7 @@ impl Store {
                 url: canonical,
                 slicing,
                 local,
+                counters: Counters::default(),
             }),
         })
     }
@@ -177,9 +207,12 @@ impl Store {
             StorageError::InvalidArgument(format!("range {position}+{len} of {key} overflows"))
         })?;
         let mut request = self.inner.op.read_with(key).range(position..end);
+        let mut gets = 1;
         if let Some((chunk, concurrent)) = self.inner.slicing.for_len(len) {
             request = request.chunk(chunk).concurrent(concurrent);
+            gets = len.div_ceil(chunk as u64);
         }
+        self.count_get(gets, len);
         let buffer = request.await.map_err(StorageError::backend(format!(
             "read {key} bytes {position}..{end}"
         )))?;
@@ -227,9 +260,12 @@ impl Store {
             check_dir(&local.root.join(dir)).await?;
         }
         let mut request = self.inner.write_op.writer_with(&key);
+        let mut puts = 1;
         if let Some((chunk, concurrent)) = self.inner.slicing.for_len(expected) {
             request = request.chunk(chunk).concurrent(concurrent);
+            puts = expected.div_ceil(chunk as u64) + 2;
         }
+        self.count_put(puts, expected);
         let mut writer = request
             .await
             .map_err(StorageError::backend(format!("create {key}")))?;
@@ -259,6 +295,46 @@ impl Store {
             }
         }
         self.sync_dir_of(&key).await
+    }
+
+    /// Requests issued so far.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            put_requests: c.puts.load(Ordering::Relaxed),
+            get_requests: c.gets.load(Ordering::Relaxed),
+            delete_requests: c.deletes.load(Ordering::Relaxed),
+            bytes_written: c.written.load(Ordering::Relaxed),
+            bytes_read: c.read.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_put(&self, requests: u64, bytes: u64) {
+        self.inner
+            .counters
+            .puts
+            .fetch_add(requests, Ordering::Relaxed);
+        self.inner
+            .counters
+            .written
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_get(&self, requests: u64, bytes: u64) {
+        self.inner
+            .counters
+            .gets
+            .fetch_add(requests, Ordering::Relaxed);
+        self.inner.counters.read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Deletes `key` (absent is fine), counted.
+    pub(crate) async fn delete_key(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        self.op()
+            .delete(key)
+            .await
+            .map_err(StorageError::backend(format!("delete {key}")))
     }
 
     /// The underlying operator (with retry, timeout and logging layers).

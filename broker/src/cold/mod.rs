@@ -64,8 +64,10 @@ impl ColdReader {
             store,
             cache: ColdCache::new(&ColdCacheConfig {
                 budget_bytes: mib(config.cold_cache_mib),
-                // A chunk holds at most one flush's worth of one partition.
-                largest_entry: config.flush_max_bytes as u64,
+                // A flush chunk holds at most one flush's worth of one partition; compaction
+                // merges chunks up to the segment chunk size.
+                largest_entry: (config.flush_max_bytes as u64)
+                    .max((config.segment_chunk_kib as u64) << 10),
             }),
             read_ahead: ReadAhead::new(ReadAheadConfig {
                 initial_bytes: (1 << 20u64).min(read_ahead_max),

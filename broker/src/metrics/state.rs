@@ -167,6 +167,37 @@ impl Collector for StateCollector {
             "Batches written in flush objects",
             flush.batches_written,
         )?;
+        let store = self.catalog.store().stats();
+        counter(
+            &mut e,
+            "storage_put_requests",
+            "PUT-class storage requests (objects, multipart parts and completions, checkpoints)",
+            store.put_requests,
+        )?;
+        counter(
+            &mut e,
+            "storage_get_requests",
+            "Ranged GET storage requests",
+            store.get_requests,
+        )?;
+        counter(
+            &mut e,
+            "storage_delete_requests",
+            "DELETE storage requests",
+            store.delete_requests,
+        )?;
+        counter(
+            &mut e,
+            "storage_written_bytes",
+            "Bytes written to storage (flush objects, segments, checkpoints)",
+            store.bytes_written,
+        )?;
+        counter(
+            &mut e,
+            "storage_read_bytes",
+            "Bytes read from storage",
+            store.bytes_read,
+        )?;
         gauge(
             &mut e,
             "stored_flush_objects",
