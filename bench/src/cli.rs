@@ -24,6 +24,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure the machine's limits: fsync latency and bandwidth of a directory, loopback TCP.
     Limits(LimitsArgs),
+    /// Hotwire over TCP against its one-sided (shm) path: fetch throughput, commit latency.
+    OneSided(crate::one_sided::OneSidedArgs),
 }
 
 /// The workload and how to adjust it.

@@ -22,6 +22,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Run(args) => run_command(&args),
         Command::Compare(args) => compare_command(&args),
         Command::Limits(args) => limits_command(&args),
+        Command::OneSided(args) => crate::one_sided::run(&args),
     }
 }
 

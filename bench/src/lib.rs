@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod kafka;
 pub mod limits;
+pub mod one_sided;
 pub mod pacer;
 pub mod payload;
 pub mod report;

@@ -81,6 +81,15 @@ pub struct Config {
     /// How often topics' `retention.ms` / `retention.bytes` are enforced (Kafka
     /// `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// Unix socket of the same-host one-sided path (shm provider); none by default.
+    pub rdma_shm_socket: Option<PathBuf>,
+    /// Token a one-sided client must present (the authentication hook); none: any local
+    /// client that can open the socket.
+    pub rdma_token: Option<String>,
+    /// Offsets committed by fetch-and-add are made durable at least this often.
+    pub rdma_commit_interval_ms: u64,
+    /// Size of each session's produce staging ring, in KiB.
+    pub rdma_ring_kib: usize,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
@@ -133,6 +142,10 @@ impl Default for Config {
             segment_target_mib: 64,
             segment_chunk_kib: 4096,
             retention_check_interval_ms: 300_000,
+            rdma_shm_socket: None,
+            rdma_token: None,
+            rdma_commit_interval_ms: 100,
+            rdma_ring_kib: 4096,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
@@ -217,6 +230,14 @@ pub struct Args {
     segment_chunk_kib: Option<usize>,
     #[arg(long, env = "HOTWIRE_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_RDMA_SHM_SOCKET")]
+    rdma_shm_socket: Option<PathBuf>,
+    #[arg(long, env = "HOTWIRE_RDMA_TOKEN")]
+    rdma_token: Option<String>,
+    #[arg(long, env = "HOTWIRE_RDMA_COMMIT_INTERVAL_MS")]
+    rdma_commit_interval_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_RDMA_RING_KIB")]
+    rdma_ring_kib: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
@@ -283,6 +304,12 @@ impl Config {
         if args.metrics_listen.is_some() {
             config.metrics_listen = args.metrics_listen;
         }
+        if args.rdma_shm_socket.is_some() {
+            config.rdma_shm_socket = args.rdma_shm_socket.clone();
+        }
+        if args.rdma_token.is_some() {
+            config.rdma_token = args.rdma_token.clone();
+        }
         overlay!(
             config,
             args,
@@ -315,6 +342,8 @@ impl Config {
             segment_target_mib,
             segment_chunk_kib,
             retention_check_interval_ms,
+            rdma_commit_interval_ms,
+            rdma_ring_kib,
             produce_backpressure_ms,
             offset_slots,
             group_min_session_timeout_ms,
@@ -397,6 +426,12 @@ impl Config {
             return invalid(
                 "compaction_max_mib",
                 "compaction sizes must be at least 1".into(),
+            );
+        }
+        if self.rdma_commit_interval_ms == 0 || self.rdma_ring_kib == 0 {
+            return invalid(
+                "rdma_commit_interval_ms",
+                "rdma interval and ring size must be at least 1".into(),
             );
         }
         if let Err(e) = self.slicing().validate() {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod offsets;
+pub mod one_sided;
 pub mod producers;
 pub mod protocol;
 pub mod server;

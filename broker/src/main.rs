@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use hotwire_broker::broker::Broker;
 use hotwire_broker::config::{Args, Config};
-use hotwire_broker::{maintenance, metrics, server};
+use hotwire_broker::{maintenance, metrics, one_sided, server};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
     let mut maintaining = tokio::spawn(maintenance::run(broker.clone(), shutdown.clone()));
+    let mut rdma_tasks = Vec::new();
+    if let Some(path) = broker.config.rdma_shm_socket.clone() {
+        // A socket file left by an earlier run would make bind fail.
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+        tracing::info!(socket = %path.display(), "serving the one-sided path (shm)");
+        let joined = std::sync::Arc::new(one_sided::JoinedSlots::default());
+        rdma_tasks.push(tokio::spawn(one_sided::serve(
+            listener,
+            broker.clone(),
+            joined.clone(),
+            shutdown.clone(),
+        )));
+        rdma_tasks.push(tokio::spawn(one_sided::persist_loop(
+            broker.clone(),
+            joined,
+            Duration::from_millis(broker.config.rdma_commit_interval_ms),
+            shutdown.clone(),
+        )));
+    }
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {
@@ -89,6 +110,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     }
     shutdown.cancel();
+    // The final persist of one-sided commits goes through the internal log: before the flush.
+    for task in rdma_tasks {
+        let _ = task.await;
+    }
     // Flush first, so producers waiting on acks=all are answered while connections drain.
     let limit = Duration::from_millis(broker.config.shutdown_flush_ms);
     if tokio::time::timeout(limit, broker.shutdown())

@@ -11,6 +11,7 @@ use crate::arena::Arena;
 use crate::block::BlockMeta;
 use crate::error::HotCacheError;
 use crate::slice::{HotSlice, PendingSlice, SliceRef};
+use crate::slots::AtomicSlots;
 
 /// Sizes of the hot cache.
 #[derive(Clone, Debug)]
@@ -60,6 +61,11 @@ pub struct HotCache {
 pub(crate) struct Inner {
     pub(crate) arena: Arena,
     pub(crate) blocks: Vec<BlockMeta>,
+    /// Each block's generation, mirrored into shared memory for one-sided readers: bumped when
+    /// the block is claimed for reuse, before any new byte is written into it, so a reader that
+    /// copied a batch and then finds the generation unchanged knows the copy is whole
+    /// (a seqlock).
+    generations: AtomicSlots,
     block_size: usize,
     alloc: Mutex<AllocState>,
     listener: RwLock<Option<SpaceListener>>,
@@ -100,9 +106,17 @@ impl HotCache {
             )));
         }
         let arena = Arena::new(blocks * config.block_size)?;
+        let blocks_meta: Vec<BlockMeta> = (0..blocks).map(|_| BlockMeta::new()).collect();
+        let generations = AtomicSlots::new(blocks)?;
+        for (i, meta) in blocks_meta.iter().enumerate() {
+            if let Some(word) = generations.get(i) {
+                word.store(meta.generation(), Ordering::Release);
+            }
+        }
         let inner = Inner {
             arena,
-            blocks: (0..blocks).map(|_| BlockMeta::new()).collect(),
+            blocks: blocks_meta,
+            generations,
             block_size: config.block_size,
             alloc: Mutex::new(AllocState {
                 active: None,
@@ -118,6 +132,17 @@ impl HotCache {
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The shared table of block generations (one `u64` per block, block order), for
+    /// registration with a one-sided transport beside [`HotCache::memfd`].
+    pub fn generations_memfd(&self) -> BorrowedFd<'_> {
+        self.inner.generations.memfd()
+    }
+
+    /// Number of blocks (entries of the generation table).
+    pub fn block_count(&self) -> usize {
+        self.inner.blocks.len()
     }
 
     /// Block size: the largest batch that fits.
@@ -244,7 +269,12 @@ impl Inner {
             .iter()
             .position(|&b| self.blocks[b as usize].try_evict())?;
         self.evictions.fetch_add(1, Ordering::Relaxed);
-        state.sealed.remove(position)
+        let block = state.sealed.remove(position)?;
+        // Published before the block is handed out, hence before any byte is written into it.
+        if let Some(word) = self.generations.get(block as usize) {
+            word.store(self.blocks[block as usize].generation(), Ordering::SeqCst);
+        }
+        Some(block)
     }
 
     pub(crate) fn space_freed(&self) {
@@ -321,5 +351,31 @@ mod tests {
         assert!(!cache.is_live(&b));
         assert!(cache.is_live(&c));
         assert_eq!(a[0], 1);
+    }
+
+    #[test]
+    fn a_reused_block_shows_its_new_generation_in_shared_memory_first() {
+        let cache = small();
+        let table = std::fs::File::from(cache.generations_memfd().try_clone_to_owned().unwrap());
+        // SAFETY: a read-only view of the cache's own generation table, which only this test's
+        // cache writes (with atomic stores of whole words).
+        let map = unsafe { memmap2::Mmap::map(&table) }.unwrap();
+        let word = |block: u32| {
+            let at = block as usize * 8;
+            u64::from_ne_bytes(map[at..at + 8].try_into().unwrap())
+        };
+        assert_eq!(map.len(), cache.block_count() * 8);
+        let old = cache.append(&[1; 4000]).unwrap().handle();
+        assert_eq!(word(old.block()), old.generation());
+        for fill in 2..=4 {
+            cache.append(&[fill; 4000]).unwrap();
+        }
+        // The fifth block of four reuses the first: its generation moved before the new
+        // bytes went in, so a one-sided reader of `old` sees the change.
+        let new = cache.append(&[5; 4000]).unwrap();
+        assert_eq!(new.handle().block(), old.block());
+        assert!(!cache.is_live(&old));
+        assert_eq!(word(old.block()), new.handle().generation());
+        assert_ne!(word(old.block()), old.generation());
     }
 }

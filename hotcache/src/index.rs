@@ -94,6 +94,36 @@ impl PartitionIndex {
             .copied()
     }
 
+    /// Where the batches from the one holding `offset` are, without pinning them (for a
+    /// one-sided reader, who detects reuse by the block generation): the same selection as
+    /// [`PartitionIndex::read`]; `None` if the offset is not hot.
+    pub fn locate(
+        &self,
+        cache: &HotCache,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+    ) -> Option<Vec<IndexEntry>> {
+        let start = self.entries.partition_point(|e| e.last_offset < offset);
+        let first = self.entries.get(start)?;
+        if first.base_offset > offset {
+            return None;
+        }
+        let mut found = Vec::new();
+        let mut total = 0usize;
+        for entry in self.entries.range(start..) {
+            if entry.base_offset >= end_offset
+                || (!found.is_empty() && total + entry.at.len() > max_bytes)
+                || !cache.is_live(&entry.at)
+            {
+                break;
+            }
+            total += entry.at.len();
+            found.push(*entry);
+        }
+        (!found.is_empty()).then_some(found)
+    }
+
     /// Batches from the one holding `offset`, stopping before `end_offset` and once `max_bytes`
     /// are gathered (the first batch is returned whatever its size, as Kafka does).
     pub fn read(

@@ -31,6 +31,11 @@ impl SliceRef {
         self.start
     }
 
+    /// Index of the block holding the range (its entry in the generation table).
+    pub fn block(&self) -> u32 {
+        self.block
+    }
+
     /// Generation of the block when the range was written.
     pub fn generation(&self) -> u64 {
         self.generation

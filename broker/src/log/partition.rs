@@ -225,6 +225,18 @@ impl Partition {
         self.state.lock().hot.read(cache, offset, end, max_bytes)
     }
 
+    /// Where the durable hot batches from the one holding `offset` are in the arena, without
+    /// pinning them (for one-sided readers); `None` if `offset` is not hot.
+    pub fn locate_hot(
+        &self,
+        cache: &HotCache,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Option<Vec<IndexEntry>> {
+        let end = self.high_watermark();
+        self.state.lock().hot.locate(cache, offset, end, max_bytes)
+    }
+
     /// The stored chunk holding `offset`.
     pub fn stored_chunk(&self, offset: i64) -> Option<ChunkLocation> {
         let state = self.state.lock();

@@ -88,6 +88,32 @@ impl Offsets {
         Ok(())
     }
 
+    /// Makes `offset`, which a one-sided writer left in `key`'s slot, durable: appends it to the
+    /// internal log like a commit, but leaves the word alone (the writer may have moved it
+    /// again meanwhile; the next persist picks that up).
+    pub async fn persist_slot(&self, key: &SlotKey, offset: i64) -> Result<(), CommitError> {
+        let current = self.table.get(key);
+        let commit = CommittedOffset {
+            offset,
+            leader_epoch: current.as_ref().map_or(-1, |c| c.leader_epoch),
+            metadata: current.and_then(|c| c.metadata),
+            commit_timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let position = self
+            .log
+            .append(&[InternalRecord::Offset {
+                group: key.group.clone(),
+                topic_id: key.topic_id,
+                partition: key.partition,
+                commit: Some(commit.clone()),
+            }])
+            .await?;
+        self.table.note_persisted(key, &commit, position);
+        Ok(())
+    }
+
     /// The committed offset of one partition.
     pub fn fetch(&self, group: &str, topic_id: Uuid, partition: i32) -> Option<CommittedOffset> {
         self.table.get(&SlotKey {

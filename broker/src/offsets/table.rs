@@ -118,6 +118,17 @@ impl OffsetTable {
         Ok(())
     }
 
+    /// Records that a one-sided commit in `key`'s slot was made durable at `log_offset`,
+    /// without touching the word itself.
+    pub fn note_persisted(&self, key: &SlotKey, commit: &CommittedOffset, log_offset: i64) {
+        if let Some(info) = self.state.write().slots.get_mut(key) {
+            if info.log_offset <= log_offset {
+                info.commit_timestamp = commit.commit_timestamp;
+                info.log_offset = log_offset;
+            }
+        }
+    }
+
     /// The committed offset of `key`.
     pub fn get(&self, key: &SlotKey) -> Option<CommittedOffset> {
         let state = self.state.read();

@@ -1,0 +1,260 @@
+//! One control request of an rdma session, answered with the broker's TCP machinery.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdma::control::{BatchLocation, Request, Response, SlotGrant};
+use rdma::shm::SharedRing;
+use rdma::{Access, Grant};
+
+use super::persist::JoinedSlots;
+use super::OFFSETS_REGION;
+use crate::broker::Broker;
+use crate::handlers::{fetch, produce};
+use crate::internal::CommittedOffset;
+use crate::offsets::SlotKey;
+
+/// Fetch and Produce versions used internally (name-addressed, current record format).
+const FETCH_VERSION: i16 = 12;
+const PRODUCE_VERSION: i16 = 9;
+/// How long an acks=all produce over the ring may wait for durability.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+
+/// The response (and binary part) to `request`.
+pub async fn handle(
+    broker: &Broker,
+    joined: &JoinedSlots,
+    ring: &SharedRing,
+    request: Request,
+) -> (Response, Vec<u8>) {
+    let outcome = match request {
+        Request::Hello { .. } => Err("the session is already open".to_string()),
+        Request::Locate {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+        } => locate(broker, &topic, partition, offset, max_bytes),
+        Request::Fetch {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+        } => return copy(broker, topic, partition, offset, max_bytes).await,
+        Request::Join {
+            group,
+            topic,
+            partitions,
+        } => join(broker, joined, &group, &topic, &partitions).await,
+        Request::Persist => joined
+            .persist(broker)
+            .await
+            .map(|slots| Response::Persisted { slots }),
+        Request::Produce {
+            topic,
+            partition,
+            position,
+            len,
+            acks,
+        } => produce_from_ring(broker, ring, topic, partition, position, len, acks).await,
+    };
+    match outcome {
+        Ok(response) => (response, Vec::new()),
+        Err(message) => (Response::Error { message }, Vec::new()),
+    }
+}
+
+fn locate(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+) -> Result<Response, String> {
+    let partition = broker
+        .topics
+        .get(topic)
+        .and_then(|t| t.partition(partition).cloned())
+        .ok_or_else(|| format!("unknown topic or partition {topic}/{partition}"))?;
+    let high_watermark = partition.high_watermark();
+    let log_start = partition.log_start();
+    if offset < log_start || offset > high_watermark {
+        return Err(format!(
+            "offset {offset} out of range [{log_start}, {high_watermark}]"
+        ));
+    }
+    let located = if offset == high_watermark {
+        Some(Vec::new())
+    } else {
+        partition.locate_hot(&broker.cache, offset, max_bytes as usize)
+    };
+    let hot = located.is_some();
+    let batches = located
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| BatchLocation {
+            position: entry.at.arena_offset() as u64,
+            len: entry.at.len() as u32,
+            block: entry.at.block(),
+            generation: entry.at.generation(),
+            base_offset: entry.base_offset,
+            last_offset: entry.last_offset,
+        })
+        .collect();
+    Ok(Response::Located {
+        high_watermark,
+        log_start,
+        batches,
+        hot,
+    })
+}
+
+/// `Fetch`: the TCP fetch path (hot or cold), its records as the binary part.
+async fn copy(
+    broker: &Broker,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: u32,
+) -> (Response, Vec<u8>) {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(max_bytes as i32)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes as i32)])]);
+    let response = fetch::handle(broker, request, FETCH_VERSION).await;
+    let Some(data) = response
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+    else {
+        return error("empty fetch response");
+    };
+    if data.error_code != 0 {
+        return error(&format!(
+            "fetch failed with Kafka error code {}",
+            data.error_code
+        ));
+    }
+    let records = data.records.clone().unwrap_or_default();
+    (
+        Response::Fetched {
+            high_watermark: data.high_watermark,
+        },
+        records.to_vec(),
+    )
+}
+
+fn error(message: &str) -> (Response, Vec<u8>) {
+    (
+        Response::Error {
+            message: message.to_string(),
+        },
+        Vec::new(),
+    )
+}
+
+async fn join(
+    broker: &Broker,
+    joined: &JoinedSlots,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Response, String> {
+    let topic = broker
+        .topics
+        .get(topic)
+        .ok_or_else(|| format!("unknown topic {topic}"))?;
+    let mut slots = Vec::with_capacity(partitions.len());
+    for &partition in partitions {
+        if topic.partition(partition).is_none() {
+            return Err(format!("unknown partition {}/{partition}", topic.name));
+        }
+        let key = SlotKey {
+            group: group.to_string(),
+            topic_id: topic.id,
+            partition,
+        };
+        if broker.offsets.table().slot_of(&key).is_none() {
+            // A slot exists only for a commit: start the group at offset 0, durably.
+            let first = CommittedOffset {
+                offset: 0,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp: now_ms(),
+            };
+            broker
+                .offsets
+                .commit(group, vec![(topic.id, partition, first)])
+                .await
+                .map_err(|e| format!("cannot create the offset slot: {e}"))?;
+        }
+        let slot = broker
+            .offsets
+            .table()
+            .slot_of(&key)
+            .ok_or("the offset slot vanished")?;
+        joined.add(key, slot, broker);
+        slots.push(SlotGrant {
+            partition,
+            grant: Grant {
+                region: OFFSETS_REGION,
+                start: slot as u64 * 8,
+                len: 8,
+                access: Access::ATOMIC,
+            },
+        });
+    }
+    Ok(Response::Joined { slots })
+}
+
+async fn produce_from_ring(
+    broker: &Broker,
+    ring: &SharedRing,
+    topic: String,
+    partition: i32,
+    position: u64,
+    len: u32,
+    acks: i16,
+) -> Result<Response, String> {
+    let copied = ring.copy_out(position, len);
+    // Released whatever happens next: the bytes are ours now.
+    ring.release(len);
+    let batch = copied.map_err(|e| e.to_string())?;
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let staged = produce::stage(broker, request, PRODUCE_VERSION).await;
+    let Some(response) = produce::complete(broker, staged).await else {
+        return Ok(Response::Produced {
+            base_offset: -1,
+            error_code: 0,
+        });
+    };
+    let answer = response
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .ok_or("empty produce response")?;
+    Ok(Response::Produced {
+        base_offset: answer.base_offset,
+        error_code: answer.error_code,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

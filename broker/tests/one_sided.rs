@@ -1,0 +1,331 @@
+//! The one-sided path (shm provider) against the broker binary, from this test process:
+//! mixed TCP and one-sided producers and consumers on one topic, commits by fetch-and-add seen
+//! by OffsetFetch and kept across kill -9, reads racing block reuse, and refused requests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{encode_batch, BrokerProcess, Client};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, GroupId, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use rdma::client::{Batch, Committer, Consumer, Producer, Session};
+use rdma::control::RegionRole;
+use rdma::{OneSided, RdmaError};
+
+const TOPIC: &str = "one-sided";
+
+fn start(dir: &Path, extra: &[&str]) -> (BrokerProcess, PathBuf) {
+    let socket = dir.join("rdma.sock");
+    let mut args = vec!["--rdma-shm-socket", socket.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (BrokerProcess::start(&args), socket)
+}
+
+fn connect(socket: &Path) -> Session {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Session::connect(socket, "test") {
+            Ok(session) => return session,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("no rdma session: {error}"),
+        }
+    }
+}
+
+fn batch_of(tag: &str, n: usize, records: usize) -> Vec<u8> {
+    padded_batch(tag, n, records, 0)
+}
+
+/// Values `tag-n-i`, then `pad` bytes after a `|`.
+fn padded_batch(tag: &str, n: usize, records: usize, pad: usize) -> Vec<u8> {
+    let values = (0..records).map(|i| {
+        let mut v = format!("{tag}-{n:05}-{i}").into_bytes();
+        if pad > 0 {
+            v.push(b'|');
+            v.extend(std::iter::repeat_n(b'.', pad));
+        }
+        Bytes::from(v)
+    });
+    encode_batch(values, Compression::None, -1, -1, 0)
+}
+
+fn tcp_produce(client: &mut Client, records: Vec<u8>) -> i64 {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.into()))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0);
+    answer.base_offset
+}
+
+/// Every record value of `batches`, decoded.
+fn values(batches: impl IntoIterator<Item = Bytes>) -> Vec<String> {
+    let mut out = Vec::new();
+    for mut bytes in batches {
+        for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            for record in set.records {
+                out.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn tcp_read_all(client: &mut Client, end: i64) -> Vec<String> {
+    let mut offset = 0;
+    let mut all = Vec::new();
+    while offset < end {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
+        let records = response.responses[0].partitions[0].records.clone().unwrap();
+        let got = values([records]);
+        assert!(!got.is_empty(), "no progress at {offset}");
+        offset += got.len() as i64;
+        all.extend(got);
+    }
+    all
+}
+
+fn one_sided_read_all(consumer: &mut Consumer, end: i64) -> Vec<String> {
+    let mut all = Vec::new();
+    while consumer.position() < end {
+        let batches: Vec<Batch> = consumer.poll(1 << 20).unwrap();
+        assert!(
+            !batches.is_empty(),
+            "no progress at {}",
+            consumer.position()
+        );
+        all.extend(values(batches.into_iter().map(|b| Bytes::from(b.bytes))));
+    }
+    all
+}
+
+fn committed(client: &mut Client, group: &str) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_indexes(vec![0])]));
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    response.topics[0].partitions[0].committed_offset
+}
+
+#[test]
+fn tcp_and_one_sided_clients_share_one_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path(), &[]);
+    let mut tcp = broker.connect();
+    let session = connect(&socket);
+    let mut producer = Producer::new(&session);
+    let mut expected = Vec::new();
+    let mut next = 0i64;
+    for n in 0..40 {
+        let records = 1 + n % 5;
+        let (tag, base) = if n % 2 == 0 {
+            ("tcp", tcp_produce(&mut tcp, batch_of("tcp", n, records)))
+        } else {
+            let base = producer
+                .send(TOPIC, 0, &batch_of("rdma", n, records), -1)
+                .unwrap();
+            ("rdma", base)
+        };
+        assert_eq!(base, next, "batch {n} offsets");
+        next += records as i64;
+        expected.extend((0..records).map(|i| format!("{tag}-{n:05}-{i}")));
+    }
+    let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+    assert_eq!(one_sided_read_all(&mut consumer, next), expected);
+    assert!(
+        consumer.stats().read_batches >= 40,
+        "{:?}",
+        consumer.stats()
+    );
+    assert_eq!(
+        consumer.stats().copied_polls,
+        0,
+        "hot data is read one-sided"
+    );
+    assert_eq!(tcp_read_all(&mut tcp, next), expected);
+    // At the end: nothing, not an error.
+    assert!(consumer.poll(1 << 20).unwrap().is_empty());
+}
+
+#[test]
+fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path(), &["--rdma-commit-interval-ms", "50"]);
+    let mut tcp = broker.connect();
+    tcp_produce(&mut tcp, batch_of("x", 0, 100));
+    let session = connect(&socket);
+    let committer = Committer::join(&session, "g1", TOPIC, &[0]).unwrap();
+    assert_eq!(
+        committed(&mut tcp, "g1"),
+        0,
+        "joining starts the group at 0"
+    );
+    committer.add(0, 40).unwrap();
+    assert_eq!(
+        committer.add(0, 2).unwrap(),
+        40,
+        "fetch-and-add returns the old value"
+    );
+    assert_eq!(
+        committed(&mut tcp, "g1"),
+        42,
+        "visible to OffsetFetch at once"
+    );
+    committer.commit(0, 30).unwrap();
+    assert_eq!(
+        committer.committed(0).unwrap(),
+        42,
+        "commit never moves backwards"
+    );
+    committer.commit(0, 77).unwrap();
+    assert!(committer.persist().unwrap() >= 1);
+    let err = committer.add(1, 1).unwrap_err();
+    assert!(matches!(err, RdmaError::Refused(_)), "{err}");
+    drop(committer);
+    drop(session);
+
+    let broker = broker.kill_and_restart(&["--rdma-shm-socket", socket.to_str().unwrap()]);
+    let mut tcp = broker.connect();
+    assert_eq!(
+        committed(&mut tcp, "g1"),
+        77,
+        "persisted commit lost in kill -9"
+    );
+    // Within the commit interval, without Persist: also durable after a short wait.
+    let session = connect(&socket);
+    let committer = Committer::join(&session, "g1", TOPIC, &[0]).unwrap();
+    committer.add(0, 3).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let broker = broker.kill_and_restart(&["--rdma-shm-socket", socket.to_str().unwrap()]);
+    assert_eq!(committed(&mut broker.connect(), "g1"), 80);
+}
+
+#[test]
+fn reads_racing_block_reuse_return_correct_bytes_or_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 blocks of 64 KiB: produce below reuses every block many times while the reader runs.
+    let (broker, socket) = start(
+        dir.path(),
+        &["--hot-cache-mib", "1", "--hot-block-kib", "128"],
+    );
+    let addr = broker.addr;
+    let total = 1200;
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut tcp = Client::connect(addr);
+        for n in 0..total {
+            tcp_produce(&mut tcp, padded_batch("race", n, 20, 200));
+            // The reader starts from offset 0 once the cache is nearly full (4.5 KB batches,
+            // 1 MiB cache), so that it reads the oldest blocks while they are being reused.
+            if n == 100 {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    started.recv().unwrap();
+    let session = connect(&socket);
+    let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+    let mut seen = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < total * 20 {
+        assert!(Instant::now() < deadline, "reader stuck at {seen}");
+        // A slow reader (a batch per 25 ms) while the producer runs, so that the producer
+        // overtakes it and reuses blocks under it.
+        if !writer.is_finished() {
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let batches = match consumer.poll(4 << 10) {
+            Ok(b) => b,
+            // Before the first produce the topic does not exist yet.
+            Err(RdmaError::Refused(m)) if m.contains("unknown topic") => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        for value in values(batches.into_iter().map(|b| Bytes::from(b.bytes))) {
+            let (n, i) = (seen / 20, seen % 20);
+            let head = value.split('|').next().unwrap_or_default();
+            assert_eq!(head, format!("race-{n:05}-{i}"), "record {seen}");
+            assert_eq!(value.len(), head.len() + 201, "record {seen} padding");
+            seen += 1;
+        }
+    }
+    writer.join().unwrap();
+    let stats = consumer.stats();
+    println!("{stats:?}");
+    assert!(stats.read_batches > 0, "{stats:?}");
+    assert!(
+        stats.copied_polls > 0,
+        "the reader started on evicted data: {stats:?}"
+    );
+}
+
+#[test]
+fn sessions_cannot_reach_outside_their_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path(), &["--rdma-token", "s3cret"]);
+    tcp_produce(&mut broker.connect(), batch_of("g", 0, 1));
+    match Session::connect(&socket, "intruder") {
+        Err(RdmaError::Refused(reason)) => assert!(reason.contains("authentication"), "{reason}"),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a session without the token was opened"),
+    }
+    let session = Session::connect_with_token(&socket, "test", Some("s3cret".into())).unwrap();
+    let endpoint = session.endpoint();
+    let cache = session.region(RegionRole::Cache).unwrap();
+    let offsets = session.region(RegionRole::Offsets).unwrap();
+    let mut buf = [0u8; 16];
+    endpoint.read(cache.id, 0, &mut buf).unwrap();
+    assert!(matches!(
+        endpoint.read(cache.id, cache.len - 8, &mut buf),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    assert!(matches!(
+        endpoint.write(cache.id, 0, b"overwrite"),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    // No slot joined yet: no atomic anywhere in the offset table.
+    assert!(matches!(
+        endpoint.fetch_add(offsets.id, 0, 1),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    let committer = Committer::join(&session, "mine", TOPIC, &[0]).unwrap();
+    committer.add(0, 1).unwrap();
+    // Exactly the joined slot is reachable among the first few (the others: other groups'
+    // slots, or free ones).
+    let reachable = (0..4)
+        .filter(|i| endpoint.fetch_add(offsets.id, i * 8, 0).is_ok())
+        .count();
+    assert_eq!(reachable, 1, "only the joined slot may be granted");
+}

@@ -1,0 +1,96 @@
+//! Committed offsets by one-sided atomics on the broker's offset table.
+
+use std::collections::HashMap;
+
+use crate::client::Session;
+use crate::control::{Request, Response};
+use crate::{Grant, OneSided, RdmaError};
+
+/// Commits a group's offsets for some partitions of one topic, with FETCH_AND_ADD on the same
+/// slots that Kafka's OffsetCommit and OffsetFetch use.
+///
+/// The broker makes changed slots durable within its commit interval, or at once on
+/// [`Committer::persist`].
+pub struct Committer<'a> {
+    session: &'a Session,
+    slots: HashMap<i32, Grant>,
+}
+
+impl<'a> Committer<'a> {
+    /// Joins the offset slots of `group` for `partitions` of `topic` (the broker creates a
+    /// commit at offset 0 for a partition that has none).
+    pub fn join(
+        session: &'a Session,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Self, RdmaError> {
+        let (response, _) = session.call(&Request::Join {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partitions: partitions.to_vec(),
+        })?;
+        let Response::Joined { slots } = response else {
+            return Err(RdmaError::Protocol(format!(
+                "expected Joined, got {response:?}"
+            )));
+        };
+        let mut map = HashMap::new();
+        for slot in slots {
+            session.endpoint().grant(slot.grant);
+            map.insert(slot.partition, slot.grant);
+        }
+        Ok(Committer {
+            session,
+            slots: map,
+        })
+    }
+
+    fn slot(&self, partition: i32) -> Result<&Grant, RdmaError> {
+        self.slots
+            .get(&partition)
+            .ok_or_else(|| RdmaError::Refused(format!("partition {partition} was not joined")))
+    }
+
+    /// Adds `delta` to the committed offset (FETCH_AND_ADD); returns the previous one.
+    pub fn add(&self, partition: i32, delta: u64) -> Result<i64, RdmaError> {
+        let slot = self.slot(partition)?;
+        let old = self
+            .session
+            .endpoint()
+            .fetch_add(slot.region, slot.start, delta)?;
+        Ok(old as i64)
+    }
+
+    /// The committed offset now (a FETCH_AND_ADD of 0).
+    pub fn committed(&self, partition: i32) -> Result<i64, RdmaError> {
+        self.add(partition, 0)
+    }
+
+    /// Moves the committed offset forward to `offset` (never backwards): one FETCH_AND_ADD of
+    /// the difference, repeated only if another committer moved it meanwhile.
+    pub fn commit(&self, partition: i32, offset: i64) -> Result<(), RdmaError> {
+        let slot = self.slot(partition)?;
+        let endpoint = self.session.endpoint();
+        let mut current = endpoint.fetch_add(slot.region, slot.start, 0)? as i64;
+        while current < offset {
+            let seen =
+                endpoint.compare_swap(slot.region, slot.start, current as u64, offset as u64)?;
+            if seen as i64 == current {
+                break;
+            }
+            current = seen as i64;
+        }
+        Ok(())
+    }
+
+    /// Asks the broker to make the session's slots durable now.
+    pub fn persist(&self) -> Result<usize, RdmaError> {
+        match self.session.call(&Request::Persist)?.0 {
+            Response::Persisted { slots } => Ok(slots),
+            other => Err(RdmaError::Protocol(format!(
+                "expected Persisted, got {other:?}"
+            ))),
+        }
+    }
+}

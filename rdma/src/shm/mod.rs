@@ -1,0 +1,193 @@
+//! The same-host provider: regions are shared-memory mappings handed over as file descriptors.
+//!
+//! The broker exports each region's memory file once per session ([`export`]): the HotCache
+//! arena and the generation table as *read-only* descriptors (reopened `O_RDONLY`, so the
+//! kernel itself refuses a writable mapping, whatever the client does), the offset table and
+//! the session's staging ring read-write. The client maps them ([`ShmEndpoint::attach`]) and
+//! performs one-sided operations on the mappings: READ is a copy, WRITE a copy the other way,
+//! FETCH_AND_ADD and COMPARE_AND_SWAP are atomic instructions on the mapped word. The broker's
+//! CPU takes no part, exactly as with a NIC.
+//!
+//! Every operation is first checked by the session's [`Grants`], as a NIC checks a work
+//! request. On the offset table the kernel cannot enforce per-slot grants (one mapping covers
+//! every slot), so there the check is the library's: a client that bypasses it can reach other
+//! groups' slots. The verbs provider enforces the same grants in the NIC (see docs/rdma.md).
+
+mod fdpass;
+mod ring;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
+pub use ring::{SharedRing, RING_ALIGN, RING_HEAD, RING_HEADER, RING_TAIL};
+
+use crate::{Access, Grant, Grants, OneSided, RdmaError, RegionId, RemoteRegion};
+
+/// A descriptor for a client, for `region` whose memory is the file behind `fd`: read-only
+/// unless `access` includes WRITE or ATOMIC.
+pub fn export(fd: BorrowedFd<'_>, access: Access) -> Result<OwnedFd, RdmaError> {
+    if access.intersects(Access::WRITE | Access::ATOMIC) {
+        return fd
+            .try_clone_to_owned()
+            .map_err(RdmaError::io("duplicate a region descriptor"));
+    }
+    // A new open file description, read-only: mmap(PROT_WRITE) on it fails with EACCES.
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    File::open(&path)
+        .map(OwnedFd::from)
+        .map_err(RdmaError::io(format!("reopen {path} read-only")))
+}
+
+struct Mapping {
+    map: MmapRaw,
+}
+
+/// The client side of an shm session: mapped regions and the grants on them.
+#[derive(Default)]
+pub struct ShmEndpoint {
+    grants: Grants,
+    maps: RwLock<HashMap<RegionId, Mapping>>,
+}
+
+impl ShmEndpoint {
+    /// An endpoint with nothing mapped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `region` from `fd` (as received from the broker) and grants its rights on all of
+    /// it; a region with no rights (`Access::empty()`) is mapped for later, finer grants.
+    pub fn attach(&self, region: RemoteRegion, fd: OwnedFd) -> Result<(), RdmaError> {
+        let file = File::from(fd);
+        let len = usize::try_from(region.len)
+            .map_err(|_| RdmaError::Protocol(format!("region of {} bytes", region.len)))?;
+        let actual = file
+            .metadata()
+            .map_err(RdmaError::io("stat a region descriptor"))?
+            .len();
+        if actual < region.len {
+            return Err(RdmaError::Protocol(format!(
+                "region {} claims {} bytes, its file has {actual}",
+                region.id.0, region.len
+            )));
+        }
+        let writable = is_writable(&file);
+        let options = {
+            let mut o = MmapOptions::new();
+            o.len(len);
+            o
+        };
+        let map = if writable {
+            options.map_raw(&file)
+        } else {
+            options.map_raw_read_only(&file)
+        }
+        .map_err(RdmaError::io(format!("map region {}", region.id.0)))?;
+        self.maps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(region.id, Mapping { map });
+        if region.access.is_empty() {
+            self.grants.add_bare_region(region.id, region.len);
+        } else {
+            self.grants.add_region(region);
+        }
+        Ok(())
+    }
+
+    /// Adds a finer grant (e.g. ATOMIC on one offset slot).
+    pub fn grant(&self, grant: Grant) {
+        self.grants.grant(grant);
+    }
+
+    /// Revokes a region (later operations fail with [`RdmaError::Revoked`]).
+    pub fn revoke(&self, id: RegionId) {
+        self.grants.revoke(id);
+    }
+
+    /// Checks the operation, then runs `op` on the address of `offset` in the mapping.
+    fn with_ptr<T>(
+        &self,
+        region: RegionId,
+        offset: u64,
+        len: u64,
+        need: Access,
+        op: impl FnOnce(*mut u8) -> T,
+    ) -> Result<T, RdmaError> {
+        self.grants.check(region, offset, len, need)?;
+        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        let mapping = maps.get(&region).ok_or(RdmaError::RemoteAccess {
+            region: region.0,
+            reason: "region not mapped".into(),
+        })?;
+        // The grant check bounded offset + len by the region length, which the mapping covers.
+        let offset = offset as usize;
+        // SAFETY: `offset < mapping.len()` (checked above), so the pointer stays inside the
+        // mapping, which lives while `maps` is borrowed.
+        let ptr = unsafe { mapping.map.as_mut_ptr().add(offset) };
+        Ok(op(ptr))
+    }
+}
+
+impl OneSided for ShmEndpoint {
+    fn read(&self, region: RegionId, offset: u64, local: &mut [u8]) -> Result<(), RdmaError> {
+        self.with_ptr(region, offset, local.len() as u64, Access::READ, |src| {
+            // SAFETY: `src..src + local.len()` lies in the mapping (checked). The broker may be
+            // reusing those bytes concurrently (that is what a one-sided read races with); the
+            // copy may then be torn, which callers detect by the block generation and the
+            // batch CRC (see `client::consumer`), exactly as with an RDMA READ.
+            unsafe { std::ptr::copy_nonoverlapping(src, local.as_mut_ptr(), local.len()) }
+        })
+    }
+
+    fn write(&self, region: RegionId, offset: u64, data: &[u8]) -> Result<(), RdmaError> {
+        self.with_ptr(region, offset, data.len() as u64, Access::WRITE, |dst| {
+            // SAFETY: in the mapping (checked), which is writable: WRITE is granted only on
+            // regions exported read-write. The broker reads these bytes only after the
+            // notification that follows the write.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) }
+        })
+    }
+
+    fn fetch_add(&self, region: RegionId, offset: u64, add: u64) -> Result<u64, RdmaError> {
+        self.with_ptr(region, offset, 8, Access::ATOMIC, |word| {
+            // SAFETY: 8 bytes, 8-byte aligned (checked) inside a writable shared mapping; every
+            // party changes the word only with atomic instructions.
+            unsafe { AtomicU64::from_ptr(word.cast()) }.fetch_add(add, Ordering::SeqCst)
+        })
+    }
+
+    fn compare_swap(
+        &self,
+        region: RegionId,
+        offset: u64,
+        expected: u64,
+        new: u64,
+    ) -> Result<u64, RdmaError> {
+        self.with_ptr(region, offset, 8, Access::ATOMIC, |word| {
+            // SAFETY: as in `fetch_add`.
+            let word = unsafe { AtomicU64::from_ptr(word.cast()) };
+            match word.compare_exchange(expected, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(old) | Err(old) => old,
+            }
+        })
+    }
+}
+
+/// Whether the descriptor was opened for writing.
+fn is_writable(file: &File) -> bool {
+    rustix::fs::fcntl_getfl(file.as_fd())
+        .map(|flags| {
+            flags.contains(rustix::fs::OFlags::RDWR) || flags.contains(rustix::fs::OFlags::WRONLY)
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;
