@@ -7,7 +7,8 @@
 #      are not there yet
 #   2. Garage, the S3-compatible store the `backends` test modules also run on, built from
 #      crates.io once per machine and cached outside the clone (scripts/install-garage.sh)
-#   3. cargo fmt --check   4. cargo clippy -D warnings   5. release build
+#   3. cargo fmt --check   4. cargo clippy -D warnings (and the rdma crate's verbs provider,
+#      with its tests)   5. release build
 #   6. cargo test (Rust unit and integration tests)   7. pytest end-to-end tests against
 #      target/release/hotwire: all of them with Debian's clients (modules marked `backends`
 #      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
@@ -69,8 +70,9 @@ else
     if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
+    # libibverbs/librdmacm headers and clang (bindgen) build the rdma crate's verbs provider.
     $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest \
-        curl ca-certificates
+        curl ca-certificates libibverbs-dev librdmacm-dev pkg-config clang libclang-dev
     have_test_clients || { echo "test clients still missing after apt-get install" >&2; exit 1; }
 fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"
@@ -110,6 +112,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy (release, -D warnings)"
 cargo clippy --workspace --all-targets --release -- -D warnings
+
+# The verbs provider builds against libibverbs; its tests run work requests through a fake
+# verbs context and skip the device tests with a message when there is no RDMA device.
+step "rdma crate with the verbs provider (clippy, tests)"
+cargo clippy -p hotwire-rdma --features verbs --all-targets --release -- -D warnings
+cargo test -p hotwire-rdma --features verbs --release -- --nocapture
 
 # Binaries and test programs in one build: `cargo build` alone would compile the dependencies
 # a second time with other features (dev-dependencies unify into the test build), and the

@@ -6,7 +6,14 @@
 //! - **Commit latency**: committing one partition's offset, `--commits` times each: Kafka
 //!   OffsetCommit (rdkafka, synchronous) against FETCH_AND_ADD on the shared slot.
 //!
+//! - **Tailing end-to-end latency**: a producer (rdkafka, acks=all, fixed rate) stamps each
+//!   record with its send time; a TCP consumer (rdkafka, long-poll Fetch) and a one-sided
+//!   consumer (polling Locate) tail the partition at once; latency is receive time minus stamp.
+//!
 //! Hotwire only (the one-sided path is Hotwire's); the TCP side uses the real Kafka client.
+
+mod records;
+mod tailing;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -42,6 +49,12 @@ pub struct OneSidedArgs {
     /// Fetch rounds per path.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
+    /// Records per second of the tailing phase.
+    #[arg(long, default_value_t = 2000)]
+    pub tail_rate: u64,
+    /// Seconds of the tailing phase.
+    #[arg(long, default_value_t = 10)]
+    pub tail_seconds: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +68,8 @@ struct Report {
     one_sided_copied_polls: u64,
     offset_commit: Option<Percentiles>,
     fetch_and_add_commit: Option<Percentiles>,
+    tailing_tcp: Option<Percentiles>,
+    tailing_one_sided: Option<Percentiles>,
 }
 
 const RECORD: usize = 1024;
@@ -79,6 +94,8 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
         one_sided_copied_polls: 0,
         offset_commit: None,
         fetch_and_add_commit: None,
+        tailing_tcp: None,
+        tailing_one_sided: None,
     };
     for round in 0..args.rounds * 2 {
         // TCP, shm, shm, TCP, TCP, shm ...: drifts in the machine's load hit both alike.
@@ -99,6 +116,17 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
     }
     report.offset_commit = tcp_commits(&args.bootstrap, &topic, args.commits)?;
     report.fetch_and_add_commit = faa_commits(&session, &topic, args.commits)?;
+    let tail_topic = format!("{topic}-tail");
+    admin.create_topics(std::slice::from_ref(&tail_topic), 1, 1)?;
+    let (tcp_tail, shm_tail) = tailing::run(
+        &args.bootstrap,
+        &args.rdma_socket,
+        &tail_topic,
+        args.tail_rate,
+        Duration::from_secs(args.tail_seconds),
+    )?;
+    report.tailing_tcp = tcp_tail;
+    report.tailing_one_sided = shm_tail;
 
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -120,12 +148,14 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
         shm / tcp.max(f64::MIN_POSITIVE)
     );
     for (name, p) in [
-        ("OffsetCommit (rdkafka)", &report.offset_commit),
-        ("FETCH_AND_ADD (shm)", &report.fetch_and_add_commit),
+        ("commit OffsetCommit (rdkafka)", &report.offset_commit),
+        ("commit FETCH_AND_ADD (shm)", &report.fetch_and_add_commit),
+        ("tailing e2e TCP (rdkafka)", &report.tailing_tcp),
+        ("tailing e2e one-sided (shm)", &report.tailing_one_sided),
     ] {
         if let Some(p) = p {
             println!(
-                "  commit {name:24} p50 {:.4} ms  p99 {:.4} ms  p99.9 {:.4} ms  max {:.3} ms",
+                "  {name:30} p50 {:.4} ms  p99 {:.4} ms  p99.9 {:.4} ms  max {:.3} ms",
                 p.p50_ms, p.p99_ms, p.p99_9_ms, p.max_ms
             );
         }
@@ -136,7 +166,7 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
         serde_json::to_string_pretty(&report).map_err(|e| BenchError::Broker(e.to_string()))?;
     std::fs::write(&path, json).map_err(BenchError::io(format!("writing {}", path.display())))?;
     println!("wrote {}", path.display());
-    let _ = admin.delete_topics(&[topic]);
+    let _ = admin.delete_topics(&[topic, tail_topic]);
     Ok(0)
 }
 

@@ -1,0 +1,222 @@
+//! The verbs provider (RoCE / InfiniBand NICs) on `rdma-sys`: feature `verbs`.
+//!
+//! - [`probe`] lists devices, and reports a machine without RDMA (no device, or a kernel
+//!   without RDMA support, where `ibv_get_device_list` returns NULL with `ENOSYS`) as
+//!   [`RdmaError::NoDevice`] rather than failing obscurely.
+//! - [`VerbsEndpoint`] runs the one-sided operations on a connected RC queue pair: each is
+//!   checked by the same [`Grants`] as the shm provider, then posted as one signaled work
+//!   request (IBV_WR_RDMA_READ, IBV_WR_RDMA_WRITE, IBV_WR_ATOMIC_FETCH_AND_ADD,
+//!   IBV_WR_ATOMIC_CMP_AND_SWP) through a registered bounce buffer, and its completion polled;
+//!   completion errors map to the same [`RdmaError`]s.
+//!
+//! Not built yet: creating and connecting the queue pair (device open, protection domain,
+//! memory registration, the RTR/RTS transitions and the exchange of QP numbers over the
+//! control channel). [`VerbsEndpoint::from_raw`] takes a queue pair set up by the caller.
+
+mod device;
+mod wr;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+
+use rdma_sys::{ibv_cq, ibv_qp};
+
+pub use device::probe;
+
+use crate::{Access, Grants, OneSided, RdmaError, RegionId, RemoteRegion};
+
+/// Where a peer's region is for the NIC: its virtual address and remote key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteKey {
+    /// Base virtual address of the region in the peer.
+    pub addr: u64,
+    /// The rkey of its memory registration.
+    pub rkey: u32,
+}
+
+/// A registered local buffer that operations copy through.
+struct Bounce {
+    ptr: *mut u8,
+    len: usize,
+    lkey: u32,
+}
+
+/// One-sided operations over one connected RC queue pair.
+pub struct VerbsEndpoint {
+    qp: *mut ibv_qp,
+    cq: *mut ibv_cq,
+    /// Serialises use of the queue pair and the bounce buffer.
+    bounce: Mutex<Bounce>,
+    grants: Grants,
+    remotes: RwLock<HashMap<RegionId, RemoteKey>>,
+}
+
+// SAFETY: the raw queue pair, completion queue and bounce buffer are only used while holding
+// the `bounce` mutex, one work request at a time; libibverbs allows a QP to be used from any
+// thread with such external serialisation.
+unsafe impl Send for VerbsEndpoint {}
+// SAFETY: as above: every access to the raw pointers goes through the mutex.
+unsafe impl Sync for VerbsEndpoint {}
+
+impl VerbsEndpoint {
+    /// An endpoint on a queue pair the caller created and connected.
+    ///
+    /// # Safety
+    /// `qp` must be a connected RC queue pair whose send completions go to `cq`, both valid
+    /// for the endpoint's whole life; `[bounce, bounce + bounce_len)` must be memory that
+    /// nothing else uses, registered with local write access under `lkey`.
+    pub unsafe fn from_raw(
+        qp: *mut ibv_qp,
+        cq: *mut ibv_cq,
+        bounce: *mut u8,
+        bounce_len: usize,
+        lkey: u32,
+    ) -> Self {
+        VerbsEndpoint {
+            qp,
+            cq,
+            bounce: Mutex::new(Bounce {
+                ptr: bounce,
+                len: bounce_len,
+                lkey,
+            }),
+            grants: Grants::new(),
+            remotes: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Makes a peer's region addressable, with its rights on all of it (`Access::empty()`:
+    /// none yet, finer grants follow).
+    pub fn add_region(&self, region: RemoteRegion, key: RemoteKey) {
+        if region.access.is_empty() {
+            self.grants.add_bare_region(region.id, region.len);
+        } else {
+            self.grants.add_region(region);
+        }
+        self.remotes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(region.id, key);
+    }
+
+    /// Adds a finer grant.
+    pub fn grant(&self, grant: crate::Grant) {
+        self.grants.grant(grant);
+    }
+
+    fn remote(&self, region: RegionId) -> Result<RemoteKey, RdmaError> {
+        self.remotes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&region)
+            .copied()
+            .ok_or(RdmaError::RemoteAccess {
+                region: region.0,
+                reason: "unknown region".into(),
+            })
+    }
+
+    /// Checks, posts `op` on `target` through the bounce buffer (filled by `before`), waits
+    /// for it, and hands the buffer to `after`.
+    fn run(
+        &self,
+        target: Target,
+        op: wr::Op,
+        before: impl FnOnce(&mut [u8]),
+        after: impl FnOnce(&[u8]),
+    ) -> Result<(), RdmaError> {
+        let Target {
+            region,
+            offset,
+            len,
+            need,
+        } = target;
+        self.grants.check(region, offset, len as u64, need)?;
+        let remote = self.remote(region)?;
+        let bounce = self.bounce.lock().unwrap_or_else(|e| e.into_inner());
+        if len > bounce.len {
+            return Err(RdmaError::LocalLength(format!(
+                "{len} bytes exceed the {}-byte registered buffer",
+                bounce.len
+            )));
+        }
+        // SAFETY: the bounce buffer is ours alone while the mutex is held (from_raw), and
+        // `len <= bounce.len`.
+        let local = unsafe { std::slice::from_raw_parts_mut(bounce.ptr, len) };
+        before(local);
+        let request = wr::Request {
+            op,
+            local: bounce.ptr as u64,
+            len: len as u32,
+            lkey: bounce.lkey,
+            remote_addr: remote.addr + offset,
+            rkey: remote.rkey,
+        };
+        // SAFETY: qp and cq are valid and connected (from_raw); the request's local range is
+        // registered and stays untouched until its completion is polled.
+        unsafe { wr::post_and_wait(self.qp, self.cq, &request)? };
+        after(local);
+        Ok(())
+    }
+}
+
+/// What an operation addresses and needs.
+#[derive(Clone, Copy)]
+struct Target {
+    region: RegionId,
+    offset: u64,
+    len: usize,
+    need: Access,
+}
+
+fn target(region: RegionId, offset: u64, len: usize, need: Access) -> Target {
+    Target {
+        region,
+        offset,
+        len,
+        need,
+    }
+}
+
+impl OneSided for VerbsEndpoint {
+    fn read(&self, region: RegionId, offset: u64, local: &mut [u8]) -> Result<(), RdmaError> {
+        let at = target(region, offset, local.len(), Access::READ);
+        self.run(at, wr::Op::Read, |_| {}, |b| local.copy_from_slice(b))
+    }
+
+    fn write(&self, region: RegionId, offset: u64, data: &[u8]) -> Result<(), RdmaError> {
+        let at = target(region, offset, data.len(), Access::WRITE);
+        self.run(at, wr::Op::Write, |b| b.copy_from_slice(data), |_| {})
+    }
+
+    fn fetch_add(&self, region: RegionId, offset: u64, add: u64) -> Result<u64, RdmaError> {
+        let mut old = 0;
+        let at = target(region, offset, 8, Access::ATOMIC);
+        self.run(at, wr::Op::FetchAdd(add), |_| {}, |b| old = word(b))?;
+        Ok(old)
+    }
+
+    fn compare_swap(
+        &self,
+        region: RegionId,
+        offset: u64,
+        expected: u64,
+        new: u64,
+    ) -> Result<u64, RdmaError> {
+        let mut old = 0;
+        let at = target(region, offset, 8, Access::ATOMIC);
+        let op = wr::Op::CompareSwap { expected, new };
+        self.run(at, op, |_| {}, |b| old = word(b))?;
+        Ok(old)
+    }
+}
+
+/// The 8-byte word an atomic left in the bounce buffer.
+fn word(bytes: &[u8]) -> u64 {
+    u64::from_ne_bytes(bytes.try_into().unwrap_or_default())
+}
