@@ -329,3 +329,56 @@ fn sessions_cannot_reach_outside_their_grants() {
         .count();
     assert_eq!(reachable, 1, "only the joined slot may be granted");
 }
+
+#[test]
+fn bad_control_frames_close_that_session_only() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path(), &[]);
+    tcp_produce(&mut broker.connect(), batch_of("b", 0, 1));
+    let _ = connect(&socket); // the socket is up
+    let frames: Vec<Vec<u8>> = vec![
+        // A JSON part of 4 GiB.
+        [u32::MAX.to_le_bytes(), 0u32.to_le_bytes()].concat(),
+        // Not JSON.
+        [5u32.to_le_bytes().as_slice(), &0u32.to_le_bytes(), b"{{{{{"].concat(),
+        // A valid request, but not Hello first.
+        {
+            let json = br#"{"type":"persist"}"#;
+            [
+                (json.len() as u32).to_le_bytes().as_slice(),
+                &0u32.to_le_bytes(),
+                json,
+            ]
+            .concat()
+        },
+        // A Hello with another protocol version.
+        {
+            let json = br#"{"type":"hello","version":99,"client_id":"x","token":null}"#;
+            [
+                (json.len() as u32).to_le_bytes().as_slice(),
+                &0u32.to_le_bytes(),
+                json,
+            ]
+            .concat()
+        },
+        // Half a header, then the client goes away.
+        vec![1, 2, 3],
+    ];
+    for frame in frames {
+        let mut raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw.write_all(&frame).unwrap();
+        if frame.len() == 3 {
+            continue;
+        }
+        // The broker answers with an error frame or just closes; either way the session ends.
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest);
+    }
+    // Everyone else is still served, on both paths.
+    let session = connect(&socket);
+    let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+    assert_eq!(consumer.poll(1 << 20).unwrap().len(), 1);
+    tcp_produce(&mut broker.connect(), batch_of("b", 1, 1));
+}

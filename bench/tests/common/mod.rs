@@ -42,6 +42,23 @@ pub fn hotwire_bin() -> PathBuf {
 }
 
 /// A Hotwire process on a free loopback port and its own storage, killed on drop.
+/// A free loopback port no other test of this process was given (tests run in parallel, and a
+/// port is only free until some broker binds it).
+fn unique_port() -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
+}
+
 pub struct Broker {
     pub addr: SocketAddr,
     child: Child,
@@ -53,10 +70,7 @@ impl Broker {
     /// to wait for) and `extra` flags.
     pub fn start(extra: &[&str]) -> Broker {
         let storage = tempfile::tempdir().unwrap();
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = unique_port();
         let mut child = Command::new(hotwire_bin())
             .args(["--listen", &addr.to_string()])
             .args(["--storage", &format!("fs://{}", storage.path().display())])

@@ -106,9 +106,24 @@ fn is_listening(addr: SocketAddr) -> bool {
     }
 }
 
+/// A loopback address no other test of this process was given.
+///
+/// The port is free when returned, but the listener is dropped before the broker binds it, so
+/// two tests running in parallel could be handed the same port; one broker would then fail to
+/// bind while its test, finding the other broker listening there, talked to the wrong one.
+/// Remembering the ports handed out rules that out within a test binary (cargo runs test
+/// binaries one after another).
 pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// One blocking connection speaking raw frames.
