@@ -197,6 +197,17 @@ fn preload(bootstrap: &str, topic: &str, records: u64) -> Result<()> {
     Ok(())
 }
 
+/// Assigns partition 0 of `topic` to `consumer`, from its first offset.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<()> {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(BenchError::kafka("assigning"))?;
+    consumer
+        .assign(&assignment)
+        .map_err(BenchError::kafka("assigning"))
+}
+
 fn tcp_fetch(bootstrap: &str, topic: &str, records: u64) -> Result<(u64, f64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -206,13 +217,7 @@ fn tcp_fetch(bootstrap: &str, topic: &str, records: u64) -> Result<(u64, f64)> {
         .set("max.partition.fetch.bytes", "1048576")
         .create()
         .map_err(BenchError::kafka("creating the TCP consumer"))?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(BenchError::kafka("assigning"))?;
-    consumer
-        .assign(&assignment)
-        .map_err(BenchError::kafka("assigning"))?;
+    assign_from_start(&consumer, topic)?;
     let started = Instant::now();
     let (mut seen, mut bytes) = (0u64, 0u64);
     while seen < records {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 
-use super::records;
+use super::{assign_from_start, records};
 use crate::error::{BenchError, Result};
 use crate::stats::{new_histogram, Percentiles};
 
@@ -108,13 +108,7 @@ fn tcp_tail(bootstrap: &str, topic: &str, total: u64, done: &AtomicBool) -> Resu
         .set("fetch.min.bytes", "1")
         .create()
         .map_err(BenchError::kafka("creating the TCP tailer"))?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(BenchError::kafka("assigning"))?;
-    consumer
-        .assign(&assignment)
-        .map_err(BenchError::kafka("assigning"))?;
+    assign_from_start(&consumer, topic)?;
     let mut histogram = new_histogram();
     let mut seen = 0;
     while seen < total && !done.load(Ordering::SeqCst) {
