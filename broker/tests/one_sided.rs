@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use rdma::client::{Batch, Committer, Consumer, Producer, Session};
 use rdma::control::RegionRole;
-use rdma::{OneSided, RdmaError};
+use rdma::RdmaError;
 
 const TOPIC: &str = "one-sided";
 
@@ -381,4 +381,42 @@ fn bad_control_frames_close_that_session_only() {
     let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
     assert_eq!(consumer.poll(1 << 20).unwrap().len(), 1);
     tcp_produce(&mut broker.connect(), batch_of("b", 1, 1));
+}
+
+/// `--rdma-verbs-listen` where the verbs path cannot run: the broker refuses to start and says
+/// why (built without the `verbs` feature, or, with it, no RDMA device), rather than serving
+/// without the path the operator asked for.
+#[test]
+fn the_verbs_path_refuses_to_start_where_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", dir.path().display());
+    let listen = common::free_port().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+        .args(["--listen", &listen, "--storage", &storage])
+        .args(["--rdma-verbs-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            if !cfg!(feature = "verbs") {
+                panic!("a broker without the verbs provider kept running");
+            }
+            eprintln!("skipping: an RDMA device is present and the verbs path started");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let reason = if cfg!(feature = "verbs") {
+        "no RDMA device"
+    } else {
+        "built without the verbs provider"
+    };
+    assert!(stderr.contains(reason), "{stderr}");
 }

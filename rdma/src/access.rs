@@ -33,3 +33,13 @@ pub struct RemoteRegion {
     /// Rights granted on all of it (finer grants: see [`crate::Grant`]).
     pub access: Access,
 }
+
+/// Where a region is for a NIC (verbs sessions): its base virtual address in the peer and the
+/// remote key of its memory registration (or of a memory window bound on part of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteKey {
+    /// Base virtual address of the region in the peer.
+    pub addr: u64,
+    /// The rkey of its memory registration or window.
+    pub rkey: u32,
+}

@@ -14,8 +14,9 @@
 //!   descriptors; READ is a copy, FETCH_AND_ADD an atomic on the mapped word.
 //! - [`control`]: the session protocol (framing, messages, descriptor passing) and its server.
 //! - [`client`]: a consumer, committer and producer on top.
-//! - `verbs` (feature `verbs`): the NIC provider on `rdma-sys`: device probe and the
-//!   work-request path of the same operations (queue-pair setup is not built yet).
+//! - `verbs` (feature `verbs`): the NIC provider on `rdma-sys`: device, protection domain,
+//!   memory registration, RC queue pairs connected over a TCP control channel, memory windows
+//!   for per-slot grants, and the work-request path of the same operations.
 //!
 //! The crate registers memory it is given as (file descriptor, length); it knows of record
 //! batches only what the wire needs (their CRC, to detect a read that raced with reuse).
@@ -32,7 +33,7 @@ mod transport;
 #[cfg(feature = "verbs")]
 pub mod verbs;
 
-pub use access::{Access, RegionId, RemoteRegion};
+pub use access::{Access, RegionId, RemoteKey, RemoteRegion};
 pub use error::RdmaError;
 pub use grants::{Grant, Grants};
 pub use transport::OneSided;

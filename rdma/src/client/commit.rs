@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::client::Session;
 use crate::control::{Request, Response};
-use crate::{Grant, OneSided, RdmaError};
+use crate::{Grant, RdmaError};
 
 /// Commits a group's offsets for some partitions of one topic, with FETCH_AND_ADD on the same
 /// slots that Kafka's OffsetCommit and OffsetFetch use.
@@ -37,7 +37,7 @@ impl<'a> Committer<'a> {
         };
         let mut map = HashMap::new();
         for slot in slots {
-            session.endpoint().grant(slot.grant);
+            session.grant_slot(&slot)?;
             map.insert(slot.partition, slot.grant);
         }
         Ok(Committer {

@@ -6,7 +6,7 @@ use std::sync::atomic::{fence, Ordering};
 use crate::client::batch::{split_batches, Batch};
 use crate::client::Session;
 use crate::control::{BatchLocation, RegionRole, Request, Response};
-use crate::{OneSided, RdmaError};
+use crate::RdmaError;
 
 /// READ attempts of one poll before it falls back to a copy over the control channel.
 const ATTEMPTS: u32 = 3;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::client::Session;
 use crate::control::{RegionRole, Request, Response};
 use crate::shm::{RING_ALIGN, RING_HEAD, RING_HEADER, RING_TAIL};
-use crate::{OneSided, RdmaError};
+use crate::RdmaError;
 
 /// Produces record batches through one session's ring. One producer per session: its sends
 /// are strictly in order, which is what lets the broker release ring space in order.

@@ -1,25 +1,92 @@
-//! An open session: the control connection and the mapped regions.
+//! An open session: the control connection and the regions the one-sided operations reach.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::control::{self, RegionRole, Request, Response, PROTOCOL_VERSION};
+use crate::control::{self, NamedRegion, RegionRole, Request, Response, SlotGrant};
+use crate::control::{QpAddress, PROTOCOL_VERSION};
 use crate::shm::ShmEndpoint;
-use crate::{RdmaError, RemoteRegion};
+use crate::{OneSided, RdmaError, RemoteRegion};
 
-/// A session with a broker over the shm provider.
+/// The control connection: a Unix socket (shm) or TCP (verbs).
+trait Channel: Read + Write + Send {}
+impl<T: Read + Write + Send> Channel for T {}
+
+/// The provider the operations go through.
+enum Endpoint {
+    Shm(ShmEndpoint),
+    #[cfg(feature = "verbs")]
+    Verbs(crate::verbs::VerbsEndpoint),
+}
+
+/// A session with a broker over one provider: shm ([`Session::connect`]) or, with the
+/// `verbs` feature, an RDMA NIC (`Session::connect_verbs`).
 pub struct Session {
-    stream: Mutex<UnixStream>,
-    endpoint: ShmEndpoint,
+    stream: Mutex<Box<dyn Channel>>,
+    endpoint: Endpoint,
     regions: HashMap<RegionRole, RemoteRegion>,
     ring_capacity: u64,
     id: u64,
 }
 
+/// What `Welcome` said.
+pub(crate) struct Welcome {
+    pub(crate) id: u64,
+    pub(crate) regions: Vec<NamedRegion>,
+    pub(crate) ring_capacity: u64,
+    /// The broker's queue pair (verbs sessions only).
+    #[cfg_attr(not(feature = "verbs"), allow(dead_code))]
+    pub(crate) qp: Option<QpAddress>,
+}
+
+/// Sends `Hello` (with the client's queue pair for verbs) and reads the answer; the frame's
+/// descriptors come back too (shm).
+pub(crate) fn hello(
+    hello: &Request,
+    exchange: impl FnOnce(&Request) -> Result<control::Frame<Response>, RdmaError>,
+) -> Result<(Welcome, Vec<std::os::fd::OwnedFd>), RdmaError> {
+    let frame = exchange(hello)?;
+    match frame.message {
+        Response::Welcome {
+            session,
+            regions,
+            ring_capacity,
+            qp,
+        } => Ok((
+            Welcome {
+                id: session,
+                regions,
+                ring_capacity,
+                qp,
+            },
+            frame.fds,
+        )),
+        Response::Error { message } => Err(RdmaError::Refused(message)),
+        other => Err(RdmaError::Protocol(format!(
+            "expected Welcome, got {other:?}"
+        ))),
+    }
+}
+
+/// The `Hello` request.
+pub(crate) fn hello_request(
+    client_id: &str,
+    token: Option<String>,
+    qp: Option<QpAddress>,
+) -> Request {
+    Request::Hello {
+        version: PROTOCOL_VERSION,
+        client_id: client_id.to_string(),
+        token,
+        qp,
+    }
+}
+
 impl Session {
-    /// Connects to the broker's control socket at `path` and maps the granted regions.
+    /// Connects to the broker's shm control socket at `path` and maps the granted regions.
     pub fn connect(path: impl AsRef<Path>, client_id: &str) -> Result<Session, RdmaError> {
         Self::connect_with_token(path, client_id, None)
     }
@@ -33,46 +100,40 @@ impl Session {
         let path = path.as_ref();
         let mut stream = UnixStream::connect(path)
             .map_err(RdmaError::io(format!("connect to {}", path.display())))?;
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            client_id: client_id.to_string(),
-            token,
-        };
-        control::write_frame(&mut stream, &hello, &[], &[])?;
-        let frame = control::read_frame::<Response>(&mut stream)?;
-        let (id, named, ring_capacity) = match frame.message {
-            Response::Welcome {
-                session,
-                regions,
-                ring_capacity,
-            } => (session, regions, ring_capacity),
-            Response::Error { message } => return Err(RdmaError::Refused(message)),
-            other => {
-                return Err(RdmaError::Protocol(format!(
-                    "expected Welcome, got {other:?}"
-                )))
-            }
-        };
-        if frame.fds.len() != named.len() {
+        let (welcome, fds) = hello(&hello_request(client_id, token, None), |request| {
+            control::write_frame(&mut stream, request, &[], &[])?;
+            control::read_frame::<Response>(&mut stream)
+        })?;
+        if fds.len() != welcome.regions.len() {
             return Err(RdmaError::Protocol(format!(
                 "{} regions but {} descriptors",
-                named.len(),
-                frame.fds.len()
+                welcome.regions.len(),
+                fds.len()
             )));
         }
         let endpoint = ShmEndpoint::new();
-        let mut regions = HashMap::new();
-        for (entry, fd) in named.into_iter().zip(frame.fds) {
+        for (entry, fd) in welcome.regions.iter().zip(fds) {
             endpoint.attach(entry.region, fd)?;
-            regions.insert(entry.role, entry.region);
         }
-        Ok(Session {
+        Ok(Self::open(
+            Box::new(stream),
+            Endpoint::Shm(endpoint),
+            welcome,
+        ))
+    }
+
+    fn open(stream: Box<dyn Channel>, endpoint: Endpoint, welcome: Welcome) -> Session {
+        Session {
             stream: Mutex::new(stream),
             endpoint,
-            regions,
-            ring_capacity,
-            id,
-        })
+            regions: welcome
+                .regions
+                .iter()
+                .map(|entry| (entry.role, entry.region))
+                .collect(),
+            ring_capacity: welcome.ring_capacity,
+            id: welcome.id,
+        }
     }
 
     /// The broker's number for this session.
@@ -83,8 +144,8 @@ impl Session {
     /// One request and its response (and the response's binary part).
     pub fn call(&self, request: &Request) -> Result<(Response, Vec<u8>), RdmaError> {
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        control::write_frame(&mut stream, request, &[], &[])?;
-        let frame = control::read_frame::<Response>(&mut stream)?;
+        control::write_frame_plain(&mut *stream, request, &[])?;
+        let frame = control::read_frame_plain::<Response>(&mut *stream)?;
         match frame.message {
             Response::Error { message } => Err(RdmaError::Refused(message)),
             other => Ok((other, frame.binary)),
@@ -92,8 +153,27 @@ impl Session {
     }
 
     /// The one-sided operations on this session's regions.
-    pub fn endpoint(&self) -> &ShmEndpoint {
-        &self.endpoint
+    pub fn endpoint(&self) -> &dyn OneSided {
+        match &self.endpoint {
+            Endpoint::Shm(shm) => shm,
+            #[cfg(feature = "verbs")]
+            Endpoint::Verbs(verbs) => verbs,
+        }
+    }
+
+    /// Adds the ATOMIC grant on a joined offset slot (with its memory window on verbs).
+    pub(crate) fn grant_slot(&self, slot: &SlotGrant) -> Result<(), RdmaError> {
+        match &self.endpoint {
+            Endpoint::Shm(shm) => shm.grant(slot.grant),
+            #[cfg(feature = "verbs")]
+            Endpoint::Verbs(verbs) => {
+                let key = slot.key.ok_or_else(|| {
+                    RdmaError::Protocol("a verbs slot grant came without its window".into())
+                })?;
+                verbs.grant_window(slot.grant, key);
+            }
+        }
+        Ok(())
     }
 
     /// The region with `role`.
@@ -107,5 +187,51 @@ impl Session {
     /// Data bytes of this session's staging ring.
     pub fn ring_capacity(&self) -> u64 {
         self.ring_capacity
+    }
+}
+
+#[cfg(feature = "verbs")]
+mod verbs_session {
+    use std::net::{TcpStream, ToSocketAddrs};
+
+    use super::*;
+    use crate::verbs::{Device, VerbsConfig, VerbsEndpoint};
+
+    impl Session {
+        /// Connects to a broker's verbs control channel at `addr` (TCP): opens the local
+        /// device, creates an RC queue pair, exchanges queue-pair addresses and region keys in
+        /// `Hello`/`Welcome`, and brings the queue pair to ready-to-send. Fails with
+        /// [`RdmaError::NoDevice`] on a machine without RDMA, before connecting.
+        pub fn connect_verbs(
+            addr: impl ToSocketAddrs,
+            client_id: &str,
+            token: Option<String>,
+            config: &VerbsConfig,
+        ) -> Result<Session, RdmaError> {
+            let device = Device::open(config)?;
+            let qp = device.queue_pair()?;
+            let mut stream = TcpStream::connect(addr).map_err(RdmaError::io("connect"))?;
+            stream
+                .set_nodelay(true)
+                .map_err(RdmaError::io("set TCP_NODELAY"))?;
+            let request = hello_request(client_id, token, Some(qp.address()));
+            let (welcome, _) = hello(&request, |request| {
+                control::write_frame_plain(&mut stream, request, &[])?;
+                control::read_frame_plain::<Response>(&mut stream)
+            })?;
+            let remote = welcome.qp.ok_or_else(|| {
+                RdmaError::Protocol("the broker's Welcome has no queue pair".into())
+            })?;
+            let endpoint = VerbsEndpoint::connect(qp, &remote, config.bounce_bytes)?;
+            for entry in &welcome.regions {
+                // The offset table comes without a key: only the windows of joined slots.
+                endpoint.add_region(entry.region, entry.key);
+            }
+            Ok(Self::open(
+                Box::new(stream),
+                Endpoint::Verbs(endpoint),
+                welcome,
+            ))
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::shm::{recv_with_fds, send_with_fds};
 use crate::RdmaError;
@@ -75,6 +75,48 @@ pub fn write_frame(
         .map_err(RdmaError::io("send frame"))
 }
 
+/// Writes a frame without descriptors (blocking) to any stream: the TCP channel of verbs.
+pub fn write_frame_plain(
+    stream: &mut impl Write,
+    message: &impl Serialize,
+    binary: &[u8],
+) -> Result<(), RdmaError> {
+    let bytes = encode(message, binary)?;
+    stream
+        .write_all(&bytes)
+        .map_err(RdmaError::io("send frame"))
+}
+
+/// Reads a frame (blocking) from any stream, without descriptors: the TCP channel of verbs.
+pub fn read_frame_plain<T: DeserializeOwned>(
+    stream: &mut impl Read,
+) -> Result<Frame<T>, RdmaError> {
+    let mut header = [0u8; HEADER];
+    stream
+        .read_exact(&mut header)
+        .map_err(RdmaError::io("receive frame"))?;
+    read_body(stream, &header, Vec::new())
+}
+
+/// The rest of a frame whose header was read.
+fn read_body<T: DeserializeOwned>(
+    stream: &mut impl Read,
+    header: &[u8; HEADER],
+    fds: Vec<OwnedFd>,
+) -> Result<Frame<T>, RdmaError> {
+    let (json, binary) = lengths(header)?;
+    let mut body = vec![0u8; json + binary];
+    stream
+        .read_exact(&mut body)
+        .map_err(RdmaError::io("receive frame"))?;
+    let (message, binary) = decode(&body, json)?;
+    Ok(Frame {
+        message,
+        binary,
+        fds,
+    })
+}
+
 /// Reads a frame (blocking), collecting descriptors that came with it.
 pub fn read_frame<T: DeserializeOwned>(stream: &mut UnixStream) -> Result<Frame<T>, RdmaError> {
     let mut header = [0u8; HEADER];
@@ -89,22 +131,12 @@ pub fn read_frame<T: DeserializeOwned>(stream: &mut UnixStream) -> Result<Frame<
         fds.extend(more);
         got += n;
     }
-    let (json, binary) = lengths(&header)?;
-    let mut body = vec![0u8; json + binary];
-    stream
-        .read_exact(&mut body)
-        .map_err(RdmaError::io("receive frame"))?;
-    let (message, binary) = decode(&body, json)?;
-    Ok(Frame {
-        message,
-        binary,
-        fds,
-    })
+    read_body(stream, &header, fds)
 }
 
 /// Reads a frame from an async stream (the server side; clients send no descriptors).
 pub async fn read_frame_async<T: DeserializeOwned>(
-    stream: &mut tokio::net::UnixStream,
+    stream: &mut (impl AsyncRead + Unpin),
 ) -> Result<Frame<T>, RdmaError> {
     let mut header = [0u8; HEADER];
     stream
@@ -125,7 +157,20 @@ pub async fn read_frame_async<T: DeserializeOwned>(
     })
 }
 
-/// Writes a frame to an async stream, with `fds` attached to its first bytes.
+/// Writes a frame without descriptors to an async stream (any transport).
+pub async fn write_frame_async_plain(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &impl Serialize,
+    binary: &[u8],
+) -> Result<(), RdmaError> {
+    let bytes = encode(message, binary)?;
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(RdmaError::io("send frame"))
+}
+
+/// Writes a frame to an async Unix stream, with `fds` attached to its first bytes.
 pub async fn write_frame_async(
     stream: &mut tokio::net::UnixStream,
     message: &impl Serialize,

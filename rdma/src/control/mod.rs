@@ -1,9 +1,12 @@
 //! The control channel: the session protocol between a client and the broker.
 //!
-//! The client connects (a Unix socket for the shm provider), says [`Request::Hello`], and gets
-//! [`Response::Welcome`] with the regions it may address; their memory files come with that
-//! frame as descriptors, in the order of `Welcome::regions`. Everything else is a request and
-//! its response, in order, one at a time per connection:
+//! The client connects (a Unix socket for the shm provider, TCP for verbs, as rdma_cm does),
+//! says [`Request::Hello`], and gets [`Response::Welcome`] with the regions it may address.
+//! With shm their memory files come with that frame as descriptors, in the order of
+//! `Welcome::regions`; with verbs the client's `Hello` carries its queue pair's address
+//! ([`QpAddress`]), and `Welcome` the broker's, with each region's [`RemoteKey`] (address and
+//! rkey). Everything else is a request and its response, in order, one at a time per
+//! connection:
 //!
 //! - [`Request::Locate`]: where a partition's batches from an offset sit in the cache region
 //!   (the client then READs them itself), or that they are not hot;
@@ -22,10 +25,11 @@ mod frame;
 use serde::{Deserialize, Serialize};
 
 pub use frame::{
-    read_frame, read_frame_async, write_frame, write_frame_async, Frame, MAX_BINARY, MAX_JSON,
+    read_frame, read_frame_async, read_frame_plain, write_frame, write_frame_async,
+    write_frame_async_plain, write_frame_plain, Frame, MAX_BINARY, MAX_JSON,
 };
 
-use crate::{Grant, RemoteRegion};
+use crate::{Grant, RemoteKey, RemoteRegion};
 
 /// Version of this protocol, sent in `Hello` and checked by the server.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -51,6 +55,25 @@ pub struct NamedRegion {
     pub role: RegionRole,
     /// Its id, length and rights.
     pub region: RemoteRegion,
+    /// Verbs sessions: where the NIC finds it (shm sessions get a descriptor instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RemoteKey>,
+}
+
+/// How a peer reaches a reliable-connected queue pair (what rdma_cm would exchange): sent by
+/// the client in `Hello` and by the broker in `Welcome` of a verbs session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QpAddress {
+    /// Queue pair number.
+    pub qpn: u32,
+    /// First packet sequence number it sends.
+    pub psn: u32,
+    /// Port LID (InfiniBand; 0 on RoCE).
+    pub lid: u16,
+    /// Port GID at the chosen index (RoCE routes by it; all zeroes when unused).
+    pub gid: [u8; 16],
+    /// Active path MTU of the port, in bytes (256..4096): the connection uses the smaller.
+    pub mtu: u32,
 }
 
 /// Client to broker.
@@ -65,6 +88,9 @@ pub enum Request {
         client_id: String,
         /// Credential for the broker's authentication hook, if it has one.
         token: Option<String>,
+        /// Verbs sessions: the client's queue pair (absent for shm).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qp: Option<QpAddress>,
     },
     /// Where batches of a partition from `offset` are in the cache region.
     Locate {
@@ -138,6 +164,10 @@ pub struct SlotGrant {
     pub partition: i32,
     /// The grant (8 bytes of the offsets region).
     pub grant: Grant,
+    /// Verbs sessions: the memory window bound on just this slot (its rkey is the only key to
+    /// the offset table the client gets; `addr` is the slot's own address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RemoteKey>,
 }
 
 /// Broker to client.
@@ -152,6 +182,9 @@ pub enum Response {
         regions: Vec<NamedRegion>,
         /// Bytes of the ring's data area (after its 64-byte header).
         ring_capacity: u64,
+        /// Verbs sessions: the broker's queue pair for this session (absent for shm).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qp: Option<QpAddress>,
     },
     /// Answer to `Locate`.
     Located {

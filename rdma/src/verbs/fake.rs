@@ -8,7 +8,10 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 
-use rdma_sys::{ibv_context, ibv_cq, ibv_qp, ibv_send_wr, ibv_wc, ibv_wc_status, ibv_wr_opcode};
+use rdma_sys::{
+    ibv_access_flags, ibv_context, ibv_cq, ibv_mw, ibv_mw_type, ibv_pd, ibv_qp, ibv_send_wr,
+    ibv_wc, ibv_wc_status, ibv_wr_opcode,
+};
 
 use crate::Access;
 
@@ -25,9 +28,11 @@ thread_local! {
     static POSTED: RefCell<u64> = const { RefCell::new(0) };
 }
 
-/// A context, queue pair and completion queue whose ops are the fakes below.
+/// A context, protection domain, queue pair and completion queue whose ops are the fakes
+/// below.
 pub(super) struct FakeNic {
     _ctx: Box<ibv_context>,
+    pub(super) pd: Box<ibv_pd>,
     pub(super) qp: Box<ibv_qp>,
     pub(super) cq: Box<ibv_cq>,
 }
@@ -39,6 +44,11 @@ impl FakeNic {
         let mut ctx: Box<ibv_context> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         ctx.ops.post_send = Some(fake_post_send);
         ctx.ops.poll_cq = Some(fake_poll_cq);
+        ctx.ops.alloc_mw = Some(fake_alloc_mw);
+        ctx.ops.dealloc_mw = Some(fake_dealloc_mw);
+        // SAFETY: as above.
+        let mut pd: Box<ibv_pd> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        pd.context = &mut *ctx;
         // SAFETY: as above.
         let mut qp: Box<ibv_qp> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
         // SAFETY: as above.
@@ -48,7 +58,12 @@ impl FakeNic {
         REGIONS.with(|r| r.borrow_mut().clear());
         COMPLETIONS.with(|c| c.borrow_mut().clear());
         POSTED.with(|p| *p.borrow_mut() = 0);
-        FakeNic { _ctx: ctx, qp, cq }
+        FakeNic {
+            _ctx: ctx,
+            pd,
+            qp,
+            cq,
+        }
     }
 
     /// Registers `memory` as a remote region under `rkey` with `access`.
@@ -82,8 +97,13 @@ unsafe extern "C" fn fake_post_send(
         // SAFETY: the caller (our wr.rs) passes a valid list of valid requests with one sge.
         let request = unsafe { &*wr };
         // SAFETY: as above.
-        let sge = unsafe { &*request.sg_list };
-        let status = execute(request, sge.addr, sge.length);
+        let status = if request.opcode == ibv_wr_opcode::IBV_WR_BIND_MW {
+            bind(request)
+        } else {
+            // SAFETY: as above.
+            let sge = unsafe { &*request.sg_list };
+            execute(request, sge.addr, sge.length)
+        };
         // SAFETY: plain C data, zeroes valid.
         let mut wc: ibv_wc = unsafe { MaybeUninit::zeroed().assume_init() };
         wc.wr_id = request.wr_id;
@@ -91,6 +111,53 @@ unsafe extern "C" fn fake_post_send(
         COMPLETIONS.with(|c| c.borrow_mut().push_back(wc));
         wr = request.next;
     }
+    0
+}
+
+/// IBV_WR_BIND_MW: the window's new rkey now reaches its range with its rights.
+fn bind(request: &ibv_send_wr) -> ibv_wc_status::Type {
+    // SAFETY: the opcode says which union member was written.
+    let bind = unsafe { request.bind_mw_tso_union.bind_mw };
+    let flags = bind.bind_info.mw_access_flags;
+    let mut access = Access::empty();
+    for (flag, right) in [
+        (ibv_access_flags::IBV_ACCESS_REMOTE_READ, Access::READ),
+        (ibv_access_flags::IBV_ACCESS_REMOTE_WRITE, Access::WRITE),
+        (ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC, Access::ATOMIC),
+    ] {
+        if flags & flag.0 != 0 {
+            access |= right;
+        }
+    }
+    REGIONS.with(|r| {
+        r.borrow_mut().push(FakeRegion {
+            base: bind.bind_info.addr,
+            len: bind.bind_info.length,
+            rkey: bind.rkey,
+            access,
+        })
+    });
+    // SAFETY: the window is live (allocated by fake_alloc_mw); libibverbs records the new key.
+    unsafe { (*bind.mw).rkey = bind.rkey };
+    ibv_wc_status::IBV_WC_SUCCESS
+}
+
+unsafe extern "C" fn fake_alloc_mw(pd: *mut ibv_pd, kind: ibv_mw_type::Type) -> *mut ibv_mw {
+    // SAFETY: plain C data, zeroes valid.
+    let mut mw: ibv_mw = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: pd is the fake's, whose context is set.
+    mw.context = unsafe { (*pd).context };
+    mw.pd = pd;
+    mw.rkey = 0x5500;
+    mw.type_ = kind;
+    Box::into_raw(Box::new(mw))
+}
+
+/// Deallocation revokes whatever the window's key reached.
+unsafe extern "C" fn fake_dealloc_mw(mw: *mut ibv_mw) -> c_int {
+    // SAFETY: allocated by fake_alloc_mw, freed once.
+    let mw = unsafe { Box::from_raw(mw) };
+    REGIONS.with(|r| r.borrow_mut().retain(|region| region.rkey != mw.rkey));
     0
 }
 

@@ -3,17 +3,25 @@
 //! - [`probe`] lists devices, and reports a machine without RDMA (no device, or a kernel
 //!   without RDMA support, where `ibv_get_device_list` returns NULL with `ENOSYS`) as
 //!   [`RdmaError::NoDevice`] rather than failing obscurely.
+//! - [`Device`] opens a device, its port (LID, GID, MTU) and one protection domain;
+//!   [`Device::register_fd`] registers a memory file's mapping ([`MemoryRegion`]);
+//!   [`Device::queue_pair`] creates an RC [`QueuePair`], whose [`QpAddress`] the peers swap on
+//!   the TCP control channel before [`QueuePair::connect`] (RTR, RTS).
 //! - [`VerbsEndpoint`] runs the one-sided operations on a connected RC queue pair: each is
 //!   checked by the same [`Grants`] as the shm provider, then posted as one signaled work
 //!   request (IBV_WR_RDMA_READ, IBV_WR_RDMA_WRITE, IBV_WR_ATOMIC_FETCH_AND_ADD,
 //!   IBV_WR_ATOMIC_CMP_AND_SWP) through a registered bounce buffer, and its completion polled;
 //!   completion errors map to the same [`RdmaError`]s.
+//! - [`MemoryWindow`]s bound on single offset slots ([`QueuePair::bind_window`]) make the NIC
+//!   enforce per-slot ATOMIC grants.
 //!
-//! Not built yet: creating and connecting the queue pair (device open, protection domain,
-//! memory registration, the RTR/RTS transitions and the exchange of QP numbers over the
-//! control channel). [`VerbsEndpoint::from_raw`] takes a queue pair set up by the caller.
+//! [`QpAddress`]: crate::control::QpAddress
 
+mod attrs;
 mod device;
+mod memory;
+mod qp;
+mod window;
 mod wr;
 
 #[cfg(test)]
@@ -26,24 +34,25 @@ use std::sync::{Mutex, RwLock};
 
 use rdma_sys::{ibv_cq, ibv_qp};
 
-pub use device::probe;
+pub use device::{probe, Device, VerbsConfig};
+pub use memory::MemoryRegion;
+pub use qp::QueuePair;
+pub use window::MemoryWindow;
 
-use crate::{Access, Grants, OneSided, RdmaError, RegionId, RemoteRegion};
-
-/// Where a peer's region is for the NIC: its virtual address and remote key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RemoteKey {
-    /// Base virtual address of the region in the peer.
-    pub addr: u64,
-    /// The rkey of its memory registration.
-    pub rkey: u32,
-}
+use crate::control::QpAddress;
+use crate::{Access, Grant, Grants, OneSided, RdmaError, RegionId, RemoteKey, RemoteRegion};
 
 /// A registered local buffer that operations copy through.
 struct Bounce {
     ptr: *mut u8,
     len: usize,
     lkey: u32,
+}
+
+/// What a connected endpoint owns (dropped after the endpoint stops using it).
+struct Owned {
+    _bounce: MemoryRegion,
+    _qp: QueuePair,
 }
 
 /// One-sided operations over one connected RC queue pair.
@@ -53,7 +62,11 @@ pub struct VerbsEndpoint {
     /// Serialises use of the queue pair and the bounce buffer.
     bounce: Mutex<Bounce>,
     grants: Grants,
+    /// Keys of whole regions (none for a region reached only through windows).
     remotes: RwLock<HashMap<RegionId, RemoteKey>>,
+    /// Windows on parts of regions, with the grant each one carries.
+    windows: RwLock<Vec<(Grant, RemoteKey)>>,
+    _owned: Option<Owned>,
 }
 
 // SAFETY: the raw queue pair, completion queue and bounce buffer are only used while holding
@@ -87,37 +100,82 @@ impl VerbsEndpoint {
             }),
             grants: Grants::new(),
             remotes: RwLock::new(HashMap::new()),
+            windows: RwLock::new(Vec::new()),
+            _owned: None,
         }
     }
 
+    /// Connects `qp` to the peer at `remote` (RTR, RTS) and registers a bounce buffer of
+    /// `bounce_bytes`: the client side of a verbs session.
+    pub fn connect(
+        mut qp: QueuePair,
+        remote: &QpAddress,
+        bounce_bytes: usize,
+    ) -> Result<Self, RdmaError> {
+        qp.connect(remote)?;
+        let bounce = qp.device.register_buffer(bounce_bytes)?;
+        // SAFETY: the queue pair is connected and its CQ receives its completions; both and
+        // the bounce registration are owned by the endpoint (`_owned`) and outlive every use.
+        let mut endpoint =
+            unsafe { Self::from_raw(qp.qp, qp.cq, bounce.ptr(), bounce.len(), bounce.lkey()) };
+        endpoint._owned = Some(Owned {
+            _bounce: bounce,
+            _qp: qp,
+        });
+        Ok(endpoint)
+    }
+
     /// Makes a peer's region addressable, with its rights on all of it (`Access::empty()`:
-    /// none yet, finer grants follow).
-    pub fn add_region(&self, region: RemoteRegion, key: RemoteKey) {
+    /// none yet, finer grants follow). `key: None`: reached only through windows.
+    pub fn add_region(&self, region: RemoteRegion, key: Option<RemoteKey>) {
         if region.access.is_empty() {
             self.grants.add_bare_region(region.id, region.len);
         } else {
             self.grants.add_region(region);
         }
-        self.remotes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(region.id, key);
+        if let Some(key) = key {
+            self.remotes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(region.id, key);
+        }
     }
 
-    /// Adds a finer grant.
-    pub fn grant(&self, grant: crate::Grant) {
+    /// Adds a finer grant on a region whose key covers it.
+    pub fn grant(&self, grant: Grant) {
         self.grants.grant(grant);
     }
 
-    fn remote(&self, region: RegionId) -> Result<RemoteKey, RdmaError> {
+    /// Adds a finer grant that comes with its own memory window (`key.addr` is the address of
+    /// the grant's first byte).
+    pub fn grant_window(&self, grant: Grant, key: RemoteKey) {
+        self.grants.grant(grant);
+        self.windows
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((grant, key));
+    }
+
+    /// The address and rkey for `len` bytes at `offset` of `region`: a window covering them,
+    /// else the region's own key.
+    fn remote(&self, region: RegionId, offset: u64, len: u64) -> Result<(u64, u32), RdmaError> {
+        let windows = self.windows.read().unwrap_or_else(|e| e.into_inner());
+        let window = windows.iter().find(|(grant, _)| {
+            grant.region == region
+                && offset >= grant.start
+                && offset + len <= grant.start + grant.len
+        });
+        if let Some((grant, key)) = window {
+            return Ok((key.addr + (offset - grant.start), key.rkey));
+        }
         self.remotes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&region)
-            .copied()
+            .map(|key| (key.addr + offset, key.rkey))
             .ok_or(RdmaError::RemoteAccess {
                 region: region.0,
-                reason: "unknown region".into(),
+                reason: "no key for this range".into(),
             })
     }
 
@@ -137,7 +195,7 @@ impl VerbsEndpoint {
             need,
         } = target;
         self.grants.check(region, offset, len as u64, need)?;
-        let remote = self.remote(region)?;
+        let (remote_addr, rkey) = self.remote(region, offset, len as u64)?;
         let bounce = self.bounce.lock().unwrap_or_else(|e| e.into_inner());
         if len > bounce.len {
             return Err(RdmaError::LocalLength(format!(
@@ -154,8 +212,8 @@ impl VerbsEndpoint {
             local: bounce.ptr as u64,
             len: len as u32,
             lkey: bounce.lkey,
-            remote_addr: remote.addr + offset,
-            rkey: remote.rkey,
+            remote_addr,
+            rkey,
         };
         // SAFETY: qp and cq are valid and connected (from_raw); the request's local range is
         // registered and stays untouched until its completion is polled.

@@ -31,10 +31,10 @@ fn work_requests_read_write_and_atomics_through_the_verbs_ops() {
             len: 256,
             access: Access::READ | Access::WRITE,
         },
-        RemoteKey {
+        Some(RemoteKey {
             addr: cache_addr,
             rkey: 7,
-        },
+        }),
     );
     ep.add_region(
         RemoteRegion {
@@ -42,10 +42,10 @@ fn work_requests_read_write_and_atomics_through_the_verbs_ops() {
             len: 64,
             access: Access::empty(),
         },
-        RemoteKey {
+        Some(RemoteKey {
             addr: table_addr,
             rkey: 9,
-        },
+        }),
     );
     ep.grant(Grant {
         region: RegionId(3),
@@ -80,7 +80,7 @@ fn out_of_grant_requests_are_refused_before_posting_and_the_nic_refuses_the_rest
             len: 256,
             access: Access::READ | Access::WRITE,
         },
-        RemoteKey { addr, rkey: 7 },
+        Some(RemoteKey { addr, rkey: 7 }),
     );
     let mut buf = [0u8; 16];
     assert!(matches!(
@@ -105,6 +105,116 @@ fn out_of_grant_requests_are_refused_before_posting_and_the_nic_refuses_the_rest
 }
 
 #[test]
+fn a_memory_window_confines_atomics_to_the_joined_slot_and_dropping_it_revokes_it() {
+    let nic = FakeNic::new();
+    let mut table = vec![0u8; 64];
+    let mut bounce = vec![0u8; 64];
+    // The table itself: no remote right, and its rkey is never handed out.
+    let table_addr = nic.register(&mut table, 9, Access::empty());
+    let ep = endpoint(&nic, &mut bounce);
+    ep.add_region(
+        RemoteRegion {
+            id: RegionId(3),
+            len: 64,
+            access: Access::empty(),
+        },
+        None,
+    );
+    // The broker's side: bind a window on slot 2 through the session's queue pair.
+    let target = window::Window {
+        mr: std::ptr::null_mut(),
+        addr: table_addr + 16,
+        len: 8,
+        access: Access::ATOMIC,
+    };
+    // SAFETY: the fake queue pair, completion queue and protection domain live as long as
+    // `nic`; the fake does not dereference the registration.
+    let slot = unsafe {
+        window::bind(
+            &*nic.qp as *const _ as *mut _,
+            &*nic.cq as *const _ as *mut _,
+            &*nic.pd as *const _ as *mut _,
+            &target,
+        )
+    }
+    .unwrap();
+    assert_eq!(slot.key().addr, table_addr + 16);
+    assert_ne!(slot.key().rkey, 9);
+    let grant = Grant {
+        region: RegionId(3),
+        start: 16,
+        len: 8,
+        access: Access::ATOMIC,
+    };
+    ep.grant_window(grant, slot.key());
+    assert_eq!(ep.fetch_add(RegionId(3), 16, 5).unwrap(), 0);
+    assert_eq!(ep.fetch_add(RegionId(3), 16, 2).unwrap(), 5);
+    assert_eq!(u64::from_ne_bytes(table[16..24].try_into().unwrap()), 7);
+    assert!(matches!(
+        ep.fetch_add(RegionId(3), 24, 1),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+
+    // A client that bypasses the library: the NIC refuses the neighbour slot through the
+    // window, and the table's own rkey reaches nothing.
+    let raw = |remote_addr: u64, rkey: u32| {
+        let request = wr::Request {
+            op: wr::Op::FetchAdd(1),
+            local: bounce_addr(&ep),
+            len: 8,
+            lkey: 1,
+            remote_addr,
+            rkey,
+        };
+        // SAFETY: as in `endpoint`: the fake lives as long as the test; the bounce buffer is
+        // registered local memory of 8 bytes at least.
+        unsafe {
+            wr::post_and_wait(
+                &*nic.qp as *const _ as *mut _,
+                &*nic.cq as *const _ as *mut _,
+                &request,
+            )
+        }
+    };
+    assert!(matches!(
+        raw(table_addr + 24, slot.key().rkey),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    assert!(matches!(
+        raw(table_addr + 16, 9),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    raw(table_addr + 16, slot.key().rkey).unwrap();
+    assert_eq!(u64::from_ne_bytes(table[16..24].try_into().unwrap()), 8);
+
+    // The session ends: its windows are deallocated and their keys reach nothing.
+    let rkey = slot.key().rkey;
+    drop(slot);
+    assert!(matches!(
+        raw(table_addr + 16, rkey),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    assert!(table[24..].iter().all(|b| *b == 0), "no other slot changed");
+}
+
+/// The endpoint's bounce buffer address (tests only).
+fn bounce_addr(ep: &VerbsEndpoint) -> u64 {
+    ep.bounce.lock().unwrap().ptr as u64
+}
+
+#[test]
+fn opening_a_device_on_a_machine_without_rdma_says_so() {
+    match Device::open(&VerbsConfig::default()) {
+        Ok(device) => eprintln!("RDMA device {} opened", device.name()),
+        Err(RdmaError::NoDevice(reason)) => {
+            eprintln!("skipping the device tests: no RDMA device ({reason})");
+            assert!(reason.contains("RDMA"), "{reason}");
+        }
+        Err(other) => panic!("opening a device failed unexpectedly: {other}"),
+    }
+}
+
+#[test]
 fn probe_reports_a_machine_without_rdma_clearly() {
     match probe() {
         Ok(devices) => {
@@ -116,4 +226,25 @@ fn probe_reports_a_machine_without_rdma_clearly() {
         }
         Err(other) => panic!("probe failed unexpectedly: {other}"),
     }
+}
+
+#[test]
+fn a_verbs_session_without_a_device_fails_before_connecting() {
+    if probe().is_ok() {
+        eprintln!("skipping: an RDMA device is present");
+        return;
+    }
+    // A listener that never answers: the device is opened before the control channel, so the
+    // client learns at once that it cannot run here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    match crate::client::Session::connect_verbs(addr, "test", None, &VerbsConfig::default()) {
+        Err(RdmaError::NoDevice(reason)) => {
+            eprintln!("skipping the device tests: no RDMA device ({reason})")
+        }
+        Err(other) => panic!("expected NoDevice, got {other}"),
+        Ok(_) => panic!("a verbs session opened without a device"),
+    }
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the client connected anyway");
 }

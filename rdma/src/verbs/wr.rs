@@ -87,9 +87,26 @@ pub(super) unsafe fn post_and_wait(
             };
         }
     }
+    // SAFETY: the caller's guarantees; wr and sge live until submit returns.
+    let completed = unsafe { submit(qp, cq, &mut wr)? };
+    status(completed, request)
+}
+
+/// Posts `wr` (one signaled work request) and polls `cq` until its completion; returns the
+/// completion's status.
+///
+/// # Safety
+/// `qp` and `cq` must be valid (a connected RC queue pair and its send completion queue), and
+/// everything `wr` points to must stay valid and untouched until this returns.
+pub(super) unsafe fn submit(
+    qp: *mut ibv_qp,
+    cq: *mut ibv_cq,
+    wr: &mut ibv_send_wr,
+) -> Result<ibv_wc_status::Type, RdmaError> {
     let mut bad: *mut ibv_send_wr = std::ptr::null_mut();
-    // SAFETY: qp is valid (caller); wr and sge live until the completion is polled below.
-    let rc = unsafe { ibv_post_send(qp, &mut wr, &mut bad) };
+    // SAFETY: qp is valid (caller); wr and what it points to live until the completion is
+    // polled below.
+    let rc = unsafe { ibv_post_send(qp, wr, &mut bad) };
     if rc != 0 {
         return Err(RdmaError::Io {
             context: "ibv_post_send".into(),
@@ -106,7 +123,7 @@ pub(super) unsafe fn post_and_wait(
             return Err(RdmaError::Protocol(format!("ibv_poll_cq failed ({n})")));
         }
         if n == 1 {
-            return status(wc.status, request);
+            return Ok(wc.status);
         }
         if Instant::now() > deadline {
             return Err(RdmaError::Protocol("no completion within 10 s".into()));
