@@ -90,6 +90,15 @@ pub struct Config {
     pub rdma_commit_interval_ms: u64,
     /// Size of each session's produce staging ring, in KiB.
     pub rdma_ring_kib: usize,
+    /// TCP address of the verbs control channel (RDMA NICs); none by default. Needs a broker
+    /// built with the `verbs` feature.
+    pub rdma_verbs_listen: Option<SocketAddr>,
+    /// RDMA device for the verbs path (as `ibv_devices` lists it); the first one when unset.
+    pub rdma_verbs_device: Option<String>,
+    /// Port of that device (from 1).
+    pub rdma_verbs_port: u8,
+    /// GID index on that port (RoCE: the entry of the wanted RoCE version and address).
+    pub rdma_verbs_gid_index: u8,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Committed-offset slots (group × partition) in the shared offset table.
@@ -146,6 +155,10 @@ impl Default for Config {
             rdma_token: None,
             rdma_commit_interval_ms: 100,
             rdma_ring_kib: 4096,
+            rdma_verbs_listen: None,
+            rdma_verbs_device: None,
+            rdma_verbs_port: 1,
+            rdma_verbs_gid_index: 0,
             produce_backpressure_ms: 5_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
@@ -238,6 +251,14 @@ pub struct Args {
     rdma_commit_interval_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_RDMA_RING_KIB")]
     rdma_ring_kib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_LISTEN")]
+    rdma_verbs_listen: Option<SocketAddr>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_DEVICE")]
+    rdma_verbs_device: Option<String>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_PORT")]
+    rdma_verbs_port: Option<u8>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_GID_INDEX")]
+    rdma_verbs_gid_index: Option<u8>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
@@ -310,6 +331,12 @@ impl Config {
         if args.rdma_token.is_some() {
             config.rdma_token = args.rdma_token.clone();
         }
+        if args.rdma_verbs_listen.is_some() {
+            config.rdma_verbs_listen = args.rdma_verbs_listen;
+        }
+        if args.rdma_verbs_device.is_some() {
+            config.rdma_verbs_device = args.rdma_verbs_device.clone();
+        }
         overlay!(
             config,
             args,
@@ -344,6 +371,8 @@ impl Config {
             retention_check_interval_ms,
             rdma_commit_interval_ms,
             rdma_ring_kib,
+            rdma_verbs_port,
+            rdma_verbs_gid_index,
             produce_backpressure_ms,
             offset_slots,
             group_min_session_timeout_ms,
@@ -433,6 +462,18 @@ impl Config {
                 "rdma_commit_interval_ms",
                 "rdma interval and ring size must be at least 1".into(),
             );
+        }
+        if self.rdma_verbs_listen.is_some() && !cfg!(feature = "verbs") {
+            return invalid(
+                "rdma_verbs_listen",
+                "this hotwire was built without the verbs provider: build it with \
+                 `cargo build --release --features verbs` (needs libibverbs-dev, \
+                 librdmacm-dev, clang)"
+                    .into(),
+            );
+        }
+        if self.rdma_verbs_port == 0 {
+            return invalid("rdma_verbs_port", "ports are numbered from 1".into());
         }
         if let Err(e) = self.slicing().validate() {
             return invalid("storage_slice_*", e.to_string());
@@ -526,6 +567,23 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let err = Config::load(args(&["--config", file.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn the_verbs_path_needs_a_broker_built_with_it() {
+        let loaded = Config::load(args(&["--rdma-verbs-listen", "127.0.0.1:19093"]));
+        if cfg!(feature = "verbs") {
+            assert_eq!(
+                loaded.unwrap().rdma_verbs_listen,
+                Some(SocketAddr::from(([127, 0, 0, 1], 19093)))
+            );
+        } else {
+            let err = loaded.unwrap_err().to_string();
+            assert!(err.contains("rdma_verbs_listen"), "{err}");
+            assert!(err.contains("--features verbs"), "{err}");
+        }
+        let err = Config::load(args(&["--rdma-verbs-port", "0"])).unwrap_err();
+        assert!(err.to_string().contains("rdma_verbs_port"), "{err}");
     }
 
     #[test]

@@ -76,19 +76,37 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
     let mut maintaining = tokio::spawn(maintenance::run(broker.clone(), shutdown.clone()));
     let mut rdma_tasks = Vec::new();
+    let joined = std::sync::Arc::new(one_sided::JoinedSlots::default());
     if let Some(path) = broker.config.rdma_shm_socket.clone() {
         // A socket file left by an earlier run would make bind fail.
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
         tracing::info!(socket = %path.display(), "serving the one-sided path (shm)");
-        let joined = std::sync::Arc::new(one_sided::JoinedSlots::default());
         rdma_tasks.push(tokio::spawn(one_sided::serve(
             listener,
             broker.clone(),
             joined.clone(),
             shutdown.clone(),
         )));
+    }
+    #[cfg(feature = "verbs")]
+    if let Some(addr) = broker.config.rdma_verbs_listen {
+        let server = one_sided::verbs::VerbsServer::open(&broker)
+            .map_err(|e| anyhow::anyhow!("cannot serve RDMA verbs on {addr}: {e}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving the one-sided path (verbs)");
+        rdma_tasks.push(tokio::spawn(one_sided::verbs::serve(
+            listener,
+            std::sync::Arc::new(server),
+            broker.clone(),
+            joined.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if !rdma_tasks.is_empty() {
         rdma_tasks.push(tokio::spawn(one_sided::persist_loop(
             broker.clone(),
             joined,

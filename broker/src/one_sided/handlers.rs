@@ -209,6 +209,7 @@ async fn join(
                 len: 8,
                 access: Access::ATOMIC,
             },
+            key: None,
         });
     }
     Ok(Response::Joined { slots })

@@ -1,4 +1,7 @@
-//! The one-sided path beside TCP, served through the `rdma` crate's shm provider.
+//! The one-sided path beside TCP, served through the `rdma` crate's providers.
+//!
+//! Two providers serve the same regions and requests: shm (`rdma_shm_socket`, below) and, in
+//! a broker built with the `verbs` feature, RDMA NICs (`rdma_verbs_listen`, [`verbs`]).
 //!
 //! A client connects to `rdma_shm_socket` and gets read-only mappings of the HotCache arena and
 //! its block-generation table, a read-write mapping of the offset table (ATOMIC granted only on
@@ -10,6 +13,9 @@
 mod handlers;
 mod persist;
 mod server;
+mod session;
+#[cfg(feature = "verbs")]
+pub mod verbs;
 
 pub use persist::{persist_loop, JoinedSlots};
 pub use server::serve;

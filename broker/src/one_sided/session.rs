@@ -1,0 +1,82 @@
+//! What every one-sided session does, whatever its provider: admission, then requests
+//! answered in order until the client leaves.
+
+use rdma::control::{self, QpAddress, Request, Response, PROTOCOL_VERSION};
+use rdma::shm::SharedRing;
+use rdma::RdmaError;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::handlers;
+use super::persist::JoinedSlots;
+use crate::broker::Broker;
+
+/// Reads the client's `Hello` and admits it (or answers the refusal and fails): its id, and
+/// its queue pair's address if it brought one (verbs).
+pub(super) async fn hello(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    broker: &Broker,
+) -> Result<(String, Option<QpAddress>), RdmaError> {
+    let frame = control::read_frame_async::<Request>(stream).await?;
+    let Request::Hello {
+        version,
+        client_id,
+        token,
+        qp,
+    } = frame.message
+    else {
+        return Err(RdmaError::Protocol(
+            "the first request must be Hello".into(),
+        ));
+    };
+    if let Err(reason) = admit(broker, version, token.as_deref()) {
+        let refusal = Response::Error {
+            message: reason.clone(),
+        };
+        control::write_frame_async_plain(stream, &refusal, &[]).await?;
+        return Err(RdmaError::Refused(reason));
+    }
+    Ok((client_id, qp))
+}
+
+/// The authentication hook: the protocol version, and the token if one is configured.
+fn admit(broker: &Broker, version: u32, token: Option<&str>) -> Result<(), String> {
+    if version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {version} is not served (this broker speaks {PROTOCOL_VERSION})"
+        ));
+    }
+    match (&broker.config.rdma_token, token) {
+        (None, _) => Ok(()),
+        (Some(expected), Some(given)) if expected == given => Ok(()),
+        (Some(_), _) => Err("authentication failed: wrong or missing token".into()),
+    }
+}
+
+/// Answers requests until the client closes the connection. `on_response` may complete a
+/// response with what only the provider knows (the memory windows of `Joined` on verbs); an
+/// error it returns is answered as the request's failure.
+pub(super) async fn answer_requests(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    broker: &Broker,
+    joined: &JoinedSlots,
+    ring: &SharedRing,
+    mut on_response: impl FnMut(&mut Response) -> Result<(), String>,
+) -> Result<(), RdmaError> {
+    loop {
+        let frame = match control::read_frame_async::<Request>(stream).await {
+            Ok(frame) => frame,
+            // The client went away.
+            Err(RdmaError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let (mut response, binary) = handlers::handle(broker, joined, ring, frame.message).await;
+        if let Err(message) = on_response(&mut response) {
+            response = Response::Error { message };
+        }
+        control::write_frame_async_plain(stream, &response, &binary).await?;
+    }
+}

@@ -1,0 +1,177 @@
+//! The verbs provider's side of the one-sided path: RDMA NICs (feature `verbs`).
+//!
+//! At start the broker opens the configured device and registers, once, the HotCache arena
+//! and its generation table (remote READ) and the offset table (no remote right: memory
+//! windows only). A client connects to `rdma_verbs_listen` over TCP and sends `Hello` with
+//! its queue pair's address; the broker creates a queue pair and a staging ring (registered
+//! WRITE + ATOMIC) for the session, connects the queue pair to the client's (RTR, RTS) and
+//! answers `Welcome` with its own address and every region's key. A `Join` binds one memory
+//! window per joined slot through the session's queue pair, so the NIC itself confines the
+//! client to those slots; the windows are revoked when the session ends. Requests are
+//! answered exactly as on shm.
+
+use std::sync::Arc;
+
+use rdma::control::{self, RegionRole, Response};
+use rdma::shm::SharedRing;
+use rdma::verbs::{Device, MemoryRegion, MemoryWindow, VerbsConfig};
+use rdma::{Access, RdmaError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::persist::JoinedSlots;
+use super::server::{next_session, regions};
+use super::session::{answer_requests, hello};
+use crate::broker::Broker;
+
+/// The device and the regions every verbs session shares.
+pub struct VerbsServer {
+    device: Arc<Device>,
+    cache: MemoryRegion,
+    generations: MemoryRegion,
+    offsets: MemoryRegion,
+}
+
+impl VerbsServer {
+    /// Opens the configured device and registers the shared regions; fails with
+    /// [`RdmaError::NoDevice`] on a machine without RDMA.
+    pub fn open(broker: &Broker) -> Result<Self, RdmaError> {
+        let config = VerbsConfig {
+            device: broker.config.rdma_verbs_device.clone(),
+            port: broker.config.rdma_verbs_port,
+            gid_index: broker.config.rdma_verbs_gid_index,
+            ..VerbsConfig::default()
+        };
+        let device = Device::open(&config)?;
+        if !device.atomics_are_global() {
+            tracing::warn!(
+                device = device.name(),
+                "this NIC's atomics are atomic among RDMA operations only (IBV_ATOMIC_HCA): a \
+                 TCP OffsetCommit racing a fetch-and-add on the same slot may overwrite it"
+            );
+        }
+        let cache = device.register_fd(
+            broker.cache.memfd(),
+            broker.cache.capacity(),
+            Access::READ,
+            false,
+        )?;
+        let generations = device.register_fd(
+            broker.cache.generations_memfd(),
+            broker.cache.block_count() * 8,
+            Access::READ,
+            false,
+        )?;
+        let table = broker.offsets.table().words();
+        let offsets = device.register_fd(table.memfd(), table.len() * 8, Access::empty(), true)?;
+        tracing::info!(device = device.name(), "RDMA regions registered");
+        Ok(VerbsServer {
+            device,
+            cache,
+            generations,
+            offsets,
+        })
+    }
+}
+
+/// Serves verbs sessions until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    server: Arc<VerbsServer>,
+    broker: Arc<Broker>,
+    joined: Arc<JoinedSlots>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "rdma verbs accept failed");
+                    continue;
+                }
+            },
+        };
+        let (server, broker, joined) = (server.clone(), broker.clone(), joined.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let id = next_session();
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                outcome = session(stream, id, &server, &broker, &joined) => match outcome {
+                    Ok(()) => tracing::debug!(session = id, "rdma verbs session closed"),
+                    Err(error) => tracing::info!(session = id, %error, "rdma verbs session ended"),
+                },
+            }
+        });
+    }
+}
+
+async fn session(
+    mut stream: TcpStream,
+    id: u64,
+    server: &VerbsServer,
+    broker: &Broker,
+    joined: &JoinedSlots,
+) -> Result<(), RdmaError> {
+    let _ = stream.set_nodelay(true);
+    let (client, remote) = hello(&mut stream, broker).await?;
+    let Some(remote) = remote else {
+        let message = "a verbs session needs the client's queue pair in Hello".to_string();
+        let refusal = Response::Error {
+            message: message.clone(),
+        };
+        control::write_frame_async_plain(&mut stream, &refusal, &[]).await?;
+        return Err(RdmaError::Refused(message));
+    };
+    let ring = SharedRing::new((broker.config.rdma_ring_kib as u64) << 10)?;
+    let ring_region = server.device.register_fd(
+        ring.fd(),
+        ring.region_len() as usize,
+        Access::WRITE | Access::ATOMIC,
+        false,
+    )?;
+    let mut qp = server.device.queue_pair()?;
+    qp.connect(&remote)?;
+    let mut named = regions(broker, &ring);
+    for entry in &mut named {
+        entry.key = match entry.role {
+            RegionRole::Cache => Some(server.cache.key()),
+            RegionRole::Generations => Some(server.generations.key()),
+            // Reached only through the windows of joined slots.
+            RegionRole::Offsets => None,
+            RegionRole::Ring => Some(ring_region.key()),
+        };
+    }
+    let welcome = Response::Welcome {
+        session: id,
+        regions: named,
+        ring_capacity: ring.capacity(),
+        qp: Some(qp.address()),
+    };
+    control::write_frame_async_plain(&mut stream, &welcome, &[]).await?;
+    tracing::info!(session = id, client = %client, "rdma verbs session opened");
+
+    // Dropped (revoked) when the session ends, before its queue pair.
+    let mut windows: Vec<MemoryWindow> = Vec::new();
+    answer_requests(&mut stream, broker, joined, &ring, |response| {
+        let Response::Joined { slots } = response else {
+            return Ok(());
+        };
+        for slot in slots.iter_mut() {
+            let window = qp
+                .bind_window(
+                    &server.offsets,
+                    slot.grant.start,
+                    slot.grant.len,
+                    Access::ATOMIC,
+                )
+                .map_err(|e| format!("cannot bind a window on the offset slot: {e}"))?;
+            slot.key = Some(window.key());
+            windows.push(window);
+        }
+        Ok(())
+    })
+    .await
+}
