@@ -1,4 +1,5 @@
-//! `one-sided`: the same broker over TCP and over its one-sided path (shm), in one run.
+//! `one-sided`: the same broker over TCP and over its one-sided path (shm, or verbs in a bench
+//! built with the `verbs` feature), in one run.
 //!
 //! - **Fetch throughput**: one partition preloaded with `--mib` MiB (hot), read from offset 0 to
 //!   its end by an rdkafka consumer (Fetch over TCP) and by the one-sided consumer (Locate +
@@ -14,6 +15,9 @@
 
 mod records;
 mod tailing;
+mod target;
+
+pub use target::OneSidedTarget;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,9 +38,9 @@ pub struct OneSidedArgs {
     /// Kafka bootstrap address of the Hotwire broker.
     #[arg(long, short = 'b')]
     pub bootstrap: String,
-    /// Its one-sided control socket (`--rdma-shm-socket`).
-    #[arg(long)]
-    pub rdma_socket: PathBuf,
+    /// Where its one-sided path is.
+    #[command(flatten)]
+    pub target: OneSidedTarget,
     /// Directory for one-sided.json.
     #[arg(long, short = 'o')]
     pub out: PathBuf,
@@ -60,6 +64,7 @@ pub struct OneSidedArgs {
 #[derive(Debug, Serialize)]
 struct Report {
     bootstrap: String,
+    provider: &'static str,
     bytes: u64,
     records: u64,
     tcp_fetch_mb_per_s: Vec<f64>,
@@ -81,11 +86,12 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
     admin.create_topics(std::slice::from_ref(&topic), 1, 1)?;
     let records = (args.mib << 20) / RECORD as u64;
     preload(&args.bootstrap, &topic, records)?;
-    let session = rdma::client::Session::connect(&args.rdma_socket, "hotwire-bench")
-        .map_err(|e| BenchError::Broker(format!("one-sided session: {e}")))?;
+    let session = args.target.connect("hotwire-bench")?;
+    let provider = args.target.provider();
 
     let mut report = Report {
         bootstrap: args.bootstrap.clone(),
+        provider,
         bytes: 0,
         records,
         tcp_fetch_mb_per_s: Vec::new(),
@@ -120,7 +126,7 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
     admin.create_topics(std::slice::from_ref(&tail_topic), 1, 1)?;
     let (tcp_tail, shm_tail) = tailing::run(
         &args.bootstrap,
-        &args.rdma_socket,
+        &args.target,
         &tail_topic,
         args.tail_rate,
         Duration::from_secs(args.tail_seconds),
@@ -144,14 +150,24 @@ pub fn run(args: &OneSidedArgs) -> Result<i32> {
     );
     println!("  TCP Fetch (rdkafka)       {tcp:8.1} MB/s");
     println!(
-        "  one-sided READ (shm)      {shm:8.1} MB/s   x{:.2}",
+        "  {:26}{shm:8.1} MB/s   x{:.2}",
+        format!("one-sided READ ({provider})"),
         shm / tcp.max(f64::MIN_POSITIVE)
     );
     for (name, p) in [
-        ("commit OffsetCommit (rdkafka)", &report.offset_commit),
-        ("commit FETCH_AND_ADD (shm)", &report.fetch_and_add_commit),
-        ("tailing e2e TCP (rdkafka)", &report.tailing_tcp),
-        ("tailing e2e one-sided (shm)", &report.tailing_one_sided),
+        (
+            "commit OffsetCommit (rdkafka)".to_string(),
+            &report.offset_commit,
+        ),
+        (
+            format!("commit FETCH_AND_ADD ({provider})"),
+            &report.fetch_and_add_commit,
+        ),
+        ("tailing e2e TCP (rdkafka)".to_string(), &report.tailing_tcp),
+        (
+            format!("tailing e2e one-sided ({provider})"),
+            &report.tailing_one_sided,
+        ),
     ] {
         if let Some(p) = p {
             println!(

@@ -1,6 +1,5 @@
 //! Tailing end-to-end latency over TCP and over the one-sided path, at once, on one partition.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,6 +9,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::{ClientConfig, Message};
 
+use super::OneSidedTarget;
 use super::{assign_from_start, records};
 use crate::error::{BenchError, Result};
 use crate::stats::{new_histogram, Percentiles};
@@ -34,7 +34,7 @@ fn record(histogram: &mut Histogram<u64>, value: &[u8]) {
 /// Produces `rate` records/s for `duration` while both consumers tail; their latencies.
 pub fn run(
     bootstrap: &str,
-    socket: &Path,
+    target: &OneSidedTarget,
     topic: &str,
     rate: u64,
     duration: Duration,
@@ -46,8 +46,8 @@ pub fn run(
         std::thread::spawn(move || tcp_tail(&bootstrap, &topic, total, &done))
     };
     let shm = {
-        let (socket, topic, done) = (socket.to_path_buf(), topic.to_string(), done.clone());
-        std::thread::spawn(move || one_sided_tail(&socket, &topic, total, &done))
+        let (target, topic, done) = (target.clone(), topic.to_string(), done.clone());
+        std::thread::spawn(move || one_sided_tail(&target, &topic, total, &done))
     };
     // Both consumers are at the (empty) end before the first record goes.
     std::thread::sleep(Duration::from_secs(2));
@@ -122,13 +122,12 @@ fn tcp_tail(bootstrap: &str, topic: &str, total: u64, done: &AtomicBool) -> Resu
 }
 
 fn one_sided_tail(
-    socket: &Path,
+    target: &OneSidedTarget,
     topic: &str,
     total: u64,
     done: &AtomicBool,
 ) -> Result<Histogram<u64>> {
-    let session = rdma::client::Session::connect(socket, "hotwire-bench-tail")
-        .map_err(|e| BenchError::Broker(format!("one-sided session: {e}")))?;
+    let session = target.connect("hotwire-bench-tail")?;
     let mut consumer = rdma::client::Consumer::new(&session, topic, 0, 0);
     let mut histogram = new_histogram();
     let mut seen = 0;
