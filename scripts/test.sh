@@ -8,7 +8,7 @@
 #   2. Garage, the S3-compatible store the `backends` test modules also run on, built from
 #      crates.io once per machine and cached outside the clone (scripts/install-garage.sh)
 #   3. cargo fmt --check   4. cargo clippy -D warnings (and the rdma crate's verbs provider,
-#      with its tests)   5. release build
+#      with its tests, and the broker built with it)   5. release build
 #   6. cargo test (Rust unit and integration tests)   7. pytest end-to-end tests against
 #      target/release/hotwire: all of them with Debian's clients (modules marked `backends`
 #      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
@@ -115,9 +115,11 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 
 # The verbs provider builds against libibverbs; its tests run work requests through a fake
 # verbs context and skip the device tests with a message when there is no RDMA device.
-step "rdma crate with the verbs provider (clippy, tests)"
+step "rdma crate with the verbs provider (clippy, tests; clippy of the broker and bench with it)"
 cargo clippy -p hotwire-rdma --features verbs --all-targets --release -- -D warnings
 cargo test -p hotwire-rdma --features verbs --release -- --nocapture
+cargo clippy -p hotwire-broker -p hotwire-bench --features hotwire-broker/verbs,hotwire-bench/verbs \
+    --all-targets --release -- -D warnings
 
 # Binaries and test programs in one build: `cargo build` alone would compile the dependencies
 # a second time with other features (dev-dependencies unify into the test build), and the
