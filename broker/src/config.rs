@@ -472,6 +472,13 @@ impl Config {
                     .into(),
             );
         }
+        if self.rdma_verbs_listen.is_some() && self.rdma_token.is_none() {
+            return invalid(
+                "rdma_verbs_listen",
+                "the verbs control channel is reachable over the network: set rdma_token too"
+                    .into(),
+            );
+        }
         if self.rdma_verbs_port == 0 {
             return invalid("rdma_verbs_port", "ports are numbered from 1".into());
         }
@@ -571,7 +578,8 @@ mod tests {
 
     #[test]
     fn the_verbs_path_needs_a_broker_built_with_it() {
-        let loaded = Config::load(args(&["--rdma-verbs-listen", "127.0.0.1:19093"]));
+        let listen = ["--rdma-verbs-listen", "127.0.0.1:19093"];
+        let loaded = Config::load(args(&[&listen[..], &["--rdma-token", "t"]].concat()));
         if cfg!(feature = "verbs") {
             assert_eq!(
                 loaded.unwrap().rdma_verbs_listen,
@@ -584,6 +592,10 @@ mod tests {
         }
         let err = Config::load(args(&["--rdma-verbs-port", "0"])).unwrap_err();
         assert!(err.to_string().contains("rdma_verbs_port"), "{err}");
+        if cfg!(feature = "verbs") {
+            let err = Config::load(args(&listen)).unwrap_err().to_string();
+            assert!(err.contains("rdma_token"), "{err}");
+        }
     }
 
     #[test]

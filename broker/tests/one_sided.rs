@@ -393,7 +393,7 @@ fn the_verbs_path_refuses_to_start_where_it_cannot_run() {
     let listen = common::free_port().to_string();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
         .args(["--listen", &listen, "--storage", &storage])
-        .args(["--rdma-verbs-listen", "127.0.0.1:0"])
+        .args(["--rdma-verbs-listen", "127.0.0.1:0", "--rdma-token", "t"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

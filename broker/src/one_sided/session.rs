@@ -54,13 +54,13 @@ fn admit(broker: &Broker, version: u32, token: Option<&str>) -> Result<(), Strin
 
 /// Answers requests until the client closes the connection. `on_response` may complete a
 /// response with what only the provider knows (the memory windows of `Joined` on verbs); an
-/// error it returns is answered as the request's failure.
+/// error it returns is answered as the request's failure and ends the session.
 pub(super) async fn answer_requests(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
     joined: &JoinedSlots,
     ring: &SharedRing,
-    mut on_response: impl FnMut(&mut Response) -> Result<(), String>,
+    mut on_response: impl FnMut(&mut Response) -> Result<(), RdmaError>,
 ) -> Result<(), RdmaError> {
     loop {
         let frame = match control::read_frame_async::<Request>(stream).await {
@@ -74,9 +74,15 @@ pub(super) async fn answer_requests(
             Err(error) => return Err(error),
         };
         let (mut response, binary) = handlers::handle(broker, joined, ring, frame.message).await;
-        if let Err(message) = on_response(&mut response) {
-            response = Response::Error { message };
+        let fatal = on_response(&mut response).err();
+        if let Some(error) = &fatal {
+            response = Response::Error {
+                message: error.to_string(),
+            };
         }
         control::write_frame_async_plain(stream, &response, &binary).await?;
+        if let Some(error) = fatal {
+            return Err(error);
+        }
     }
 }

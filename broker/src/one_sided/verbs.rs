@@ -6,10 +6,15 @@
 //! its queue pair's address; the broker creates a queue pair and a staging ring (registered
 //! WRITE + ATOMIC) for the session, connects the queue pair to the client's (RTR, RTS) and
 //! answers `Welcome` with its own address and every region's key. A `Join` binds one memory
-//! window per joined slot through the session's queue pair, so the NIC itself confines the
-//! client to those slots; the windows are revoked when the session ends. Requests are
-//! answered exactly as on shm.
+//! window per joined slot through the session's queue pair (once per slot, at most
+//! [`MAX_WINDOWS`] per session), so the NIC itself confines the client to those slots; the
+//! windows are revoked when the session ends. A bind that fails ends the session (the queue
+//! pair is in the error state then). Requests are answered exactly as on shm.
+//!
+//! The control channel is plain TCP: the broker refuses to serve it without `rdma_token`, and
+//! the token travels in clear, so it belongs on the fabric's trusted network.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rdma::control::{self, RegionRole, Response};
@@ -24,12 +29,15 @@ use super::server::{next_session, regions};
 use super::session::{answer_requests, hello};
 use crate::broker::Broker;
 
+/// Memory windows one session may hold (joined offset slots).
+pub const MAX_WINDOWS: usize = 4096;
+
 /// The device and the regions every verbs session shares.
 pub struct VerbsServer {
     device: Arc<Device>,
     cache: MemoryRegion,
     generations: MemoryRegion,
-    offsets: MemoryRegion,
+    offsets: Arc<MemoryRegion>,
 }
 
 impl VerbsServer {
@@ -43,6 +51,12 @@ impl VerbsServer {
             ..VerbsConfig::default()
         };
         let device = Device::open(&config)?;
+        if !device.supports_windows() {
+            return Err(RdmaError::NoDevice(format!(
+                "{} cannot bind type-2 memory windows, which per-slot offset grants need",
+                device.name()
+            )));
+        }
         if !device.atomics_are_global() {
             tracing::warn!(
                 device = device.name(),
@@ -63,7 +77,8 @@ impl VerbsServer {
             false,
         )?;
         let table = broker.offsets.table().words();
-        let offsets = device.register_fd(table.memfd(), table.len() * 8, Access::empty(), true)?;
+        let offsets =
+            Arc::new(device.register_fd(table.memfd(), table.len() * 8, Access::empty(), true)?);
         tracing::info!(device = device.name(), "RDMA regions registered");
         Ok(VerbsServer {
             device,
@@ -153,23 +168,28 @@ async fn session(
     control::write_frame_async_plain(&mut stream, &welcome, &[]).await?;
     tracing::info!(session = id, client = %client, "rdma verbs session opened");
 
-    // Dropped (revoked) when the session ends, before its queue pair.
-    let mut windows: Vec<MemoryWindow> = Vec::new();
+    // Dropped (revoked) when the session ends, before its queue pair; one per joined slot.
+    let mut windows: HashMap<u64, MemoryWindow> = HashMap::new();
     answer_requests(&mut stream, broker, joined, &ring, |response| {
         let Response::Joined { slots } = response else {
             return Ok(());
         };
         for slot in slots.iter_mut() {
-            let window = qp
-                .bind_window(
-                    &server.offsets,
-                    slot.grant.start,
-                    slot.grant.len,
-                    Access::ATOMIC,
-                )
-                .map_err(|e| format!("cannot bind a window on the offset slot: {e}"))?;
-            slot.key = Some(window.key());
-            windows.push(window);
+            let start = slot.grant.start;
+            if !windows.contains_key(&start) {
+                if windows.len() >= MAX_WINDOWS {
+                    return Err(RdmaError::Refused(format!(
+                        "a session may join at most {MAX_WINDOWS} offset slots"
+                    )));
+                }
+                // Posting and polling the bind takes microseconds on a NIC, but may wait up to
+                // the completion timeout: off the async workers.
+                let window = tokio::task::block_in_place(|| {
+                    qp.bind_window(&server.offsets, start, slot.grant.len, Access::ATOMIC)
+                })?;
+                windows.insert(start, window);
+            }
+            slot.key = windows.get(&start).map(MemoryWindow::key);
         }
         Ok(())
     })

@@ -70,7 +70,8 @@ pub struct QpAddress {
     pub psn: u32,
     /// Port LID (InfiniBand; 0 on RoCE).
     pub lid: u16,
-    /// Port GID at the chosen index (RoCE routes by it; all zeroes when unused).
+    /// Port GID at the chosen index (a global route header carries it; all zeroes: reach the
+    /// port by LID alone).
     pub gid: [u8; 16],
     /// Active path MTU of the port, in bytes (256..4096): the connection uses the smaller.
     pub mtu: u32,

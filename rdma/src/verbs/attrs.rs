@@ -53,8 +53,10 @@ pub(super) fn init(port: &LocalPort) -> (ibv_qp_attr, i32) {
     (attr, mask.0 as i32)
 }
 
-/// INIT → RTR: where the peer is (its QPN, first PSN, LID, and GID when it has one: RoCE and
-/// routed InfiniBand need the global route header), at the smaller of the two MTUs.
+/// INIT → RTR: where the peer is (its QPN, first PSN, LID, and its GID in a global route
+/// header, which RoCE and routed InfiniBand need and InfiniBand within a subnet accepts), at
+/// the smaller of the two MTUs. Only a peer that sent no GID (all zeroes) is reached by LID
+/// alone.
 pub(super) fn rtr(port: &LocalPort, remote: &QpAddress) -> (ibv_qp_attr, i32) {
     let mut attr = zeroed();
     attr.qp_state = ibv_qp_state::IBV_QPS_RTR;
@@ -202,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn rtr_on_an_infiniband_subnet_routes_by_lid_alone() {
+    fn rtr_to_a_peer_without_a_gid_routes_by_lid_alone() {
         let (attr, _) = rtr(&PORT, &peer([0; 16], 8192));
         assert_eq!(attr.ah_attr.is_global, 0);
         assert_eq!(attr.path_mtu, ibv_mtu::IBV_MTU_4096);

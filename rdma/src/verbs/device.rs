@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use rdma_sys::{
     ___ibv_query_port, ibv_alloc_pd, ibv_atomic_cap, ibv_close_device, ibv_context, ibv_dealloc_pd,
-    ibv_device, ibv_device_attr, ibv_free_device_list, ibv_get_device_list, ibv_get_device_name,
-    ibv_gid, ibv_open_device, ibv_pd, ibv_port_attr, ibv_port_state, ibv_query_device,
-    ibv_query_gid,
+    ibv_device, ibv_device_attr, ibv_device_cap_flags, ibv_free_device_list, ibv_get_device_list,
+    ibv_get_device_name, ibv_gid, ibv_open_device, ibv_pd, ibv_port_attr, ibv_port_state,
+    ibv_query_device, ibv_query_gid,
 };
 
 use super::attrs::{mtu_bytes, LocalPort};
@@ -50,6 +50,7 @@ pub struct Device {
     pub(super) lid: u16,
     pub(super) gid: [u8; 16],
     atomics_global: bool,
+    windows: bool,
 }
 
 // SAFETY: a verbs context and protection domain may be used from any thread (libibverbs
@@ -76,6 +77,7 @@ impl Device {
             lid: 0,
             gid: [0; 16],
             atomics_global: false,
+            windows: false,
         };
         device.query(config)?;
         // SAFETY: ctx is an open device context.
@@ -119,6 +121,8 @@ impl Device {
         // SAFETY: `raw` covers the whole union, written by ibv_query_gid.
         self.gid = unsafe { gid.raw };
         self.atomics_global = device.atomic_cap == ibv_atomic_cap::IBV_ATOMIC_GLOB;
+        let type_2b = ibv_device_cap_flags::IBV_DEVICE_MEM_WINDOW_TYPE_2B.0;
+        self.windows = device.device_cap_flags & type_2b != 0 && device.max_mw > 0;
         if device.atomic_cap == ibv_atomic_cap::IBV_ATOMIC_NONE {
             return Err(RdmaError::NoDevice(format!(
                 "{} supports no atomic operations: commits by fetch-and-add need them",
@@ -126,6 +130,11 @@ impl Device {
             )));
         }
         Ok(())
+    }
+
+    /// Whether type-2 memory windows can be bound (per-slot grants need them).
+    pub fn supports_windows(&self) -> bool {
+        self.windows
     }
 
     /// The device's name.

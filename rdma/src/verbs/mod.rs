@@ -47,12 +47,17 @@ struct Bounce {
     ptr: *mut u8,
     len: usize,
     lkey: u32,
+    /// Why the queue pair can no longer be used: a work request failed or never completed
+    /// (a NIC moves a reliable-connected queue pair to the error state on a failed request,
+    /// and a request that timed out may still write into the buffer).
+    broken: Option<String>,
 }
 
-/// What a connected endpoint owns (dropped after the endpoint stops using it).
+/// What a connected endpoint owns (dropped after the endpoint stops using it): the queue
+/// pair first, then the buffer registered for its work requests.
 struct Owned {
-    _bounce: MemoryRegion,
     _qp: QueuePair,
+    _bounce: MemoryRegion,
 }
 
 /// One-sided operations over one connected RC queue pair.
@@ -97,6 +102,7 @@ impl VerbsEndpoint {
                 ptr: bounce,
                 len: bounce_len,
                 lkey,
+                broken: None,
             }),
             grants: Grants::new(),
             remotes: RwLock::new(HashMap::new()),
@@ -119,8 +125,8 @@ impl VerbsEndpoint {
         let mut endpoint =
             unsafe { Self::from_raw(qp.qp, qp.cq, bounce.ptr(), bounce.len(), bounce.lkey()) };
         endpoint._owned = Some(Owned {
-            _bounce: bounce,
             _qp: qp,
+            _bounce: bounce,
         });
         Ok(endpoint)
     }
@@ -196,7 +202,12 @@ impl VerbsEndpoint {
         } = target;
         self.grants.check(region, offset, len as u64, need)?;
         let (remote_addr, rkey) = self.remote(region, offset, len as u64)?;
-        let bounce = self.bounce.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bounce = self.bounce.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &bounce.broken {
+            return Err(RdmaError::Protocol(format!(
+                "the queue pair is unusable after an earlier failure ({why}): open a new session"
+            )));
+        }
         if len > bounce.len {
             return Err(RdmaError::LocalLength(format!(
                 "{len} bytes exceed the {}-byte registered buffer",
@@ -217,9 +228,21 @@ impl VerbsEndpoint {
         };
         // SAFETY: qp and cq are valid and connected (from_raw); the request's local range is
         // registered and stays untouched until its completion is polled.
-        unsafe { wr::post_and_wait(self.qp, self.cq, &request)? };
+        if let Err(error) = unsafe { wr::post_and_wait(self.qp, self.cq, &request) } {
+            bounce.broken = Some(error.to_string());
+            return Err(error);
+        }
         after(local);
         Ok(())
+    }
+
+    /// The largest READ or WRITE one work request carries (the bounce buffer).
+    fn chunk(&self) -> usize {
+        self.bounce
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len
+            .max(1)
     }
 }
 
@@ -242,14 +265,43 @@ fn target(region: RegionId, offset: u64, len: usize, need: Access) -> Target {
 }
 
 impl OneSided for VerbsEndpoint {
+    /// Ranges larger than the bounce buffer go as several READs (a reader checks what it read
+    /// anyway: generation and CRC-32C).
     fn read(&self, region: RegionId, offset: u64, local: &mut [u8]) -> Result<(), RdmaError> {
-        let at = target(region, offset, local.len(), Access::READ);
-        self.run(at, wr::Op::Read, |_| {}, |b| local.copy_from_slice(b))
+        if local.is_empty() {
+            let at = target(region, offset, 0, Access::READ);
+            return self.run(at, wr::Op::Read, |_| {}, |_| {});
+        }
+        let chunk = self.chunk();
+        for (i, part) in local.chunks_mut(chunk).enumerate() {
+            let at = target(
+                region,
+                offset + (i * chunk) as u64,
+                part.len(),
+                Access::READ,
+            );
+            self.run(at, wr::Op::Read, |_| {}, |b| part.copy_from_slice(b))?;
+        }
+        Ok(())
     }
 
+    /// Ranges larger than the bounce buffer go as several WRITEs, in order.
     fn write(&self, region: RegionId, offset: u64, data: &[u8]) -> Result<(), RdmaError> {
-        let at = target(region, offset, data.len(), Access::WRITE);
-        self.run(at, wr::Op::Write, |b| b.copy_from_slice(data), |_| {})
+        if data.is_empty() {
+            let at = target(region, offset, 0, Access::WRITE);
+            return self.run(at, wr::Op::Write, |_| {}, |_| {});
+        }
+        let chunk = self.chunk();
+        for (i, part) in data.chunks(chunk).enumerate() {
+            let at = target(
+                region,
+                offset + (i * chunk) as u64,
+                part.len(),
+                Access::WRITE,
+            );
+            self.run(at, wr::Op::Write, |b| b.copy_from_slice(part), |_| {})?;
+        }
+        Ok(())
     }
 
     fn fetch_add(&self, region: RegionId, offset: u64, add: u64) -> Result<u64, RdmaError> {

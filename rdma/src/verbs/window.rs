@@ -7,6 +7,7 @@
 //! of the queue pair it was bound through, and is revoked when the session drops it.
 
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 
 use rdma_sys::{
     ibv_alloc_mw, ibv_cq, ibv_dealloc_mw, ibv_inc_rkey, ibv_mr, ibv_mw, ibv_mw_bind_info,
@@ -19,10 +20,13 @@ use super::qp::QueuePair;
 use super::wr::submit;
 use crate::{Access, RdmaError, RemoteKey};
 
-/// A bound memory window; dropping it revokes its key.
+/// A bound memory window; dropping it revokes its key. It keeps the region it was bound on
+/// (and so the device) alive, so it can never outlive them.
 pub struct MemoryWindow {
     mw: *mut ibv_mw,
     key: RemoteKey,
+    /// `None` only for windows bound by the tests on fake memory.
+    _region: Option<Arc<MemoryRegion>>,
 }
 
 // SAFETY: the window is only deallocated in Drop; its key is plain data.
@@ -49,7 +53,7 @@ impl QueuePair {
     /// pair's peer only.
     pub fn bind_window(
         &mut self,
-        region: &MemoryRegion,
+        region: &Arc<MemoryRegion>,
         offset: u64,
         len: u64,
         access: Access,
@@ -70,9 +74,11 @@ impl QueuePair {
             access,
         };
         // SAFETY: the queue pair is connected and ours alone (`&mut self`); pd and the
-        // registration outlive the call, and the window is dropped before the registration
-        // (the session owning both drops windows first).
-        unsafe { bind(self.qp, self.cq, self.device.pd, &target) }
+        // registration are alive, and the window keeps the registration (and with it the
+        // device) alive for as long as it exists.
+        let mut window = unsafe { bind(self.qp, self.cq, self.device.pd, &target)? };
+        window._region = Some(region.clone());
+        Ok(window)
     }
 }
 
@@ -110,10 +116,11 @@ pub(super) unsafe fn bind(
             // SAFETY: mw is live; a fresh rkey gets a new tag so stale keys never match.
             rkey: unsafe { ibv_inc_rkey((*mw).rkey) },
         },
+        _region: None,
     };
     // SAFETY: plain C data (integers, pointers, unions of those): zeroes are valid.
     let mut wr: ibv_send_wr = unsafe { MaybeUninit::zeroed().assume_init() };
-    wr.wr_id = target.addr;
+    wr.wr_id = super::wr::next_wr_id();
     wr.opcode = ibv_wr_opcode::IBV_WR_BIND_MW;
     wr.send_flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
     wr.bind_mw_tso_union.bind_mw = rdma_sys::bind_mw_t {

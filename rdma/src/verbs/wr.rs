@@ -1,6 +1,7 @@
 //! One work request: building it, posting it, waiting for its completion.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdma_sys::{
@@ -13,6 +14,13 @@ use crate::RdmaError;
 /// How long a completion may take before the operation is reported failed (a NIC retries a
 /// lost packet for far less).
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A process-wide unique id for each work request, so a late completion of an earlier one
+/// is never taken for the current one's.
+pub(super) fn next_wr_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The operation of a work request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +60,7 @@ pub(super) unsafe fn post_and_wait(
     // SAFETY: ibv_send_wr is a C struct of integers, pointers and unions of those: all zeroes
     // is a valid (empty) value, which is how C code initialises it too.
     let mut wr: ibv_send_wr = unsafe { MaybeUninit::zeroed().assume_init() };
-    wr.wr_id = request.remote_addr;
+    wr.wr_id = next_wr_id();
     wr.sg_list = &mut sge;
     wr.num_sge = 1;
     wr.send_flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
@@ -122,7 +130,8 @@ pub(super) unsafe fn submit(
         if n < 0 {
             return Err(RdmaError::Protocol(format!("ibv_poll_cq failed ({n})")));
         }
-        if n == 1 {
+        // A completion of an earlier request that timed out is not ours: skip it.
+        if n == 1 && wc.wr_id == wr.wr_id {
             return Ok(wc.status);
         }
         if Instant::now() > deadline {
