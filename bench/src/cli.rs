@@ -101,6 +101,11 @@ pub struct RunArgs {
     /// the limits beside the results.
     #[arg(long)]
     pub limits_dir: Option<PathBuf>,
+    /// The broker's Prometheus endpoint (e.g. http://127.0.0.1:9100/metrics), scraped at
+    /// phase boundaries for the hot-cache hit rate of tailing and catch-up reads (Hotwire's
+    /// per-client counters). With --spawn-broker it is set up automatically.
+    #[arg(long)]
+    pub broker_metrics: Option<String>,
 }
 
 #[derive(Debug, Args)]

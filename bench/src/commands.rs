@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::broker_metrics::MetricsEndpoint;
 use crate::cli::{Command, CompareArgs, LimitsArgs, RunArgs, WorkloadArgs};
 use crate::compare::{compare, render_ratios, CompareOptions, Side};
 use crate::error::{BenchError, Result};
@@ -36,6 +37,7 @@ fn run_options(args: &WorkloadArgs, bootstrap: String, label: String) -> Result<
         progress: !args.quiet && std::io::stdout().is_terminal(),
         keep_topics: args.keep_topics,
         limits: None,
+        broker_metrics: None,
     })
 }
 
@@ -66,6 +68,14 @@ fn run_command(args: &RunArgs) -> Result<i32> {
     };
     options.label = args.label.clone().unwrap_or_else(|| bootstrap.clone());
     options.bootstrap = bootstrap;
+    let metrics_url = args
+        .broker_metrics
+        .clone()
+        .or_else(|| spawned.as_ref().and_then(SpawnedBroker::metrics_url));
+    options.broker_metrics = metrics_url
+        .as_deref()
+        .map(MetricsEndpoint::parse)
+        .transpose()?;
     if let Some(dir) = &args.limits_dir {
         let limits = limits::probe(&quick_limits(dir))?;
         print!("{}", limits::render(&limits));

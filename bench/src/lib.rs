@@ -5,6 +5,7 @@
 //! are TOML files (`bench/workloads/`); a run prints a percentile table and writes a JSON
 //! result and SVG plots. See `docs/benchmarks.md`.
 
+pub mod broker_metrics;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -15,6 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SpawnedBroker {
     child: Child,
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     log: PathBuf,
     /// Holds the scratch directory (removed on drop) unless the user named one.
     _scratch: Option<tempfile::TempDir>,
@@ -51,9 +52,19 @@ impl SpawnedBroker {
             .try_clone()
             .map_err(BenchError::io("duplicating the broker log handle"))?;
         let addr = free_port()?;
+        // A metrics endpoint for the per-client fetch counters, unless the caller chose one.
+        let (metrics, metrics_flag) = match given_metrics_listen(args) {
+            Some(given) => (given, Vec::new()),
+            None => {
+                let metrics = free_port()?;
+                let flag = vec!["--metrics-listen".to_string(), metrics.to_string()];
+                (Some(metrics), flag)
+            }
+        };
         let child = Command::new(binary)
             .args(["--listen", &addr.to_string()])
             .args(["--storage", &format!("fs://{}", data.display())])
+            .args(&metrics_flag)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -63,6 +74,7 @@ impl SpawnedBroker {
         let mut broker = SpawnedBroker {
             child,
             addr,
+            metrics,
             log,
             _scratch: scratch,
         };
@@ -78,6 +90,11 @@ impl SpawnedBroker {
     /// The `host:port` to bootstrap from.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Its Prometheus endpoint (`--metrics-listen`), if known.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics.map(|addr| format!("http://{addr}/metrics"))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -129,4 +146,16 @@ fn free_port() -> Result<SocketAddr> {
     listener
         .local_addr()
         .map_err(BenchError::io("finding a free port"))
+}
+
+/// The address of a `--metrics-listen` among `args` (`Some(None)`: given, but unparsable).
+fn given_metrics_listen(args: &[String]) -> Option<Option<SocketAddr>> {
+    let at = args
+        .iter()
+        .position(|a| a == "--metrics-listen" || a.starts_with("--metrics-listen="))?;
+    let value = match args[at].split_once('=') {
+        Some((_, value)) => Some(value),
+        None => args.get(at + 1).map(String::as_str),
+    };
+    Some(value.and_then(|v| v.parse().ok()))
 }

@@ -44,9 +44,19 @@ fn tailing_e2e() {
 #[test]
 fn catch_up() {
     // A hot cache smaller than the (scaled) 12.8 MiB backlog, so catch-up reads go to storage.
-    let broker = Broker::start(&["--hot-cache-mib", "8", "--hot-block-kib", "1024"]);
+    let metrics = common::unique_port().to_string();
+    let broker = Broker::start(&[
+        "--hot-cache-mib",
+        "8",
+        "--hot-block-kib",
+        "1024",
+        "--metrics-listen",
+        &metrics,
+    ]);
     let out = tempfile::tempdir().unwrap();
-    let result = run_workload("catch-up", &broker, out.path(), SHORT);
+    let url = format!("http://{metrics}/metrics");
+    let extra = [SHORT, &["--broker-metrics", &url]].concat();
+    let result = run_workload("catch-up", &broker, out.path(), &extra);
     let phases = check_result(&result, "catch-up", &["baseline", "catch-up"]);
     assert!(result["prefill"]["records"].as_u64().unwrap() > 0);
     assert!(result["prefill"]["mb_per_s"].as_f64().unwrap() > 0.0);
@@ -62,6 +72,18 @@ fn catch_up() {
             >= result["prefill"]["records"].as_u64().unwrap()
     );
     assert!(catch_up.get("caught_up_after_s").is_some());
+    // The broker's per-client counters, scraped around each phase: the tailing consumer read
+    // in both phases, and the readers' start of the backlog came from storage.
+    assert!(phases[0]["broker_reads"]["tailing_hot_ratio"].is_f64());
+    assert!(phases[0]["broker_reads"]["catch_up_hot_ratio"].is_null());
+    let readers = &phases[1]["broker_reads"]["per_client"]["hotwire-bench-catch-up"];
+    assert!(readers["cold"].as_u64().unwrap() > 0, "{readers}");
+    assert!(
+        phases[1]["broker_reads"]["catch_up_hot_ratio"]
+            .as_f64()
+            .unwrap()
+            < 1.0
+    );
 }
 
 #[test]

@@ -171,6 +171,15 @@ fn isolated_cold_reads_return_exactly_what_was_produced() {
     // The early data came from storage, through the cold cache, and read-ahead ran ahead of the
     // reader: most chunks were prefetched and then read.
     assert!(m("hotwire_fetch_cold_reads_total") > 0.0);
+    // Every fetch came from the test's one client id, counted under it per tier.
+    for tier in ["hot", "cold"] {
+        assert_eq!(
+            m(&format!(
+                r#"hotwire_fetch_client_reads_total{{client_id="hotwire-test",tier="{tier}"}}"#
+            )),
+            m(&format!("hotwire_fetch_{tier}_reads_total"))
+        );
+    }
     assert!(m("hotwire_cold_misses_total") > 0.0);
     assert!(m("hotwire_cold_hits_total") > 0.0);
     assert!(m("hotwire_cold_read_ahead_bytes_total") > 0.0);

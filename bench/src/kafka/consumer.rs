@@ -109,19 +109,33 @@ impl ConsumerWorker {
         config: &ClientConfig,
         partitions: &[(String, i32)],
         shared: Arc<ConsumerShared>,
+        nice: i32,
     ) -> Result<ConsumerWorker> {
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(BenchError::kafka("creating a catch-up consumer"))?;
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            list.add_partition_offset(topic, *partition, Offset::Beginning)
-                .map_err(BenchError::kafka("building a catch-up assignment"))?;
-        }
-        consumer.assign(&list).map_err(BenchError::kafka(
-            "assigning partitions to a catch-up consumer",
-        ))?;
-        Self::start(format!("catch-up-{index}"), consumer, Role::CatchUp, shared)
+        let (config, partitions) = (config.clone(), partitions.to_vec());
+        let assigned = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&assigned);
+        let (ready, created) = std::sync::mpsc::channel();
+        // The client is created on the reader's own thread, after it lowered its priority:
+        // librdkafka's threads inherit the niceness of the thread that creates the client.
+        let thread = std::thread::Builder::new()
+            .name(format!("catch-up-{index}"))
+            .spawn(move || {
+                lower_priority(nice);
+                match assigned_from_start(&config, &partitions) {
+                    Ok(consumer) => {
+                        let _ = ready.send(Ok(()));
+                        consume_loop(&consumer, Role::CatchUp, &shared, &seen);
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                }
+            })
+            .map_err(BenchError::io("starting a consumer thread"))?;
+        created.recv().map_err(|_| {
+            BenchError::Worker("a catch-up thread ended before its client".into())
+        })??;
+        Ok(ConsumerWorker { thread, assigned })
     }
 
     fn start(
@@ -206,5 +220,36 @@ fn on_record(message: &BorrowedMessage<'_>, role: Role, shared: &ConsumerShared)
                 );
             }
         }
+    }
+}
+
+/// A consumer assigned `partitions` from their first offset.
+fn assigned_from_start(
+    config: &ClientConfig,
+    partitions: &[(String, i32)],
+) -> Result<BaseConsumer> {
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(BenchError::kafka("creating a catch-up consumer"))?;
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition_offset(topic, *partition, Offset::Beginning)
+            .map_err(BenchError::kafka("building a catch-up assignment"))?;
+    }
+    consumer.assign(&list).map_err(BenchError::kafka(
+        "assigning partitions to a catch-up consumer",
+    ))?;
+    Ok(consumer)
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: niceness is per thread, and threads
+/// it creates inherit it). 0 leaves it as it is.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::warn!("cannot lower the catch-up readers' priority to {nice}: {error}");
     }
 }

@@ -6,8 +6,8 @@ mod table;
 mod write;
 
 pub use result::{
-    CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult, RunResult,
-    StepVerdict, TimelinePoint, LATENCY_NOTE_FIXED, LATENCY_NOTE_MAX,
+    BrokerReads, CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult,
+    RunResult, StepVerdict, TimelinePoint, LATENCY_NOTE_FIXED, LATENCY_NOTE_MAX,
 };
 pub use table::{render_table, throughput_text};
 pub use write::write_run_outputs;

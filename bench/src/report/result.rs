@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::broker_metrics::FetchReads;
 use crate::kafka::prefill::PrefillResult;
 use crate::limits::LimitsResult;
 use crate::stats::Percentiles;
@@ -58,6 +59,21 @@ pub struct PhaseResult {
     pub end_to_end: Option<ConsumeResult>,
     /// Catch-up readers (the catch-up phase only).
     pub catch_up: Option<CatchUpResult>,
+    /// Where the broker answered the phase's fetches from, if it exposes per-client counters
+    /// (Hotwire's `--metrics-listen`; `--broker-metrics` or `--spawn-broker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_reads: Option<BrokerReads>,
+}
+
+/// The broker's hot and cold fetch reads during a phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerReads {
+    /// Hot reads over all reads of the tailing consumers (`null`: they fetched nothing).
+    pub tailing_hot_ratio: Option<f64>,
+    /// The same for the catch-up readers.
+    pub catch_up_hot_ratio: Option<f64>,
+    /// Fetched partitions per client id and tier.
+    pub per_client: FetchReads,
 }
 
 /// Producers during a phase. Counts are by the time of the event (acks within the phase);

@@ -99,6 +99,18 @@ fn phase_table(phases: &[PhaseResult]) -> String {
                 throughput_text(catch_up.records_per_s, catch_up.mb_per_s)
             );
         }
+        if let Some(reads) = &phase.broker_reads {
+            let percent =
+                |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+            let _ = writeln!(
+                out,
+                "{:<10} {:<12} tailing consumers {}, catch-up readers {} (broker's hot-cache hit rate of fetched partitions)",
+                phase.name,
+                "hot reads",
+                percent(reads.tailing_hot_ratio),
+                percent(reads.catch_up_hot_ratio)
+            );
+        }
     }
     out
 }
@@ -213,6 +225,7 @@ mod tests {
             },
             end_to_end: None,
             catch_up: None,
+            broker_reads: None,
         };
         let table = phase_table(&[phase]);
         let lines: Vec<&str> = table.lines().collect();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::sampler::Sampler;
+use crate::broker_metrics::{delta, FetchReads};
 use crate::clock::now_ns;
 use crate::control::Control;
 use crate::error::Result;
@@ -21,6 +22,8 @@ pub struct PhaseWindow {
     pub seconds: f64,
     /// Counter increments between the phase's start and end.
     pub delta: CounterSnapshot,
+    /// The broker's fetch reads per client id and tier during the phase, where it exposes them.
+    pub fetch_reads: Option<FetchReads>,
 }
 
 /// The phases that ran and, for a max-throughput run, the verdicts.
@@ -42,12 +45,14 @@ pub fn drive(
     sampler: &mut Sampler<'_>,
     max: Option<&MaxThroughputSpec>,
     mut start_catch_up: impl FnMut(u64) -> Result<()>,
+    mut scrape: impl FnMut() -> Option<FetchReads>,
 ) -> Result<DriveOutcome> {
     let mut outcome = DriveOutcome::default();
     for (index, phase) in phases.iter().enumerate() {
         if phase.kind == PhaseKind::CatchUp {
             start_catch_up(now_ns())?;
         }
+        let reads_before = scrape();
         let before = metrics.counters.snapshot();
         let start = now_ns();
         control.set_phase(index);
@@ -72,6 +77,7 @@ pub fn drive(
             start_ns: start,
             seconds: (now_ns() - start) as f64 / 1e9,
             delta: metrics.counters.snapshot() - before,
+            fetch_reads: reads_before.zip(scrape()).map(|(b, a)| delta(&b, &a)),
         };
         if let (PhaseKind::Step, Some(max)) = (phase.kind, max) {
             let verdict = judge(phase, &window, sampler.window_p99_ms(), max);
@@ -156,6 +162,7 @@ mod tests {
                 produce_errors: errors,
                 ..CounterSnapshot::default()
             },
+            fetch_reads: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod workers;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::broker_metrics::{FetchReads, MetricsEndpoint};
 use crate::control::Control;
 use crate::error::Result;
 use crate::kafka::admin::Admin;
@@ -29,6 +30,11 @@ use results::{max_throughput_result, phase_results, warnings, CatchUpInfo};
 use sampler::Sampler;
 use workers::Workers;
 
+/// Client id prefix of the tailing consumers (`-0`, `-1`, ... follow).
+pub const TAILING_CLIENT_PREFIX: &str = "hotwire-bench-consumer-";
+/// Client id of the catch-up readers.
+pub const CATCH_UP_CLIENT: &str = "hotwire-bench-catch-up";
+
 /// What to run, where.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -44,6 +50,9 @@ pub struct RunOptions {
     pub keep_topics: bool,
     /// A limits probe to store beside the results.
     pub limits: Option<LimitsResult>,
+    /// The broker's Prometheus endpoint, scraped at phase boundaries for per-client hot/cold
+    /// fetch counts (Hotwire's; other brokers: none).
+    pub broker_metrics: Option<MetricsEndpoint>,
 }
 
 /// Runs the workload once and returns what it measured.
@@ -242,6 +251,7 @@ impl RunContext<'_> {
             &mut sampler,
             max,
             |_| self.start_catch_up(workers, &mut catch_up),
+            || self.scrape_broker(),
         )?;
         catch_up.caught_up_ns = self.shared.caught_up_ns.load(Ordering::Relaxed);
         Ok(Driven {
@@ -260,7 +270,7 @@ impl RunContext<'_> {
             commit_end_offsets(&config, &self.targets.all_partitions())?;
         }
         for i in 0..w.consumers.count {
-            let client_id = format!("hotwire-bench-consumer-{i}");
+            let client_id = format!("{TAILING_CLIENT_PREFIX}{i}");
             let config = config::tailing_consumer(self.bootstrap(), w, &self.group, &client_id);
             let shared = Arc::clone(&self.shared);
             let consumer = ConsumerWorker::spawn_tailing(i, &config, self.topics, shared)?;
@@ -289,6 +299,15 @@ impl RunContext<'_> {
         Ok(())
     }
 
+    /// The broker's per-client fetch reads now, if it was given an endpoint that answers.
+    fn scrape_broker(&self) -> Option<FetchReads> {
+        let endpoint = self.options.broker_metrics.as_ref()?;
+        endpoint
+            .fetch_reads()
+            .map_err(|e| tracing::warn!("broker metrics: {e}"))
+            .ok()
+    }
+
     /// At the start of the catch-up phase: notes how many records exist (the readers have
     /// caught up once they have read that many) and starts the readers.
     fn start_catch_up(&self, workers: &mut Workers, catch_up: &mut CatchUpInfo) -> Result<()> {
@@ -300,8 +319,14 @@ impl RunContext<'_> {
             .store(catch_up.target_records, Ordering::Relaxed);
         catch_up.consumers = w.catch_up.as_ref().map_or(0, |c| c.consumers);
         let group = format!("{}-catch-up", self.group);
-        let config =
-            config::catch_up_consumer(self.bootstrap(), w, &group, "hotwire-bench-catch-up");
-        workers.spawn_catch_up(catch_up.consumers, &config, &self.targets, &self.shared)
+        let config = config::catch_up_consumer(self.bootstrap(), w, &group, CATCH_UP_CLIENT);
+        let nice = w.catch_up.as_ref().map_or(0, |c| c.nice);
+        workers.spawn_catch_up(
+            catch_up.consumers,
+            &config,
+            &self.targets,
+            &self.shared,
+            nice,
+        )
     }
 }

@@ -2,8 +2,11 @@
 //! suspect.
 
 use super::driver::{DriveOutcome, PhaseWindow};
+use super::{CATCH_UP_CLIENT, TAILING_CLIENT_PREFIX};
+use crate::broker_metrics::hot_ratio;
 use crate::report::{
-    CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult, StepVerdict,
+    BrokerReads, CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult,
+    StepVerdict,
 };
 use crate::stats::{CounterSnapshot, Metrics, Percentiles};
 use crate::workload::{PhaseKind, PhaseSpec, Workload};
@@ -84,6 +87,11 @@ fn phase_result(
         },
         end_to_end,
         catch_up,
+        broker_reads: window.fetch_reads.as_ref().map(|reads| BrokerReads {
+            tailing_hot_ratio: hot_ratio(reads, TAILING_CLIENT_PREFIX),
+            catch_up_hot_ratio: hot_ratio(reads, CATCH_UP_CLIENT),
+            per_client: reads.clone(),
+        }),
     }
 }
 

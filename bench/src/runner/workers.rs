@@ -59,6 +59,7 @@ impl Workers {
         config: &ClientConfig,
         targets: &Targets,
         shared: &Arc<ConsumerShared>,
+        nice: i32,
     ) -> Result<()> {
         let all = targets.all_partitions();
         for i in 0..count {
@@ -74,6 +75,7 @@ impl Workers {
                     config,
                     &mine,
                     Arc::clone(shared),
+                    nice,
                 )?);
             }
         }

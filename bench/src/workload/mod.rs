@@ -128,6 +128,10 @@ pub struct BacklogSpec {
 #[serde(deny_unknown_fields)]
 pub struct CatchUpSpec {
     pub consumers: u32,
+    /// Scheduling niceness (0-19) of the readers' threads, librdkafka's included: 19 stands in
+    /// for readers on other machines, whose client CPU does not compete with the producers.
+    #[serde(default)]
+    pub nice: i32,
 }
 
 /// The rate steps of a max-throughput search.

@@ -149,6 +149,12 @@ fn shapes_that_contradict_themselves_are_refused() {
     );
     assert!(problems(&catch_up_at_max)[0].contains("fixed producers.rate"));
 
+    let too_nice =
+        format!("{MINIMAL}\n[backlog]\nsize = \"1MiB\"\n[catch_up]\nconsumers = 1\nnice = 20\n");
+    assert!(problems(&too_nice)
+        .iter()
+        .any(|p| p.contains("catch_up.nice")));
+
     let reserved = MINIMAL.replace(
         "rate = 1000",
         "rate = 1000\n[producers.extra]\n\"bootstrap.servers\" = \"x:1\"",

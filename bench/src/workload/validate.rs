@@ -125,6 +125,10 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
             format!("catch_up.consumers must be between 1 and {MAX_CLIENTS}"),
         );
         problems.check(
+            (0..=19).contains(&cu.nice),
+            "catch_up.nice must be between 0 and 19".into(),
+        );
+        problems.check(
             w.backlog.size.0 >= w.records.size.0,
             "a catch-up workload needs backlog.size of at least one record".into(),
         );

@@ -44,7 +44,7 @@ pub fn hotwire_bin() -> PathBuf {
 /// A Hotwire process on a free loopback port and its own storage, killed on drop.
 /// A free loopback port no other test of this process was given (tests run in parallel, and a
 /// port is only free until some broker binds it).
-fn unique_port() -> SocketAddr {
+pub fn unique_port() -> SocketAddr {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let addr = TcpListener::bind("127.0.0.1:0")

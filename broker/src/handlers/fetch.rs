@@ -16,12 +16,19 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::log::partition::Partition;
+use crate::metrics::ClientReads;
 
 /// Longest long-poll wait honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Answers a fetch, waiting up to `max_wait_ms` for `min_bytes` to be available.
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    client_id: &str,
+) -> FetchResponse {
+    let reads = broker.events.fetch_reads.client(client_id);
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
@@ -33,7 +40,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     loop {
         // Subscribe before reading so an advance between the read and the wait is not missed.
         let mut watches = Vec::new();
-        let (response, bytes, errors) = collect(broker, &request, max_bytes, &mut watches).await;
+        let (response, bytes, errors) =
+            collect(broker, &reads, &request, max_bytes, &mut watches).await;
         if bytes >= min_bytes || errors || Instant::now() >= deadline || watches.is_empty() {
             return response;
         }
@@ -41,7 +49,9 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         let advanced = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, advanced).await.is_err() {
             let mut none = Vec::new();
-            return collect(broker, &request, max_bytes, &mut none).await.0;
+            return collect(broker, &reads, &request, max_bytes, &mut none)
+                .await
+                .0;
         }
     }
 }
@@ -50,6 +60,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
 /// whether any partition had an error (answered at once, as Kafka does).
 async fn collect(
     broker: &Broker,
+    reads: &ClientReads,
     request: &FetchRequest,
     max_bytes: usize,
     watches: &mut Vec<watch::Receiver<i64>>,
@@ -70,7 +81,7 @@ async fn collect(
                 }
                 Some(partition) => {
                     watches.push(partition.subscribe());
-                    let data = read_partition(broker, partition, fetch, remaining).await;
+                    let data = read_partition(broker, reads, partition, fetch, remaining).await;
                     let len = data.records.as_ref().map_or(0, Bytes::len);
                     errors |= data.error_code != 0;
                     total += len;
@@ -95,6 +106,7 @@ async fn collect(
 
 async fn read_partition(
     broker: &Broker,
+    reads: &ClientReads,
     partition: &Arc<Partition>,
     fetch: &FetchPartition,
     budget: usize,
@@ -120,12 +132,12 @@ async fn read_partition(
     }
     match partition.read_hot(&broker.cache, offset, limit) {
         ReadOutcome::Hit(slices) => {
-            broker.events.fetch_hot.inc();
+            reads.hot();
             data.records = Some(join(slices));
         }
         ReadOutcome::Miss => match partition.stored_chunk(offset) {
             Some(chunk) => {
-                broker.events.fetch_cold.inc();
+                reads.cold();
                 match broker.cold.read(partition, chunk, offset, limit).await {
                     Ok(bytes) => data.records = Some(bytes),
                     Err(error) => {

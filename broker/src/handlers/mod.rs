@@ -85,8 +85,9 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
             }))
         }
         RequestKind::Fetch(r) => InFlight::Running(tokio::spawn(async move {
+            let client_id = client_id.as_deref().unwrap_or_default();
             reply(ResponseKind::Fetch(
-                fetch::handle(&broker, r, version).await,
+                fetch::handle(&broker, r, version, client_id).await,
             ))
         })),
         RequestKind::ListOffsets(r) => InFlight::Running(tokio::spawn(async move {

@@ -5,6 +5,7 @@
 //! they happen; state that a component already counts (the caches, the flush pipeline) is read
 //! at scrape time by [`state::StateCollector`], so nothing is counted twice.
 
+mod fetch_reads;
 mod http;
 mod state;
 
@@ -16,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+pub use fetch_reads::{ClientReads, FetchReads};
 pub use http::serve;
 pub use state::StateCollector;
 
@@ -35,10 +37,8 @@ pub struct Events {
     pub flush_seconds: Histogram,
     /// Bytes per flush object.
     pub flush_bytes: Histogram,
-    /// Fetched partitions answered from the hot cache.
-    pub fetch_hot: Counter,
-    /// Fetched partitions answered from storage (through the cold cache).
-    pub fetch_cold: Counter,
+    /// Fetched partitions per tier, in all and per client id.
+    pub fetch_reads: FetchReads,
     /// Appends that had to wait for hot-cache space.
     pub backpressure_waits: Counter,
     /// Appends refused after waiting for hot-cache space.
@@ -69,8 +69,7 @@ impl Default for Events {
             flush_seconds: Histogram::new(exponential_buckets(0.000_05, 1.25, 64)),
             // 1 KiB to 1 GiB.
             flush_bytes: Histogram::new(exponential_buckets(1024.0, 2.0, 21)),
-            fetch_hot: Counter::default(),
-            fetch_cold: Counter::default(),
+            fetch_reads: FetchReads::default(),
             backpressure_waits: Counter::default(),
             backpressure_timeouts: Counter::default(),
             flush_failures: Counter::default(),
@@ -117,12 +116,17 @@ impl Metrics {
         registry.register(
             "fetch_hot_reads",
             "Fetched partitions answered from the hot cache",
-            e.fetch_hot,
+            e.fetch_reads.hot.clone(),
         );
         registry.register(
             "fetch_cold_reads",
             "Fetched partitions answered from storage through the cold cache",
-            e.fetch_cold,
+            e.fetch_reads.cold.clone(),
+        );
+        registry.register(
+            "fetch_client_reads",
+            "Fetched partitions per Kafka client.id and tier (hot or cold); at most 64 client ids, the rest as \"other\"",
+            e.fetch_reads.per_client.clone(),
         );
         registry.register(
             "backpressure_waits",

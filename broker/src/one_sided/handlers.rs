@@ -19,6 +19,8 @@ use crate::offsets::SlotKey;
 /// Fetch and Produce versions used internally (name-addressed, current record format).
 const FETCH_VERSION: i16 = 12;
 const PRODUCE_VERSION: i16 = 9;
+/// The client id that copies over the control channel count under in the fetch metrics.
+const ONE_SIDED_CLIENT: &str = "hotwire-one-sided";
 /// How long an acks=all produce over the ring may wait for durability.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
@@ -128,7 +130,7 @@ async fn copy(
                 .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(max_bytes as i32)])]);
-    let response = fetch::handle(broker, request, FETCH_VERSION).await;
+    let response = fetch::handle(broker, request, FETCH_VERSION, ONE_SIDED_CLIENT).await;
     let Some(data) = response
         .responses
         .first()
