@@ -49,6 +49,9 @@ pub struct WorkloadArgs {
     /// Replace max_throughput.max_steps.
     #[arg(long)]
     pub max_steps: Option<u32>,
+    /// Replace catch_up.nice (0: the catch-up readers compete for CPU like the producers).
+    #[arg(long)]
+    pub catch_up_nice: Option<i32>,
     /// Leave the run's topics on the broker.
     #[arg(long)]
     pub keep_topics: bool,
@@ -65,6 +68,7 @@ impl WorkloadArgs {
             warmup: self.warmup,
             scale: self.scale,
             max_steps: self.max_steps,
+            catch_up_nice: self.catch_up_nice,
         }
     }
 }

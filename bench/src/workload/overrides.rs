@@ -16,6 +16,8 @@ pub struct Overrides {
     pub scale: Option<f64>,
     /// Replaces `max_throughput.max_steps`.
     pub max_steps: Option<u32>,
+    /// Replaces `catch_up.nice`.
+    pub catch_up_nice: Option<i32>,
 }
 
 impl Overrides {
@@ -41,6 +43,9 @@ impl Overrides {
         }
         if let (Some(steps), Some(max)) = (self.max_steps, &mut workload.max_throughput) {
             max.max_steps = steps;
+        }
+        if let (Some(nice), Some(catch_up)) = (self.catch_up_nice, &mut workload.catch_up) {
+            catch_up.nice = nice;
         }
     }
 

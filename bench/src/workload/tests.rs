@@ -175,9 +175,11 @@ fn overrides_replace_durations_and_scale_rates_and_backlog() {
         warmup: Some(Duration::from_secs(1)),
         scale: Some(0.5),
         max_steps: Some(3),
+        catch_up_nice: Some(19),
     };
     overrides.apply(&mut w);
     validate(&w).unwrap();
+    assert_eq!(w.catch_up.as_ref().unwrap().nice, 19);
     assert_eq!(w.run.duration.0, Duration::from_secs(2));
     assert_eq!(w.run.warmup.0, Duration::from_secs(1));
     assert_eq!(w.producers.rate, Some(crate::units::Rate::Fixed(500.0)));
