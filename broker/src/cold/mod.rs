@@ -30,6 +30,9 @@ const MAX_READ_AHEAD_CHUNKS: usize = 16;
 
 /// A reader's read-ahead window is at most this fraction of the cold cache.
 const READERS_PER_BUDGET: u64 = 8;
+/// All readers' windows together take at most this fraction of the cold cache: half of its
+/// probation queue (itself half the cache), the rest left for ranges loaded on demand.
+const READ_AHEAD_SHARE: u64 = 4;
 
 /// Cold-cache key: a stored chunk, by object and position.
 type ChunkKey = (ObjectId, u64);
@@ -72,6 +75,7 @@ impl ColdReader {
             read_ahead: ReadAhead::new(ReadAheadConfig {
                 initial_bytes: (1 << 20u64).min(read_ahead_max),
                 max_bytes: read_ahead_max,
+                total_bytes: (mib(config.cold_cache_mib) / READ_AHEAD_SHARE).max(1),
                 ..ReadAheadConfig::default()
             }),
             in_flight: Semaphore::new(in_flight_kib as usize),

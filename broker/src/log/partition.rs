@@ -249,7 +249,9 @@ impl Partition {
     }
 
     /// The stored chunks after the one ending at `last_offset`, in offset order, as many as fit
-    /// in `max_bytes` (at least one, if any follow and `max_bytes` is not 0): what to read ahead.
+    /// in `max_bytes` together: what to read ahead. None when the next chunk alone is larger (a
+    /// reader whose share of the cold cache is smaller than a chunk does not read ahead: what
+    /// it loaded would be evicted before it got there).
     pub fn stored_chunks_after(&self, last_offset: i64, max_bytes: u64) -> Vec<ChunkLocation> {
         let state = self.state.lock();
         let at = state
@@ -258,7 +260,7 @@ impl Partition {
         let mut total = 0u64;
         let mut next = Vec::new();
         for chunk in state.stored.iter().skip(at) {
-            if max_bytes == 0 || (!next.is_empty() && total + chunk.len > max_bytes) {
+            if total + chunk.len > max_bytes {
                 break;
             }
             total += chunk.len;
