@@ -26,6 +26,24 @@ pub struct TierCounts {
 /// Per client id.
 pub type FetchReads = BTreeMap<String, TierCounts>;
 
+/// The broker's cold read-ahead counters (Hotwire's `hotwire_cold_read_ahead_*`), in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ReadAheadBytes {
+    /// Loaded ahead of the readers.
+    pub loaded: u64,
+    /// Of those, read before eviction.
+    pub used: u64,
+    /// Of those, evicted unread.
+    pub wasted: u64,
+}
+
+/// One scrape: per-client fetch tiers, and read-ahead where exposed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BrokerSample {
+    pub reads: FetchReads,
+    pub read_ahead: Option<ReadAheadBytes>,
+}
+
 /// Where the broker's metrics are.
 #[derive(Clone, Debug)]
 pub struct MetricsEndpoint {
@@ -53,10 +71,13 @@ impl MetricsEndpoint {
         })
     }
 
-    /// One scrape of the per-client fetch counters.
-    pub fn fetch_reads(&self) -> Result<FetchReads> {
+    /// One scrape of the per-client fetch counters and the read-ahead counters.
+    pub fn sample(&self) -> Result<BrokerSample> {
         let text = self.get()?;
-        Ok(parse_fetch_reads(&text))
+        Ok(BrokerSample {
+            reads: parse_fetch_reads(&text),
+            read_ahead: parse_read_ahead(&text),
+        })
     }
 
     fn get(&self) -> Result<String> {
@@ -112,6 +133,21 @@ pub fn parse_fetch_reads(text: &str) -> FetchReads {
     reads
 }
 
+/// The read-ahead counters in a Prometheus text exposition, if all three are there.
+pub fn parse_read_ahead(text: &str) -> Option<ReadAheadBytes> {
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    Some(ReadAheadBytes {
+        loaded: value("hotwire_cold_read_ahead_bytes_total")?,
+        used: value("hotwire_cold_read_ahead_used_bytes_total")?,
+        wasted: value("hotwire_cold_read_ahead_wasted_bytes_total")?,
+    })
+}
+
 /// The value of `name="..."` in a label list (client ids with quotes or commas are escaped by
 /// the exposition format; such ids are not used by the bench).
 fn label(labels: &str, name: &str) -> Option<String> {
@@ -120,7 +156,23 @@ fn label(labels: &str, name: &str) -> Option<String> {
     Some(labels[start..start + len].to_string())
 }
 
-/// What happened between two scrapes.
+/// What happened between two samples.
+pub fn sample_delta(before: &BrokerSample, after: &BrokerSample) -> BrokerSample {
+    let read_ahead = before
+        .read_ahead
+        .zip(after.read_ahead)
+        .map(|(b, a)| ReadAheadBytes {
+            loaded: a.loaded.saturating_sub(b.loaded),
+            used: a.used.saturating_sub(b.used),
+            wasted: a.wasted.saturating_sub(b.wasted),
+        });
+    BrokerSample {
+        reads: delta(&before.reads, &after.reads),
+        read_ahead,
+    }
+}
+
+/// What happened between two scrapes of the per-client counts.
 pub fn delta(before: &FetchReads, after: &FetchReads) -> FetchReads {
     after
         .iter()
@@ -158,6 +210,9 @@ hotwire_fetch_client_reads_total{client_id=\"hotwire-bench-consumer-0\",tier=\"h
 hotwire_fetch_client_reads_total{client_id=\"hotwire-bench-consumer-0\",tier=\"cold\"} 10
 hotwire_fetch_client_reads_total{client_id=\"hotwire-bench-catch-up\",tier=\"cold\"} 400
 hotwire_fetch_hot_reads_total 990
+hotwire_cold_read_ahead_bytes_total 3000
+hotwire_cold_read_ahead_used_bytes_total 2000
+hotwire_cold_read_ahead_wasted_bytes_total 500
 ";
 
     #[test]
@@ -181,6 +236,16 @@ hotwire_fetch_hot_reads_total 990
         assert_eq!(hot_ratio(&phase, "hotwire-bench-consumer-"), Some(1.0));
         assert_eq!(hot_ratio(&phase, "hotwire-bench-catch-up"), Some(0.0));
         assert_eq!(hot_ratio(&phase, "nobody"), None);
+        let read_ahead = parse_read_ahead(SCRAPE).unwrap();
+        assert_eq!(
+            read_ahead,
+            ReadAheadBytes {
+                loaded: 3000,
+                used: 2000,
+                wasted: 500
+            }
+        );
+        assert_eq!(parse_read_ahead("hotwire_fetch_hot_reads_total 1\n"), None);
     }
 
     #[test]

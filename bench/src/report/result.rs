@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::broker_metrics::FetchReads;
+use crate::broker_metrics::{FetchReads, ReadAheadBytes};
 use crate::kafka::prefill::PrefillResult;
 use crate::limits::LimitsResult;
 use crate::stats::Percentiles;
@@ -74,6 +74,8 @@ pub struct BrokerReads {
     pub catch_up_hot_ratio: Option<f64>,
     /// Fetched partitions per client id and tier.
     pub per_client: FetchReads,
+    /// The broker's cold read-ahead during the phase: loaded, used, wasted bytes.
+    pub read_ahead: Option<ReadAheadBytes>,
 }
 
 /// Producers during a phase. Counts are by the time of the event (acks within the phase);

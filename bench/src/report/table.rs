@@ -110,6 +110,17 @@ fn phase_table(phases: &[PhaseResult]) -> String {
                 percent(reads.tailing_hot_ratio),
                 percent(reads.catch_up_hot_ratio)
             );
+            if let Some(ahead) = reads.read_ahead.filter(|a| a.loaded > 0) {
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<12} {:.1} MB loaded ahead, {:.1} MB used, {:.1} MB evicted unread",
+                    phase.name,
+                    "read-ahead",
+                    ahead.loaded as f64 / 1e6,
+                    ahead.used as f64 / 1e6,
+                    ahead.wasted as f64 / 1e6
+                );
+            }
         }
     }
     out

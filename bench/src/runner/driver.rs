@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::sampler::Sampler;
-use crate::broker_metrics::{delta, FetchReads};
+use crate::broker_metrics::{sample_delta, BrokerSample};
 use crate::clock::now_ns;
 use crate::control::Control;
 use crate::error::Result;
@@ -22,8 +22,9 @@ pub struct PhaseWindow {
     pub seconds: f64,
     /// Counter increments between the phase's start and end.
     pub delta: CounterSnapshot,
-    /// The broker's fetch reads per client id and tier during the phase, where it exposes them.
-    pub fetch_reads: Option<FetchReads>,
+    /// The broker's fetch reads per client id and tier (and its read-ahead) during the phase,
+    /// where it exposes them.
+    pub broker: Option<BrokerSample>,
 }
 
 /// The phases that ran and, for a max-throughput run, the verdicts.
@@ -45,7 +46,7 @@ pub fn drive(
     sampler: &mut Sampler<'_>,
     max: Option<&MaxThroughputSpec>,
     mut start_catch_up: impl FnMut(u64) -> Result<()>,
-    mut scrape: impl FnMut() -> Option<FetchReads>,
+    mut scrape: impl FnMut() -> Option<BrokerSample>,
 ) -> Result<DriveOutcome> {
     let mut outcome = DriveOutcome::default();
     for (index, phase) in phases.iter().enumerate() {
@@ -77,7 +78,9 @@ pub fn drive(
             start_ns: start,
             seconds: (now_ns() - start) as f64 / 1e9,
             delta: metrics.counters.snapshot() - before,
-            fetch_reads: reads_before.zip(scrape()).map(|(b, a)| delta(&b, &a)),
+            broker: reads_before
+                .zip(scrape())
+                .map(|(b, a)| sample_delta(&b, &a)),
         };
         if let (PhaseKind::Step, Some(max)) = (phase.kind, max) {
             let verdict = judge(phase, &window, sampler.window_p99_ms(), max);
@@ -162,7 +165,7 @@ mod tests {
                 produce_errors: errors,
                 ..CounterSnapshot::default()
             },
-            fetch_reads: None,
+            broker: None,
         }
     }
 

@@ -9,7 +9,7 @@ mod workers;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::broker_metrics::{FetchReads, MetricsEndpoint};
+use crate::broker_metrics::{BrokerSample, MetricsEndpoint};
 use crate::control::Control;
 use crate::error::Result;
 use crate::kafka::admin::Admin;
@@ -300,10 +300,10 @@ impl RunContext<'_> {
     }
 
     /// The broker's per-client fetch reads now, if it was given an endpoint that answers.
-    fn scrape_broker(&self) -> Option<FetchReads> {
+    fn scrape_broker(&self) -> Option<BrokerSample> {
         let endpoint = self.options.broker_metrics.as_ref()?;
         endpoint
-            .fetch_reads()
+            .sample()
             .map_err(|e| tracing::warn!("broker metrics: {e}"))
             .ok()
     }

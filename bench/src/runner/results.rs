@@ -87,10 +87,11 @@ fn phase_result(
         },
         end_to_end,
         catch_up,
-        broker_reads: window.fetch_reads.as_ref().map(|reads| BrokerReads {
-            tailing_hot_ratio: hot_ratio(reads, TAILING_CLIENT_PREFIX),
-            catch_up_hot_ratio: hot_ratio(reads, CATCH_UP_CLIENT),
-            per_client: reads.clone(),
+        broker_reads: window.broker.as_ref().map(|sample| BrokerReads {
+            tailing_hot_ratio: hot_ratio(&sample.reads, TAILING_CLIENT_PREFIX),
+            catch_up_hot_ratio: hot_ratio(&sample.reads, CATCH_UP_CLIENT),
+            per_client: sample.reads.clone(),
+            read_ahead: sample.read_ahead,
         }),
     }
 }
