@@ -2,7 +2,6 @@
 //! file descriptors.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rdma::control::{self, NamedRegion, RegionRole, Response};
@@ -12,49 +11,23 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use super::persist::JoinedSlots;
-use super::session::{answer_requests, hello};
+use super::session::{accept_sessions, answer_requests, hello};
 use super::{CACHE_REGION, GENERATIONS_REGION, OFFSETS_REGION, RING_REGION};
 use crate::broker::Broker;
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
-/// A number for a new session (shm and verbs alike), for the logs.
-pub(super) fn next_session() -> u64 {
-    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Serves sessions until `shutdown`.
+/// Serves shm sessions until `shutdown`.
 pub async fn serve(
     listener: UnixListener,
     broker: Arc<Broker>,
     joined: Arc<JoinedSlots>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "rdma control accept failed");
-                    continue;
-                }
-            },
-        };
-        let broker = broker.clone();
-        let joined = joined.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let id = next_session();
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                outcome = session(stream, id, &broker, &joined) => match outcome {
-                    Ok(()) => tracing::debug!(session = id, "rdma session closed"),
-                    Err(error) => tracing::info!(session = id, %error, "rdma session ended"),
-                },
-            }
-        });
-    }
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    accept_sessions("shm", accept, shutdown, |stream, id| {
+        let (broker, joined) = (broker.clone(), joined.clone());
+        async move { session(stream, id, &broker, &joined).await }
+    })
+    .await;
 }
 
 async fn session(

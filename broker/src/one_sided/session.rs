@@ -1,14 +1,57 @@
 //! What every one-sided session does, whatever its provider: admission, then requests
 //! answered in order until the client leaves.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rdma::control::{self, QpAddress, Request, Response, PROTOCOL_VERSION};
 use rdma::shm::SharedRing;
 use rdma::RdmaError;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 
 use super::handlers;
 use super::persist::JoinedSlots;
 use crate::broker::Broker;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until `shutdown`, running `session` (given the stream and a session
+/// number for the logs) on a task of its own for each; shutdown ends the sessions too.
+pub(super) async fn accept_sessions<S, A, F>(
+    provider: &'static str,
+    mut accept: impl FnMut() -> A,
+    shutdown: CancellationToken,
+    session: impl Fn(S, u64) -> F,
+) where
+    A: Future<Output = std::io::Result<S>>,
+    F: Future<Output = Result<(), RdmaError>> + Send + 'static,
+{
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = accept() => match accepted {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, provider, "rdma control accept failed");
+                    continue;
+                }
+            },
+        };
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let work = session(stream, id);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                outcome = work => match outcome {
+                    Ok(()) => tracing::debug!(session = id, provider, "rdma session closed"),
+                    Err(error) => tracing::info!(session = id, provider, %error, "rdma session ended"),
+                },
+            }
+        });
+    }
+}
 
 /// Reads the client's `Hello` and admits it (or answers the refusal and fails): its id, and
 /// its queue pair's address if it brought one (verbs).

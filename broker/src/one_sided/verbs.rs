@@ -25,8 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::persist::JoinedSlots;
-use super::server::{next_session, regions};
-use super::session::{answer_requests, hello};
+use super::server::regions;
+use super::session::{accept_sessions, answer_requests, hello};
 use crate::broker::Broker;
 
 /// Memory windows one session may hold (joined offset slots).
@@ -97,30 +97,12 @@ pub async fn serve(
     joined: Arc<JoinedSlots>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "rdma verbs accept failed");
-                    continue;
-                }
-            },
-        };
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    accept_sessions("verbs", accept, shutdown, |stream, id| {
         let (server, broker, joined) = (server.clone(), broker.clone(), joined.clone());
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let id = next_session();
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                outcome = session(stream, id, &server, &broker, &joined) => match outcome {
-                    Ok(()) => tracing::debug!(session = id, "rdma verbs session closed"),
-                    Err(error) => tracing::info!(session = id, %error, "rdma verbs session ended"),
-                },
-            }
-        });
-    }
+        async move { session(stream, id, &server, &broker, &joined).await }
+    })
+    .await;
 }
 
 async fn session(
