@@ -5,10 +5,10 @@
 //! ([`MAX_CLIENT_IDS`] distinct ids, the rest counted as `other`), so a flood of random client
 //! ids cannot grow the registry without bound.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -36,10 +36,13 @@ pub struct FetchReads {
     pub cold: Counter,
     /// The same per client id.
     pub per_client: Family<ClientTier, Counter>,
-    labelled: Arc<Mutex<HashSet<String>>>,
+    /// Counters already resolved, by client id: a fetch from a known client takes a read lock
+    /// and allocates nothing.
+    resolved: Arc<RwLock<HashMap<String, ClientReads>>>,
 }
 
 /// The counters one fetch request adds to: resolved once per request.
+#[derive(Clone)]
 pub struct ClientReads {
     hot: Counter,
     cold: Counter,
@@ -50,15 +53,15 @@ pub struct ClientReads {
 impl FetchReads {
     /// The counters of requests from `client_id`.
     pub fn client(&self, client_id: &str) -> ClientReads {
-        let label = {
-            let mut labelled = self.labelled.lock();
-            if labelled.contains(client_id) || labelled.len() < MAX_CLIENT_IDS {
-                labelled.insert(client_id.to_string());
-                client_id
-            } else {
-                OTHER_CLIENTS
-            }
-        };
+        if let Some(reads) = self.resolved.read().get(client_id) {
+            return reads.clone();
+        }
+        let mut resolved = self.resolved.write();
+        if let Some(reads) = resolved.get(client_id) {
+            return reads.clone();
+        }
+        let full = resolved.len() >= MAX_CLIENT_IDS;
+        let label = if full { OTHER_CLIENTS } else { client_id };
         let counter = |tier: &str| {
             self.per_client
                 .get_or_create(&ClientTier {
@@ -67,12 +70,17 @@ impl FetchReads {
                 })
                 .clone()
         };
-        ClientReads {
+        let reads = ClientReads {
             hot: self.hot.clone(),
             cold: self.cold.clone(),
             client_hot: counter("hot"),
             client_cold: counter("cold"),
+        };
+        // Ids beyond the cap are not remembered: each resolves to `other` again.
+        if !full {
+            resolved.insert(client_id.to_string(), reads.clone());
         }
+        reads
     }
 }
 
