@@ -17,6 +17,7 @@ pub mod limits;
 pub mod one_sided;
 pub mod pacer;
 pub mod payload;
+pub mod readiness;
 pub mod report;
 pub mod runner;
 pub mod spawn;

@@ -1,12 +1,13 @@
 //! `--spawn-broker`: starts a broker binary (Hotwire's command line) on a free loopback port
 //! and a scratch storage directory for the length of a run.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{BenchError, Result};
+use crate::readiness::{answers_kafka, loopback_port};
 
 /// How long the broker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,7 +24,7 @@ pub struct SpawnedBroker {
 
 impl SpawnedBroker {
     /// Starts `binary --listen 127.0.0.1:PORT --storage fs://DIR ARGS...`, where DIR is
-    /// `storage` or a new temporary directory, and waits until it accepts connections. The
+    /// `storage` or a new temporary directory, and waits until it answers Kafka requests. The
     /// broker's output goes to `broker.log` beside the data.
     pub fn start(binary: &Path, storage: Option<&Path>, args: &[String]) -> Result<SpawnedBroker> {
         let (scratch, dir) = match storage {
@@ -106,16 +107,12 @@ impl SpawnedBroker {
                     self.log_tail()
                 )));
             }
-            // A connect to a free ephemeral port can be answered by the socket connecting to
-            // itself (TCP simultaneous open): only a connection from another port is a listener.
-            if let Ok(stream) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
-                if stream.local_addr().ok() != Some(self.addr) {
-                    return Ok(());
-                }
+            if answers_kafka(self.addr, Duration::from_millis(500)) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(BenchError::Broker(format!(
-                    "the spawned broker was not listening on {} after {}s; its log:\n{}",
+                    "the spawned broker did not answer Kafka requests on {} within {}s; its log:\n{}",
                     self.addr,
                     START_TIMEOUT.as_secs(),
                     self.log_tail()
@@ -139,13 +136,9 @@ impl Drop for SpawnedBroker {
     }
 }
 
-/// A loopback address with a port nobody listens on right now.
+/// A loopback address with a port nobody uses right now.
 fn free_port() -> Result<SocketAddr> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(BenchError::io("finding a free port"))?;
-    listener
-        .local_addr()
-        .map_err(BenchError::io("finding a free port"))
+    loopback_port().map_err(BenchError::io("finding a free port"))
 }
 
 /// The address of a `--metrics-listen` among `args` (`Some(None)`: given, but unparsable).

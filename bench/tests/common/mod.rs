@@ -3,11 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hotwire_bench::readiness::{answers_kafka, loopback_port};
 use serde_json::Value;
 
 /// The Hotwire binary: $HOTWIRE_BIN, else target/release/hotwire, else target/debug/hotwire.
@@ -41,16 +42,12 @@ pub fn hotwire_bin() -> PathBuf {
     );
 }
 
-/// A Hotwire process on a free loopback port and its own storage, killed on drop.
 /// A free loopback port no other test of this process was given (tests run in parallel, and a
 /// port is only free until some broker binds it).
 pub fn unique_port() -> SocketAddr {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = loopback_port().unwrap();
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         if !given.contains(&addr.port()) {
             given.push(addr.port());
@@ -59,6 +56,7 @@ pub fn unique_port() -> SocketAddr {
     }
 }
 
+/// A Hotwire process on a free loopback port and its own storage, killed on drop.
 pub struct Broker {
     pub addr: SocketAddr,
     child: Child,
@@ -86,14 +84,13 @@ impl Broker {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        // A connection from the port to itself (TCP simultaneous open) is no listener.
-        while TcpStream::connect(addr).map_or(true, |s| s.local_addr().ok() == Some(addr)) {
+        while !answers_kafka(addr, Duration::from_millis(500)) {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("hotwire exited ({status}) before listening on {addr}");
             }
             assert!(
                 Instant::now() < deadline,
-                "hotwire did not listen on {addr}"
+                "hotwire did not answer Kafka requests on {addr}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -70,12 +70,12 @@ impl BrokerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("broker exited ({status}) before listening on {}", self.addr);
             }
-            if is_listening(self.addr) {
+            if answers_kafka(self.addr) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("broker did not start listening on {}", self.addr);
+        panic!("broker did not answer Kafka requests on {}", self.addr);
     }
 
     /// True while the process has not exited.
@@ -96,28 +96,54 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// True when something listens on `addr`. A connect to a free port in the ephemeral range can
-/// be answered by the kernel connecting the socket to itself (TCP simultaneous open, when it
-/// picks the same port as the source): that is not a listener.
-fn is_listening(addr: SocketAddr) -> bool {
-    match TcpStream::connect(addr) {
-        Ok(stream) => stream.local_addr().ok() != Some(addr),
-        Err(_) => false,
+/// The correlation id of the readiness probe: anything the probe's own bytes are not.
+const PROBE_CORRELATION: i32 = 0x0057_1E57;
+
+/// True when a Kafka broker answers an ApiVersions v0 request on `addr`.
+///
+/// A bare TCP connect proves nothing: a listening socket inherited by a child that another
+/// test thread forked, open until that child execs, completes handshakes on the port before
+/// the broker has bound it; and a connect to a free ephemeral port can meet itself (TCP
+/// simultaneous open; it would read back its own request, whose bytes where the correlation
+/// id should be are the API key and version). (bench/src/readiness.rs has the same probe; the
+/// broker's tests do not depend on the bench.)
+fn answers_kafka(addr: SocketAddr) -> bool {
+    let timeout = Duration::from_millis(500);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    if stream.set_read_timeout(Some(timeout)).is_err() {
+        return false;
     }
+    let mut request = 10i32.to_be_bytes().to_vec(); // size of what follows
+    request.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
+    request.extend_from_slice(&0i16.to_be_bytes());
+    request.extend_from_slice(&PROBE_CORRELATION.to_be_bytes());
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    let mut head = [0u8; 8]; // size, correlation id
+    stream.write_all(&request).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && head[4..] == PROBE_CORRELATION.to_be_bytes()
 }
 
 /// A loopback address no other test of this process was given.
 ///
-/// The port is free when returned, but the listener is dropped before the broker binds it, so
-/// two tests running in parallel could be handed the same port; one broker would then fail to
-/// bind while its test, finding the other broker listening there, talked to the wrong one.
-/// Remembering the ports handed out rules that out within a test binary (cargo runs test
+/// The port is found by binding a socket that never listens (a listening one, inherited by a
+/// child another test thread forks before its exec, could accept connections meant for the
+/// broker; `SO_REUSEADDR` lets the broker bind while such a copy lingers). It is free when
+/// returned but not held, so two tests running in parallel could be handed the same port;
+/// remembering the ports handed out rules that out within a test binary (cargo runs test
 /// binaries one after another).
 pub fn free_port() -> SocketAddr {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         if !given.contains(&addr.port()) {
             given.push(addr.port());
