@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Summarizes catch-up runs (hotwire-bench result.json files) as the isolation table of
-docs/benchmarks.md: each run's catch-up phase over its own baseline phase.
+docs/benchmarks.md: each run's catch-up phase over its own baseline phase. The catch-up phase
+lasts until the readers have caught up (at most the workload's phase duration).
 
 Usage: bench/isolation/summarize.py NAME=DIR [NAME=DIR ...]
 """
@@ -23,7 +24,7 @@ def row(name, path):
     cu = catch["catch_up"]
     backlog = cu.get("backlog_read_mb_per_s")
     return (
-        f"| {name} | {bp['p99_ms']:.1f} → {cp['p99_ms']:.1f} | {ratio(bp['p99_ms'], cp['p99_ms']):.2f} "
+        f"| {name} | {catch['duration_s']:.1f} s | {bp['p99_ms']:.1f} → {cp['p99_ms']:.1f} | {ratio(bp['p99_ms'], cp['p99_ms']):.2f} "
         f"| {ratio(bp['p99_9_ms'], cp['p99_9_ms']):.2f} | {ratio(be['p99_ms'], ce['p99_ms']):.2f} "
         f"| {ratio(base['produce']['records_per_s'], catch['produce']['records_per_s']):.3f} "
         f"| {hit(reads_b, 'tailing_hot_ratio')} / {hit(reads_c, 'tailing_hot_ratio')} "
@@ -32,9 +33,9 @@ def row(name, path):
     )
 
 
-print("| run | produce p99 ms (baseline → catch-up) | ×p99 | ×p99.9 | e2e ×p99 | produce rate ×"
+print("| run | catch-up phase | produce p99 ms (baseline → catch-up) | ×p99 | ×p99.9 | e2e ×p99 | produce rate ×"
       " | tailing hot hits (baseline / catch-up) | catch-up hot hits | backlog read |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for arg in sys.argv[1:]:
     name, path = arg.split("=", 1)
     print(row(name, path))

@@ -13,6 +13,8 @@ use crate::stats::{CounterSnapshot, Metrics};
 use crate::workload::{MaxThroughputSpec, PhaseKind, PhaseSpec};
 
 const SECOND_NS: u64 = 1_000_000_000;
+/// How often a phase that may end early ([`drive`]'s `finished`) is checked.
+const FINISHED_CHECK_NS: u64 = 50_000_000;
 
 /// What happened in one phase, by wall-clock window.
 #[derive(Debug, Clone)]
@@ -38,16 +40,31 @@ pub struct DriveOutcome {
     pub broke: bool,
 }
 
-/// Runs every phase in turn. `start_catch_up` is called just before the catch-up phase.
+/// What the driver asks of the run around the phases.
+pub struct PhaseHooks<'a> {
+    /// Called just before the catch-up phase, with the clock time.
+    pub start_catch_up: &'a mut dyn FnMut(u64) -> Result<()>,
+    /// The broker's counters now, where it exposes them (before and after each phase).
+    pub scrape: &'a mut dyn FnMut() -> Option<BrokerSample>,
+    /// True once a phase's work is done before its duration: the catch-up phase ends when the
+    /// readers have caught up, so that it measures catching up only.
+    pub finished: &'a dyn Fn(&PhaseSpec) -> bool,
+}
+
+/// Runs every phase in turn; a phase ends after its duration or when `hooks.finished` says.
 pub fn drive(
     phases: &[PhaseSpec],
     control: &Control,
     metrics: &Metrics,
     sampler: &mut Sampler<'_>,
     max: Option<&MaxThroughputSpec>,
-    mut start_catch_up: impl FnMut(u64) -> Result<()>,
-    mut scrape: impl FnMut() -> Option<BrokerSample>,
+    hooks: PhaseHooks<'_>,
 ) -> Result<DriveOutcome> {
+    let PhaseHooks {
+        start_catch_up,
+        scrape,
+        finished,
+    } = hooks;
     let mut outcome = DriveOutcome::default();
     for (index, phase) in phases.iter().enumerate() {
         if phase.kind == PhaseKind::CatchUp {
@@ -62,7 +79,7 @@ pub fn drive(
         let mut next_sample = start + SECOND_NS;
         loop {
             let now = now_ns();
-            if now >= end {
+            if now >= end || finished(phase) {
                 break;
             }
             if now >= next_sample {
@@ -70,7 +87,8 @@ pub fn drive(
                 next_sample += SECOND_NS;
                 continue;
             }
-            std::thread::sleep(Duration::from_nanos(next_sample.min(end) - now));
+            let wake = next_sample.min(end).min(now + FINISHED_CHECK_NS);
+            std::thread::sleep(Duration::from_nanos(wake - now));
         }
         sampler.sample(&phase.name);
         let window = PhaseWindow {

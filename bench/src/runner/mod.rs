@@ -23,9 +23,9 @@ use crate::payload::{fresh_seed, PayloadBuilder, SplitMix64};
 use crate::report::{RunResult, TimelinePoint, LATENCY_NOTE_FIXED, LATENCY_NOTE_MAX};
 use crate::stats::Metrics;
 use crate::units::Rate;
-use crate::workload::{phases, PhaseSpec, Workload};
+use crate::workload::{phases, PhaseKind, PhaseSpec, Workload};
 
-use driver::{drive, DriveOutcome};
+use driver::{drive, DriveOutcome, PhaseHooks};
 use results::{max_throughput_result, phase_results, warnings, CatchUpInfo};
 use sampler::Sampler;
 use workers::Workers;
@@ -250,8 +250,14 @@ impl RunContext<'_> {
             &self.metrics,
             &mut sampler,
             max,
-            |_| self.start_catch_up(workers, &mut catch_up),
-            || self.scrape_broker(),
+            PhaseHooks {
+                start_catch_up: &mut |_| self.start_catch_up(workers, &mut catch_up),
+                scrape: &mut || self.scrape_broker(),
+                finished: &|phase| {
+                    phase.kind == PhaseKind::CatchUp
+                        && self.shared.caught_up_ns.load(Ordering::Relaxed) != 0
+                },
+            },
         )?;
         catch_up.caught_up_ns = self.shared.caught_up_ns.load(Ordering::Relaxed);
         Ok(Driven {
