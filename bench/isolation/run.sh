@@ -14,14 +14,17 @@ run() {
     "$bench" run -w bench/workloads/catch-up.toml --spawn-broker "$broker" --quiet \
         -o "$out/$name" "$@" | grep -E "phase|produce|end-to-end|catch-up read|hot reads"
 }
+paced=(--broker-arg=--cold-read-max-mib-per-s=48)
+off=(--broker-arg=--cold-isolation=false)
 run on-1
-run off-1 --broker-arg=--cold-isolation=false
+run paced-1 "${paced[@]}"
+run off-1 "${off[@]}"
 run on-2
+run paced-2 "${paced[@]}"
 run no-read-ahead --broker-arg=--read-ahead-max-mib=0
 run shared-cpu --catch-up-nice 0
-run off-2 --broker-arg=--cold-isolation=false
+run off-2 "${off[@]}"
+run paced-3 "${paced[@]}"
 run on-3
-python3 bench/isolation/summarize.py \
-    on-1="$out/on-1" on-2="$out/on-2" on-3="$out/on-3" \
-    no-read-ahead="$out/no-read-ahead" shared-cpu="$out/shared-cpu" \
-    off-1="$out/off-1" off-2="$out/off-2"
+names=(on-1 on-2 on-3 paced-1 paced-2 paced-3 no-read-ahead shared-cpu off-1 off-2)
+python3 bench/isolation/summarize.py $(for n in "${names[@]}"; do echo "$n=$out/$n"; done)

@@ -57,6 +57,9 @@ pub struct Config {
     pub cold_read_nice: i32,
     /// Bytes in flight from storage for cold reads and read-ahead, in MiB.
     pub cold_read_in_flight_mib: usize,
+    /// Most bytes per second that all catch-up (cold) reads together return, in MiB (0: no
+    /// limit): what a replaying consumer may take of the broker's CPU and network.
+    pub cold_read_max_mib_per_s: usize,
     /// Largest read-ahead window of one catch-up reader, in MiB (0: no read-ahead).
     pub read_ahead_max_mib: usize,
     /// Cold reads on their own runtime (true), or on the network threads (false: only to
@@ -141,6 +144,7 @@ impl Default for Config {
             cold_read_threads: 2,
             cold_read_nice: 10,
             cold_read_in_flight_mib: 64,
+            cold_read_max_mib_per_s: 0,
             read_ahead_max_mib: 16,
             cold_isolation: true,
             metrics_listen: None,
@@ -223,6 +227,8 @@ pub struct Args {
     cold_read_nice: Option<i32>,
     #[arg(long, env = "HOTWIRE_COLD_READ_IN_FLIGHT_MIB")]
     cold_read_in_flight_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_READ_MAX_MIB_PER_S")]
+    cold_read_max_mib_per_s: Option<usize>,
     #[arg(long, env = "HOTWIRE_READ_AHEAD_MAX_MIB")]
     read_ahead_max_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_COLD_ISOLATION")]
@@ -360,6 +366,7 @@ impl Config {
             cold_read_threads,
             cold_read_nice,
             cold_read_in_flight_mib,
+            cold_read_max_mib_per_s,
             read_ahead_max_mib,
             cold_isolation,
             compaction_interval_ms,

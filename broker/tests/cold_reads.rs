@@ -1,6 +1,6 @@
 //! Catch-up reads of data the hot cache no longer holds: every record comes back exactly as it
 //! was produced, in order, while producers keep writing, with cold reads isolated on their own
-//! runtime (the default) and on the network threads.
+//! runtime (the default), paced to a byte rate, and on the network threads.
 
 mod common;
 
@@ -191,6 +191,16 @@ fn isolated_cold_reads_return_exactly_what_was_produced() {
     );
     assert_eq!(m("hotwire_storage_cold_read_errors_total"), 0.0);
     assert!(m(r#"hotwire_request_seconds_count{api="Fetch"}"#) > 10.0);
+    assert_eq!(m("hotwire_cold_read_paced_seconds_total"), 0.0, "unpaced");
+}
+
+#[test]
+fn paced_cold_reads_return_exactly_what_was_produced() {
+    // About 5 MB read back at 2 MiB/s: past the first second's worth, reads wait for the rate.
+    let metrics =
+        catch_up_reads_return_exactly_what_was_produced(&["--cold-read-max-mib-per-s", "2"]);
+    let paced = metrics["hotwire_cold_read_paced_seconds_total"];
+    assert!(paced > 0.5, "cold reads waited {paced} s for the rate");
 }
 
 #[test]

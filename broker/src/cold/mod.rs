@@ -3,12 +3,14 @@
 //! Isolated from the hot path three ways: the reads run on their own runtime ([`ColdRuntime`]),
 //! what they bring back lands in the cold cache with its own budget (never the hot arena), and
 //! the bytes they have in flight from storage are bounded, so a flood of catch-up readers queues
-//! instead of taking the storage bandwidth that flushes need. Each read also plans read-ahead:
-//! the next chunks of the partition are loaded into the cold cache before the reader asks.
+//! instead of taking the storage bandwidth that flushes need. Optionally the bytes they return
+//! are paced ([`ColdPace`], `cold_read_max_mib_per_s`). Each read also plans read-ahead: the
+//! next chunks of the partition are loaded into the cold cache before the reader asks.
 //!
 //! With isolation off (`cold_isolation = false`, for benchmarks only) the same reads run on the
 //! network runtime, as in a broker without this separation.
 
+mod pace;
 mod runtime;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use dfs_adapter::{ChunkLocation, ObjectId, PartitionKey, Store};
 use hotcache::{ColdCache, ColdCacheConfig, ColdCacheStats, ReadAhead, ReadAheadConfig};
 use tokio::sync::Semaphore;
 
+pub use pace::ColdPace;
 pub use runtime::ColdRuntime;
 
 use crate::config::Config;
@@ -51,6 +54,8 @@ struct Shared {
     /// Storage bytes in flight, in KiB permits.
     in_flight: Semaphore,
     in_flight_kib: u32,
+    /// The rate of returned bytes (`None`: unpaced).
+    pace: Option<ColdPace>,
 }
 
 impl ColdReader {
@@ -80,6 +85,7 @@ impl ColdReader {
             }),
             in_flight: Semaphore::new(in_flight_kib as usize),
             in_flight_kib,
+            pace: ColdPace::new(config.cold_read_max_mib_per_s),
         });
         let runtime = if config.cold_isolation {
             Some(ColdRuntime::start(
@@ -128,7 +134,11 @@ impl ColdReader {
                 }
             }
             shared.read_ahead_after(&partition, &chunk, offset, at);
-            Ok(join(parts))
+            let bytes = join(parts);
+            if let Some(pace) = &shared.pace {
+                pace.take(bytes.len()).await;
+            }
+            Ok(bytes)
         };
         match &self.runtime {
             Some(runtime) => match runtime.handle().spawn(work).await {
@@ -155,6 +165,14 @@ impl ColdReader {
     /// The cold cache's counters.
     pub fn stats(&self) -> ColdCacheStats {
         self.shared.cache.stats()
+    }
+
+    /// Time cold reads have waited for `cold_read_max_mib_per_s`, in total.
+    pub fn paced(&self) -> std::time::Duration {
+        self.shared
+            .pace
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, ColdPace::waited)
     }
 }
 

@@ -147,6 +147,13 @@ impl Collector for StateCollector {
             "The cold cache budget",
             cold.budget_bytes,
         )?;
+        let paced = ConstCounter::new(self.cold.paced().as_secs_f64());
+        paced.encode(e.encode_descriptor(
+            "cold_read_paced_seconds",
+            "Time cold reads waited for cold_read_max_mib_per_s",
+            None,
+            paced.metric_type(),
+        )?)?;
 
         let flush = self.pipeline.stats();
         counter(
