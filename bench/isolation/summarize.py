@@ -20,8 +20,14 @@ def median(values):
 
 def per_second_p99(result, phase):
     """Median over the phase's seconds of each second's produce p99: robust to a single
-    spike (a compaction, a stall of the machine) that decides a whole phase's p99."""
-    return median([p["produce_p99_ms"] for p in result["timeline"] if p["phase"] == phase])
+    spike (a compaction, a stall of the machine) that decides a whole phase's p99. A phase's
+    last sample covers what is left of its last second; under half a second, it is left out."""
+    values, previous = [], 0.0
+    for point in result["timeline"]:
+        window, previous = point["t_s"] - previous, point["t_s"]
+        if point["phase"] == phase and window >= 0.5:
+            values.append(point["produce_p99_ms"])
+    return median(values)
 
 
 def row(name, path):

@@ -58,14 +58,11 @@ mod tests {
     use std::net::TcpListener;
 
     #[test]
-    fn a_port_is_handed_out_without_a_listener() {
+    fn a_handed_out_port_can_be_bound_at_once() {
         let addr = loopback_port().unwrap();
         assert!(addr.ip().is_loopback());
-        assert!(
-            TcpStream::connect(addr).is_err(),
-            "nothing listens on {addr}"
-        );
-        // And it can be bound at once, as a broker would.
+        assert_ne!(addr.port(), 0);
+        // As the broker binds it (std, like tokio, sets SO_REUSEADDR).
         TcpListener::bind(addr).unwrap();
     }
 

@@ -25,10 +25,10 @@ pub struct ConsumerShared {
     /// The run's tag: records without it are not this run's and are not timed.
     pub tag: u64,
     pub stop: AtomicBool,
-    /// Records the catch-up readers must read to have caught up with the tail as it was when
-    /// they started (all records produced before the catch-up phase).
-    pub catch_up_target: AtomicU64,
-    /// When they did (clock nanoseconds; 0 = not yet).
+    /// Catch-up readers that have not yet read every one of their partitions up to its end
+    /// offset as it was when they started (set before they start).
+    pub catch_up_readers_left: AtomicUsize,
+    /// When the last of them had (clock nanoseconds; 0 = not yet).
     pub caught_up_ns: AtomicU64,
 }
 
@@ -39,7 +39,7 @@ impl ConsumerShared {
             metrics,
             tag,
             stop: AtomicBool::new(false),
-            catch_up_target: AtomicU64::new(u64::MAX),
+            catch_up_readers_left: AtomicUsize::new(usize::MAX),
             caught_up_ns: AtomicU64::new(0),
         }
     }
@@ -76,6 +76,51 @@ pub fn commit_end_offsets(config: &ClientConfig, partitions: &[(String, i32)]) -
 enum Role {
     Tailing,
     CatchUp,
+}
+
+/// A catch-up reader's way to the tail: its partitions' end offsets when it started. It has
+/// caught up once its position in each has reached that end (consumer lag 0 as of its start).
+struct CatchUpProgress {
+    /// (topic, partition, end offset) not reached yet.
+    left: Vec<(String, i32, i64)>,
+}
+
+impl CatchUpProgress {
+    /// The end offsets of `partitions` now.
+    fn new(consumer: &BaseConsumer, partitions: &[(String, i32)]) -> Result<Self> {
+        let mut left = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)
+                .map_err(BenchError::kafka(format!(
+                    "reading the end offset of {topic}/{partition}"
+                )))?;
+            if high > low {
+                left.push((topic.clone(), *partition, high));
+            }
+        }
+        Ok(CatchUpProgress { left })
+    }
+
+    /// True once every partition's position has reached its end offset.
+    fn caught_up(&mut self, consumer: &BaseConsumer) -> bool {
+        if self.left.is_empty() {
+            return true;
+        }
+        let Ok(positions) = consumer.position() else {
+            return false;
+        };
+        self.left.retain(|(topic, partition, end)| {
+            let at = positions
+                .find_partition(topic, *partition)
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(at) => Some(at),
+                    _ => None,
+                });
+            at.is_none_or(|at| at < *end)
+        });
+        self.left.is_empty()
+    }
 }
 
 /// A consumer thread.
@@ -121,10 +166,14 @@ impl ConsumerWorker {
             .name(format!("catch-up-{index}"))
             .spawn(move || {
                 lower_priority(nice);
-                match assigned_from_start(&config, &partitions) {
-                    Ok(consumer) => {
+                let started = assigned_from_start(&config, &partitions).and_then(|consumer| {
+                    let progress = CatchUpProgress::new(&consumer, &partitions)?;
+                    Ok((consumer, progress))
+                });
+                match started {
+                    Ok((consumer, progress)) => {
                         let _ = ready.send(Ok(()));
-                        consume_loop(&consumer, Role::CatchUp, &shared, &seen);
+                        consume_loop(&consumer, Role::CatchUp, &shared, &seen, Some(progress));
                     }
                     Err(error) => {
                         let _ = ready.send(Err(error));
@@ -148,7 +197,7 @@ impl ConsumerWorker {
         let seen = Arc::clone(&assigned);
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || consume_loop(&consumer, role, &shared, &seen))
+            .spawn(move || consume_loop(&consumer, role, &shared, &seen, None))
             .map_err(BenchError::io("starting a consumer thread"))?;
         Ok(ConsumerWorker { thread, assigned })
     }
@@ -166,11 +215,14 @@ impl ConsumerWorker {
     }
 }
 
+/// Polls until stopped. A catch-up reader (`progress`) checks every 100 ms whether it has
+/// caught up; the last one to get there sets `caught_up_ns`.
 fn consume_loop(
     consumer: &BaseConsumer,
     role: Role,
     shared: &ConsumerShared,
     assigned: &AtomicUsize,
+    mut progress: Option<CatchUpProgress>,
 ) {
     let counters = &shared.metrics.counters;
     let mut next_assignment_check = 0;
@@ -188,6 +240,12 @@ fn consume_loop(
             let count = consumer.assignment().map_or(0, |list| list.count());
             assigned.store(count, Ordering::Relaxed);
             next_assignment_check = now + 100_000_000;
+            if progress.as_mut().is_some_and(|p| p.caught_up(consumer)) {
+                progress = None;
+                if shared.catch_up_readers_left.fetch_sub(1, Ordering::Relaxed) == 1 {
+                    shared.caught_up_ns.store(now, Ordering::Relaxed);
+                }
+            }
         }
     }
 }
@@ -208,17 +266,8 @@ fn on_record(message: &BorrowedMessage<'_>, role: Role, shared: &ConsumerShared)
             }
         }
         Role::CatchUp => {
-            let read = counters.catch_up_records.fetch_add(1, Ordering::Relaxed) + 1;
+            Counters::add(&counters.catch_up_records, 1);
             Counters::add(&counters.catch_up_bytes, bytes);
-            if read >= shared.catch_up_target.load(Ordering::Relaxed) {
-                // Only the first reader to get there sets the time.
-                let _ = shared.caught_up_ns.compare_exchange(
-                    0,
-                    received,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
         }
     }
 }

@@ -314,15 +314,13 @@ impl RunContext<'_> {
             .ok()
     }
 
-    /// At the start of the catch-up phase: notes how many records exist (the readers have
-    /// caught up once they have read that many) and starts the readers.
+    /// At the start of the catch-up phase: notes how many records exist (what the readers
+    /// have to read) and starts the readers; each has caught up once its position in every
+    /// partition reaches the partition's end offset as it was when it started.
     fn start_catch_up(&self, workers: &mut Workers, catch_up: &mut CatchUpInfo) -> Result<()> {
         let w = self.workload();
         let backlog = self.prefill.as_ref().map_or(0, |p| p.records);
         catch_up.target_records = backlog + self.metrics.counters.snapshot().acked;
-        self.shared
-            .catch_up_target
-            .store(catch_up.target_records, Ordering::Relaxed);
         catch_up.consumers = w.catch_up.as_ref().map_or(0, |c| c.consumers);
         let group = format!("{}-catch-up", self.group);
         let config = config::catch_up_consumer(self.bootstrap(), w, &group, CATCH_UP_CLIENT);

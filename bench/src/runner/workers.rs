@@ -62,22 +62,28 @@ impl Workers {
         nice: i32,
     ) -> Result<()> {
         let all = targets.all_partitions();
-        for i in 0..count {
-            let mine: Vec<(String, i32)> = all
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k as u32 % count == i)
-                .map(|(_, p)| p.clone())
-                .collect();
-            if !mine.is_empty() {
-                self.catch_up.push(ConsumerWorker::spawn_catch_up(
-                    i,
-                    config,
-                    &mine,
-                    Arc::clone(shared),
-                    nice,
-                )?);
-            }
+        let assignments: Vec<Vec<(String, i32)>> = (0..count)
+            .map(|i| {
+                all.iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k as u32 % count == i)
+                    .map(|(_, p)| p.clone())
+                    .collect()
+            })
+            .filter(|mine: &Vec<_>| !mine.is_empty())
+            .collect();
+        // Before any starts: the last of them to catch up sets the time.
+        shared
+            .catch_up_readers_left
+            .store(assignments.len(), Ordering::Relaxed);
+        for (i, mine) in assignments.iter().enumerate() {
+            self.catch_up.push(ConsumerWorker::spawn_catch_up(
+                i as u32,
+                config,
+                mine,
+                Arc::clone(shared),
+                nice,
+            )?);
         }
         Ok(())
     }
