@@ -48,6 +48,15 @@ impl ConsumerShared {
 /// How long to wait for a partition's watermarks.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The low and high watermarks of `topic`/`partition`, asked of the broker now.
+fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64)> {
+    consumer
+        .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
+        .map_err(BenchError::kafka(format!(
+            "reading the end offset of {topic}/{partition}"
+        )))
+}
+
 /// Commits the current end offset of every partition for the group of `config` (a "simple"
 /// commit, outside any generation), so that the group's consumers start after a backlog.
 pub fn commit_end_offsets(config: &ClientConfig, partitions: &[(String, i32)]) -> Result<()> {
@@ -56,11 +65,7 @@ pub fn commit_end_offsets(config: &ClientConfig, partitions: &[(String, i32)]) -
     ))?;
     let mut list = TopicPartitionList::new();
     for (topic, partition) in partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)
-            .map_err(BenchError::kafka(format!(
-                "reading the end offset of {topic}/{partition}"
-            )))?;
+        let (_, high) = watermarks(&consumer, topic, *partition)?;
         list.add_partition_offset(topic, *partition, Offset::Offset(high))
             .map_err(BenchError::kafka("building the offsets to commit"))?;
     }
@@ -90,11 +95,7 @@ impl CatchUpProgress {
     fn new(consumer: &BaseConsumer, partitions: &[(String, i32)]) -> Result<Self> {
         let mut left = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, *partition, WATERMARK_TIMEOUT)
-                .map_err(BenchError::kafka(format!(
-                    "reading the end offset of {topic}/{partition}"
-                )))?;
+            let (low, high) = watermarks(consumer, topic, *partition)?;
             if high > low {
                 left.push((topic.clone(), *partition, high));
             }
