@@ -48,6 +48,16 @@ pub enum StorageError {
     #[error("fenced: {0}")]
     Fenced(String),
 
+    /// Another broker holds the storage root (its file lock or a live lease): this one must
+    /// not recover or write there.
+    #[error("another broker holds {root}: {detail}")]
+    RootHeld {
+        /// The storage root.
+        root: String,
+        /// Who holds it, as far as known.
+        detail: String,
+    },
+
     /// The flush pipeline has been shut down.
     #[error("flush pipeline is closed")]
     Closed,
@@ -72,6 +82,7 @@ impl StorageError {
             | StorageError::InvalidArgument(_)
             | StorageError::Corrupt { .. }
             | StorageError::Fenced(_)
+            | StorageError::RootHeld { .. }
             | StorageError::Closed => false,
         }
     }

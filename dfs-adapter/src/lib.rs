@@ -8,6 +8,8 @@
 //! - [`FlushPipeline`]: aggregates [`PendingBatch`]es from all partitions into one flush object per
 //!   flush (time, byte or batch-count policy, whichever fires first), writes objects concurrently
 //!   and reports [`FlushEvent`]s strictly in object order.
+//! - [`RootClaim`]: one broker per storage root (a file lock on `fs`, a lease elsewhere), taken
+//!   before recovery.
 //! - The flush object format (`wal/<seq>.hwf`): described in the `format` module and validated on
 //!   recovery, so that torn or corrupt objects are detected instead of adopted.
 //!
@@ -19,10 +21,12 @@
 #![warn(missing_docs)]
 
 mod catalog;
+mod claim;
 mod compaction;
 mod dirsync;
 mod error;
 mod format;
+mod lease;
 mod manifest;
 mod oplog;
 mod pipeline;
@@ -34,8 +38,10 @@ mod topics;
 mod types;
 
 pub use catalog::Catalog;
+pub use claim::RootClaim;
 pub use compaction::{Compacted, CompactionConfig};
 pub use error::StorageError;
+pub use lease::LeaseConfig;
 pub use manifest::{Checkpoint, ManifestState, Segment};
 pub use pipeline::{FlushConfig, FlushEvent, FlushPipeline, FlushStats, PendingBatch};
 pub use recovery::Recovered;

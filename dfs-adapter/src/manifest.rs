@@ -14,7 +14,7 @@
 //! a CRC-32C line so that a torn file (fs) is recognised and ignored rather than misread.
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{ChunkLocation, ObjectId, PartitionKey, StorageError, Store};
 
@@ -134,7 +134,11 @@ fn parse_checkpoint_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn encode(seq: u64, writer: uuid::Uuid, state: &ManifestState) -> Result<Vec<u8>, StorageError> {
+pub(crate) fn encode(
+    seq: u64,
+    writer: uuid::Uuid,
+    state: &ManifestState,
+) -> Result<Vec<u8>, StorageError> {
     let file = CheckpointFile {
         format: MANIFEST_FORMAT,
         seq,
@@ -152,7 +156,7 @@ fn encode(seq: u64, writer: uuid::Uuid, state: &ManifestState) -> Result<Vec<u8>
 }
 
 /// Parses a checkpoint file; `Err` says why it is not a valid one.
-fn decode(seq: u64, bytes: &[u8]) -> Result<Checkpoint, String> {
+pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Checkpoint, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let at = text
         .rfind(CRC_PREFIX)
@@ -177,15 +181,61 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<Checkpoint, String> {
     })
 }
 
+/// Whether `bytes` end in a well-formed checksum line, as every completely written checkpoint
+/// does (whatever else is wrong with it).
+fn has_checksum_line(bytes: &[u8]) -> bool {
+    let Some(line) = bytes
+        .len()
+        .checked_sub(CRC_PREFIX.len() + 9)
+        .map(|at| &bytes[at..])
+    else {
+        return false;
+    };
+    let (prefix, rest) = line.split_at(CRC_PREFIX.len());
+    prefix == CRC_PREFIX.as_bytes()
+        && rest[..8].iter().all(u8::is_ascii_hexdigit)
+        && rest[8] == b'\n'
+}
+
+/// The error that stops recovery at an invalid checkpoint that was not a torn write.
+fn refuse(key: &str, reason: &str, torn: Option<&str>) -> StorageError {
+    let after = torn.map_or(String::new(), |t| {
+        format!(" (after the torn newest checkpoint {t}, which a single crash cannot explain)")
+    });
+    let reason = format!(
+        "invalid manifest checkpoint: {reason}{after}. It was completely written, so later \
+         deletions may rest on it: falling back to an older checkpoint could delete segments it \
+         lists. Recovery stopped and deleted nothing. Restore it from a backup; only to give up \
+         what it alone records, move it out of manifest/ by hand"
+    );
+    error!(checkpoint = %key, %reason, "refusing to recover");
+    StorageError::corrupt(key, reason)
+}
+
 impl Store {
     /// The newest valid checkpoint, or `None` on a store that never had one.
     ///
-    /// Invalid checkpoints newer than it (torn writes of a crashed broker: nothing acted on
-    /// them, since every action waits for its checkpoint to be durable) are deleted.
+    /// # Which checkpoint, and why falling back is rarely safe
+    ///
+    /// Every action a checkpoint records (deleting compacted flush objects, dropping segments)
+    /// waits until that checkpoint is durable, and checkpoint `n + 1` is only written once `n`
+    /// is. So a crash can leave at most one unfinished checkpoint, the newest, and nothing
+    /// acted on it. Falling back past it to the one before is safe; falling back past a
+    /// checkpoint that was *complete* is not: recovery would then delete the segments only the
+    /// newer one lists, and replay flush objects the newer one already folded away.
+    ///
+    /// The rule: the newest checkpoint is used if it is valid. If it is invalid, it is skipped
+    /// (and deleted) only when it is a torn write: on `fs` (where a crash can leave a
+    /// prefix of the file) and without the complete checksum line every checkpoint ends with;
+    /// then the next one must be valid. Any other invalid checkpoint (complete but failing its
+    /// checksum or its format, an object store's checkpoint, which is never published half
+    /// written, or a second invalid one) stops recovery with [`StorageError::Corrupt`] and
+    /// nothing is deleted.
     pub async fn read_manifest(&self) -> Result<Option<Checkpoint>, StorageError> {
         let mut seqs = self.list_checkpoints().await?;
         seqs.sort_unstable_by(|a, b| b.cmp(a));
-        for seq in seqs {
+        let mut torn: Option<String> = None;
+        for (newest, seq) in seqs.into_iter().enumerate().map(|(i, s)| (i == 0, s)) {
             let key = checkpoint_key(seq);
             let bytes = self
                 .op()
@@ -194,16 +244,23 @@ impl Store {
                 .map_err(StorageError::backend(format!("read {key}")))?
                 .to_vec();
             match decode(seq, &bytes) {
-                Ok(checkpoint) => return Ok(Some(checkpoint)),
-                Err(reason) => {
-                    warn!(checkpoint = %key, %reason, "invalid manifest checkpoint; deleting it");
-                    self.op()
-                        .delete(&key)
-                        .await
-                        .map_err(StorageError::backend(format!("delete {key}")))?;
-                    self.sync_dir_of(&key).await?;
+                Ok(checkpoint) => {
+                    if let Some(torn) = torn {
+                        self.delete_key(&torn).await?;
+                        self.sync_dir_of(&torn).await?;
+                    }
+                    return Ok(Some(checkpoint));
                 }
+                Err(reason) if newest && self.is_local() && !has_checksum_line(&bytes) => {
+                    warn!(checkpoint = %key, %reason, "torn manifest checkpoint (a crash while writing it); using the previous one");
+                    torn = Some(key);
+                }
+                Err(reason) => return Err(refuse(&key, &reason, torn.as_deref())),
             }
+        }
+        if let Some(torn) = torn {
+            self.delete_key(&torn).await?;
+            self.sync_dir_of(&torn).await?;
         }
         Ok(None)
     }
@@ -295,7 +352,7 @@ impl Store {
     }
 }
 
-fn is_already_there(e: &opendal::Error) -> bool {
+pub(crate) fn is_already_there(e: &opendal::Error) -> bool {
     matches!(
         e.kind(),
         opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists
@@ -346,6 +403,22 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[10] ^= 1;
         assert!(decode(5, &flipped).is_err());
+    }
+
+    #[test]
+    fn torn_and_complete_checkpoints_are_told_apart() {
+        let bytes = encode(5, uuid::Uuid::from_u128(1), &state()).unwrap();
+        assert!(has_checksum_line(&bytes));
+        for cut in [0, 1, 9, bytes.len() / 2, bytes.len() - 1] {
+            assert!(!has_checksum_line(&bytes[..cut]), "torn at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[10] ^= 1;
+        assert!(has_checksum_line(&flipped), "complete, though corrupt");
+        let mut zeroed = bytes.clone();
+        let n = zeroed.len();
+        zeroed[n - 20..].fill(0);
+        assert!(!has_checksum_line(&zeroed), "a zero-filled tail is torn");
     }
 
     #[test]

@@ -347,6 +347,11 @@ impl Store {
         &self.inner.write_op
     }
 
+    /// The root directory, for the local filesystem.
+    pub(crate) fn local_root(&self) -> Option<&Path> {
+        self.inner.local.as_ref().map(|l| l.root.as_path())
+    }
+
     /// Whether this is the local filesystem.
     pub(crate) fn is_local(&self) -> bool {
         self.inner.local.is_some()

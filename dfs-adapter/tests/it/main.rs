@@ -6,4 +6,5 @@ mod failure;
 mod open;
 mod pipeline;
 mod recovery;
+mod root;
 mod topics;
