@@ -104,6 +104,18 @@ pub struct Config {
     pub rdma_verbs_gid_index: u8,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
+    /// Largest record batch a producer may send, in bytes, for topics without a
+    /// `max.message.bytes` override (Kafka `message.max.bytes`, default 1048588). Compressed
+    /// batches may also decompress to at most 64 times this.
+    pub message_max_bytes: usize,
+    /// How far in the past a record's CreateTime timestamp may lie, in ms, for topics without a
+    /// `message.timestamp.before.max.ms` override (Kafka `log.message.timestamp.before.max.ms`,
+    /// default i64::MAX: no limit).
+    pub log_message_timestamp_before_max_ms: i64,
+    /// How far in the future a record's CreateTime timestamp may lie, in ms, for topics without
+    /// a `message.timestamp.after.max.ms` override (Kafka `log.message.timestamp.after.max.ms`;
+    /// default 3600000 as in Kafka 4.0).
+    pub log_message_timestamp_after_max_ms: i64,
     /// Committed-offset slots (group × partition) in the shared offset table.
     pub offset_slots: usize,
     /// Smallest consumer session timeout accepted (Kafka `group.min.session.timeout.ms`).
@@ -164,6 +176,9 @@ impl Default for Config {
             rdma_verbs_port: 1,
             rdma_verbs_gid_index: 0,
             produce_backpressure_ms: 5_000,
+            message_max_bytes: 1_048_588,
+            log_message_timestamp_before_max_ms: i64::MAX,
+            log_message_timestamp_after_max_ms: 3_600_000,
             offset_slots: 1 << 20,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -267,6 +282,12 @@ pub struct Args {
     rdma_verbs_gid_index: Option<u8>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_MESSAGE_MAX_BYTES")]
+    message_max_bytes: Option<usize>,
+    #[arg(long, env = "HOTWIRE_LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS")]
+    log_message_timestamp_before_max_ms: Option<i64>,
+    #[arg(long, env = "HOTWIRE_LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS")]
+    log_message_timestamp_after_max_ms: Option<i64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
     offset_slots: Option<usize>,
     #[arg(long, env = "HOTWIRE_GROUP_MIN_SESSION_TIMEOUT_MS")]
@@ -381,6 +402,9 @@ impl Config {
             rdma_verbs_port,
             rdma_verbs_gid_index,
             produce_backpressure_ms,
+            message_max_bytes,
+            log_message_timestamp_before_max_ms,
+            log_message_timestamp_after_max_ms,
             offset_slots,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
@@ -416,6 +440,14 @@ impl Config {
             return invalid(
                 "group_min_session_timeout_ms",
                 "must not exceed group_max_session_timeout_ms".into(),
+            );
+        }
+        if self.log_message_timestamp_before_max_ms < 0
+            || self.log_message_timestamp_after_max_ms < 0
+        {
+            return invalid(
+                "log_message_timestamp_*_max_ms",
+                "timestamp bounds must be at least 0".into(),
             );
         }
         if self.offset_slots == 0 {

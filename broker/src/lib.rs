@@ -17,4 +17,5 @@ pub mod offsets;
 pub mod one_sided;
 pub mod producers;
 pub mod protocol;
+pub mod records;
 pub mod server;

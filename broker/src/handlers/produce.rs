@@ -15,8 +15,10 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::durability::{wait_durable, DurableWait};
 use crate::log::partition::{AppendError, Appended, Partition};
-use crate::log::record_batch::{check_batches, BatchHeader};
+use crate::log::record_batch::{check_batches, set_max_timestamp, BatchHeader, CheckedBatch};
+use crate::log::topic_config;
 use crate::log::topics::Topic;
+use crate::log::validate::{validate_batch, ProduceLimits};
 use crate::producers::SequenceError;
 
 /// Shortest acks=all wait, whatever the client's timeout says.
@@ -128,6 +130,14 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
             return Staged::Failed(ResponseError::CorruptMessage, Some(error.to_string()));
         }
     };
+    let limits = topic_config::produce_limits(&topic.configs, &broker.config);
+    let max_timestamps = match validate_all(&records, &batches, &limits) {
+        Ok(max_timestamps) => max_timestamps,
+        Err(error) => {
+            tracing::debug!(topic = topic.name, index, %error, "invalid batch refused");
+            return Staged::Failed(error.code(), Some(error.to_string()));
+        }
+    };
     if let Some(batch) = batches.iter().find(|b| b.header.is_transactional()) {
         let message = format!(
             "transactional batches are not supported (producer id {})",
@@ -139,12 +149,18 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
         );
     }
     let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
-    for batch in batches {
+    for (batch, max_timestamp) in batches.into_iter().zip(max_timestamps) {
         let bytes = &records[batch.range.clone()];
         match broker.space.reserve(bytes.len()).await {
             Ok(mut slice) => {
                 slice.copy_from_slice(bytes);
-                copied.push((slice, batch.header));
+                let mut header = batch.header;
+                if header.max_timestamp != max_timestamp {
+                    // As Kafka does: the index and timestamp lookups trust this field.
+                    set_max_timestamp(&mut slice, max_timestamp);
+                    header.max_timestamp = max_timestamp;
+                }
+                copied.push((slice, header));
             }
             Err(error) => return Staged::Failed(error, None),
         }
@@ -160,6 +176,25 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
         }
         Err(error) => Staged::Failed(ResponseError::KafkaStorageError, Some(error.to_string())),
     }
+}
+
+/// Validates the records of every batch (see [`validate_batch`]); the largest record timestamp
+/// of each. Synchronous, so no decoder lives across an await.
+fn validate_all(
+    records: &Bytes,
+    batches: &[CheckedBatch],
+    limits: &ProduceLimits,
+) -> Result<Vec<i64>, crate::log::validate::ValidationError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    batches
+        .iter()
+        .map(|batch| {
+            let bytes = records.slice(batch.range.clone());
+            validate_batch(&bytes, &batch.header, limits, now_ms)
+        })
+        .collect()
 }
 
 async fn answer(

@@ -2,10 +2,10 @@
 
 use bytes::Bytes;
 use dfs_adapter::{ChunkLocation, StorageError, Store};
-use kafka_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 
 use super::record_batch::{check_crc, BatchHeader, BatchIter};
+use crate::records::{BatchRecords, DecodeOptions, RecordError};
 
 /// Why stored data could not be served.
 #[derive(Debug, Error)]
@@ -82,55 +82,107 @@ pub fn batches_from(
     }
 }
 
-/// The first record at or after `timestamp` in `chunk`, as (offset, timestamp).
+/// The first record at or after `timestamp` in `chunk`, as (offset, timestamp). Records are
+/// decoded one at a time, compressed ones through a stream that stops at `max_decompressed`
+/// bytes; a batch that does not decode is skipped (see [`skip_batch`]), never fatal.
 pub async fn find_by_timestamp(
     store: &Store,
     chunk: &ChunkLocation,
     timestamp: i64,
+    max_decompressed: u64,
 ) -> Result<Option<(i64, i64)>, ColdReadError> {
     let data = read_chunk(store, chunk).await?;
-    for item in BatchIter::new(&data) {
-        let (range, header) = item.map_err(|e| corrupt(chunk, e.to_string()))?;
-        if header.max_timestamp < timestamp {
-            continue;
-        }
-        let found = records_of(chunk, data.slice(range), &header)?
-            .into_iter()
-            .find(|&(_, ts)| ts >= timestamp);
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
+    Ok(scan_by_timestamp(chunk, &data, timestamp, max_decompressed))
 }
 
 /// The earliest record carrying the largest timestamp in `chunk`, as (offset, timestamp).
 pub async fn find_max_timestamp(
     store: &Store,
     chunk: &ChunkLocation,
+    max_decompressed: u64,
 ) -> Result<Option<(i64, i64)>, ColdReadError> {
-    find_by_timestamp(store, chunk, chunk.max_timestamp).await
+    find_by_timestamp(store, chunk, chunk.max_timestamp, max_decompressed).await
 }
 
-async fn read_chunk(store: &Store, chunk: &ChunkLocation) -> Result<Bytes, ColdReadError> {
+/// Reads `chunk`'s bytes as stored, unchecked.
+pub async fn read_chunk(store: &Store, chunk: &ChunkLocation) -> Result<Bytes, ColdReadError> {
     Ok(store
         .read_range(&chunk.object, chunk.position, chunk.len)
         .await?)
 }
 
-/// Decodes (decompressing if needed) one batch into (offset, timestamp) pairs.
-fn records_of(
+/// Logs and counts a stored batch that cannot be used. `offset` is its base offset, when its
+/// header could be read.
+pub fn skip_batch(chunk: &ChunkLocation, offset: Option<i64>, why: &dyn std::fmt::Display) {
+    crate::metrics::skipped_stored_batches().inc();
+    tracing::warn!(
+        topic_id = %chunk.key.topic_id,
+        partition = chunk.key.partition,
+        offset,
+        object = %chunk.object.key(),
+        error = %why,
+        "undecodable stored batch skipped"
+    );
+}
+
+/// [`find_by_timestamp`] over bytes already read.
+pub fn scan_by_timestamp(
     chunk: &ChunkLocation,
-    mut batch: Bytes,
+    data: &Bytes,
+    timestamp: i64,
+    max_decompressed: u64,
+) -> Option<(i64, i64)> {
+    for item in BatchIter::new(data) {
+        let (range, header) = match item {
+            Ok(item) => item,
+            Err(error) => {
+                // Without a valid header the next batch cannot be found: the rest is skipped.
+                skip_batch(chunk, None, &error);
+                return None;
+            }
+        };
+        if header.max_timestamp < timestamp {
+            continue;
+        }
+        let batch = data.slice(range);
+        if let Err(error) = check_crc(&batch) {
+            skip_batch(chunk, Some(header.base_offset), &error);
+            continue;
+        }
+        match first_at_or_after(&batch, &header, timestamp, max_decompressed) {
+            Ok(Some(found)) => return Some(found),
+            Ok(None) => {}
+            Err(error) => skip_batch(chunk, Some(header.base_offset), &error),
+        }
+    }
+    None
+}
+
+/// The first record of `batch` whose timestamp is at or after `timestamp`.
+fn first_at_or_after(
+    batch: &Bytes,
     header: &BatchHeader,
-) -> Result<Vec<(i64, i64)>, ColdReadError> {
-    let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| corrupt(chunk, e.to_string()))?;
-    Ok(set
-        .records
-        .iter()
-        .map(|r| (r.offset, r.timestamp))
-        .filter(|&(offset, _)| offset >= header.base_offset)
-        .collect())
+    timestamp: i64,
+    max_decompressed: u64,
+) -> Result<Option<(i64, i64)>, RecordError> {
+    let options = DecodeOptions {
+        max_decompressed,
+        values: false,
+    };
+    for record in BatchRecords::new(batch, header, options)? {
+        let record = record?;
+        if record.offset_delta < 0 {
+            return Err(RecordError::Invalid {
+                field: "offset delta",
+                value: record.offset_delta.into(),
+            });
+        }
+        if record.timestamp >= timestamp {
+            let offset = header.base_offset + i64::from(record.offset_delta);
+            return Ok(Some((offset, record.timestamp)));
+        }
+    }
+    Ok(None)
 }
 
 fn corrupt(chunk: &ChunkLocation, reason: String) -> ColdReadError {

@@ -7,3 +7,4 @@ pub mod reserve;
 pub mod retention;
 pub mod topic_config;
 pub mod topics;
+pub mod validate;

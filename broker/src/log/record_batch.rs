@@ -185,6 +185,14 @@ pub fn assign_offset(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Rewrites the max timestamp of a whole batch in place and recomputes its CRC-32C (which
+/// covers the field).
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    batch[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Walks consecutive batches, checking headers and lengths (not CRCs).
 pub struct BatchIter<'a> {
     buf: &'a [u8],
@@ -318,6 +326,14 @@ pub(crate) mod tests {
         old[16] = 1;
         assert_eq!(check_batches(&old), Err(BatchError::Magic(1)));
         assert_eq!(check_batches(&[]), Err(BatchError::Empty));
+    }
+
+    #[test]
+    fn a_rewritten_max_timestamp_keeps_the_crc_valid() {
+        let mut batch = encoded_batch(3, 1000);
+        set_max_timestamp(&mut batch, 5000);
+        let checked = check_batches(&batch).unwrap();
+        assert_eq!(checked[0].header.max_timestamp, 5000);
     }
 
     proptest::proptest! {

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::validate::ProduceLimits;
+use crate::config::Config;
+
 /// Kafka topic configs this broker knows, with the default it reports.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
@@ -13,7 +16,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("index.interval.bytes", "4096"),
     ("max.compaction.lag.ms", "9223372036854775807"),
     ("max.message.bytes", "1048588"),
-    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    // Kafka 4.0's default (KIP-1030); i64::MAX before.
+    ("message.timestamp.after.max.ms", "3600000"),
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.type", "CreateTime"),
     ("min.cleanable.dirty.ratio", "0.5"),
@@ -34,6 +38,37 @@ pub fn default_of(name: &str) -> Option<&'static str> {
     DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
+/// Settings that must not be negative.
+const NON_NEGATIVE: &[&str] = &[
+    "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+];
+
+/// The produce limits of a topic with overrides `configs`: each override, else the broker's
+/// setting (Kafka's broker defaults `message.max.bytes`, `log.message.timestamp.*.max.ms`).
+pub fn produce_limits(configs: &BTreeMap<String, String>, broker: &Config) -> ProduceLimits {
+    let value = |name: &str, default: i64| {
+        configs
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .unwrap_or(default)
+    };
+    let max_message_bytes = i64::try_from(broker.message_max_bytes).unwrap_or(i64::MAX);
+    ProduceLimits {
+        max_message_bytes: value("max.message.bytes", max_message_bytes) as u64,
+        timestamp_before_max_ms: value(
+            "message.timestamp.before.max.ms",
+            broker.log_message_timestamp_before_max_ms,
+        ),
+        timestamp_after_max_ms: value(
+            "message.timestamp.after.max.ms",
+            broker.log_message_timestamp_after_max_ms,
+        ),
+    }
+}
+
 /// Checks overrides given at topic creation: known names, well-formed values.
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), String> {
     for (name, value) in configs {
@@ -43,6 +78,9 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), String> {
         let numeric = default.parse::<i64>().is_ok();
         if numeric && value.parse::<i64>().is_err() {
             return Err(format!("{name} must be an integer, got {value:?}"));
+        }
+        if NON_NEGATIVE.contains(&name.as_str()) && value.parse::<i64>().is_ok_and(|v| v < 0) {
+            return Err(format!("{name} must not be negative, got {value}"));
         }
         let valid = match name.as_str() {
             "cleanup.policy" => value
@@ -84,5 +122,18 @@ mod tests {
         assert!(validate(&one("retention.mss", "1")).is_err());
         assert!(validate(&one("retention.ms", "soon")).is_err());
         assert!(validate(&one("compression.type", "brotli")).is_err());
+        assert!(validate(&one("max.message.bytes", "-1")).is_err());
+    }
+
+    #[test]
+    fn produce_limits_take_overrides_else_the_broker_settings() {
+        let broker = Config::default();
+        let limits = produce_limits(&BTreeMap::new(), &broker);
+        assert_eq!(limits.max_message_bytes, 1_048_588);
+        assert_eq!(limits.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(limits.timestamp_after_max_ms, 3_600_000);
+        let limits = produce_limits(&one("max.message.bytes", "1000"), &broker);
+        assert_eq!(limits.max_message_bytes, 1000);
+        assert_eq!(limits.max_decompressed(), 64_000);
     }
 }

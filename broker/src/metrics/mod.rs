@@ -55,6 +55,14 @@ pub struct Events {
     pub maintenance_failures: Counter,
 }
 
+/// Stored record batches skipped because they did not decode (corrupt bytes, a header that
+/// lies about its records, or records past the decompression cap). Process-wide, so that read
+/// paths without [`Events`] at hand (start-up recovery) count here too.
+pub fn skipped_stored_batches() -> &'static Counter {
+    static SKIPPED: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+    SKIPPED.get_or_init(Counter::default)
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 100 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 22))
@@ -162,6 +170,11 @@ impl Metrics {
             "storage_maintenance_failures",
             "Storage maintenance periods that failed (retried the next period)",
             e.maintenance_failures,
+        );
+        registry.register(
+            "stored_batches_skipped",
+            "Stored record batches skipped on a read because they did not decode",
+            skipped_stored_batches().clone(),
         );
         registry.register_collector(Box::new(state));
         Metrics { registry }

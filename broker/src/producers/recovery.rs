@@ -5,13 +5,16 @@
 //! (at least the last `recent_objects` flush objects, and at least `min_bytes`) recovers them
 //! without reading the whole log; a producer idle for longer is unknown and simply trusted with
 //! its next sequence, as Kafka does once producer state has expired.
+//!
+//! A stored batch whose header or CRC is bad is skipped with a warning and counted (see
+//! [`cold_read::skip_batch`]): one corrupt batch must not keep the broker from starting.
 
 use dfs_adapter::{ObjectId, Store};
 
 use super::sequences::ProducerStates;
 use crate::log::cold_read::{self, ColdReadError};
 use crate::log::partition::Partition;
-use crate::log::record_batch::BatchIter;
+use crate::log::record_batch::{check_crc, BatchIter};
 
 /// How far back to read.
 #[derive(Clone, Copy, Debug)]
@@ -42,17 +45,29 @@ pub async fn rebuild(
     }
     let mut states = ProducerStates::default();
     for chunk in &chunks[start..] {
-        let data = cold_read::load_chunk(store, chunk).await?;
+        let data = cold_read::read_chunk(store, chunk).await?;
         for item in BatchIter::new(&data) {
-            match item {
-                Ok((_, header)) => states.record(&header, header.base_offset),
+            let (range, header) = match item {
+                Ok(item) => item,
                 Err(error) => {
-                    return Err(ColdReadError::Corrupt {
-                        object: chunk.object.key(),
-                        reason: error.to_string(),
-                    })
+                    // The next batch cannot be found without this one's length.
+                    cold_read::skip_batch(chunk, None, &error);
+                    break;
                 }
+            };
+            if let Err(error) = check_crc(&data[range]) {
+                cold_read::skip_batch(chunk, Some(header.base_offset), &error);
+                continue;
             }
+            if header.record_count != header.last_offset_delta.wrapping_add(1) {
+                let why = format!(
+                    "record count {} with last offset delta {}",
+                    header.record_count, header.last_offset_delta
+                );
+                cold_read::skip_batch(chunk, Some(header.base_offset), &why);
+                continue;
+            }
+            states.record(&header, header.base_offset);
         }
     }
     Ok(states)

@@ -281,3 +281,123 @@ pub fn encode_batch(
     RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
     buf.to_vec()
 }
+
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`, ...) in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+impl Client {
+    /// Changes how long reads wait.
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+    }
+
+    /// True if a read timed out with the connection still open (nothing to read, no EOF).
+    pub fn would_block(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            self.stream.read(&mut byte),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        )
+    }
+}
+
+impl BrokerProcess {
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Peak resident memory of process `pid` in KiB (`VmHWM` of /proc/<pid>/status).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Appends `value` as a Kafka zig-zag varint.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// One v2 record (length prefix included): no key, no headers, `value_len` bytes of value of
+/// which only the length is written (the caller appends the value bytes, then `[0]` for the
+/// header count: see [`raw_record`] for the whole record at once).
+pub fn raw_record_head(offset_delta: i64, timestamp_delta: i64, value_len: usize) -> Vec<u8> {
+    let mut body = vec![0u8];
+    put_varint(&mut body, timestamp_delta);
+    put_varint(&mut body, offset_delta);
+    put_varint(&mut body, -1);
+    put_varint(&mut body, value_len as i64);
+    let mut head = Vec::new();
+    // Attributes..value length, the value, and the one-byte header count.
+    put_varint(&mut head, (body.len() + value_len + 1) as i64);
+    head.extend(body);
+    head
+}
+
+/// One whole v2 record with no key and no headers.
+pub fn raw_record(offset_delta: i64, timestamp_delta: i64, value: &[u8]) -> Vec<u8> {
+    let mut record = raw_record_head(offset_delta, timestamp_delta, value.len());
+    record.extend_from_slice(value);
+    record.push(0);
+    record
+}
+
+/// A v2 batch around `records` (compressed already if `attributes` says so) with the header
+/// fields given, whatever they claim, and a valid CRC.
+pub fn raw_batch(
+    records: &[u8],
+    attributes: i16,
+    record_count: i32,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(61 + records.len());
+    out.extend_from_slice(&0i64.to_be_bytes());
+    out.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.push(2);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&(-1i64).to_be_bytes());
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out.extend_from_slice(&record_count.to_be_bytes());
+    out.extend_from_slice(records);
+    fix_batch_crc(&mut out);
+    out
+}
+
+/// Recomputes the CRC-32C of the v2 batch at the start of `batch`.
+pub fn fix_batch_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}

@@ -1,0 +1,148 @@
+//! What Kafka checks in a produced batch beyond its header: its size, each record's framing,
+//! the record count and offset deltas, and record timestamps (Kafka's `LogValidator`).
+//!
+//! An uncompressed batch is walked in place (a few varints per record, keys and values skipped
+//! by length, so cheaper than the CRC over the same bytes); a compressed one is decompressed as a
+//! stream, never whole, and refused once it inflates past [`ProduceLimits::max_decompressed`].
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use thiserror::Error;
+
+use super::record_batch::BatchHeader;
+use crate::records::{BatchRecords, DecodeOptions, RecordError};
+
+/// Records of a compressed batch may decompress to at most this many times `max.message.bytes`.
+/// Kafka bounds only the compressed size; this bounds the work one batch can ask for while
+/// leaving room for text and JSON, which compress 5 to 20 times.
+pub const DECOMPRESSION_RATIO: u64 = 64;
+/// Kafka's `RecordBatch.NO_TIMESTAMP`: exempt from the timestamp bounds.
+const NO_TIMESTAMP: i64 = -1;
+/// Attributes bit 3: the timestamp type is LogAppendTime.
+const LOG_APPEND_TIME: i16 = 1 << 3;
+
+/// The limits a topic puts on produced batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProduceLimits {
+    /// Largest batch, in bytes (Kafka `max.message.bytes`).
+    pub max_message_bytes: u64,
+    /// How far in the past a CreateTime timestamp may lie (`message.timestamp.before.max.ms`).
+    pub timestamp_before_max_ms: i64,
+    /// How far in the future it may lie (`message.timestamp.after.max.ms`).
+    pub timestamp_after_max_ms: i64,
+}
+
+impl ProduceLimits {
+    /// Most bytes the records of one compressed batch may decompress to.
+    pub fn max_decompressed(&self) -> u64 {
+        self.max_message_bytes.saturating_mul(DECOMPRESSION_RATIO)
+    }
+}
+
+/// Why a batch's contents were refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The batch is larger than `max.message.bytes`.
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge {
+        /// Batch size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The records are malformed, miscounted, or decompress past the cap.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// A record's offset delta is not its index.
+    #[error("record {index} has offset delta {delta}; offset deltas must run 0, 1, 2, ...")]
+    OffsetDelta {
+        /// Index of the record.
+        index: i32,
+        /// Its offset delta.
+        delta: i32,
+    },
+    /// A record's timestamp lies outside the topic's bounds.
+    #[error("timestamp {timestamp} of record {index} is out of range [{low}, {high}]")]
+    Timestamp {
+        /// Index of the record.
+        index: i32,
+        /// Its timestamp.
+        timestamp: i64,
+        /// Earliest accepted.
+        low: i64,
+        /// Latest accepted.
+        high: i64,
+    },
+    /// The producer set the LogAppendTime type on a record without a timestamp.
+    #[error("producers may not set the LogAppendTime timestamp type")]
+    LogAppendTime,
+}
+
+impl ValidationError {
+    /// The Kafka error code a producer gets, as Kafka answers.
+    pub fn code(&self) -> ResponseError {
+        match self {
+            ValidationError::TooLarge { .. }
+            | ValidationError::Records(RecordError::TooLarge(_)) => ResponseError::MessageTooLarge,
+            ValidationError::Records(RecordError::UnknownCodec(_) | RecordError::Decompress(_)) => {
+                ResponseError::CorruptMessage
+            }
+            ValidationError::Records(_) | ValidationError::OffsetDelta { .. } => {
+                ResponseError::InvalidRecord
+            }
+            ValidationError::Timestamp { .. } | ValidationError::LogAppendTime => {
+                ResponseError::InvalidTimestamp
+            }
+        }
+    }
+}
+
+/// Checks the records of one produced `batch` (CRC and header already checked) against
+/// `limits` at `now_ms`; returns the largest record timestamp (-1 if none has one), which the
+/// caller writes into the header if the producer's differs, as Kafka does.
+pub fn validate_batch(
+    batch: &Bytes,
+    header: &BatchHeader,
+    limits: &ProduceLimits,
+    now_ms: i64,
+) -> Result<i64, ValidationError> {
+    let size = batch.len() as u64;
+    if size > limits.max_message_bytes {
+        return Err(ValidationError::TooLarge {
+            size,
+            max: limits.max_message_bytes,
+        });
+    }
+    let options = DecodeOptions {
+        max_decompressed: limits.max_decompressed(),
+        values: false,
+    };
+    let low = now_ms.saturating_sub(limits.timestamp_before_max_ms);
+    let high = now_ms.saturating_add(limits.timestamp_after_max_ms);
+    let mut max_timestamp = NO_TIMESTAMP;
+    for (index, record) in (0..).zip(BatchRecords::new(batch, header, options)?) {
+        let record = record?;
+        if record.offset_delta != index {
+            return Err(ValidationError::OffsetDelta {
+                index,
+                delta: record.offset_delta,
+            });
+        }
+        let timestamp = record.timestamp;
+        if timestamp != NO_TIMESTAMP {
+            if !(low..=high).contains(&timestamp) {
+                return Err(ValidationError::Timestamp {
+                    index,
+                    timestamp,
+                    low,
+                    high,
+                });
+            }
+        } else if header.attributes & LOG_APPEND_TIME != 0 {
+            return Err(ValidationError::LogAppendTime);
+        }
+        max_timestamp = max_timestamp.max(timestamp);
+    }
+    Ok(max_timestamp)
+}
