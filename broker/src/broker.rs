@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::{Catalog, FlushConfig, FlushPipeline, ObjectId, StorageError, Store};
+use dfs_adapter::{
+    Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store,
+};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -78,12 +80,18 @@ pub struct Broker {
     pub events: Events,
     /// Everything a metrics scrape reports.
     pub metrics: Arc<Metrics>,
+    /// This process's exclusive claim on the storage root, taken before recovery and held
+    /// for the broker's life (see [`RootClaim`]).
+    pub root_claim: RootClaim,
 }
 
 impl Broker {
     /// Opens storage, recovers every topic and partition from it, and starts the flush pipeline.
     pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let store = Store::open_with(&config.storage, config.slicing()).await?;
+        // Before recovery, which deletes what it judges torn: another broker's in-flight
+        // objects look just like that.
+        let root_claim = store.claim_root(uuid::Uuid::new_v4()).await?;
         let records = store.list_topics().await?;
         let recovered = store.recover(config.flush_max_in_flight).await?;
         tracing::info!(
@@ -208,6 +216,7 @@ impl Broker {
             catalog,
             events,
             metrics,
+            root_claim,
         }))
     }
 

@@ -120,6 +120,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         _ = &mut serving => anyhow::bail!("listener stopped unexpectedly"),
+        // A lease not renewed in time: another broker may own the storage now.
+        reason = broker.root_claim.lost() => anyhow::bail!("stopping: lost the storage root: {reason}"),
         outcome = &mut maintaining => match outcome {
             // Another broker owns the storage now: stop at once, flushing nothing more.
             Ok(Err(error)) => anyhow::bail!("stopping: {error}"),
