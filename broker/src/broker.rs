@@ -158,6 +158,7 @@ impl Broker {
             internal.clone(),
         ));
         offsets.replay(&history);
+        let history: Vec<InternalRecord> = history.into_iter().map(|r| r.record).collect();
         let producer_ids = ProducerIds::new(internal.clone(), &history);
         let window = TailWindow {
             since_object: ObjectId(

@@ -56,8 +56,9 @@ pub enum InFlight {
 
 /// Runs the order-sensitive part of `request` now and the rest in its own task.
 ///
-/// Requests that change state (produce appends, topic creation and deletion) take effect in the
-/// order they arrived on the connection; reads, and the waits for durability, run concurrently.
+/// Requests that change state (produce appends, offset commits and deletions, topic creation and
+/// deletion) take effect in the order they arrived on the connection; reads, and the waits for
+/// durability, run concurrently.
 /// Responses are still written in request order by the connection.
 pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAddr>) -> InFlight {
     let Request {
@@ -103,16 +104,18 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
         RequestKind::OffsetFetch(r) => InFlight::Ready(reply(ResponseKind::OffsetFetch(
             offset_fetch::handle(&broker, r, version),
         ))),
-        RequestKind::OffsetCommit(r) => InFlight::Running(tokio::spawn(async move {
-            reply(ResponseKind::OffsetCommit(
-                offset_commit::handle(&broker, r, version).await,
-            ))
-        })),
-        RequestKind::OffsetDelete(r) => InFlight::Running(tokio::spawn(async move {
-            reply(ResponseKind::OffsetDelete(
-                offset_delete::handle(&broker, r).await,
-            ))
-        })),
+        RequestKind::OffsetCommit(r) => {
+            let staged = offset_commit::stage(&broker, r, version);
+            InFlight::Running(tokio::spawn(async move {
+                reply(ResponseKind::OffsetCommit(staged.await))
+            }))
+        }
+        RequestKind::OffsetDelete(r) => {
+            let staged = offset_delete::stage(&broker, r);
+            InFlight::Running(tokio::spawn(async move {
+                reply(ResponseKind::OffsetDelete(staged.await))
+            }))
+        }
         RequestKind::FindCoordinator(r) => {
             let (host, port) = broker.config.advertised();
             let this = find_coordinator::CoordinatorAddress {

@@ -1,4 +1,10 @@
 //! OffsetCommit: answered once the commit is durable in the internal log.
+//!
+//! The commit is queued on the internal log when the request is read ([`stage`]), so commits
+//! sent one after another on a connection take effect in the order they were sent, as in Kafka,
+//! even though their durability waits run concurrently.
+
+use std::future::Future;
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -9,16 +15,18 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 use crate::internal::log::now_ms;
 use crate::internal::CommittedOffset;
+use crate::offsets::CommitError;
 
 /// Kafka's default offset.metadata.max.bytes.
 const MAX_METADATA: usize = 4096;
 
-/// Validates the committer against its group, then commits every valid partition at once.
-pub async fn handle(
+/// Validates the committer against its group and queues the commits of every valid partition
+/// at once; the future answers once they are durable.
+pub fn stage(
     broker: &Broker,
     request: OffsetCommitRequest,
     _version: i16,
-) -> OffsetCommitResponse {
+) -> impl Future<Output = OffsetCommitResponse> + Send + 'static {
     let group = request.group_id.0.to_string();
     let membership = if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
@@ -75,26 +83,34 @@ pub async fn handle(
         commits = ?commits.iter().map(|(_, p, c)| (*p, c.offset)).collect::<Vec<_>>(),
         "offset commit"
     );
-    let written = broker.offsets.commit(&group, commits).await;
-    if let Err(error) = &written {
-        tracing::warn!(group, %error, "offset commit failed");
-    }
+    let written = broker.offsets.commit(&group, commits);
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics
         .iter()
         .map(|t| OffsetCommitResponseTopic::default().with_name(t.name.clone()))
         .collect();
-    for (t, index, error) in outcome {
-        let error = match (error, &written) {
-            (Some(error), _) => error.code(),
-            (None, Ok(())) => 0,
-            (None, Err(_)) => ResponseError::CoordinatorNotAvailable.code(),
+    async move {
+        let written = written.await;
+        let failed = match &written {
+            Ok(()) => 0,
+            Err(error @ CommitError::Full(_)) => {
+                tracing::warn!(group, %error, "offset commit refused");
+                // Not retriable: the client surfaces it instead of retrying forever.
+                ResponseError::InvalidCommitOffsetSize.code()
+            }
+            Err(error) => {
+                tracing::warn!(group, %error, "offset commit failed");
+                ResponseError::CoordinatorNotAvailable.code()
+            }
         };
-        topics[t].partitions.push(
-            OffsetCommitResponsePartition::default()
-                .with_partition_index(index)
-                .with_error_code(error),
-        );
+        for (t, index, error) in outcome {
+            let error = error.map_or(failed, |e| e.code());
+            topics[t].partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_error_code(error),
+            );
+        }
+        OffsetCommitResponse::default().with_topics(topics)
     }
-    OffsetCommitResponse::default().with_topics(topics)
 }

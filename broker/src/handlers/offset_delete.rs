@@ -9,17 +9,26 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
 
+use std::future::Future;
+
+use futures::future::Either;
+
 use crate::broker::Broker;
 use crate::groups::GroupState;
 
-/// Deletes the named commits; partitions of topics the group is still subscribed to are
-/// refused with GROUP_SUBSCRIBED_TO_TOPIC, as Kafka does.
-pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+/// Queues the deletion of the named commits now (so it is ordered with the connection's
+/// commits) and answers once it is durable; partitions of topics the group is still subscribed
+/// to are refused with GROUP_SUBSCRIBED_TO_TOPIC, as Kafka does.
+pub fn stage(
+    broker: &Broker,
+    request: OffsetDeleteRequest,
+) -> impl Future<Output = OffsetDeleteResponse> + Send + 'static {
     let group = request.group_id.0.to_string();
     let has_commits = !broker.offsets.table().group(&group).is_empty();
     if !broker.groups.group_exists(&group) && !has_commits {
-        return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::GroupIdNotFound.code());
+        return Either::Left(std::future::ready(
+            OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code()),
+        ));
     }
     let mut deletions = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -52,12 +61,15 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
                 .with_partitions(partitions),
         );
     }
-    if let Err(error) = broker.offsets.delete(&group, deletions).await {
-        tracing::warn!(group, %error, "offset delete failed");
-        return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
-    }
-    OffsetDeleteResponse::default().with_topics(topics)
+    let written = broker.offsets.delete(&group, deletions);
+    Either::Right(async move {
+        if let Err(error) = written.await {
+            tracing::warn!(group, %error, "offset delete failed");
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
+    })
 }
 
 /// Whether a live consumer group's members subscribe to `topic`, from the subscriptions they

@@ -8,7 +8,7 @@
 pub mod log;
 pub mod record;
 
-pub use log::{InternalLog, InternalLogError};
+pub use log::{InternalLog, InternalLogError, LoggedRecord};
 pub use record::{CommittedOffset, InternalRecord};
 
 use dfs_adapter::PartitionKey;

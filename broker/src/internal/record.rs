@@ -34,6 +34,11 @@ pub enum InternalRecord {
         partition: i32,
         /// The commit, or `None` when deleted.
         commit: Option<CommittedOffset>,
+        /// Set on a one-sided commit made durable by the broker: the internal-log offset of the
+        /// last commit the slot held when its word was read. Such a record holds only if no
+        /// later commit of the slot was written before it (see `Offsets::persist_slot`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        based_on: Option<i64>,
     },
     /// A group's metadata (the coordinator's snapshot, kept opaque here), or (`None`) the
     /// deletion of the group and all its offsets.
@@ -85,16 +90,21 @@ pub fn encode_batch(records: &[InternalRecord], now_ms: i64) -> Result<Vec<u8>, 
     Ok(buf.to_vec())
 }
 
-/// Decodes every record in `batches`. Undecodable values are reported, not fatal: one bad
-/// record must not keep the broker from starting.
-pub fn decode_batches(mut batches: Bytes) -> Result<Vec<Result<InternalRecord, String>>, String> {
+/// A decoded internal record, or why its value did not decode.
+pub type DecodedRecord = Result<InternalRecord, String>;
+
+/// Decodes every record in `batches`, with its offset. Undecodable values are reported, not
+/// fatal: one bad record must not keep the broker from starting.
+pub fn decode_batches(mut batches: Bytes) -> Result<Vec<(i64, DecodedRecord)>, String> {
     let sets = RecordBatchDecoder::decode_all(&mut batches).map_err(|e| e.to_string())?;
     Ok(sets
         .into_iter()
         .flat_map(|set| set.records)
         .map(|record| {
             let value = record.value.unwrap_or_default();
-            serde_json::from_slice(&value).map_err(|e| format!("offset {}: {e}", record.offset))
+            let decoded = serde_json::from_slice(&value)
+                .map_err(|e| format!("offset {}: {e}", record.offset));
+            (record.offset, decoded)
         })
         .collect())
 }
@@ -118,6 +128,7 @@ mod tests {
                     metadata: Some("m".into()),
                     commit_timestamp: 7,
                 }),
+                based_on: Some(5),
             },
             InternalRecord::Group {
                 group_id: "g".into(),
@@ -131,7 +142,7 @@ mod tests {
         let decoded: Vec<_> = decode_batches(Bytes::from(batch))
             .unwrap()
             .into_iter()
-            .map(Result::unwrap)
+            .map(|(_, record)| record.unwrap())
             .collect();
         assert_eq!(decoded, records);
     }

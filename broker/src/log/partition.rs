@@ -55,9 +55,32 @@ pub enum AppendError {
     Sequence(#[from] SequenceError),
 }
 
+/// `chunks` sorted by offset, without chunks wholly covered by another.
+fn in_offset_order(mut chunks: Vec<ChunkLocation>) -> Vec<ChunkLocation> {
+    chunks.sort_by_key(|c| (c.base_offset, std::cmp::Reverse(c.last_offset)));
+    let mut kept: Vec<ChunkLocation> = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        match kept.last() {
+            Some(last) if chunk.last_offset <= last.last_offset => {
+                tracing::debug!(?chunk, "stored chunk held by another one; not read");
+            }
+            Some(last) if chunk.base_offset <= last.last_offset => {
+                tracing::warn!(?chunk, ?last, "stored chunks overlap");
+                kept.push(chunk);
+            }
+            _ => kept.push(chunk),
+        }
+    }
+    kept
+}
+
 impl Partition {
-    /// A partition with the given durable chunks (in offset order), as recovered from storage.
+    /// A partition with the given durable chunks, as recovered from storage. They are put in
+    /// offset order here (recovery lists segments and flush objects as it finds them), and a
+    /// chunk whose offsets an earlier one already holds is dropped, so every offset is read
+    /// from one place and the log end is the highest offset stored.
     pub fn new(key: PartitionKey, chunks: Vec<ChunkLocation>) -> Self {
+        let chunks = in_offset_order(chunks);
         let end = chunks.last().map_or(0, |c| c.last_offset + 1);
         let log_start = chunks.first().map_or(0, |c| c.base_offset);
         Self {
@@ -298,5 +321,55 @@ impl Partition {
                 }
             })
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dfs_adapter::ObjectId;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn chunk(object: u64, base_offset: i64, last_offset: i64) -> ChunkLocation {
+        ChunkLocation {
+            key: PartitionKey {
+                topic_id: Uuid::nil(),
+                partition: 0,
+            },
+            object: ObjectId(object),
+            position: 0,
+            len: 1,
+            base_offset,
+            last_offset,
+            max_timestamp: 0,
+            batches: 1,
+        }
+    }
+
+    #[test]
+    fn recovered_chunks_are_put_in_offset_order_without_copies() {
+        // As recovery may list them: a later segment first, then an older one, then flush
+        // objects, one of them a copy of data a segment holds.
+        let partition = Partition::new(
+            PartitionKey {
+                topic_id: Uuid::nil(),
+                partition: 0,
+            },
+            vec![
+                chunk(7, 100, 199),
+                chunk(3, 0, 99),
+                chunk(9, 150, 160),
+                chunk(10, 200, 249),
+            ],
+        );
+        let offsets: Vec<(i64, i64)> = partition
+            .stored_chunks()
+            .iter()
+            .map(|c| (c.base_offset, c.last_offset))
+            .collect();
+        assert_eq!(offsets, vec![(0, 99), (100, 199), (200, 249)]);
+        assert_eq!(partition.high_watermark(), 250);
+        assert_eq!(partition.stored_chunk(120).unwrap().object, ObjectId(7));
     }
 }

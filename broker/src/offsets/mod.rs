@@ -4,5 +4,5 @@ pub mod group_store;
 pub mod store;
 pub mod table;
 
-pub use store::Offsets;
+pub use store::{CommitError, Offsets};
 pub use table::{OffsetTable, SlotKey, TableFull};

@@ -1,22 +1,38 @@
 //! Durable commits: the internal log first, then the table.
+//!
+//! Every change is queued on the internal log at once, in the order of the calls, and applied
+//! to the table by the log's completion task in log order once durable. So commits sent one
+//! after another on a connection take effect in that order, and the table a running broker
+//! holds is exactly what a replay of the log rebuilds after a crash.
 
+use std::future::Future;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::table::{OffsetTable, SlotKey};
-use crate::internal::{CommittedOffset, InternalLog, InternalLogError, InternalRecord};
+use crate::internal::{
+    CommittedOffset, InternalLog, InternalLogError, InternalRecord, LoggedRecord,
+};
 
 /// Committed offsets with their durability.
 pub struct Offsets {
-    table: OffsetTable,
+    table: Arc<OffsetTable>,
     log: Arc<InternalLog>,
+    /// Held while a one-sided slot is read and its value queued, so that two persists of one
+    /// slot reach the log in the order they read it.
+    persist_order: Mutex<()>,
 }
 
 impl Offsets {
     /// Wraps an empty table; fill it with [`Offsets::replay`].
     pub fn new(table: OffsetTable, log: Arc<InternalLog>) -> Self {
-        Self { table, log }
+        Self {
+            table: Arc::new(table),
+            log,
+            persist_order: Mutex::new(()),
+        }
     }
 
     /// The table (for reads and for the RDMA path).
@@ -24,29 +40,33 @@ impl Offsets {
         &self.table
     }
 
-    /// Applies the internal log's records, in order, to the table.
-    pub fn replay(&self, records: &[InternalRecord]) {
-        for (position, record) in records.iter().enumerate() {
-            let position = position as i64;
+    /// Applies the internal log's records, in offset order, to the table, as the running
+    /// broker applied them.
+    pub fn replay(&self, records: &[LoggedRecord]) {
+        for LoggedRecord { offset, record } in records {
             match record {
                 InternalRecord::Offset {
                     group,
                     topic_id,
                     partition,
                     commit,
+                    based_on,
                 } => {
                     let key = SlotKey {
                         group: group.clone(),
                         topic_id: *topic_id,
                         partition: *partition,
                     };
-                    match commit {
-                        Some(commit) => {
-                            if let Err(error) = self.table.set(key, commit, position) {
+                    match (commit, based_on) {
+                        (Some(commit), Some(based_on)) => {
+                            self.table.apply_persisted(&key, commit.offset, *based_on);
+                        }
+                        (Some(commit), None) => {
+                            if let Err(error) = self.table.set(key, commit, *offset) {
                                 tracing::error!(%error, "committed offset dropped at replay");
                             }
                         }
-                        None => self.table.remove(&key),
+                        (None, _) => self.table.remove(&key),
                     }
                 }
                 InternalRecord::Group {
@@ -58,60 +78,84 @@ impl Offsets {
         }
     }
 
-    /// Commits offsets of one group; returns once they are durable and visible.
-    pub async fn commit(
+    /// Queues the commits of one group now; the future resolves once they are durable and
+    /// visible. Commits queued earlier take effect earlier.
+    pub fn commit(
         &self,
         group: &str,
         commits: Vec<(Uuid, i32, CommittedOffset)>,
-    ) -> Result<(), CommitError> {
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let records: Vec<InternalRecord> = commits
-            .iter()
-            .map(|(topic_id, partition, commit)| InternalRecord::Offset {
-                group: group.to_string(),
-                topic_id: *topic_id,
-                partition: *partition,
-                commit: Some(commit.clone()),
+    ) -> impl Future<Output = Result<(), CommitError>> + Send + 'static {
+        let keyed: Vec<(SlotKey, CommittedOffset)> = commits
+            .into_iter()
+            .map(|(topic_id, partition, commit)| {
+                let key = SlotKey {
+                    group: group.to_string(),
+                    topic_id,
+                    partition,
+                };
+                (key, commit)
             })
             .collect();
-        let base = self.log.append(&records).await?;
-        for (i, (topic_id, partition, commit)) in commits.into_iter().enumerate() {
-            let key = SlotKey {
-                group: group.to_string(),
-                topic_id,
-                partition,
-            };
-            self.table.set(key, &commit, base + i as i64)?;
+        let queued = if keyed.is_empty() {
+            None
+        } else if let Err(full) = self.table.check_room(keyed.iter().map(|(key, _)| key)) {
+            Some(Err(full))
+        } else {
+            let records = keyed
+                .iter()
+                .map(|(key, commit)| InternalRecord::Offset {
+                    group: key.group.clone(),
+                    topic_id: key.topic_id,
+                    partition: key.partition,
+                    commit: Some(commit.clone()),
+                    based_on: None,
+                })
+                .collect();
+            let table = self.table.clone();
+            Some(Ok(self.log.submit_then(records, move |base| {
+                for (i, (key, commit)) in keyed.into_iter().enumerate() {
+                    if let Err(error) = table.set(key, &commit, base + i as i64) {
+                        // Only if the table filled between the check and now.
+                        tracing::error!(%error, "durable commit not applied");
+                    }
+                }
+            })))
+        };
+        async move {
+            match queued {
+                None => Ok(()),
+                Some(Err(full)) => Err(CommitError::Full(full)),
+                Some(Ok(written)) => written.await.map(|_| ()).map_err(CommitError::from),
+            }
         }
-        Ok(())
     }
 
-    /// Makes `offset`, which a one-sided writer left in `key`'s slot, durable: appends it to the
-    /// internal log like a commit, but leaves the word alone (the writer may have moved it
-    /// again meanwhile; the next persist picks that up).
-    pub async fn persist_slot(&self, key: &SlotKey, offset: i64) -> Result<(), CommitError> {
-        let current = self.table.get(key);
-        let commit = CommittedOffset {
-            offset,
-            leader_epoch: current.as_ref().map_or(-1, |c| c.leader_epoch),
-            metadata: current.and_then(|c| c.metadata),
-            commit_timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        };
-        let position = self
-            .log
-            .append(&[InternalRecord::Offset {
+    /// Makes what a one-sided writer left in `key`'s slot durable: reads the word and queues
+    /// it like a commit, but leaves the word alone (the writer may move it again meanwhile; the
+    /// next persist picks that up). Returns the value made durable, or `None` when `key` holds
+    /// no slot any more.
+    ///
+    /// The record names the commit the word was read over, so that a commit queued before it
+    /// but applied after the read (which overwrites the word at run time) also wins at replay.
+    pub async fn persist_slot(&self, key: &SlotKey) -> Result<Option<i64>, CommitError> {
+        let (offset, written) = {
+            let _order = self.persist_order.lock();
+            let Some((mut commit, based_on)) = self.table.read_for_persist(key) else {
+                return Ok(None);
+            };
+            commit.commit_timestamp = crate::internal::log::now_ms();
+            let offset = commit.offset;
+            let written = self.log.submit(vec![InternalRecord::Offset {
                 group: key.group.clone(),
                 topic_id: key.topic_id,
                 partition: key.partition,
-                commit: Some(commit.clone()),
-            }])
-            .await?;
-        self.table.note_persisted(key, &commit, position);
-        Ok(())
+                commit: Some(commit),
+                based_on: Some(based_on),
+            }]);
+            (offset, written)
+        };
+        written.await?;
+        Ok(Some(offset))
     }
 
     /// The committed offset of one partition.
@@ -123,52 +167,70 @@ impl Offsets {
         })
     }
 
-    /// Deletes some commits of a group durably.
-    pub async fn delete(&self, group: &str, keys: Vec<(Uuid, i32)>) -> Result<(), CommitError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let records: Vec<InternalRecord> = keys
-            .iter()
-            .map(|(topic_id, partition)| InternalRecord::Offset {
-                group: group.to_string(),
-                topic_id: *topic_id,
-                partition: *partition,
-                commit: None,
-            })
-            .collect();
-        self.log.append(&records).await?;
-        for (topic_id, partition) in keys {
-            self.table.remove(&SlotKey {
+    /// Queues the deletion of some commits of a group now; the future resolves once it is
+    /// durable and applied.
+    pub fn delete(
+        &self,
+        group: &str,
+        keys: Vec<(Uuid, i32)>,
+    ) -> impl Future<Output = Result<(), CommitError>> + Send + 'static {
+        let keys: Vec<SlotKey> = keys
+            .into_iter()
+            .map(|(topic_id, partition)| SlotKey {
                 group: group.to_string(),
                 topic_id,
                 partition,
-            });
+            })
+            .collect();
+        let queued = (!keys.is_empty()).then(|| {
+            let records = keys
+                .iter()
+                .map(|key| InternalRecord::Offset {
+                    group: key.group.clone(),
+                    topic_id: key.topic_id,
+                    partition: key.partition,
+                    commit: None,
+                    based_on: None,
+                })
+                .collect();
+            let table = self.table.clone();
+            self.log.submit_then(records, move |_| {
+                for key in &keys {
+                    table.remove(key);
+                }
+            })
+        });
+        async move {
+            if let Some(written) = queued {
+                written.await?;
+            }
+            Ok(())
         }
-        Ok(())
     }
 
     /// Queues a group's metadata (opaque here) now, or with `None` the deletion of the group
     /// and all its commits; the future resolves once it is durable.
     pub fn submit_group(
-        self: &Arc<Self>,
+        &self,
         group_id: &str,
         snapshot: Option<serde_json::Value>,
-    ) -> impl std::future::Future<Output = Result<(), InternalLogError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), InternalLogError>> + Send + 'static {
         let deleted = snapshot.is_none();
-        let group_id = group_id.to_string();
-        let written = self.log.submit(vec![InternalRecord::Group {
-            group_id: group_id.clone(),
+        let records = vec![InternalRecord::Group {
+            group_id: group_id.to_string(),
             snapshot,
-        }]);
-        let this = self.clone();
-        async move {
-            written.await?;
-            if deleted {
-                this.table.remove_group(&group_id);
-            }
-            Ok(())
-        }
+        }];
+        let written = if deleted {
+            let table = self.table.clone();
+            let group_id = group_id.to_string();
+            futures::future::Either::Left(
+                self.log
+                    .submit_then(records, move |_| table.remove_group(&group_id)),
+            )
+        } else {
+            futures::future::Either::Right(self.log.submit(records))
+        };
+        async move { written.await.map(|_| ()) }
     }
 }
 

@@ -118,13 +118,45 @@ impl OffsetTable {
         Ok(())
     }
 
-    /// Records that a one-sided commit in `key`'s slot was made durable at `log_offset`,
-    /// without touching the word itself.
-    pub fn note_persisted(&self, key: &SlotKey, commit: &CommittedOffset, log_offset: i64) {
-        if let Some(info) = self.state.write().slots.get_mut(key) {
-            if info.log_offset <= log_offset {
-                info.commit_timestamp = commit.commit_timestamp;
-                info.log_offset = log_offset;
+    /// Fails if the keys among `keys` that hold no slot yet would not all find one.
+    pub fn check_room<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a SlotKey>,
+    ) -> Result<(), TableFull> {
+        let state = self.state.read();
+        let needed = keys
+            .into_iter()
+            .filter(|key| !state.slots.contains_key(*key))
+            .count();
+        let room = state.free.len() + (self.words.len() - state.next);
+        if needed > room {
+            return Err(TableFull(self.words.len()));
+        }
+        Ok(())
+    }
+
+    /// What a one-sided writer left in `key`'s slot, read together with the internal-log
+    /// offset of the last commit written into it (what the value is based on).
+    pub fn read_for_persist(&self, key: &SlotKey) -> Option<(CommittedOffset, i64)> {
+        let state = self.state.read();
+        let info = state.slots.get(key)?;
+        let commit = CommittedOffset {
+            offset: self.word(info.slot).load(Ordering::Acquire) as i64,
+            leader_epoch: info.leader_epoch,
+            metadata: info.metadata.clone(),
+            commit_timestamp: info.commit_timestamp,
+        };
+        Some((commit, info.log_offset))
+    }
+
+    /// Replays a one-sided commit made durable by the broker: it holds only if the slot still
+    /// holds the commit it was based on (a commit written after the word was read, but before
+    /// this record, won at run time and wins here too).
+    pub fn apply_persisted(&self, key: &SlotKey, offset: i64, based_on: i64) {
+        let state = self.state.read();
+        if let Some(info) = state.slots.get(key) {
+            if info.log_offset <= based_on {
+                self.word(info.slot).store(offset as u64, Ordering::Release);
             }
         }
     }
@@ -240,6 +272,32 @@ mod tests {
         table.set(key("g", 0), &commit(20), 5).unwrap();
         table.set(key("g", 0), &commit(10), 4).unwrap();
         assert_eq!(table.get(&key("g", 0)).unwrap().offset, 20);
+    }
+
+    #[test]
+    fn persisted_one_sided_values_hold_only_over_the_commit_they_were_read_from() {
+        let table = OffsetTable::new(8).unwrap();
+        table.set(key("g", 0), &commit(10), 3).unwrap();
+        let (read, based_on) = table.read_for_persist(&key("g", 0)).unwrap();
+        assert_eq!((read.offset, based_on), (10, 3));
+        // Read from the commit at 3: holds.
+        table.apply_persisted(&key("g", 0), 15, 3);
+        assert_eq!(table.get(&key("g", 0)).unwrap().offset, 15);
+        // A commit at 7 was written after a word read at 3: the stale value does not win.
+        table.set(key("g", 0), &commit(100), 7).unwrap();
+        table.apply_persisted(&key("g", 0), 16, 3);
+        assert_eq!(table.get(&key("g", 0)).unwrap().offset, 100);
+        // Unknown keys are ignored.
+        table.apply_persisted(&key("g", 9), 1, 0);
+        assert!(table.get(&key("g", 9)).is_none());
+    }
+
+    #[test]
+    fn room_is_checked_for_new_keys_only() {
+        let table = OffsetTable::new(2).unwrap();
+        table.set(key("a", 0), &commit(1), 1).unwrap();
+        assert!(table.check_room([&key("a", 0), &key("a", 1)]).is_ok());
+        assert!(table.check_room([&key("a", 1), &key("a", 2)]).is_err());
     }
 
     #[test]

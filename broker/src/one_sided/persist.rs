@@ -22,42 +22,61 @@ use crate::offsets::SlotKey;
 #[derive(Default)]
 pub struct JoinedSlots {
     slots: Mutex<HashMap<SlotKey, (usize, u64)>>,
+    /// One persist at a time, so a slower one never records an older "last made durable".
+    persisting: tokio::sync::Mutex<()>,
 }
 
 impl JoinedSlots {
-    /// Tracks `key` (held in `slot`) from its current value on.
+    /// Tracks `key` (held in `slot`) from its current value on. A key whose commits moved to
+    /// another slot (its group was deleted and it was committed again) is tracked in the new
+    /// one.
     pub fn add(&self, key: SlotKey, slot: usize, broker: &Broker) {
         let value = word(broker, slot);
-        self.slots.lock().entry(key).or_insert((slot, value));
+        let mut slots = self.slots.lock();
+        match slots.get_mut(&key) {
+            Some(entry) if entry.0 == slot => {}
+            Some(entry) => *entry = (slot, value),
+            None => {
+                slots.insert(key, (slot, value));
+            }
+        }
     }
 
     /// Makes every changed slot durable; returns how many were written.
     pub async fn persist(&self, broker: &Broker) -> Result<usize, String> {
-        let changed: Vec<(SlotKey, usize, u64)> = self
+        let _one_at_a_time = self.persisting.lock().await;
+        let changed: Vec<(SlotKey, usize)> = self
             .slots
             .lock()
             .iter()
-            .filter_map(|(key, &(slot, last))| {
-                let now = word(broker, slot);
-                (now != last).then(|| (key.clone(), slot, now))
-            })
+            .filter(|(_, &(slot, last))| word(broker, slot) != last)
+            .map(|(key, &(slot, _))| (key.clone(), slot))
             .collect();
-        for (key, slot, value) in &changed {
+        let mut written = 0;
+        for (key, slot) in &changed {
             // The slot may have been freed and reused since (DeleteGroups): then stop tracking.
             if broker.offsets.table().slot_of(key) != Some(*slot) {
                 self.slots.lock().remove(key);
                 continue;
             }
-            broker
+            let persisted = broker
                 .offsets
-                .persist_slot(key, *value as i64)
+                .persist_slot(key)
                 .await
                 .map_err(|e| format!("cannot persist {}/{}: {e}", key.group, key.partition))?;
-            if let Some(entry) = self.slots.lock().get_mut(key) {
-                entry.1 = *value;
+            match persisted {
+                Some(value) => {
+                    written += 1;
+                    if let Some(entry) = self.slots.lock().get_mut(key) {
+                        entry.1 = value as u64;
+                    }
+                }
+                None => {
+                    self.slots.lock().remove(key);
+                }
             }
         }
-        Ok(changed.len())
+        Ok(written)
     }
 }
 
