@@ -2,10 +2,17 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::log::record_batch::BatchIter;
+use crate::records::{BatchRecords, DecodeOptions};
+
+/// Internal batches are written uncompressed; a compressed one read back may still decompress
+/// to at most this much.
+const MAX_DECOMPRESSED: u64 = 64 << 20;
 
 /// One committed offset, as OffsetFetch returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,18 +102,25 @@ pub type DecodedRecord = Result<InternalRecord, String>;
 
 /// Decodes every record in `batches`, with its offset. Undecodable values are reported, not
 /// fatal: one bad record must not keep the broker from starting.
-pub fn decode_batches(mut batches: Bytes) -> Result<Vec<(i64, DecodedRecord)>, String> {
-    let sets = RecordBatchDecoder::decode_all(&mut batches).map_err(|e| e.to_string())?;
-    Ok(sets
-        .into_iter()
-        .flat_map(|set| set.records)
-        .map(|record| {
+pub fn decode_batches(batches: Bytes) -> Result<Vec<(i64, DecodedRecord)>, String> {
+    // Bounded decoding: counts and lengths read from storage are never trusted (see `records`).
+    let options = DecodeOptions {
+        max_decompressed: MAX_DECOMPRESSED,
+        values: true,
+    };
+    let mut decoded = Vec::new();
+    for item in BatchIter::new(&batches) {
+        let (range, header) = item.map_err(|e| e.to_string())?;
+        let batch = batches.slice(range);
+        for record in BatchRecords::new(&batch, &header, options).map_err(|e| e.to_string())? {
+            let record = record.map_err(|e| format!("batch at {}: {e}", header.base_offset))?;
+            let offset = header.base_offset + i64::from(record.offset_delta);
             let value = record.value.unwrap_or_default();
-            let decoded = serde_json::from_slice(&value)
-                .map_err(|e| format!("offset {}: {e}", record.offset));
-            (record.offset, decoded)
-        })
-        .collect())
+            let value = serde_json::from_slice(&value).map_err(|e| format!("offset {offset}: {e}"));
+            decoded.push((offset, value));
+        }
+    }
+    Ok(decoded)
 }
 
 #[cfg(test)]

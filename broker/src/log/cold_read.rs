@@ -191,3 +191,103 @@ fn corrupt(chunk: &ChunkLocation, reason: String) -> ColdReadError {
         reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use dfs_adapter::{ObjectId, PartitionKey};
+
+    use super::*;
+    use crate::log::record_batch::tests::encoded_batch;
+    use crate::log::record_batch::{assign_offset, set_max_timestamp};
+
+    fn chunk(data: &[u8]) -> ChunkLocation {
+        ChunkLocation {
+            key: PartitionKey {
+                topic_id: uuid::Uuid::nil(),
+                partition: 0,
+            },
+            object: ObjectId(1),
+            position: 0,
+            len: data.len() as u64,
+            base_offset: 0,
+            last_offset: 0,
+            max_timestamp: i64::MAX,
+            batches: 2,
+        }
+    }
+
+    /// A stored batch (written before produce validated records) whose header lies, followed by
+    /// an honest one at offset 100 with timestamps 2000, 2001, 2002.
+    fn with_honest_after(mut lying: Vec<u8>) -> Bytes {
+        let mut honest = encoded_batch(3, 2000);
+        assign_offset(&mut honest, 100, 0);
+        lying.extend(honest);
+        Bytes::from(lying)
+    }
+
+    fn skipped() -> u64 {
+        crate::metrics::skipped_stored_batches().get()
+    }
+
+    #[test]
+    fn a_stored_batch_claiming_two_billion_records_is_skipped() {
+        // One real record (timestamp 1000); recordCount 2^31-1, maxTimestamp i64::MAX.
+        let mut lying = encoded_batch(1, 1000);
+        lying[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        lying[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        set_max_timestamp(&mut lying, i64::MAX);
+        let data = with_honest_after(lying);
+        let before = skipped();
+        // The lying batch's one record is too early; the count lie is found, not allocated.
+        assert_eq!(
+            scan_by_timestamp(&chunk(&data), &data, 1500, 1 << 20),
+            Some((100, 2000))
+        );
+        assert!(skipped() > before);
+        // A matching record before the lie is still found.
+        assert_eq!(
+            scan_by_timestamp(&chunk(&data), &data, 1000, 1 << 20),
+            Some((0, 1000))
+        );
+    }
+
+    #[test]
+    fn a_stored_gzip_bomb_is_skipped_at_the_cap() {
+        // One record of 8 MiB of zeros, gzip, under a 1 MiB cap.
+        let len = 8 << 20;
+        let mut record = vec![];
+        let mut body = vec![0u8, 0, 0, 1];
+        put_varint(&mut body, len as i64);
+        put_varint(&mut record, (body.len() + len + 1) as i64);
+        record.extend(body);
+        record.resize(record.len() + len, 0);
+        record.push(0);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&record).unwrap();
+        let compressed = gz.finish().unwrap();
+        let mut bomb = encoded_batch(1, 1000)[..61].to_vec();
+        bomb.extend(compressed);
+        let batch_length = (bomb.len() - 12) as i32;
+        bomb[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        bomb[21..23].copy_from_slice(&1i16.to_be_bytes());
+        set_max_timestamp(&mut bomb, 5000);
+        let data = with_honest_after(bomb);
+        let before = skipped();
+        assert_eq!(
+            scan_by_timestamp(&chunk(&data), &data, 1500, 1 << 20),
+            Some((100, 2000))
+        );
+        assert!(skipped() > before);
+    }
+
+    fn put_varint(out: &mut Vec<u8>, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+}

@@ -146,3 +146,129 @@ pub fn validate_batch(
     }
     Ok(max_timestamp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record_batch::tests::encoded_batch;
+
+    const LIMITS: ProduceLimits = ProduceLimits {
+        max_message_bytes: 1_048_588,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: 3_600_000,
+    };
+
+    fn check(batch: Vec<u8>, limits: &ProduceLimits, now: i64) -> Result<i64, ValidationError> {
+        let header = BatchHeader::parse(&batch).unwrap();
+        validate_batch(&Bytes::from(batch), &header, limits, now)
+    }
+
+    #[test]
+    fn an_honest_batch_passes_with_its_true_max_timestamp() {
+        assert_eq!(check(encoded_batch(5, 1000), &LIMITS, 2000), Ok(1004));
+    }
+
+    #[test]
+    fn sizes_and_timestamps_are_bounded() {
+        let small = ProduceLimits {
+            max_message_bytes: 50,
+            ..LIMITS
+        };
+        let error = check(encoded_batch(5, 1000), &small, 2000).unwrap_err();
+        assert_eq!(error.code(), ResponseError::MessageTooLarge);
+        // Record 3 lies more than an hour ahead of `now`.
+        let error = check(encoded_batch(5, 1000), &LIMITS, 1002 - 3_600_000).unwrap_err();
+        assert_eq!(error.code(), ResponseError::InvalidTimestamp);
+        assert!(matches!(error, ValidationError::Timestamp { index: 3, .. }));
+        let recent = ProduceLimits {
+            timestamp_before_max_ms: 10,
+            ..LIMITS
+        };
+        let error = check(encoded_batch(5, 1000), &recent, 1020).unwrap_err();
+        assert!(matches!(error, ValidationError::Timestamp { index: 0, .. }));
+    }
+
+    #[test]
+    fn every_refusal_has_kafkas_code() {
+        let codes = [
+            (
+                ValidationError::Records(RecordError::TrailingBytes(1)),
+                ResponseError::InvalidRecord,
+            ),
+            (
+                ValidationError::OffsetDelta { index: 1, delta: 5 },
+                ResponseError::InvalidRecord,
+            ),
+            (
+                ValidationError::Records(RecordError::TooLarge(1)),
+                ResponseError::MessageTooLarge,
+            ),
+            (
+                ValidationError::Records(RecordError::Decompress("x".into())),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                ValidationError::LogAppendTime,
+                ResponseError::InvalidTimestamp,
+            ),
+        ];
+        for (error, code) in codes {
+            assert_eq!(error.code(), code, "{error}");
+        }
+    }
+
+    /// Cost of validating an uncompressed batch against the CRC-32C the broker computes over
+    /// the same bytes anyway. Meaningful only optimised:
+    /// `cargo test -p hotwire-broker --release --lib validate::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn cost_against_the_crc() {
+        for (count, size) in [(1000, 1024), (100, 100), (10_000, 10)] {
+            let records: Vec<_> = (0..count)
+                .map(|i| kafka_protocol::records::Record {
+                    transactional: false,
+                    control: false,
+                    partition_leader_epoch: -1,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                    offset: i,
+                    sequence: i as i32,
+                    timestamp: 1000 + i,
+                    key: None,
+                    value: Some(Bytes::from(vec![7u8; size])),
+                    headers: Default::default(),
+                    delete_horizon: false,
+                })
+                .collect();
+            let mut buf = bytes::BytesMut::new();
+            let options = kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: kafka_protocol::records::Compression::None,
+            };
+            kafka_protocol::records::RecordBatchEncoder::encode(&mut buf, &records, &options)
+                .unwrap();
+            let batch = buf.freeze();
+            let header = BatchHeader::parse(&batch).unwrap();
+            let limits = ProduceLimits {
+                max_message_bytes: u64::MAX / 128,
+                ..LIMITS
+            };
+            let rounds = 200;
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(validate_batch(&batch, &header, &limits, 5000).unwrap());
+            }
+            let walk = start.elapsed() / rounds;
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(crc32c::crc32c(&batch[21..]));
+            }
+            let crc = start.elapsed() / rounds;
+            println!(
+                "{count} records of {size} B ({} bytes): validation {walk:?}, CRC {crc:?}",
+                batch.len()
+            );
+        }
+    }
+}

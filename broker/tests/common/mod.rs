@@ -401,3 +401,17 @@ pub fn fix_batch_crc(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
+
+impl BrokerProcess {
+    /// Kills the process with SIGKILL, runs `while_down`, and starts it again on the same
+    /// storage and address.
+    pub fn kill_and_restart_with(mut self, while_down: impl FnOnce(), extra: &[&str]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let storage = self.storage.take().expect("storage is held until drop");
+        let addr = self.addr;
+        drop(self);
+        while_down();
+        Self::start_on(storage, addr, extra)
+    }
+}
