@@ -5,7 +5,8 @@ after a broker SIGTERM restart, and after a broker kill -9 straight after the co
 
 import pytest
 from confluent_kafka import TopicPartition
-from helpers import (GroupMember, create_topic, group_committed, log_from_deliveries,
+from helpers import (GroupMember, committed_offsets, create_topic, group_committed,
+                     log_from_deliveries, make_group_consumer, wait_until,
                      make_producer, produce_all, pump_until, short)
 
 pytestmark = [pytest.mark.clients, pytest.mark.usefixtures("librdkafka")]
@@ -90,3 +91,30 @@ def test_commit_and_resume(group_broker, restart):
         second.close()
     assert group_committed(bootstrap, group, topic, PARTITIONS) == \
         {p: PER_PARTITION for p in range(PARTITIONS)}
+
+
+def test_commits_sent_back_to_back_take_effect_in_order(group_broker):
+    """librdkafka's test 0030 shape: 50 asynchronous commits of rising offsets go out back to
+    back on the coordinator connection; once all are answered, OffsetFetch must return the
+    last one (Kafka applies commits of one connection in the order they were sent)."""
+    bootstrap = group_broker.bootstrap
+    topic, group = "commit-order", "g-commit-order"
+    create_topic(bootstrap, topic, 1)
+    answered = []
+    consumer = make_group_consumer(bootstrap, group, {
+        "enable.auto.commit": False,
+        "on_commit": lambda err, tps: answered.append((err, [(tp.offset, tp.error) for tp in tps])),
+    })
+    try:
+        for round_ in range(3):
+            base = round_ * 100
+            for i in range(1, 51):
+                consumer.commit(offsets=[TopicPartition(topic, 0, base + i)], asynchronous=True)
+            wait_until(lambda: (consumer.poll(0.05), len(answered) >= 50 * (round_ + 1))[1], 30,
+                       f"answers to round {round_}'s 50 commits")
+            errors = [a for a in answered if a[0] is not None or any(e for _, e in a[1])]
+            assert not errors, errors
+            assert committed_offsets(consumer, topic, 1) == {0: base + 50}, \
+                f"round {round_}: 50 commits answered, the last was {base + 50}"
+    finally:
+        consumer.close()
