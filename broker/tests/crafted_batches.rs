@@ -159,6 +159,30 @@ fn a_gzip_bomb_is_refused_and_the_broker_stays_small() {
 }
 
 #[test]
+fn many_small_bombs_in_one_request_exhaust_its_decompression_budget() {
+    let mut broker = BrokerProcess::start(&[]);
+    let mut client = broker.connect();
+    // 40 MiB of zeros per batch: under the 64 MiB per-batch cap of the default
+    // max.message.bytes, so one such batch is accepted...
+    let len = 40 << 20;
+    let mut record = raw_record_head(0, 0, len);
+    record.resize(record.len() + len, 0);
+    record.push(0);
+    let compressed = gzip(&record);
+    drop(record);
+    let batch = raw_batch(&compressed, GZIP, 1, 0, HONEST_TS, HONEST_TS);
+    assert_eq!(produce(&mut client, "t", batch.clone()), 0);
+    // ...but a request of about 120 KB may decompress to 64 x (120 KB + 1 MiB) in all.
+    let three = [batch.clone(), batch.clone(), batch].concat();
+    assert_eq!(
+        produce(&mut client, "t", three),
+        ResponseError::MessageTooLarge.code()
+    );
+    assert_eq!(offset_for(&mut client, "t", -1), (0, 1));
+    assert_alive(&mut broker);
+}
+
+#[test]
 fn timestamps_outside_the_bounds_get_invalid_timestamp() {
     let mut broker = BrokerProcess::start(&[]);
     let mut client = broker.connect();

@@ -18,7 +18,7 @@ use crate::log::partition::{AppendError, Appended, Partition};
 use crate::log::record_batch::{check_batches, set_max_timestamp, BatchHeader, CheckedBatch};
 use crate::log::topic_config;
 use crate::log::topics::Topic;
-use crate::log::validate::{validate_batch, ProduceLimits};
+use crate::log::validate::{decompression_budget, validate_batch, ProduceLimits, ValidationError};
 use crate::producers::SequenceError;
 
 /// Shortest acks=all wait, whatever the client's timeout says.
@@ -44,6 +44,14 @@ pub struct StagedProduce {
 pub async fn stage(broker: &Broker, request: ProduceRequest, version: i16) -> StagedProduce {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
+    let record_bytes: usize = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+        .sum();
+    let max_message_bytes = broker.config.message_max_bytes as u64;
+    let mut budget = decompression_budget(record_bytes as u64, max_message_bytes);
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let name = topic_data.name;
@@ -56,7 +64,7 @@ pub async fn stage(broker: &Broker, request: ProduceRequest, version: i16) -> St
         for data in topic_data.partition_data {
             let outcome = match &topic {
                 Err(error) => Staged::Failed(*error, None),
-                Ok(topic) => append(broker, topic, data.index, data.records).await,
+                Ok(topic) => append(broker, topic, data.index, data.records, &mut budget).await,
             };
             partitions.push((data.index, outcome));
         }
@@ -117,8 +125,15 @@ async fn find_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, ResponseE
         })
 }
 
-/// Validates, copies into the hot cache and appends one partition's records.
-async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Bytes>) -> Staged {
+/// Validates, copies into the hot cache and appends one partition's records. Decompression
+/// for validation draws on the request's `budget`.
+async fn append(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    records: Option<Bytes>,
+    budget: &mut u64,
+) -> Staged {
     let Some(partition) = topic.partition(index) else {
         return Staged::Failed(ResponseError::UnknownTopicOrPartition, None);
     };
@@ -131,7 +146,7 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
         }
     };
     let limits = topic_config::produce_limits(&topic.configs, &broker.config);
-    let max_timestamps = match validate_all(&records, &batches, &limits) {
+    let max_timestamps = match validate_all(&records, &batches, &limits, budget) {
         Ok(max_timestamps) => max_timestamps,
         Err(error) => {
             tracing::debug!(topic = topic.name, index, %error, "invalid batch refused");
@@ -148,10 +163,17 @@ async fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<Byte
             Some(message),
         );
     }
+    // Room for all the batches at once, so a request never holds part of the cache while it
+    // waits for the rest (see CacheSpace::reserve_all).
+    let lens: Vec<usize> = batches.iter().map(|b| b.range.len()).collect();
+    let mut slices = match broker.space.reserve_all(&lens).await {
+        Ok(slices) => slices.into_iter(),
+        Err(error) => return Staged::Failed(error, None),
+    };
     let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
     for (batch, max_timestamp) in batches.into_iter().zip(max_timestamps) {
         let bytes = &records[batch.range.clone()];
-        match broker.space.reserve(bytes.len()).await {
+        match slices.next().ok_or(ResponseError::UnknownServerError) {
             Ok(mut slice) => {
                 slice.copy_from_slice(bytes);
                 let mut header = batch.header;
@@ -184,7 +206,8 @@ fn validate_all(
     records: &Bytes,
     batches: &[CheckedBatch],
     limits: &ProduceLimits,
-) -> Result<Vec<i64>, crate::log::validate::ValidationError> {
+    budget: &mut u64,
+) -> Result<Vec<i64>, ValidationError> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -192,7 +215,7 @@ fn validate_all(
         .iter()
         .map(|batch| {
             let bytes = records.slice(batch.range.clone());
-            validate_batch(&bytes, &batch.header, limits, now_ms)
+            validate_batch(&bytes, &batch.header, limits, now_ms, budget)
         })
         .collect()
 }

@@ -5,6 +5,7 @@ use dfs_adapter::{ChunkLocation, StorageError, Store};
 use thiserror::Error;
 
 use super::record_batch::{check_crc, BatchHeader, BatchIter};
+use super::validate::{decompression_budget, DECOMPRESSION_RATIO};
 use crate::records::{BatchRecords, DecodeOptions, RecordError};
 
 /// Why stored data could not be served.
@@ -125,13 +126,16 @@ pub fn skip_batch(chunk: &ChunkLocation, offset: Option<i64>, why: &dyn std::fmt
     );
 }
 
-/// [`find_by_timestamp`] over bytes already read.
+/// [`find_by_timestamp`] over bytes already read. All its batches together decompress to at
+/// most [`decompression_budget`] of the chunk's size, each to at most `max_decompressed`.
 pub fn scan_by_timestamp(
     chunk: &ChunkLocation,
     data: &Bytes,
     timestamp: i64,
     max_decompressed: u64,
 ) -> Option<(i64, i64)> {
+    let per_batch = max_decompressed / DECOMPRESSION_RATIO;
+    let mut budget = decompression_budget(data.len() as u64, per_batch);
     for item in BatchIter::new(data) {
         let (range, header) = match item {
             Ok(item) => item,
@@ -149,7 +153,8 @@ pub fn scan_by_timestamp(
             skip_batch(chunk, Some(header.base_offset), &error);
             continue;
         }
-        match first_at_or_after(&batch, &header, timestamp, max_decompressed) {
+        let cap = max_decompressed.min(budget);
+        match first_at_or_after(&batch, &header, timestamp, cap, &mut budget) {
             Ok(Some(found)) => return Some(found),
             Ok(None) => {}
             Err(error) => skip_batch(chunk, Some(header.base_offset), &error),
@@ -164,12 +169,24 @@ fn first_at_or_after(
     header: &BatchHeader,
     timestamp: i64,
     max_decompressed: u64,
+    budget: &mut u64,
 ) -> Result<Option<(i64, i64)>, RecordError> {
     let options = DecodeOptions {
         max_decompressed,
         values: false,
     };
-    for record in BatchRecords::new(batch, header, options)? {
+    let mut records = BatchRecords::new(batch, header, options)?;
+    let found = first_in(&mut records, header, timestamp);
+    *budget = budget.saturating_sub(records.decompressed());
+    found
+}
+
+fn first_in(
+    records: &mut BatchRecords,
+    header: &BatchHeader,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, RecordError> {
+    for record in records {
         let record = record?;
         if record.offset_delta < 0 {
             return Err(RecordError::Invalid {

@@ -39,6 +39,16 @@ impl ProduceLimits {
     }
 }
 
+/// Most bytes all the compressed batches of one request (or one stored chunk read) may
+/// decompress to together: [`DECOMPRESSION_RATIO`] times its record bytes, plus one batch's
+/// worth. Without it a request of many small batches, each just under the per-batch cap, could
+/// ask for work out of all proportion to its size (zstd reaches ratios of 30,000).
+pub fn decompression_budget(record_bytes: u64, max_message_bytes: u64) -> u64 {
+    record_bytes
+        .saturating_add(max_message_bytes)
+        .saturating_mul(DECOMPRESSION_RATIO)
+}
+
 /// Why a batch's contents were refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,12 +110,14 @@ impl ValidationError {
 
 /// Checks the records of one produced `batch` (CRC and header already checked) against
 /// `limits` at `now_ms`; returns the largest record timestamp (-1 if none has one), which the
-/// caller writes into the header if the producer's differs, as Kafka does.
+/// caller writes into the header if the producer's differs, as Kafka does. What the batch
+/// decompresses to is taken from `budget` (see [`decompression_budget`]).
 pub fn validate_batch(
     batch: &Bytes,
     header: &BatchHeader,
     limits: &ProduceLimits,
     now_ms: i64,
+    budget: &mut u64,
 ) -> Result<i64, ValidationError> {
     let size = batch.len() as u64;
     if size > limits.max_message_bytes {
@@ -115,13 +127,25 @@ pub fn validate_batch(
         });
     }
     let options = DecodeOptions {
-        max_decompressed: limits.max_decompressed(),
+        max_decompressed: limits.max_decompressed().min(*budget),
         values: false,
     };
+    let mut records = BatchRecords::new(batch, header, options)?;
+    let result = check_records(&mut records, header, limits, now_ms);
+    *budget = budget.saturating_sub(records.decompressed());
+    result
+}
+
+fn check_records(
+    records: &mut BatchRecords,
+    header: &BatchHeader,
+    limits: &ProduceLimits,
+    now_ms: i64,
+) -> Result<i64, ValidationError> {
     let low = now_ms.saturating_sub(limits.timestamp_before_max_ms);
     let high = now_ms.saturating_add(limits.timestamp_after_max_ms);
     let mut max_timestamp = NO_TIMESTAMP;
-    for (index, record) in (0..).zip(BatchRecords::new(batch, header, options)?) {
+    for (index, record) in (0..).zip(records) {
         let record = record?;
         if record.offset_delta != index {
             return Err(ValidationError::OffsetDelta {
@@ -160,7 +184,8 @@ mod tests {
 
     fn check(batch: Vec<u8>, limits: &ProduceLimits, now: i64) -> Result<i64, ValidationError> {
         let header = BatchHeader::parse(&batch).unwrap();
-        validate_batch(&Bytes::from(batch), &header, limits, now)
+        let mut budget = u64::MAX;
+        validate_batch(&Bytes::from(batch), &header, limits, now, &mut budget)
     }
 
     #[test]
@@ -186,6 +211,45 @@ mod tests {
         };
         let error = check(encoded_batch(5, 1000), &recent, 1020).unwrap_err();
         assert!(matches!(error, ValidationError::Timestamp { index: 0, .. }));
+    }
+
+    #[test]
+    fn compressed_batches_draw_on_one_budget() {
+        let mut buf = bytes::BytesMut::new();
+        let records: Vec<_> = (0..100)
+            .map(|i| kafka_protocol::records::Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1000,
+                key: None,
+                value: Some(Bytes::from(vec![0u8; 1000])),
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let options = kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::Gzip,
+        };
+        kafka_protocol::records::RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        let batch = buf.freeze();
+        let header = BatchHeader::parse(&batch).unwrap();
+        // About 100 KB decompressed each: the budget holds one, not two.
+        let mut budget = 150_000;
+        assert_eq!(
+            validate_batch(&batch, &header, &LIMITS, 2000, &mut budget),
+            Ok(1000)
+        );
+        assert!(budget < 50_000, "{budget}");
+        let error = validate_batch(&batch, &header, &LIMITS, 2000, &mut budget).unwrap_err();
+        assert_eq!(error.code(), ResponseError::MessageTooLarge);
+        assert_eq!(decompression_budget(1000, 10), 64 * 1010);
     }
 
     #[test]
@@ -257,7 +321,9 @@ mod tests {
             let rounds = 200;
             let start = std::time::Instant::now();
             for _ in 0..rounds {
-                std::hint::black_box(validate_batch(&batch, &header, &limits, 5000).unwrap());
+                let mut budget = u64::MAX;
+                let max = validate_batch(&batch, &header, &limits, 5000, &mut budget);
+                std::hint::black_box(max.unwrap());
             }
             let walk = start.elapsed() / rounds;
             let start = std::time::Instant::now();

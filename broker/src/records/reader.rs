@@ -79,6 +79,15 @@ impl BatchRecords {
         })
     }
 
+    /// Bytes decompressed so far (0 for an uncompressed batch): the work a caller charges
+    /// against its budget.
+    pub fn decompressed(&self) -> u64 {
+        match &self.source {
+            AnySource::Slice(_) => 0,
+            AnySource::Stream(source) => source.produced(),
+        }
+    }
+
     fn next_record(&mut self) -> Result<RecordInfo, RecordError> {
         let (base_timestamp, index, values) = (self.base_timestamp, self.read, self.values);
         match &mut self.source {

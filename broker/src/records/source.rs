@@ -103,6 +103,11 @@ impl StreamSource {
         }
     }
 
+    /// Bytes the decompressor has produced so far.
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
+    }
+
     /// Makes sure the buffer holds a byte; false at the end of the stream.
     fn fill(&mut self) -> Result<bool, RecordError> {
         if self.start < self.end {
