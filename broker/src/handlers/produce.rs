@@ -18,7 +18,9 @@ use crate::log::partition::{AppendError, Appended, Partition};
 use crate::log::record_batch::{check_batches, set_max_timestamp, BatchHeader, CheckedBatch};
 use crate::log::topic_config;
 use crate::log::topics::Topic;
-use crate::log::validate::{decompression_budget, validate_batch, ProduceLimits, ValidationError};
+use crate::log::validate::{
+    decompression_budget, validate_batch_within, ProduceLimits, ValidationError,
+};
 use crate::producers::SequenceError;
 
 /// Shortest acks=all wait, whatever the client's timeout says.
@@ -215,7 +217,7 @@ fn validate_all(
         .iter()
         .map(|batch| {
             let bytes = records.slice(batch.range.clone());
-            validate_batch(&bytes, &batch.header, limits, now_ms, budget)
+            validate_batch_within(&bytes, &batch.header, limits, now_ms, budget)
         })
         .collect()
 }

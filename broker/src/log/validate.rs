@@ -110,9 +110,21 @@ impl ValidationError {
 
 /// Checks the records of one produced `batch` (CRC and header already checked) against
 /// `limits` at `now_ms`; returns the largest record timestamp (-1 if none has one), which the
-/// caller writes into the header if the producer's differs, as Kafka does. What the batch
-/// decompresses to is taken from `budget` (see [`decompression_budget`]).
+/// caller writes into the header if the producer's differs, as Kafka does. Decompression is
+/// capped per batch only: a request's batches go through [`validate_batch_within`].
 pub fn validate_batch(
+    batch: &Bytes,
+    header: &BatchHeader,
+    limits: &ProduceLimits,
+    now_ms: i64,
+) -> Result<i64, ValidationError> {
+    let mut unlimited = u64::MAX;
+    validate_batch_within(batch, header, limits, now_ms, &mut unlimited)
+}
+
+/// [`validate_batch`], taking what the batch decompresses to from `budget` (see
+/// [`decompression_budget`]).
+pub fn validate_batch_within(
     batch: &Bytes,
     header: &BatchHeader,
     limits: &ProduceLimits,
@@ -184,8 +196,7 @@ mod tests {
 
     fn check(batch: Vec<u8>, limits: &ProduceLimits, now: i64) -> Result<i64, ValidationError> {
         let header = BatchHeader::parse(&batch).unwrap();
-        let mut budget = u64::MAX;
-        validate_batch(&Bytes::from(batch), &header, limits, now, &mut budget)
+        validate_batch(&Bytes::from(batch), &header, limits, now)
     }
 
     #[test]
@@ -243,11 +254,11 @@ mod tests {
         // About 100 KB decompressed each: the budget holds one, not two.
         let mut budget = 150_000;
         assert_eq!(
-            validate_batch(&batch, &header, &LIMITS, 2000, &mut budget),
+            validate_batch_within(&batch, &header, &LIMITS, 2000, &mut budget),
             Ok(1000)
         );
         assert!(budget < 50_000, "{budget}");
-        let error = validate_batch(&batch, &header, &LIMITS, 2000, &mut budget).unwrap_err();
+        let error = validate_batch_within(&batch, &header, &LIMITS, 2000, &mut budget).unwrap_err();
         assert_eq!(error.code(), ResponseError::MessageTooLarge);
         assert_eq!(decompression_budget(1000, 10), 64 * 1010);
     }
@@ -321,8 +332,7 @@ mod tests {
             let rounds = 200;
             let start = std::time::Instant::now();
             for _ in 0..rounds {
-                let mut budget = u64::MAX;
-                let max = validate_batch(&batch, &header, &limits, 5000, &mut budget);
+                let max = validate_batch(&batch, &header, &limits, 5000);
                 std::hint::black_box(max.unwrap());
             }
             let walk = start.elapsed() / rounds;
