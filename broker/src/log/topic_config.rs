@@ -56,6 +56,14 @@ pub fn produce_limits(configs: &BTreeMap<String, String>, broker: &Config) -> Pr
             .unwrap_or(default)
     };
     let max_message_bytes = i64::try_from(broker.message_max_bytes).unwrap_or(i64::MAX);
+    if configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime") {
+        // Kafka bounds only CreateTime timestamps.
+        return ProduceLimits {
+            max_message_bytes: value("max.message.bytes", max_message_bytes) as u64,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+        };
+    }
     ProduceLimits {
         max_message_bytes: value("max.message.bytes", max_message_bytes) as u64,
         timestamp_before_max_ms: value(
@@ -135,5 +143,7 @@ mod tests {
         let limits = produce_limits(&one("max.message.bytes", "1000"), &broker);
         assert_eq!(limits.max_message_bytes, 1000);
         assert_eq!(limits.max_decompressed(), 64_000);
+        let limits = produce_limits(&one("message.timestamp.type", "LogAppendTime"), &broker);
+        assert_eq!(limits.timestamp_after_max_ms, i64::MAX);
     }
 }
