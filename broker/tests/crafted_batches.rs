@@ -50,6 +50,12 @@ fn produce(client: &mut Client, topic: &str, records: Vec<u8>) -> i16 {
 
 /// ListOffsets v1 of partition 0 by `timestamp`: (error code, offset).
 fn offset_for(client: &mut Client, topic: &str, timestamp: i64) -> (i16, i64) {
+    let (error, offset, _) = list_offsets(client, 1, topic, timestamp);
+    (error, offset)
+}
+
+/// ListOffsets `version` of partition 0 by `timestamp`: (error code, offset, timestamp).
+fn list_offsets(client: &mut Client, version: i16, topic: &str, timestamp: i64) -> (i16, i64, i64) {
     let request = ListOffsetsRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
@@ -57,9 +63,9 @@ fn offset_for(client: &mut Client, topic: &str, timestamp: i64) -> (i16, i64) {
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_timestamp(timestamp)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 1, &request);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request);
     let partition = &response.topics[0].partitions[0];
-    (partition.error_code, partition.offset)
+    (partition.error_code, partition.offset, partition.timestamp)
 }
 
 /// Creates `topic` with one partition and the given config overrides.
@@ -123,6 +129,19 @@ fn a_batch_claiming_two_billion_records_is_refused_and_lookups_survive_restarts(
     assert_eq!(offset_for(&mut client, "t", HONEST_TS + 100), (0, -1));
     assert_eq!(offset_for(&mut client, "t", HONEST_TS + 2), (0, 2));
     assert_eq!(produce(&mut client, "t", honest(1)), 0);
+    assert_alive(&mut broker);
+}
+
+#[test]
+fn a_max_timestamp_the_records_do_not_hold_is_corrected_as_kafka_does() {
+    let mut broker = BrokerProcess::start(&[]);
+    let mut client = broker.connect();
+    let mut records = raw_record(0, 0, b"a");
+    records.extend(raw_record(1, 7, b"b"));
+    let lying = raw_batch(&records, 0, 2, 1, HONEST_TS, i64::MAX);
+    assert_eq!(produce(&mut client, "t", lying), 0);
+    // MAX_TIMESTAMP (-3, ListOffsets v7): the record that holds the largest timestamp.
+    assert_eq!(list_offsets(&mut client, 7, "t", -3), (0, 1, HONEST_TS + 7));
     assert_alive(&mut broker);
 }
 
