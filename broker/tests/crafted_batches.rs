@@ -338,7 +338,7 @@ fn a_stored_batch_that_does_not_decode_is_skipped_by_timestamp_lookups() {
     // batch CRC and the object's data CRC so that only the record walk can tell.
     let storage = broker.storage_path().to_path_buf();
     let mut broker =
-        broker.kill_and_restart_with(|| corrupt_stored_batch(&storage, &first), &flags);
+        broker.kill_and_restart_with(|| corrupt_stored_batch(&storage, &first, true), &flags);
     let mut client = broker.connect();
     assert_eq!(offset_for(&mut client, "t", HONEST_TS), (0, 1));
     assert_alive(&mut broker);
@@ -346,9 +346,36 @@ fn a_stored_batch_that_does_not_decode_is_skipped_by_timestamp_lookups() {
     assert!(skipped >= 1.0, "skipped batches counted: {skipped}");
 }
 
-/// Finds `batch` (as produced) in a flush object under `storage`, and breaks its first record's
-/// length while keeping every checksum valid.
-fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8]) {
+#[test]
+fn a_stored_batch_with_a_bad_crc_neither_stops_a_restart_nor_a_lookup() {
+    let broker = BrokerProcess::start(&[]);
+    let mut client = broker.connect();
+    let first = raw_batch(&raw_record(0, 0, b"bit rot"), 0, 1, 0, HONEST_TS, HONEST_TS);
+    assert_eq!(produce(&mut client, "t", first.clone()), 0);
+    let second = raw_batch(
+        &raw_record(0, 0, b"fine"),
+        0,
+        1,
+        0,
+        HONEST_TS + 5,
+        HONEST_TS + 5,
+    );
+    assert_eq!(produce(&mut client, "t", second), 0);
+
+    // The batch CRC no longer matches (the object's own checksum is kept valid): the
+    // producer-state rebuild at start-up reads this batch.
+    let storage = broker.storage_path().to_path_buf();
+    let mut broker =
+        broker.kill_and_restart_with(|| corrupt_stored_batch(&storage, &first, false), &[]);
+    let mut client = broker.connect();
+    assert_eq!(offset_for(&mut client, "t", HONEST_TS), (0, 1));
+    assert_eq!(produce(&mut client, "t", honest(1)), 0);
+    assert_alive(&mut broker);
+}
+
+/// Finds `batch` (as produced) in a flush object under `storage` and breaks its first record's
+/// length; the batch CRC is fixed if `fix_crc`, the object's data checksum always.
+fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8], fix_crc: bool) {
     let wal = storage.join("wal");
     for entry in std::fs::read_dir(&wal).unwrap() {
         let path = entry.unwrap().path();
@@ -360,7 +387,9 @@ fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8]) {
         };
         let start = at - 16;
         bytes[start + 61] += 2; // the record's length varint: one more byte than it holds
-        fix_batch_crc(&mut bytes[start..start + batch.len()]);
+        if fix_crc {
+            fix_batch_crc(&mut bytes[start..start + batch.len()]);
+        }
         let footer = bytes.len() - 40;
         let data_len = u64::from_le_bytes(bytes[footer + 8..footer + 16].try_into().unwrap());
         let crc = crc32c::crc32c(&bytes[..data_len as usize]);
