@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Sharing};
 use crate::block::BlockMeta;
 use crate::error::HotCacheError;
 use crate::slice::{HotSlice, PendingSlice, SliceRef};
@@ -105,9 +105,9 @@ impl HotCache {
                 "{blocks} blocks is too many"
             )));
         }
-        let arena = Arena::new(blocks * config.block_size)?;
+        let arena = Arena::new(blocks * config.block_size, Sharing::ReadOnly)?;
         let blocks_meta: Vec<BlockMeta> = (0..blocks).map(|_| BlockMeta::new()).collect();
-        let generations = AtomicSlots::new(blocks)?;
+        let generations = AtomicSlots::new_read_only_shared(blocks)?;
         for (i, meta) in blocks_meta.iter().enumerate() {
             if let Some(word) = generations.get(i) {
                 word.store(meta.generation(), Ordering::Release);
@@ -140,6 +140,13 @@ impl HotCache {
         self.inner.generations.memfd()
     }
 
+    /// Whether the arena and the generation table are sealed so that no other process can
+    /// write or resize them, whatever descriptor it holds (see [`HotCache::memfd`]); false on
+    /// kernels before 5.1, where they must not be handed to untrusted processes.
+    pub fn write_sealed(&self) -> bool {
+        self.inner.arena.write_sealed() && self.inner.generations.write_sealed()
+    }
+
     /// Number of blocks (entries of the generation table).
     pub fn block_count(&self) -> usize {
         self.inner.blocks.len()
@@ -155,7 +162,8 @@ impl HotCache {
         self.inner.arena.len()
     }
 
-    /// The memory file behind the arena, for registration with an RDMA provider.
+    /// The memory file behind the arena, for registration with an RDMA provider. Other
+    /// processes can only read it, through any descriptor, if [`HotCache::write_sealed`].
     pub fn memfd(&self) -> BorrowedFd<'_> {
         self.inner.arena.fd()
     }

@@ -6,7 +6,7 @@
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::AtomicU64;
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Sharing};
 use crate::error::HotCacheError;
 
 /// `len` atomic `u64` words, 8-byte aligned, in one `MAP_SHARED` memory file.
@@ -16,8 +16,19 @@ pub struct AtomicSlots {
 }
 
 impl AtomicSlots {
-    /// Maps `len` zeroed words.
+    /// Maps `len` zeroed words that other processes given [`AtomicSlots::memfd`] may change
+    /// (their size is sealed; see the arena).
     pub fn new(len: usize) -> Result<Self, HotCacheError> {
+        Self::with_sharing(len, Sharing::ReadWrite)
+    }
+
+    /// Maps `len` zeroed words that only this process can change: the memory file is sealed
+    /// against every later writable mapping (check [`AtomicSlots::write_sealed`]).
+    pub fn new_read_only_shared(len: usize) -> Result<Self, HotCacheError> {
+        Self::with_sharing(len, Sharing::ReadOnly)
+    }
+
+    fn with_sharing(len: usize, sharing: Sharing) -> Result<Self, HotCacheError> {
         if len == 0 {
             return Err(HotCacheError::Config("an empty slot table".into()));
         }
@@ -25,9 +36,15 @@ impl AtomicSlots {
             .checked_mul(8)
             .ok_or_else(|| HotCacheError::Config(format!("{len} slots is too many")))?;
         Ok(Self {
-            arena: Arena::new(bytes)?,
+            arena: Arena::new(bytes, sharing)?,
             len,
         })
+    }
+
+    /// Whether other processes can only read the words (sealed against writing; false for
+    /// [`AtomicSlots::new`], and on kernels before 5.1).
+    pub fn write_sealed(&self) -> bool {
+        self.arena.write_sealed()
     }
 
     /// Number of words.

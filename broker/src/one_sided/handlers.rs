@@ -5,7 +5,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rdma::control::{BatchLocation, Request, Response, SlotGrant};
+use rdma::control::{BatchLocation, GroupMember, Request, Response, SlotGrant};
 use rdma::shm::SharedRing;
 use rdma::{Access, Grant};
 
@@ -49,7 +49,8 @@ pub async fn handle(
             group,
             topic,
             partitions,
-        } => join(broker, joined, &group, &topic, &partitions).await,
+            member,
+        } => join(broker, joined, &group, member.as_ref(), &topic, &partitions).await,
         Request::Persist => joined
             .persist(broker)
             .await
@@ -162,13 +163,16 @@ fn error(message: &str) -> (Response, Vec<u8>) {
     )
 }
 
+/// `Join`: ATOMIC grants on the group's slots, for whom an OffsetCommit would be accepted.
 async fn join(
     broker: &Broker,
     joined: &JoinedSlots,
     group: &str,
+    member: Option<&GroupMember>,
     topic: &str,
     partitions: &[i32],
 ) -> Result<Response, String> {
+    check_member(broker, group, member)?;
     let topic = broker
         .topics
         .get(topic)
@@ -215,6 +219,31 @@ async fn join(
         });
     }
     Ok(Response::Joined { slots })
+}
+
+/// The member checks of OffsetCommit (generation -1 and no member id without `member`): the
+/// grant is a standing right to commit, so it is given only to whom a commit would be.
+fn check_member(broker: &Broker, group: &str, member: Option<&GroupMember>) -> Result<(), String> {
+    if group.is_empty() {
+        return Err("join refused: INVALID_GROUP_ID (an empty group id)".into());
+    }
+    let (generation, member_id, instance) = member.map_or((-1, "", None), |m| {
+        (
+            m.generation_id,
+            m.member_id.as_str(),
+            m.group_instance_id.as_deref(),
+        )
+    });
+    broker
+        .groups
+        .validate_offset_commit(group, generation, member_id, instance)
+        .map_err(|error| {
+            format!(
+                "join refused: {error:?} (Kafka error {}) for member {member_id:?} of group \
+                 {group:?} at generation {generation}",
+                error.code()
+            )
+        })
 }
 
 async fn produce_from_ring(

@@ -22,6 +22,12 @@ pub async fn serve(
     joined: Arc<JoinedSlots>,
     shutdown: CancellationToken,
 ) {
+    if !broker.cache.write_sealed() {
+        tracing::error!(
+            "the hot cache could not be sealed read-only (F_SEAL_FUTURE_WRITE needs Linux 5.1+): \
+             every shm session will be refused"
+        );
+    }
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
     accept_sessions("shm", accept, shutdown, |stream, id| {
         let (broker, joined) = (broker.clone(), joined.clone());
@@ -38,10 +44,26 @@ async fn session(
 ) -> Result<(), RdmaError> {
     let (client, _) = hello(&mut stream, broker).await?;
     let ring = SharedRing::new((broker.config.rdma_ring_kib as u64) << 10)?;
-    let cache_fd = export(broker.cache.memfd(), Access::READ)?;
-    let generations_fd = export(broker.cache.generations_memfd(), Access::READ)?;
-    let offsets_fd = export(broker.offsets.table().words().memfd(), Access::ATOMIC)?;
-    let ring_fd = export(ring.fd(), Access::WRITE | Access::ATOMIC)?;
+    // Only sealed memory files leave the process (see `rdma::shm::export`): a refusal is told
+    // to the client rather than a bare hang-up.
+    let exported = (|| {
+        Ok::<_, RdmaError>((
+            export(broker.cache.memfd(), Access::READ)?,
+            export(broker.cache.generations_memfd(), Access::READ)?,
+            export(broker.offsets.table().words().memfd(), Access::ATOMIC)?,
+            export(ring.fd(), Access::WRITE | Access::ATOMIC)?,
+        ))
+    })();
+    let (cache_fd, generations_fd, offsets_fd, ring_fd) = match exported {
+        Ok(fds) => fds,
+        Err(error) => {
+            let refusal = Response::Error {
+                message: error.to_string(),
+            };
+            control::write_frame_async_plain(&mut stream, &refusal, &[]).await?;
+            return Err(error);
+        }
+    };
     let welcome = Response::Welcome {
         session: id,
         regions: regions(broker, &ring),

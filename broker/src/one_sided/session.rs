@@ -90,9 +90,16 @@ fn admit(broker: &Broker, version: u32, token: Option<&str>) -> Result<(), Strin
     }
     match (&broker.config.rdma_token, token) {
         (None, _) => Ok(()),
-        (Some(expected), Some(given)) if expected == given => Ok(()),
+        (Some(expected), Some(given)) if token_matches(expected, given) => Ok(()),
         (Some(_), _) => Err("authentication failed: wrong or missing token".into()),
     }
+}
+
+/// Compares in time independent of where the first difference lies, so that response times
+/// do not reveal how much of a guess was right (only whether the length was).
+fn token_matches(expected: &str, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
 /// Answers requests until the client closes the connection. `on_response` may complete a
@@ -127,5 +134,18 @@ pub(super) async fn answer_requests(
         if let Some(error) = fatal {
             return Err(error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cret", "s3creT"));
+        assert!(!token_matches("s3cret", "s3cre"));
+        assert!(!token_matches("s3cret", ""));
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::client::Session;
-use crate::control::{Request, Response};
+use crate::control::{GroupMember, Request, Response};
 use crate::{Grant, RdmaError};
 
 /// Commits a group's offsets for some partitions of one topic, with FETCH_AND_ADD on the same
@@ -17,11 +17,26 @@ pub struct Committer<'a> {
 }
 
 impl<'a> Committer<'a> {
-    /// Joins the offset slots of `group` for `partitions` of `topic` (the broker creates a
-    /// commit at offset 0 for a partition that has none).
+    /// Joins the offset slots of `group` for `partitions` of `topic` as a simple consumer (no
+    /// group membership: refused while the group has members), as [`Committer::join_as`]
+    /// without a member.
     pub fn join(
         session: &'a Session,
         group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Self, RdmaError> {
+        Self::join_as(session, group, None, topic, partitions)
+    }
+
+    /// Joins the offset slots of `group` for `partitions` of `topic` (the broker creates a
+    /// commit at offset 0 for a partition that has none). The broker checks `member` as an
+    /// OffsetCommit's member id and generation, and answers [`RdmaError::Refused`] with the
+    /// Kafka error's name (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, ...) if they do not hold.
+    pub fn join_as(
+        session: &'a Session,
+        group: &str,
+        member: Option<GroupMember>,
         topic: &str,
         partitions: &[i32],
     ) -> Result<Self, RdmaError> {
@@ -29,6 +44,7 @@ impl<'a> Committer<'a> {
             group: group.to_string(),
             topic: topic.to_string(),
             partitions: partitions.to_vec(),
+            member,
         })?;
         let Response::Joined { slots } = response else {
             return Err(RdmaError::Protocol(format!(

@@ -77,6 +77,18 @@ pub struct QpAddress {
     pub mtu: u32,
 }
 
+/// A consumer-group member, as JoinGroup answered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The member id the coordinator assigned.
+    pub member_id: String,
+    /// The group generation the member is in.
+    pub generation_id: i32,
+    /// Static membership id, if the member has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_instance_id: Option<String>,
+}
+
 /// Client to broker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -115,7 +127,10 @@ pub enum Request {
         /// Bytes wanted at most.
         max_bytes: u32,
     },
-    /// ATOMIC grants on the offset slots of `group` for these partitions.
+    /// ATOMIC grants on the offset slots of `group` for these partitions, checked as Kafka
+    /// checks an OffsetCommit: a member of a group with members must name its current
+    /// generation; without `member` the client is a "simple" consumer, admitted only while the
+    /// group has no members.
     Join {
         /// Consumer group.
         group: String,
@@ -123,6 +138,9 @@ pub enum Request {
         topic: String,
         /// Partitions.
         partitions: Vec<i32>,
+        /// Who joins, as the group coordinator knows it (from JoinGroup over TCP).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<GroupMember>,
     },
     /// Make every slot this session changed durable now.
     Persist,

@@ -1,9 +1,13 @@
 //! The same-host provider: regions are shared-memory mappings handed over as file descriptors.
 //!
 //! The broker exports each region's memory file once per session ([`export`]): the HotCache
-//! arena and the generation table as *read-only* descriptors (reopened `O_RDONLY`, so the
-//! kernel itself refuses a writable mapping, whatever the client does), the offset table and
-//! the session's staging ring read-write. The client maps them ([`ShmEndpoint::attach`]) and
+//! arena and the generation table as *read-only* descriptors, the offset table and the
+//! session's staging ring read-write. A descriptor alone protects nothing (a client can reopen
+//! `/proc/self/fd/N` read-write, or `ftruncate` a shared file and so turn the broker's own
+//! accesses into `SIGBUS`): the kernel's file seals do. [`export`] hands out only memory files
+//! sealed against resizing and further seals, and read-only ones only if also sealed with
+//! `F_SEAL_FUTURE_WRITE` (Linux 5.1+), which refuses every writable mapping and `write(2)`
+//! made after it, through any descriptor, while the creator's earlier mapping stays writable. The client maps them ([`ShmEndpoint::attach`]) and
 //! performs one-sided operations on the mappings: READ is a copy, WRITE a copy the other way,
 //! FETCH_AND_ADD and COMPARE_AND_SWAP are atomic instructions on the mapped word. The broker's
 //! CPU takes no part, exactly as with a NIC.
@@ -23,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{fcntl_get_seals, SealFlags};
 
 pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
 pub use ring::{SharedRing, RING_ALIGN, RING_HEAD, RING_HEADER, RING_TAIL};
@@ -31,8 +36,14 @@ use crate::{Access, Grant, Grants, OneSided, RdmaError, RegionId, RemoteRegion};
 
 /// A descriptor for a client, for `region` whose memory is the file behind `fd`: read-only
 /// unless `access` includes WRITE or ATOMIC.
+///
+/// The file must be a memfd sealed with `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`, and, for a
+/// read-only export, `F_SEAL_FUTURE_WRITE` too; otherwise this fails with
+/// [`RdmaError::Refused`] (see the module docs for why).
 pub fn export(fd: BorrowedFd<'_>, access: Access) -> Result<OwnedFd, RdmaError> {
-    if access.intersects(Access::WRITE | Access::ATOMIC) {
+    let writable = access.intersects(Access::WRITE | Access::ATOMIC);
+    check_seals(fd, writable)?;
+    if writable {
         return fd
             .try_clone_to_owned()
             .map_err(RdmaError::io("duplicate a region descriptor"));
@@ -42,6 +53,32 @@ pub fn export(fd: BorrowedFd<'_>, access: Access) -> Result<OwnedFd, RdmaError> 
     File::open(&path)
         .map(OwnedFd::from)
         .map_err(RdmaError::io(format!("reopen {path} read-only")))
+}
+
+/// The seals a memory file must carry before it is handed to another process.
+pub fn required_seals(writable: bool) -> SealFlags {
+    let size = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+    if writable {
+        size
+    } else {
+        size | SealFlags::FUTURE_WRITE
+    }
+}
+
+fn check_seals(fd: BorrowedFd<'_>, writable: bool) -> Result<(), RdmaError> {
+    let need = required_seals(writable);
+    let seals = fcntl_get_seals(fd).map_err(|e| {
+        RdmaError::Refused(format!(
+            "a region's memory file has no seals ({e}): only sealed memfds are shared"
+        ))
+    })?;
+    if !seals.contains(need) {
+        return Err(RdmaError::Refused(format!(
+            "a region's memory file is sealed {seals:?}, not {need:?}: not shared (a read-only \
+             region needs F_SEAL_FUTURE_WRITE, Linux 5.1+)"
+        )));
+    }
+    Ok(())
 }
 
 struct Mapping {

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags};
 
 use crate::RdmaError;
 
@@ -32,12 +32,20 @@ pub struct SharedRing {
 
 impl SharedRing {
     /// A zeroed ring with `capacity` data bytes (a multiple of [`RING_ALIGN`]).
+    ///
+    /// Its memory file is sealed against resizing (a client that truncated it would turn the
+    /// broker's copies out of it into `SIGBUS`) and against further seals.
     pub fn new(capacity: u64) -> Result<Self, RdmaError> {
         let capacity = capacity.max(RING_ALIGN) / RING_ALIGN * RING_ALIGN;
-        let fd = memfd_create("hotwire-ring", MemfdFlags::CLOEXEC)
-            .map_err(|e| RdmaError::io("create a ring")(e.into()))?;
+        let fd = memfd_create(
+            "hotwire-ring",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| RdmaError::io("create a ring")(e.into()))?;
         ftruncate(&fd, RING_HEADER + capacity)
             .map_err(|e| RdmaError::io("size a ring")(e.into()))?;
+        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+            .map_err(|e| RdmaError::io("seal a ring")(e.into()))?;
         let len = usize::try_from(RING_HEADER + capacity)
             .map_err(|_| RdmaError::Protocol("ring too large".into()))?;
         let map = MmapOptions::new()
@@ -131,5 +139,23 @@ mod tests {
         assert!(ring.copy_out(0, 65).is_err());
         ring.release(5);
         assert_eq!(ring.word(RING_TAIL).load(Ordering::SeqCst), 8);
+    }
+
+    #[test]
+    fn a_client_cannot_resize_the_ring_or_add_seals() {
+        let ring = SharedRing::new(4096).unwrap();
+        // What a client gets (`export` of a writable region is a duplicate).
+        let client = crate::shm::export(ring.fd(), crate::Access::WRITE).unwrap();
+        assert_eq!(ftruncate(&client, 0).unwrap_err(), rustix::io::Errno::PERM);
+        assert_eq!(
+            ftruncate(&client, 1 << 30).unwrap_err(),
+            rustix::io::Errno::PERM
+        );
+        assert_eq!(
+            fcntl_add_seals(&client, SealFlags::FUTURE_WRITE).unwrap_err(),
+            rustix::io::Errno::PERM
+        );
+        // The broker's copies still work.
+        assert_eq!(ring.copy_out(0, 8).unwrap(), vec![0; 8]);
     }
 }

@@ -1,15 +1,68 @@
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
-use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags};
 
 use super::*;
 
-fn memfd(len: u64, fill: u8) -> OwnedFd {
-    let fd = memfd_create("rdma-test", MemfdFlags::CLOEXEC).unwrap();
+/// A memfd of `len` bytes of `fill`, unsealed.
+fn unsealed(len: u64, fill: u8) -> OwnedFd {
+    let fd = memfd_create("rdma-test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
     ftruncate(&fd, len).unwrap();
     let file = File::from(fd.try_clone().unwrap());
     std::os::unix::fs::FileExt::write_all_at(&file, &vec![fill; len as usize], 0).unwrap();
     fd
+}
+
+/// A memfd of `len` bytes of `fill`, sealed as the broker seals the regions it shares
+/// read-only (its writable mapping, if any, made before).
+fn memfd(len: u64, fill: u8) -> OwnedFd {
+    let fd = unsealed(len, fill);
+    fcntl_add_seals(&fd, required_seals(false)).unwrap();
+    fd
+}
+
+/// As [`memfd`], for regions shared read-write.
+fn writable_memfd(len: u64, fill: u8) -> OwnedFd {
+    let fd = unsealed(len, fill);
+    fcntl_add_seals(&fd, required_seals(true)).unwrap();
+    fd
+}
+
+#[test]
+fn unsealed_or_half_sealed_files_are_not_exported() {
+    let bare = unsealed(4096, 0);
+    assert!(matches!(
+        export(bare.as_fd(), Access::READ),
+        Err(RdmaError::Refused(_))
+    ));
+    assert!(matches!(
+        export(bare.as_fd(), Access::ATOMIC),
+        Err(RdmaError::Refused(_))
+    ));
+    // Sealed for read-write sharing only: not enough for a read-only export.
+    let writable = writable_memfd(4096, 0);
+    assert!(export(writable.as_fd(), Access::ATOMIC).is_ok());
+    let err = export(writable.as_fd(), Access::READ).unwrap_err();
+    assert!(err.to_string().contains("FUTURE_WRITE"), "{err}");
+}
+
+#[test]
+fn a_read_only_export_cannot_be_reopened_for_writing_or_resized() {
+    let fd = memfd(4096, 7);
+    let exported = export(fd.as_fd(), Access::READ).unwrap();
+    // What a hostile client does with the descriptor it received.
+    let path = format!("/proc/self/fd/{}", exported.as_raw_fd());
+    let reopened = File::options().read(true).write(true).open(&path).unwrap();
+    let err = MmapOptions::new().len(4096).map_raw(&reopened).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::PERM.raw_os_error())
+    );
+    assert!(std::os::unix::fs::FileExt::write_at(&reopened, b"x", 0).is_err());
+    assert_eq!(
+        ftruncate(&reopened, 0).unwrap_err(),
+        rustix::io::Errno::PERM
+    );
 }
 
 fn region(id: u32, len: u64, access: Access) -> RemoteRegion {
@@ -48,7 +101,7 @@ fn read_only_exports_are_read_only_for_the_kernel_too() {
 
 #[test]
 fn atomics_on_two_mappings_of_one_table_agree() {
-    let fd = memfd(64, 0);
+    let fd = writable_memfd(64, 0);
     let a = ShmEndpoint::new();
     let b = ShmEndpoint::new();
     for endpoint in [&a, &b] {

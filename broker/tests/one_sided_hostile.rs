@@ -1,0 +1,261 @@
+//! The one-sided path (shm) against a hostile client: the memory files it is handed cannot be
+//! written where they are read-only, resized or sealed further, and the broker keeps serving;
+//! `Join` admits only whom an OffsetCommit would.
+
+mod common;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{encode_batch, BrokerProcess, Client};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, GroupId, JoinGroupRequest, JoinGroupResponse, ProduceRequest, ProduceResponse,
+    SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use rdma::client::{Committer, Consumer, Producer, Session};
+use rdma::control::{self, GroupMember, RegionRole, Request, Response, PROTOCOL_VERSION};
+use rdma::RdmaError;
+use rustix::io::Errno;
+
+const TOPIC: &str = "hostile";
+
+fn start(dir: &Path) -> (BrokerProcess, PathBuf) {
+    let socket = dir.join("rdma.sock");
+    let broker = BrokerProcess::start(&["--rdma-shm-socket", socket.to_str().unwrap()]);
+    (broker, socket)
+}
+
+fn wait_for(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no rdma socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tcp_produce(client: &mut Client, value: &str) -> i64 {
+    let records = encode_batch(
+        [Bytes::from(value.to_string())],
+        Compression::None,
+        -1,
+        -1,
+        0,
+    );
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.into()))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0);
+    answer.base_offset
+}
+
+/// The session's region descriptors, as a client receives them: (role, descriptor).
+fn raw_session(socket: &Path) -> (UnixStream, Vec<(RegionRole, OwnedFd)>) {
+    wait_for(socket);
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let hello = Request::Hello {
+        version: PROTOCOL_VERSION,
+        client_id: "hostile".into(),
+        token: None,
+        qp: None,
+    };
+    control::write_frame(&mut stream, &hello, &[], &[]).unwrap();
+    let frame = control::read_frame::<Response>(&mut stream).unwrap();
+    let Response::Welcome { regions, .. } = frame.message else {
+        panic!("expected Welcome, got {:?}", frame.message);
+    };
+    assert_eq!(regions.len(), frame.fds.len());
+    let fds = regions.iter().map(|r| r.role).zip(frame.fds).collect();
+    (stream, fds)
+}
+
+/// The region's memory file reopened read-write through `/proc/self/fd`, as any process can
+/// try with a descriptor it was given.
+fn reopen_read_write(fd: &OwnedFd) -> Option<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+}
+
+/// Tries a shared writable mapping of `file`.
+fn map_writable(file: &File, len: usize) -> Result<(), Errno> {
+    // SAFETY: a fresh mapping at an address the kernel picks; it is unmapped at once and never
+    // dereferenced.
+    unsafe {
+        let at = rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::SHARED,
+            file,
+            0,
+        )?;
+        rustix::mm::munmap(at, len).unwrap();
+    }
+    Ok(())
+}
+
+#[test]
+fn a_client_cannot_write_read_only_regions_or_resize_any_and_the_broker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut broker, socket) = start(dir.path());
+    let mut tcp = broker.connect();
+    tcp_produce(&mut tcp, "before");
+
+    let (_stream, fds) = raw_session(&socket);
+    for (role, fd) in &fds {
+        let read_only = matches!(role, RegionRole::Cache | RegionRole::Generations);
+        let file = reopen_read_write(fd).expect("same user: the reopen itself is allowed");
+        let len = file.metadata().unwrap().len();
+        if read_only {
+            assert_eq!(map_writable(&file, 4096), Err(Errno::PERM), "{role:?}");
+            let write = file.write_at(b"evil", 0).unwrap_err();
+            assert_eq!(write.raw_os_error(), Some(Errno::PERM.raw_os_error()));
+        }
+        for size in [0, len / 2, len * 2] {
+            assert_eq!(
+                rustix::fs::ftruncate(&file, size),
+                Err(Errno::PERM),
+                "{role:?} resized to {size}"
+            );
+        }
+        assert_eq!(
+            rustix::fs::fcntl_add_seals(&file, rustix::fs::SealFlags::FUTURE_WRITE),
+            Err(Errno::PERM),
+            "{role:?} sealed further"
+        );
+        assert_eq!(file.metadata().unwrap().len(), len);
+    }
+
+    // The broker serves on: TCP, and a well-behaved one-sided client (ring produce, reads).
+    tcp_produce(&mut tcp, "after");
+    let session = Session::connect(&socket, "polite").unwrap();
+    let base = Producer::new(&session)
+        .send(
+            TOPIC,
+            0,
+            &encode_batch([Bytes::from("ring")], Compression::None, -1, -1, 0),
+            -1,
+        )
+        .unwrap();
+    assert_eq!(base, 2);
+    let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read < 3 && Instant::now() < deadline {
+        read += consumer.poll(1 << 20).unwrap().len();
+    }
+    assert_eq!(read, 3);
+    assert!(broker.is_running());
+}
+
+fn group_id(id: &str) -> GroupId {
+    GroupId(StrBytes::from_string(id.to_string()))
+}
+
+/// One member joins `group` over TCP (JoinGroup v5 with its member-id round trip, SyncGroup
+/// v3): the group is Stable at the returned generation.
+fn tcp_member(client: &mut Client, group: &str) -> (String, i32) {
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(group_id(group))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"m"))])
+    };
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join(""));
+    let joined: JoinGroupResponse =
+        client.call(ApiKey::JoinGroup, 5, &join(first.member_id.as_str()));
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(joined.member_id.clone())
+            .with_assignment(Bytes::from_static(b"a"))]);
+    let synced: SyncGroupResponse = client.call(ApiKey::SyncGroup, 3, &sync);
+    assert_eq!(synced.error_code, 0, "{synced:?}");
+    (joined.member_id.to_string(), joined.generation_id)
+}
+
+fn refusal<T>(result: Result<T, RdmaError>) -> String {
+    match result {
+        Err(RdmaError::Refused(message)) => message,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, got grants"),
+    }
+}
+
+#[test]
+fn join_checks_membership_and_generation_like_offset_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, socket) = start(dir.path());
+    let mut tcp = _broker.connect();
+    tcp_produce(&mut tcp, "x");
+    wait_for(&socket);
+    let session = Session::connect(&socket, "joiner").unwrap();
+
+    // A group nobody is a member of: a simple consumer may join (as it may commit).
+    Committer::join(&session, "simple", TOPIC, &[0]).unwrap();
+
+    let (member_id, generation) = tcp_member(&mut tcp, "managed");
+    let as_member = |member_id: &str, generation_id: i32| {
+        Some(GroupMember {
+            member_id: member_id.to_string(),
+            generation_id,
+            group_instance_id: None,
+        })
+    };
+    let simple = refusal(Committer::join(&session, "managed", TOPIC, &[0]));
+    assert!(simple.contains("UnknownMemberId"), "{simple}");
+    let stale = refusal(Committer::join_as(
+        &session,
+        "managed",
+        as_member(&member_id, generation - 1),
+        TOPIC,
+        &[0],
+    ));
+    assert!(stale.contains("IllegalGeneration"), "{stale}");
+    let stranger = refusal(Committer::join_as(
+        &session,
+        "managed",
+        as_member("someone-else", generation),
+        TOPIC,
+        &[0],
+    ));
+    assert!(stranger.contains("UnknownMemberId"), "{stranger}");
+
+    let committer = Committer::join_as(
+        &session,
+        "managed",
+        as_member(&member_id, generation),
+        TOPIC,
+        &[0],
+    )
+    .unwrap();
+    committer.commit(0, 1).unwrap();
+    assert_eq!(committer.committed(0).unwrap(), 1);
+}
