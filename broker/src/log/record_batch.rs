@@ -277,6 +277,12 @@ pub(crate) mod tests {
         buf.to_vec()
     }
 
+    /// Recomputes the CRC of a whole batch after a test changed it.
+    pub(crate) fn fix_crc(batch: &mut [u8]) {
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
     #[test]
     fn a_real_batch_passes_and_reports_its_header() {
         let batch = encoded_batch(3, 1000);

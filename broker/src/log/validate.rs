@@ -84,6 +84,12 @@ pub enum ValidationError {
         /// Latest accepted.
         high: i64,
     },
+    /// Clients may not write control batches (transaction markers).
+    #[error("clients may not write control batches")]
+    ControlBatch,
+    /// An idempotent batch (producer id set) without a sequence.
+    #[error("producer id {0} with base sequence {1}")]
+    Sequence(i64, i32),
     /// The producer set the LogAppendTime type on a record without a timestamp.
     #[error("producers may not set the LogAppendTime timestamp type")]
     LogAppendTime,
@@ -98,9 +104,10 @@ impl ValidationError {
             ValidationError::Records(RecordError::UnknownCodec(_) | RecordError::Decompress(_)) => {
                 ResponseError::CorruptMessage
             }
-            ValidationError::Records(_) | ValidationError::OffsetDelta { .. } => {
-                ResponseError::InvalidRecord
-            }
+            ValidationError::Records(_)
+            | ValidationError::OffsetDelta { .. }
+            | ValidationError::ControlBatch
+            | ValidationError::Sequence(..) => ResponseError::InvalidRecord,
             ValidationError::Timestamp { .. } | ValidationError::LogAppendTime => {
                 ResponseError::InvalidTimestamp
             }
@@ -137,6 +144,15 @@ pub fn validate_batch_within(
             size,
             max: limits.max_message_bytes,
         });
+    }
+    if header.is_control() {
+        return Err(ValidationError::ControlBatch);
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        return Err(ValidationError::Sequence(
+            header.producer_id,
+            header.base_sequence,
+        ));
     }
     let options = DecodeOptions {
         max_decompressed: limits.max_decompressed().min(*budget),
@@ -225,6 +241,25 @@ mod tests {
     }
 
     #[test]
+    fn control_batches_and_idempotent_batches_without_a_sequence_are_refused() {
+        let mut control = encoded_batch(1, 1000);
+        control[22] |= 1 << 5;
+        crate::log::record_batch::tests::fix_crc(&mut control);
+        assert_eq!(
+            check(control, &LIMITS, 2000),
+            Err(ValidationError::ControlBatch)
+        );
+        let mut unsequenced = encoded_batch(1, 1000);
+        unsequenced[43..51].copy_from_slice(&7i64.to_be_bytes());
+        unsequenced[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        crate::log::record_batch::tests::fix_crc(&mut unsequenced);
+        assert_eq!(
+            check(unsequenced, &LIMITS, 2000),
+            Err(ValidationError::Sequence(7, -1))
+        );
+    }
+
+    #[test]
     fn compressed_batches_draw_on_one_budget() {
         let mut buf = bytes::BytesMut::new();
         let records: Vec<_> = (0..100)
@@ -285,6 +320,11 @@ mod tests {
             (
                 ValidationError::LogAppendTime,
                 ResponseError::InvalidTimestamp,
+            ),
+            (ValidationError::ControlBatch, ResponseError::InvalidRecord),
+            (
+                ValidationError::Sequence(1, -1),
+                ResponseError::InvalidRecord,
             ),
         ];
         for (error, code) in codes {
