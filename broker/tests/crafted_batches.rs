@@ -272,6 +272,30 @@ fn offset_deltas_and_counts_must_match_the_records() {
         ),
         ResponseError::InvalidRecord.code()
     );
+    // A record claiming 2^31-1 headers (a five-byte count where a one-byte 0 was, so the
+    // zig-zag record length grows by 2 x 4), and one whose value length runs past its record.
+    let mut headers = raw_record(0, 0, b"a");
+    headers.pop();
+    common::put_varint(&mut headers, i64::from(i32::MAX));
+    headers[0] += 8;
+    assert_eq!(
+        produce(
+            &mut client,
+            "t",
+            raw_batch(&headers, 0, 1, 0, HONEST_TS, HONEST_TS)
+        ),
+        ResponseError::InvalidRecord.code()
+    );
+    let mut long_value = raw_record(0, 0, b"abc");
+    long_value[5] = 100; // zig-zag 50: a value of 50 bytes in a record that holds 3
+    assert_eq!(
+        produce(
+            &mut client,
+            "t",
+            raw_batch(&long_value, 0, 1, 0, HONEST_TS, HONEST_TS)
+        ),
+        ResponseError::InvalidRecord.code()
+    );
     // Gzip that is not gzip.
     assert_eq!(
         produce(
