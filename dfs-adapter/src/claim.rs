@@ -42,6 +42,14 @@ pub struct RootClaim {
 }
 
 impl RootClaim {
+    /// Gives the root up at a graceful stop: deletes a lease (so that the next broker need
+    /// not wait for it to expire); a file lock goes with the process anyway.
+    pub async fn release(&self) {
+        if let Some(lease) = &self._lease {
+            lease.release().await;
+        }
+    }
+
     /// Resolves with the reason once the claim is lost; never, for a file lock (the kernel
     /// keeps it until the process exits). A broker must stop writing when this fires.
     pub async fn lost(&self) -> String {

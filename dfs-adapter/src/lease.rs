@@ -6,6 +6,13 @@
 //! need agree: renewed meanwhile means alive (refuse to start); unchanged for a whole time to
 //! live means dead (take it over).
 //!
+//! A holder never gives the root up because the store is unreachable (an outage must not stop
+//! the broker): it keeps retrying its renewal, and loses the root only when it *sees* another
+//! owner's lease (or its own deleted). Meanwhile, once its last successful renewal is older
+//! than three quarters of the time to live, its object and checkpoint writes wait (they fail
+//! as retryable) until a renewal succeeds again, so that it never writes after a takeover it
+//! has not yet seen. On a graceful stop the lease is deleted, so a restart need not wait.
+//!
 //! How strong this is depends on the store. Where the service enforces conditional writes
 //! (AWS S3 and moto honour `If-None-Match: *` and `If-Match`), creation and takeover are atomic
 //! and two brokers starting together cannot both win. Where it does not (Garage 2.5 ignores
@@ -36,7 +43,8 @@ const MAX_LEASE_BYTES: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseConfig {
     /// How long a lease lives unrenewed. A broker that crashed keeps its successor waiting up
-    /// to this long; a holder that cannot renew for three quarters of it gives the root up.
+    /// to this long; a holder that could not renew for three quarters of it holds back its
+    /// writes until it can.
     pub ttl: Duration,
     /// How long a new holder waits before reading its lease back (stores that ignore
     /// conditional writes; see the module docs).
@@ -46,7 +54,7 @@ pub struct LeaseConfig {
 impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig {
-            ttl: Duration::from_secs(15),
+            ttl: Duration::from_secs(10),
             settle: Duration::from_secs(1),
         }
     }
@@ -89,6 +97,66 @@ impl Seen {
 #[derive(Debug)]
 pub(crate) struct LeaseHolder {
     task: JoinHandle<()>,
+    store: Store,
+    owner: uuid::Uuid,
+}
+
+/// What a store's writes consult while it holds a lease.
+#[derive(Debug)]
+pub(crate) struct LeaseGate {
+    /// When the lease was last written successfully.
+    renewed: std::sync::Mutex<Instant>,
+    /// Writes wait once `renewed` is older than this.
+    stale_after: Duration,
+    /// Set, with the reason, once the lease is seen lost.
+    lost: std::sync::OnceLock<String>,
+}
+
+impl LeaseGate {
+    fn renewed_now(&self) {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// `Ok` while writes may go ahead: the lease is ours and was renewed recently.
+    pub(crate) fn check(&self) -> Result<(), StorageError> {
+        if let Some(reason) = self.lost.get() {
+            return Err(StorageError::Fenced(format!(
+                "the storage root lease was lost: {reason}"
+            )));
+        }
+        let age = self
+            .renewed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
+        if age >= self.stale_after {
+            return Err(StorageError::Io {
+                context: format!(
+                    "storage root lease not renewed for {age:?}; writes wait until it is"
+                ),
+                source: std::io::ErrorKind::TimedOut.into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl LeaseHolder {
+    /// Stops renewing and deletes the lease if it is still ours, so that the next broker
+    /// starts at once.
+    pub(crate) async fn release(&self) {
+        self.task.abort();
+        if let Ok(Some(seen)) = read(&self.store).await {
+            if seen.owner() == Some(self.owner) {
+                match self.store.delete_key(LEASE_KEY).await {
+                    Ok(()) => info!("storage root lease released"),
+                    Err(e) => {
+                        warn!(error = %e, "could not delete the lease; the next broker waits for it to expire")
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Drop for LeaseHolder {
@@ -137,13 +205,21 @@ impl LeaseHolder {
             return Err(held(format!("lost the race for the lease to {detail}")));
         }
         info!(%owner, ttl = ?config.ttl, "storage root lease taken");
+        let gate = std::sync::Arc::new(LeaseGate {
+            renewed: std::sync::Mutex::new(Instant::now()),
+            stale_after: config.ttl * 3 / 4,
+            lost: std::sync::OnceLock::new(),
+        });
+        store.set_lease_gate(gate.clone());
         let (tx, rx) = watch::channel(None);
+        let renewing = store.clone();
         let task = tokio::spawn(async move {
-            let reason = renew_loop(&store, &mut file, config).await;
+            let reason = renew_loop(&renewing, &mut file, config, &gate).await;
             warn!(%reason, "storage root lease lost");
+            let _ = gate.lost.set(reason.clone());
             let _ = tx.send(Some(reason));
         });
-        Ok((LeaseHolder { task }, rx))
+        Ok((LeaseHolder { task, store, owner }, rx))
     }
 }
 
@@ -183,10 +259,14 @@ async fn wait_until_free(
     }
 }
 
-/// Renews until the lease is lost; returns why.
-async fn renew_loop(store: &Store, file: &mut LeaseFile, config: LeaseConfig) -> String {
-    let mut renewed = Instant::now();
-    let give_up = config.ttl * 3 / 4;
+/// Renews until the lease is seen lost; returns why. Failures to reach the store are retried
+/// for as long as they last (the gate holds writes back meanwhile).
+async fn renew_loop(
+    store: &Store,
+    file: &mut LeaseFile,
+    config: LeaseConfig,
+    gate: &LeaseGate,
+) -> String {
     loop {
         tokio::time::sleep(config.ttl / 4).await;
         let outcome = match read(store).await {
@@ -200,11 +280,8 @@ async fn renew_loop(store: &Store, file: &mut LeaseFile, config: LeaseConfig) ->
             Err(e) => Err(WriteError::Storage(e)),
         };
         match outcome {
-            Ok(()) => renewed = Instant::now(),
+            Ok(()) => gate.renewed_now(),
             Err(WriteError::Raced) => return "another broker wrote the lease".into(),
-            Err(WriteError::Storage(e)) if renewed.elapsed() >= give_up => {
-                return format!("not renewed for {:?}: {e}", renewed.elapsed())
-            }
             Err(WriteError::Storage(e)) => warn!(error = %e, "could not renew the lease; retrying"),
         }
     }

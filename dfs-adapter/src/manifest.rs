@@ -273,6 +273,7 @@ impl Store {
         writer: uuid::Uuid,
         state: &ManifestState,
     ) -> Result<(), StorageError> {
+        self.check_lease()?;
         let key = checkpoint_key(seq);
         let body = encode(seq, writer, state)?;
         let conditional = self.op().info().capability().write_with_if_not_exists;

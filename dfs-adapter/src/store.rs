@@ -12,6 +12,7 @@ use opendal::{Buffer, Operator};
 use tracing::{debug, info};
 
 use crate::dirsync::{fsync_dir, DirSyncer};
+use crate::lease::LeaseGate;
 use crate::manifest::MANIFEST_DIR;
 use crate::oplog::TracingInterceptor;
 use crate::slicing::Slicing;
@@ -42,6 +43,8 @@ struct Inner {
     local: Option<LocalDirs>,
     /// Requests issued, for the cost metrics.
     counters: Counters,
+    /// Set while this store holds its root by a lease: writes consult it.
+    lease: std::sync::OnceLock<Arc<LeaseGate>>,
 }
 
 /// Storage requests issued through this store, as an object store bills them: a sliced write
@@ -167,6 +170,7 @@ impl Store {
                 slicing,
                 local,
                 counters: Counters::default(),
+                lease: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -251,6 +255,7 @@ impl Store {
     ) -> Result<(), StorageError> {
         let key = object.key();
         let expected = data.len() as u64;
+        self.check_lease()?;
         if let Some(local) = &self.inner.local {
             let dir = if object.is_segment() {
                 SEGMENT_DIR
@@ -345,6 +350,16 @@ impl Store {
     /// The operator for writes that must not be retried step by step (see `Inner::write_op`).
     pub(crate) fn write_op(&self) -> &Operator {
         &self.inner.write_op
+    }
+
+    /// Makes writes consult `gate` (the first lease taken through this store).
+    pub(crate) fn set_lease_gate(&self, gate: Arc<LeaseGate>) {
+        let _ = self.inner.lease.set(gate);
+    }
+
+    /// Fails while a lease held through this store is lost or not recently renewed.
+    pub(crate) fn check_lease(&self) -> Result<(), StorageError> {
+        self.inner.lease.get().map_or(Ok(()), |gate| gate.check())
     }
 
     /// The root directory, for the local filesystem.

@@ -190,4 +190,36 @@ async fn a_holder_whose_lease_is_taken_over_learns_it_lost_the_root() {
         .await
         .expect("the loss is noticed within a renewal period");
     assert!(reason.contains("taken over"), "{reason}");
+    // From then on its writes are refused: it must not write after a takeover.
+    let err = store
+        .write_manifest(5, uuid::Uuid::new_v4(), &Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Fenced(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_released_lease_lets_the_next_broker_start_at_once() {
+    let (dir, store) = temp_store().await;
+    let slow = LeaseConfig {
+        ttl: Duration::from_secs(30),
+        settle: Duration::from_millis(50),
+    };
+    let claim = store
+        .acquire_lease(uuid::Uuid::new_v4(), slow)
+        .await
+        .unwrap();
+    claim.release().await;
+    assert!(!dir.path().join("lease.json").exists());
+    let started = Instant::now();
+    open(dir.path())
+        .await
+        .acquire_lease(uuid::Uuid::new_v4(), slow)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
