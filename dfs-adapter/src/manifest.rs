@@ -306,7 +306,8 @@ impl Store {
     }
 
     /// `key` already exists: it is ours (an earlier attempt whose answer was lost), a torn
-    /// leftover (deleted, then written again), or another writer's (fenced).
+    /// leftover (deleted, then written again), another writer's (fenced), or complete but
+    /// corrupt (refused, kept).
     async fn settle_conflict(&self, seq: u64, key: &str, body: &[u8]) -> Result<(), StorageError> {
         let existing = self
             .op()
@@ -323,6 +324,8 @@ impl Store {
                  runs on this storage root",
                 other.writer
             ))),
+            // Complete but invalid: not ours to replace (see `read_manifest`).
+            Err(reason) if has_checksum_line(&existing) => Err(refuse(key, &reason, None)),
             Err(reason) => {
                 warn!(checkpoint = %key, %reason, "replacing a torn manifest checkpoint");
                 self.op()
