@@ -14,11 +14,12 @@ use crate::cold::ColdReader;
 use crate::config::Config;
 use crate::durability::{flush_sink, StorageHealth};
 use crate::groups::{GroupConfig, GroupCoordinator, GroupSnapshot};
+use crate::handlers::fetch_budget::FetchBudget;
 use crate::internal::{internal_key, InternalLog, InternalLogError, InternalRecord};
 use crate::log::cold_read::ColdReadError;
 use crate::log::partition::Partition;
 use crate::log::reserve::CacheSpace;
-use crate::log::topics::TopicRegistry;
+use crate::log::topics::{TopicLimits, TopicRegistry};
 use crate::metrics::{Events, Metrics, StateCollector};
 use crate::offsets::group_store::{decode_snapshots, InternalGroupStore};
 use crate::offsets::{OffsetTable, Offsets};
@@ -74,6 +75,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// Catch-up reads, on their own runtime and cache.
     pub cold: Arc<ColdReader>,
+    /// Memory all fetch responses in flight may hold together (`fetch_memory_mib`).
+    pub fetch_budget: FetchBudget,
     /// What is stored (segments, flush objects, log starts); writes the manifest.
     pub catalog: Arc<Catalog>,
     /// Metrics recorded on the request paths.
@@ -107,7 +110,8 @@ impl Broker {
             .chunks
             .into_iter()
             .partition(|c| c.key == internal_key());
-        let topics = Arc::new(TopicRegistry::recover(records, chunks));
+        let topics =
+            Arc::new(TopicRegistry::recover(records, chunks).limited(TopicLimits::from(&config)));
         let internal_partition = Arc::new(Partition::new(internal_key(), internal_chunks));
         topics.register_hidden(internal_partition.clone());
         for (key, log_start) in catalog.state().await.log_starts {
@@ -146,6 +150,7 @@ impl Broker {
             health: storage_health.clone(),
             limit: Duration::from_millis(config.produce_backpressure_ms),
             events: events.clone(),
+            admission: Default::default(),
         };
         let internal = Arc::new(InternalLog::new(
             internal_partition,
@@ -180,6 +185,7 @@ impl Broker {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                max_groups: config.max_groups,
             },
             Arc::new(InternalGroupStore::new(offsets.clone())),
             restored_groups(history.clone(), &offsets),
@@ -200,6 +206,7 @@ impl Broker {
             committed_offsets = offsets.table().groups().len(),
             "broker state replayed"
         );
+        let fetch_budget = FetchBudget::new(config.fetch_memory_mib);
         Ok(Arc::new(Self {
             config,
             store,
@@ -214,6 +221,7 @@ impl Broker {
             producer_ids,
             groups,
             cold,
+            fetch_budget,
             catalog,
             events,
             metrics,

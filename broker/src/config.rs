@@ -118,6 +118,41 @@ pub struct Config {
     pub log_message_timestamp_after_max_ms: i64,
     /// Committed-offset slots (group × partition) in the shared offset table.
     pub offset_slots: usize,
+    /// Most partitions one topic may have (CreateTopics and auto-creation); more is refused
+    /// with INVALID_PARTITIONS before anything is allocated. Default 10000.
+    pub max_partitions_per_topic: usize,
+    /// Most partitions on the broker, all topics together; a topic that would exceed it is
+    /// refused with POLICY_VIOLATION. Default 100000.
+    pub max_partitions: usize,
+    /// Most topics on the broker; more is refused with POLICY_VIOLATION (auto-creation:
+    /// UNKNOWN_TOPIC_OR_PARTITION). Default 10000.
+    pub max_topics: usize,
+    /// Largest fetch response in record bytes, whatever the client asks (Kafka
+    /// `fetch.max.bytes`, default 57671680 = 55 MiB); exceeded only by a first batch larger
+    /// than it, as in Kafka.
+    pub fetch_max_bytes: usize,
+    /// Record bytes all fetch responses in flight may hold together, in MiB (default 256); a
+    /// fetch that finds the budget spent waits within its max_wait, then answers with what it
+    /// has.
+    pub fetch_memory_mib: usize,
+    /// Connections with no request for this long are closed (Kafka
+    /// `connections.max.idle.ms`, default 600000).
+    pub connections_max_idle_ms: u64,
+    /// A request frame whose bytes stop arriving for this long closes the connection (default
+    /// 30000, like Kafka's `request.timeout.ms`).
+    pub request_read_timeout_ms: u64,
+    /// Connections served at once from one IP address; further ones are closed at once (Kafka
+    /// `max.connections.per.ip`; default 10000).
+    pub max_connections_per_ip: usize,
+    /// Most consumer groups; a JoinGroup that would create one more is refused with
+    /// GROUP_MAX_SIZE_REACHED. Default 100000.
+    pub max_groups: usize,
+    /// An idempotent producer's state in a partition is forgotten after it has written nothing
+    /// there for this long (Kafka `producer.id.expiration.ms`, default 86400000).
+    pub producer_id_expiration_ms: u64,
+    /// Most idempotent producers remembered per partition; the least recently active is
+    /// forgotten first. Default 1000.
+    pub max_producers_per_partition: usize,
     /// Smallest consumer session timeout accepted (Kafka `group.min.session.timeout.ms`).
     pub group_min_session_timeout_ms: u32,
     /// Largest consumer session timeout accepted (Kafka `group.max.session.timeout.ms`).
@@ -180,6 +215,17 @@ impl Default for Config {
             log_message_timestamp_before_max_ms: i64::MAX,
             log_message_timestamp_after_max_ms: 3_600_000,
             offset_slots: 1 << 20,
+            max_partitions_per_topic: 10_000,
+            max_partitions: 100_000,
+            max_topics: 10_000,
+            fetch_max_bytes: 57_671_680,
+            fetch_memory_mib: 256,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            max_connections_per_ip: 10_000,
+            max_groups: 100_000,
+            producer_id_expiration_ms: 86_400_000,
+            max_producers_per_partition: 1_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -290,6 +336,28 @@ pub struct Args {
     log_message_timestamp_after_max_ms: Option<i64>,
     #[arg(long, env = "HOTWIRE_OFFSET_SLOTS")]
     offset_slots: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_PARTITIONS_PER_TOPIC")]
+    max_partitions_per_topic: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_PARTITIONS")]
+    max_partitions: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_TOPICS")]
+    max_topics: Option<usize>,
+    #[arg(long, env = "HOTWIRE_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<usize>,
+    #[arg(long, env = "HOTWIRE_FETCH_MEMORY_MIB")]
+    fetch_memory_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_REQUEST_READ_TIMEOUT_MS")]
+    request_read_timeout_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_GROUPS")]
+    max_groups: Option<usize>,
+    #[arg(long, env = "HOTWIRE_PRODUCER_ID_EXPIRATION_MS")]
+    producer_id_expiration_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_MAX_PRODUCERS_PER_PARTITION")]
+    max_producers_per_partition: Option<usize>,
     #[arg(long, env = "HOTWIRE_GROUP_MIN_SESSION_TIMEOUT_MS")]
     group_min_session_timeout_ms: Option<u32>,
     #[arg(long, env = "HOTWIRE_GROUP_MAX_SESSION_TIMEOUT_MS")]
@@ -406,6 +474,17 @@ impl Config {
             log_message_timestamp_before_max_ms,
             log_message_timestamp_after_max_ms,
             offset_slots,
+            max_partitions_per_topic,
+            max_partitions,
+            max_topics,
+            fetch_max_bytes,
+            fetch_memory_mib,
+            connections_max_idle_ms,
+            request_read_timeout_ms,
+            max_connections_per_ip,
+            max_groups,
+            producer_id_expiration_ms,
+            max_producers_per_partition,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms,
@@ -448,6 +527,26 @@ impl Config {
             return invalid(
                 "log_message_timestamp_*_max_ms",
                 "timestamp bounds must be at least 0".into(),
+            );
+        }
+        if self.max_partitions_per_topic == 0
+            || self.max_partitions == 0
+            || self.max_topics == 0
+            || self.max_groups == 0
+            || self.max_producers_per_partition == 0
+        {
+            return invalid("max_*", "resource limits must be at least 1".into());
+        }
+        if self.fetch_max_bytes == 0 || self.fetch_memory_mib == 0 {
+            return invalid("fetch_*", "fetch limits must be at least 1".into());
+        }
+        if self.connections_max_idle_ms == 0
+            || self.request_read_timeout_ms == 0
+            || self.max_connections_per_ip == 0
+        {
+            return invalid(
+                "connections_*",
+                "connection limits must be at least 1".into(),
             );
         }
         if self.offset_slots == 0 {

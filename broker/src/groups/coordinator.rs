@@ -114,7 +114,17 @@ impl GroupCoordinator {
         }
         // Only a first join creates a group; a member id for a group we do not know is stale.
         let group = if member_id.is_empty() {
-            self.get_or_create(&params.group_id)
+            match self.get_or_create(&params.group_id) {
+                Some(group) => group,
+                None => {
+                    tracing::warn!(
+                        group = params.group_id,
+                        limit = config.max_groups,
+                        "new group refused: max_groups reached"
+                    );
+                    return JoinGroupResult::error(member_id, ResponseError::GroupMaxSizeReached);
+                }
+            }
         } else {
             match self.get(&params.group_id) {
                 Some(group) => group,
@@ -284,7 +294,12 @@ impl GroupCoordinator {
         let group = match self.get(group_id) {
             Some(group) => group,
             None if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() => {
-                self.get_or_create(group_id)
+                match self.get_or_create(group_id) {
+                    Some(group) => group,
+                    // At max_groups the commit still goes ahead (the offset table bounds it);
+                    // the group is just not listed.
+                    None => return Ok(()),
+                }
             }
             None if generation_id < 0 => return Err(ResponseError::UnknownMemberId),
             // A generation for a group we do not know is from an older incarnation of it.
@@ -315,20 +330,25 @@ impl GroupCoordinator {
         self.inner.groups.read().get(group_id).cloned()
     }
 
-    fn get_or_create(&self, group_id: &str) -> GroupRef {
+    /// The group, created if there is room for one more (`None` at `max_groups`).
+    fn get_or_create(&self, group_id: &str) -> Option<GroupRef> {
         if let Some(group) = self.get(group_id) {
-            return group;
+            return Some(group);
         }
         let initial_delay =
             Duration::from_millis(self.inner.config.initial_rebalance_delay_ms.into());
-        self.inner
-            .groups
-            .write()
-            .entry(group_id.to_string())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Group::new(group_id.to_string(), initial_delay)))
-            })
-            .clone()
+        let mut groups = self.inner.groups.write();
+        if !groups.contains_key(group_id) && groups.len() >= self.inner.config.max_groups {
+            return None;
+        }
+        Some(
+            groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(Group::new(group_id.to_string(), initial_delay)))
+                })
+                .clone(),
+        )
     }
 
     /// Runs `f` on the group under its lock, then starts the snapshot writes it queued and

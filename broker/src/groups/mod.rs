@@ -54,6 +54,8 @@ pub struct GroupConfig {
     /// How long a group leaving Empty waits for more members before its first join phase ends
     /// (Kafka `group.initial.rebalance.delay.ms`), so a starting fleet lands in one generation.
     pub initial_rebalance_delay_ms: u32,
+    /// Most groups held; a JoinGroup that would create one more is refused (`max_groups`).
+    pub max_groups: usize,
 }
 
 impl Default for GroupConfig {
@@ -62,6 +64,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            max_groups: 100_000,
         }
     }
 }

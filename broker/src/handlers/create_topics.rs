@@ -51,7 +51,14 @@ async fn create_one(
     let partitions = match (topic.assignments.len(), topic.num_partitions) {
         (0, -1) => broker.config.default_partitions,
         (0, n) => n,
-        (n, _) => i32::try_from(n).unwrap_or(i32::MAX),
+        (n, -1) if topic.replication_factor == -1 => i32::try_from(n).unwrap_or(i32::MAX),
+        (_, _) => {
+            // As Kafka: manual assignments exclude a partition count and replication factor.
+            let message = "both replica assignments and num_partitions or replication_factor \
+                           were given"
+                .to_string();
+            return fail(result, ResponseError::InvalidRequest, message);
+        }
     };
     let mut configs = BTreeMap::new();
     for config in topic.configs {
@@ -92,7 +99,10 @@ async fn create_one(
                 TopicError::InvalidName { .. } | TopicError::Unknown(_) => {
                     ResponseError::InvalidTopicException
                 }
-                TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+                TopicError::InvalidPartitions(_) | TopicError::TooManyPartitions { .. } => {
+                    ResponseError::InvalidPartitions
+                }
+                TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
                 TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
                 TopicError::Storage(_) => ResponseError::KafkaStorageError,
             };

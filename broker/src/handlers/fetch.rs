@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::fetch_budget::Held;
 use crate::broker::Broker;
 use crate::log::partition::Partition;
 use crate::metrics::ClientReads;
@@ -28,46 +29,77 @@ pub async fn handle(
     version: i16,
     client_id: &str,
 ) -> FetchResponse {
+    handle_held(broker, request, version, client_id).await.0
+}
+
+/// [`handle`], with the charge on the fetch memory budget that the response's records hold:
+/// keep it until the response is written.
+pub async fn handle_held(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+    client_id: &str,
+) -> (FetchResponse, Held) {
     let reads = broker.events.fetch_reads.client(client_id);
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
-    let max_bytes = if version >= 3 {
+    let asked = if version >= 3 {
         usize::try_from(request.max_bytes).unwrap_or(0)
     } else {
         usize::MAX
     };
+    // The broker's cap applies whatever the client asks (Kafka's fetch.max.bytes).
+    let max_bytes = asked.min(broker.config.fetch_max_bytes);
+    let limits = Limits {
+        max_bytes,
+        deadline,
+    };
     loop {
         // Subscribe before reading so an advance between the read and the wait is not missed.
         let mut watches = Vec::new();
-        let (response, bytes, errors) =
-            collect(broker, &reads, &request, max_bytes, &mut watches).await;
+        let (response, bytes, errors, held) =
+            collect(broker, &reads, &request, limits, &mut watches).await;
         if bytes >= min_bytes || errors || Instant::now() >= deadline || watches.is_empty() {
-            return response;
+            return (response, held);
         }
-        drop(response); // release hot-cache pins while waiting
+        // Release hot-cache pins and the memory budget while waiting.
+        drop((response, held));
         let advanced = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, advanced).await.is_err() {
             let mut none = Vec::new();
-            return collect(broker, &reads, &request, max_bytes, &mut none)
-                .await
-                .0;
+            let (response, _, _, held) = collect(broker, &reads, &request, limits, &mut none).await;
+            return (response, held);
         }
     }
 }
 
-/// Reads every requested partition once. Returns the response, the record bytes in it, and
-/// whether any partition had an error (answered at once, as Kafka does).
+/// What bounds one response.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Record bytes, the request's and the broker's limits together.
+    max_bytes: usize,
+    /// Until when a read may wait for the memory budget.
+    deadline: Instant,
+}
+
+/// Reads every requested partition once. Returns the response, the record bytes in it,
+/// whether any partition had an error (answered at once, as Kafka does), and the budget held.
+///
+/// As in Kafka, `max_bytes` is exceeded only by the first batch of the first partition with
+/// data (so a consumer always progresses); every later partition's data fits what is left.
 async fn collect(
     broker: &Broker,
     reads: &ClientReads,
     request: &FetchRequest,
-    max_bytes: usize,
+    limits: Limits,
     watches: &mut Vec<watch::Receiver<i64>>,
-) -> (FetchResponse, usize, bool) {
-    let mut remaining = max_bytes;
+) -> (FetchResponse, usize, bool, Held) {
+    let mut remaining = limits.max_bytes;
     let mut total = 0usize;
     let mut errors = false;
+    let mut held = Held::default();
+    let mut budget_spent = false;
     let mut topics = Vec::with_capacity(request.topics.len());
     for wanted in &request.topics {
         let topic = broker.topics.get(wanted.topic.0.as_str());
@@ -81,7 +113,15 @@ async fn collect(
                 }
                 Some(partition) => {
                     watches.push(partition.subscribe());
-                    let data = read_partition(broker, reads, partition, fetch, remaining).await;
+                    let budget = Budget {
+                        remaining: if budget_spent { 0 } else { remaining },
+                        first: total == 0,
+                        deadline: limits.deadline,
+                    };
+                    let (data, piece) =
+                        read_partition(broker, reads, partition, fetch, budget).await;
+                    budget_spent |= piece.is_none();
+                    held.absorb(piece.unwrap_or_default());
                     let len = data.records.as_ref().map_or(0, Bytes::len);
                     errors |= data.error_code != 0;
                     total += len;
@@ -101,16 +141,30 @@ async fn collect(
         FetchResponse::default().with_responses(topics),
         total,
         errors,
+        held,
     )
 }
 
+/// What one partition's read may take.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Record bytes left in the response.
+    remaining: usize,
+    /// Nothing is in the response yet: the first batch may exceed `remaining`.
+    first: bool,
+    /// Until when to wait for the memory budget.
+    deadline: Instant,
+}
+
+/// Reads one partition within `budget`; also returns the memory budget its records hold, or
+/// `None` when the budget had nothing left for it (later partitions then get nothing either).
 async fn read_partition(
     broker: &Broker,
     reads: &ClientReads,
     partition: &Arc<Partition>,
     fetch: &FetchPartition,
-    budget: usize,
-) -> PartitionData {
+    budget: Budget,
+) -> (PartitionData, Option<Held>) {
     let high_watermark = partition.high_watermark();
     let log_start = partition.log_start();
     let mut data = PartitionData::default()
@@ -124,21 +178,45 @@ async fn read_partition(
     let offset = fetch.fetch_offset;
     if offset < log_start || offset > high_watermark {
         data.error_code = ResponseError::OffsetOutOfRange.code();
-        return data;
+        return (data, Some(Held::default()));
     }
-    let limit = budget.min(usize::try_from(fetch.partition_max_bytes).unwrap_or(0));
+    let limit = budget
+        .remaining
+        .min(usize::try_from(fetch.partition_max_bytes).unwrap_or(0));
     if offset == high_watermark || limit == 0 {
-        return data;
+        return (data, Some(Held::default()));
     }
+    // Charge the memory budget before reading: the first partition with data may wait for it
+    // (within max_wait); a later one answers without data rather than wait.
+    let fetches = &broker.fetch_budget;
+    let mut held = Held::default();
+    let charged = if budget.first {
+        fetches.charge(&mut held, limit, budget.deadline).await
+    } else {
+        fetches.try_charge(&mut held, limit)
+    };
+    if !charged {
+        broker.events.fetch_budget_waits.inc();
+        return (data, None);
+    }
+    // No more than was charged (the whole budget is less than one request may ask).
+    let limit = limit.min(held.bytes());
     match partition.read_hot(&broker.cache, offset, limit) {
-        ReadOutcome::Hit(slices) => {
+        ReadOutcome::Hit(mut slices) => {
             reads.hot();
+            if !budget.first {
+                slices.truncate(batches_within(slices.iter().map(|s| s.len()), limit));
+            }
             data.records = Some(join(slices));
         }
         ReadOutcome::Miss => match partition.stored_chunk(offset) {
             Some(chunk) => {
                 reads.cold();
                 match broker.cold.read(partition, chunk, offset, limit).await {
+                    Ok(mut bytes) if !budget.first => {
+                        bytes.truncate(stored_batches_within(&bytes, limit));
+                        data.records = Some(bytes);
+                    }
                     Ok(bytes) => data.records = Some(bytes),
                     Err(error) => {
                         broker.events.cold_read_errors.inc();
@@ -153,7 +231,44 @@ async fn read_partition(
             }
         },
     }
-    data
+    let len = data.records.as_ref().map_or(0, Bytes::len);
+    if len > held.bytes() {
+        // A first batch larger than the limit: charged if the budget allows, served anyway.
+        let more = len - held.bytes();
+        let _ = fetches.try_charge(&mut held, more);
+    }
+    held.keep(len);
+    (data, Some(held))
+}
+
+/// How many of the batches with these lengths fit in `limit` together.
+fn batches_within(lens: impl Iterator<Item = usize>, limit: usize) -> usize {
+    let mut total = 0usize;
+    lens.take_while(|len| {
+        total = total.saturating_add(*len);
+        total <= limit
+    })
+    .count()
+}
+
+/// The length of the longest run of whole batches at the start of `records` that fits in
+/// `limit` (batches are framed by their 8-byte base offset and 4-byte length).
+fn stored_batches_within(records: &[u8], limit: usize) -> usize {
+    let mut at = 0usize;
+    while let Some(head) = records.get(at + 8..at + 12) {
+        let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|len| (at + 12).checked_add(len))
+        else {
+            break;
+        };
+        if end > limit || end > records.len() {
+            break;
+        }
+        at = end;
+    }
+    at
 }
 
 /// One slice is handed out without copying; several are joined into one buffer.
@@ -177,4 +292,36 @@ fn error_data(partition: i32, error: ResponseError) -> PartitionData {
         .with_log_start_offset(-1)
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(Bytes::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(lens: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &len in lens {
+            out.extend_from_slice(&0i64.to_be_bytes());
+            out.extend_from_slice(&(len as i32).to_be_bytes());
+            out.extend(std::iter::repeat_n(7u8, len));
+        }
+        out
+    }
+
+    #[test]
+    fn later_partitions_get_only_whole_batches_that_fit() {
+        assert_eq!(batches_within([600, 600].into_iter(), 1000), 1);
+        assert_eq!(batches_within([600, 400].into_iter(), 1000), 2);
+        assert_eq!(batches_within([1200].into_iter(), 1000), 0);
+        let records = framed(&[100, 200, 300]);
+        assert_eq!(stored_batches_within(&records, 111), 0);
+        assert_eq!(stored_batches_within(&records, 112), 112);
+        assert_eq!(stored_batches_within(&records, 400), 324);
+        assert_eq!(stored_batches_within(&records, usize::MAX), records.len());
+        // A length that runs past the data (or is negative) ends the walk.
+        let mut broken = framed(&[10]);
+        broken.extend_from_slice(&0i64.to_be_bytes());
+        broken.extend_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(stored_batches_within(&broken, usize::MAX), 22);
+    }
 }

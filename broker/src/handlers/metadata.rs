@@ -91,6 +91,14 @@ async fn lookup(broker: &Broker, name: &str, may_create: bool) -> MetadataRespon
             tracing::warn!(topic = name, %error, "auto-create failed");
             error_topic(Some(name), Uuid::nil(), ResponseError::KafkaStorageError)
         }
+        Err(error @ (TopicError::TooManyPartitions { .. } | TopicError::PolicyViolation(_))) => {
+            tracing::warn!(topic = name, %error, "auto-create refused by the broker's limits");
+            error_topic(
+                Some(name),
+                Uuid::nil(),
+                ResponseError::UnknownTopicOrPartition,
+            )
+        }
         Err(error) => {
             tracing::warn!(topic = name, %error, "auto-create refused");
             error_topic(

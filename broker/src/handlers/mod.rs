@@ -8,6 +8,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
+pub mod fetch_budget;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod init_producer_id;
@@ -87,9 +88,9 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
         }
         RequestKind::Fetch(r) => InFlight::Running(tokio::spawn(async move {
             let client_id = client_id.as_deref().unwrap_or_default();
-            reply(ResponseKind::Fetch(
-                fetch::handle(&broker, r, version, client_id).await,
-            ))
+            let (response, held) = fetch::handle_held(&broker, r, version, client_id).await;
+            // The budget is held until the connection has written the frame.
+            fetch_budget::attach(reply(ResponseKind::Fetch(response)), held)
         })),
         RequestKind::ListOffsets(r) => InFlight::Running(tokio::spawn(async move {
             reply(ResponseKind::ListOffsets(

@@ -56,6 +56,19 @@ pub enum TopicError {
     /// Partition count below 1.
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// More partitions than one topic may have (`max_partitions_per_topic`).
+    #[error(
+        "{requested} partitions exceed the limit of {limit} per topic (max_partitions_per_topic)"
+    )]
+    TooManyPartitions {
+        /// Asked for.
+        requested: i32,
+        /// The limit.
+        limit: usize,
+    },
+    /// The broker's limits on topics or partitions in all would be exceeded.
+    #[error("{0}")]
+    PolicyViolation(String),
     /// A config override was refused.
     #[error("{0}")]
     InvalidConfig(String),
@@ -64,11 +77,73 @@ pub enum TopicError {
     Storage(#[from] StorageError),
 }
 
+/// How many topics and partitions may exist: checked before anything is allocated, since every
+/// partition costs memory for as long as the topic exists.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicLimits {
+    /// Partitions of one topic (`max_partitions_per_topic`).
+    pub partitions_per_topic: usize,
+    /// Partitions of all topics together (`max_partitions`).
+    pub partitions: usize,
+    /// Topics (`max_topics`).
+    pub topics: usize,
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        Self {
+            partitions_per_topic: 10_000,
+            partitions: 100_000,
+            topics: 10_000,
+        }
+    }
+}
+
+impl From<&crate::config::Config> for TopicLimits {
+    fn from(config: &crate::config::Config) -> Self {
+        Self {
+            partitions_per_topic: config.max_partitions_per_topic,
+            partitions: config.max_partitions,
+            topics: config.max_topics,
+        }
+    }
+}
+
+impl TopicLimits {
+    /// Refuses `partitions` for a new topic beside `topics` existing ones holding `held`
+    /// partitions.
+    pub fn check(&self, partitions: i32, topics: usize, held: usize) -> Result<(), TopicError> {
+        let wanted = usize::try_from(partitions).unwrap_or(usize::MAX);
+        if wanted > self.partitions_per_topic {
+            return Err(TopicError::TooManyPartitions {
+                requested: partitions,
+                limit: self.partitions_per_topic,
+            });
+        }
+        if topics >= self.topics {
+            return Err(TopicError::PolicyViolation(format!(
+                "the broker holds {topics} topics, its limit (max_topics)"
+            )));
+        }
+        if held.saturating_add(wanted) > self.partitions {
+            return Err(TopicError::PolicyViolation(format!(
+                "{partitions} more partitions would exceed the broker's limit of {} \
+                 (max_partitions; {held} in use)",
+                self.partitions
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// All topics, looked up by name or by partition storage key.
 #[derive(Default)]
 pub struct TopicRegistry {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Partitions of listed topics (the hidden internal partition is not counted).
+    listed_partitions: std::sync::atomic::AtomicUsize,
+    limits: TopicLimits,
     /// Serialises creations and deletions so the catalog in storage and memory agree.
     changes: tokio::sync::Mutex<()>,
 }
@@ -104,8 +179,17 @@ impl TopicRegistry {
         registry
     }
 
+    /// The same registry, enforcing `limits` on later creations (topics recovered from storage
+    /// are kept even beyond them).
+    pub fn limited(mut self, limits: TopicLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     fn insert(&self, topic: Topic) -> Arc<Topic> {
         let topic = Arc::new(topic);
+        self.listed_partitions
+            .fetch_add(topic.partitions.len(), std::sync::atomic::Ordering::Relaxed);
         {
             let mut partitions = self.partitions.write();
             for partition in &topic.partitions {
@@ -157,17 +241,30 @@ impl TopicRegistry {
         if partitions < 1 {
             return Err(TopicError::InvalidPartitions(partitions));
         }
+        // Before the lock and before any allocation: a huge count is refused at once.
+        self.check_limits(partitions)?;
         topic_config::validate(&configs).map_err(TopicError::InvalidConfig)?;
         let _guard = self.changes.lock().await;
         if self.get(name).is_some() {
             return Err(TopicError::Exists(name.to_string()));
         }
+        // Again under the lock, so concurrent creations cannot pass the limits together.
+        self.check_limits(partitions)?;
         let record = TopicRecord {
             name: name.to_string(),
             id: Uuid::new_v4(),
             partitions,
             configs,
         };
+        if validate_only {
+            // Nothing per partition is built for a validation.
+            return Ok(Arc::new(Topic {
+                name: record.name,
+                id: record.id,
+                configs: record.configs,
+                partitions: Vec::new(),
+            }));
+        }
         let topic = Topic {
             name: record.name.clone(),
             id: record.id,
@@ -182,9 +279,6 @@ impl TopicRegistry {
                 })
                 .collect(),
         };
-        if validate_only {
-            return Ok(Arc::new(topic));
-        }
         store.put_topic(&record).await?;
         tracing::info!(topic = name, partitions, id = %record.id, "topic created");
         Ok(self.insert(topic))
@@ -220,12 +314,24 @@ impl TopicRegistry {
             .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         store.delete_topic(name).await?;
         self.topics.write().remove(name);
+        self.listed_partitions
+            .fetch_sub(topic.partitions.len(), std::sync::atomic::Ordering::Relaxed);
         let mut partitions = self.partitions.write();
         for partition in &topic.partitions {
             partitions.remove(&partition.key());
         }
         tracing::info!(topic = name, "topic deleted");
         Ok(topic)
+    }
+}
+
+impl TopicRegistry {
+    fn check_limits(&self, partitions: i32) -> Result<(), TopicError> {
+        let topics = self.topics.read().len();
+        let held = self
+            .listed_partitions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.limits.check(partitions, topics, held)
     }
 }
 
@@ -258,6 +364,29 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_refuse_before_allocating() {
+        let limits = TopicLimits {
+            partitions_per_topic: 100,
+            partitions: 150,
+            topics: 3,
+        };
+        assert!(limits.check(100, 0, 0).is_ok());
+        assert!(matches!(
+            limits.check(2_000_000_000, 0, 0),
+            Err(TopicError::TooManyPartitions { .. })
+        ));
+        assert!(matches!(
+            limits.check(51, 1, 100),
+            Err(TopicError::PolicyViolation(_))
+        ));
+        assert!(limits.check(50, 1, 100).is_ok());
+        assert!(matches!(
+            limits.check(1, 3, 3),
+            Err(TopicError::PolicyViolation(_))
+        ));
+    }
 
     #[test]
     fn names_follow_kafka_rules() {

@@ -43,6 +43,10 @@ pub struct Events {
     pub backpressure_waits: Counter,
     /// Appends refused after waiting for hot-cache space.
     pub backpressure_timeouts: Counter,
+    /// Fetch reads answered without data because the fetch memory budget was spent.
+    pub fetch_budget_waits: Counter,
+    /// Connections closed at accept because their address had `max_connections_per_ip` open.
+    pub connections_refused: Counter,
     /// Failed flush attempts (each retried).
     pub flush_failures: Counter,
     /// Cold reads answered with a storage error.
@@ -80,6 +84,8 @@ impl Default for Events {
             fetch_reads: FetchReads::default(),
             backpressure_waits: Counter::default(),
             backpressure_timeouts: Counter::default(),
+            fetch_budget_waits: Counter::default(),
+            connections_refused: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
             compaction_seconds: latency_histogram(),
@@ -145,6 +151,16 @@ impl Metrics {
             "backpressure_timeouts",
             "Appends refused after waiting for hot-cache space",
             e.backpressure_timeouts,
+        );
+        registry.register(
+            "fetch_budget_exhausted",
+            "Fetch reads answered without data because the fetch memory budget was spent",
+            e.fetch_budget_waits,
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept because their address had max_connections_per_ip open",
+            e.connections_refused,
         );
         registry.register(
             "storage_flush_failures",

@@ -3,13 +3,21 @@
 //! The reader decodes frames and spawns a task per request; the task handles are queued in a
 //! bounded channel, and the writer awaits them in order. The channel bound is the pipelining
 //! depth: a client that sends faster than it reads is slowed by TCP, not buffered without end.
+//!
+//! A connection that sends nothing and waits for nothing for `connections_max_idle_ms` is
+//! closed, and so is one whose partly received request stops growing for
+//! `request_read_timeout_ms`: neither can hold a socket and its buffers forever.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -19,15 +27,13 @@ use crate::protocol::{decode_request, ProtocolError};
 /// Serves `stream` until the client leaves, sends something unservable, or shutdown begins.
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: CancellationToken) {
     let peer = stream.peer_addr().ok();
-    let codec = || {
-        LengthDelimitedCodec::builder()
-            .length_field_type::<u32>()
-            .max_frame_length(broker.config.max_frame_bytes)
-            .new_codec()
-    };
-    let (read, write) = stream.into_split();
-    let mut frames = FramedRead::new(read, codec());
-    let mut out = FramedWrite::new(write, codec());
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(broker.config.max_frame_bytes)
+        .new_codec();
+    let (read, mut out) = stream.into_split();
+    let mut frames = FramedRead::new(read, codec);
+    let mut timer = Timer::new(&broker.config);
     let (queue, mut replies) =
         mpsc::channel::<InFlight>(broker.config.max_in_flight_per_connection);
 
@@ -42,7 +48,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
             };
             match reply {
                 Reply::Frame(frame) => {
-                    if let Err(error) = out.send(frame).await {
+                    if let Err(error) = write_frame(&mut out, frame).await {
                         tracing::debug!(%error, "write failed");
                         return;
                     }
@@ -58,7 +64,16 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
             let frame = tokio::select! {
                 frame = frames.next() => frame,
                 () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(timer.tick) => {
+                    let waiting = queue.capacity() < queue.max_capacity();
+                    if let Some(why) = timer.check(frames.read_buffer().len(), waiting) {
+                        tracing::info!(?peer, "closing connection: {why}");
+                        return;
+                    }
+                    continue;
+                }
             };
+            timer.progress(0);
             let frame = match frame {
                 None => return,
                 Some(Ok(frame)) => frame.freeze(),
@@ -94,6 +109,68 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
     tokio::select! {
         () = reader => { let _ = writer.await; }
         _ = &mut writer => {}
+    }
+}
+
+/// Writes `frame` with its length prefix, straight from the response's buffer: no copy is kept
+/// per connection, and whatever the frame holds (a fetch's memory budget) lasts until it is
+/// written. max_frame_bytes bounds requests only; responses are bounded by their handlers
+/// (fetch_max_bytes).
+async fn write_frame(
+    out: &mut tokio::net::tcp::OwnedWriteHalf,
+    frame: Bytes,
+) -> std::io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"))?;
+    let mut buf = Bytes::copy_from_slice(&len.to_be_bytes()).chain(frame);
+    out.write_all_buf(&mut buf).await
+}
+
+/// When a connection has been quiet or stalled too long.
+struct Timer {
+    idle: Duration,
+    stalled: Duration,
+    /// How often the reader looks.
+    tick: Duration,
+    last_progress: Instant,
+    buffered: usize,
+}
+
+impl Timer {
+    fn new(config: &crate::config::Config) -> Self {
+        let idle = Duration::from_millis(config.connections_max_idle_ms);
+        let stalled = Duration::from_millis(config.request_read_timeout_ms);
+        let tick = (idle.min(stalled) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        Self {
+            idle,
+            stalled,
+            tick,
+            last_progress: Instant::now(),
+            buffered: 0,
+        }
+    }
+
+    /// Something happened: `buffered` bytes of a next request are held.
+    fn progress(&mut self, buffered: usize) {
+        self.last_progress = Instant::now();
+        self.buffered = buffered;
+    }
+
+    /// Why the connection should close, given the bytes of an incomplete request held and
+    /// whether responses are still pending (the connection then waits on the broker).
+    fn check(&mut self, buffered: usize, waiting: bool) -> Option<&'static str> {
+        if waiting || buffered != self.buffered {
+            self.progress(buffered);
+            return None;
+        }
+        let quiet = self.last_progress.elapsed();
+        if buffered == 0 && quiet >= self.idle {
+            Some("idle longer than connections_max_idle_ms")
+        } else if buffered > 0 && quiet >= self.stalled {
+            Some("partial request stalled longer than request_read_timeout_ms")
+        } else {
+            None
+        }
     }
 }
 

@@ -1,7 +1,15 @@
-//! Accept loop with a connection limit and graceful shutdown.
+//! Accept loop with connection limits and graceful shutdown.
+//!
+//! `max_connections` bounds the connections served at once (further clients wait in the accept
+//! queue); `max_connections_per_ip` bounds those of one address (further ones are closed at
+//! once, as Kafka does), so one client's flood of sockets cannot take every slot.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -16,6 +24,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Serves connections until `shutdown` is cancelled, then lets the open ones drain.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let per_ip = PerIp::new(broker.config.max_connections_per_ip);
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -38,6 +47,12 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
                 continue;
             }
         };
+        let Some(slot) = per_ip.take(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: max_connections_per_ip reached");
+            broker.events.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
@@ -45,7 +60,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
             tracing::debug!(%peer, "connection opened");
             super::connection::serve(stream, broker, shutdown).await;
             tracing::debug!(%peer, "connection closed");
-            drop(permit);
+            drop((permit, slot));
         });
     }
     connections.close();
@@ -54,5 +69,75 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         .is_err()
     {
         tracing::warn!("connections still open after the drain limit; closing them");
+    }
+}
+
+/// Connections open per client address.
+#[derive(Clone)]
+struct PerIp {
+    limit: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One connection's place in its address's count; given back when dropped.
+struct IpSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, unless it has `limit` open already.
+    fn take(&self, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_limit_and_slots_come_back() {
+        let per_ip = PerIp::new(2);
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 1].into();
+        let first = per_ip.take(a).unwrap();
+        let _second = per_ip.take(a).unwrap();
+        assert!(per_ip.take(a).is_none());
+        assert!(per_ip.take(b).is_some());
+        drop(first);
+        assert!(per_ip.take(a).is_some());
+        assert!(
+            per_ip.open.lock().get(&b).is_none(),
+            "empty entries are removed"
+        );
     }
 }
