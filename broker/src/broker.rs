@@ -112,6 +112,10 @@ impl Broker {
             .partition(|c| c.key == internal_key());
         let topics =
             Arc::new(TopicRegistry::recover(records, chunks).limited(TopicLimits::from(&config)));
+        producers::sequences::configure(producers::ProducerLimits {
+            expiration_ms: i64::try_from(config.producer_id_expiration_ms).unwrap_or(i64::MAX),
+            max_producers: config.max_producers_per_partition,
+        });
         let internal_partition = Arc::new(Partition::new(internal_key(), internal_chunks));
         topics.register_hidden(internal_partition.clone());
         for (key, log_start) in catalog.state().await.log_starts {

@@ -444,3 +444,23 @@ fn a_full_offset_table_is_a_clear_error() {
         vec![ResponseError::InvalidCommitOffsetSize.code(); 2]
     );
 }
+
+/// Producer state per partition is capped: with room for two producers, a third one's batch
+/// makes the broker forget the least recently active, whose retry is then appended again
+/// instead of being recognised as a duplicate (as after Kafka's producer id expiration).
+#[test]
+fn producer_state_per_partition_is_capped() {
+    let broker = BrokerProcess::start(&["--max-producers-per-partition", "2"]);
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "producers", 1, false), 0);
+    let batch = |producer: i64| -> Bytes {
+        common::idempotent_batch(1, Compression::None, producer, 0, 0).into()
+    };
+    assert_eq!(produce(&mut client, "producers", 0, batch(1000)), (0, 0));
+    // Remembered: the retry is a duplicate.
+    assert_eq!(produce(&mut client, "producers", 0, batch(1000)), (0, 0));
+    assert_eq!(produce(&mut client, "producers", 0, batch(1001)), (0, 1));
+    assert_eq!(produce(&mut client, "producers", 0, batch(1002)), (0, 2));
+    // Forgotten: appended again.
+    assert_eq!(produce(&mut client, "producers", 0, batch(1000)), (0, 3));
+}

@@ -5,4 +5,4 @@ pub mod recovery;
 pub mod sequences;
 
 pub use ids::ProducerIds;
-pub use sequences::{ProducerStates, SequenceCheck, SequenceError};
+pub use sequences::{ProducerLimits, ProducerStates, SequenceCheck, SequenceError};

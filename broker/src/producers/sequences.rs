@@ -4,8 +4,14 @@
 //! duplicate and is answered with its original offsets; a batch that does not follow the last
 //! sequence is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch is INVALID_PRODUCER_EPOCH; a new
 //! epoch starts again at sequence 0.
+//!
+//! The state is bounded, as Kafka bounds it: a producer that wrote nothing to the partition for
+//! `producer_id_expiration_ms` is forgotten, and at most `max_producers_per_partition` are kept
+//! (the least recently active goes first), so random producer ids cannot grow it without end.
+//! A forgotten producer is treated as a new one: its next batch is appended.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
 
 use thiserror::Error;
 
@@ -28,6 +34,45 @@ struct WrittenBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<WrittenBatch>,
+    /// When it last wrote here (ms since the epoch).
+    last_active_ms: i64,
+}
+
+/// Bounds on the producers remembered per partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerLimits {
+    /// Forgotten after this long without a write (`producer_id_expiration_ms`).
+    pub expiration_ms: i64,
+    /// Most remembered (`max_producers_per_partition`).
+    pub max_producers: usize,
+}
+
+impl Default for ProducerLimits {
+    fn default() -> Self {
+        Self {
+            expiration_ms: 86_400_000,
+            max_producers: 1_000,
+        }
+    }
+}
+
+/// The limits every partition uses, set once at start from the configuration.
+static LIMITS: OnceLock<ProducerLimits> = OnceLock::new();
+
+/// Sets the limits of every partition's producer state (once, before any append; later calls
+/// are ignored).
+pub fn configure(limits: ProducerLimits) {
+    let _ = LIMITS.set(limits);
+}
+
+fn limits() -> ProducerLimits {
+    LIMITS.get().copied().unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What to do with a batch.
@@ -76,6 +121,8 @@ pub enum SequenceError {
 #[derive(Clone, Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// When expired producers were last swept out.
+    swept_ms: i64,
 }
 
 /// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
@@ -90,11 +137,25 @@ pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
 impl ProducerStates {
     /// Decides what to do with a batch, without changing anything.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        self.check_at(header, now_ms(), limits())
+    }
+
+    fn check_at(
+        &self,
+        header: &BatchHeader,
+        now_ms: i64,
+        limits: ProducerLimits,
+    ) -> Result<SequenceCheck, SequenceError> {
         if header.producer_id < 0 {
             return Ok(SequenceCheck::Append);
         }
-        // An unknown producer (first batch, or state older than what was recovered) is trusted.
-        let Some(entry) = self.producers.get(&header.producer_id) else {
+        // An unknown producer (first batch, state older than what was recovered, or expired)
+        // is trusted.
+        let Some(entry) = self
+            .producers
+            .get(&header.producer_id)
+            .filter(|e| !e.expired(now_ms, limits))
+        else {
             return Ok(SequenceCheck::Append);
         };
         let first = header.base_sequence;
@@ -143,8 +204,29 @@ impl ProducerStates {
 
     /// Remembers a batch written at `base_offset` (whose header holds the client's values).
     pub fn record(&mut self, header: &BatchHeader, base_offset: i64) {
+        self.record_at(header, base_offset, now_ms(), limits());
+    }
+
+    fn record_at(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        now_ms: i64,
+        limits: ProducerLimits,
+    ) {
         if header.producer_id < 0 {
             return;
+        }
+        self.forget_expired(now_ms, limits);
+        if let Some(entry) = self.producers.get(&header.producer_id) {
+            if entry.expired(now_ms, limits) {
+                self.producers.remove(&header.producer_id);
+            }
+        }
+        if !self.producers.contains_key(&header.producer_id)
+            && self.producers.len() >= limits.max_producers
+        {
+            self.forget_least_recent();
         }
         let entry = self
             .producers
@@ -152,7 +234,9 @@ impl ProducerStates {
             .or_insert_with(|| ProducerEntry {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(REMEMBERED_BATCHES),
+                last_active_ms: now_ms,
             });
+        entry.last_active_ms = now_ms;
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -168,6 +252,37 @@ impl ProducerStates {
         });
     }
 
+    /// Drops producers idle past the expiration, at most once a tenth of it (each sweep walks
+    /// every producer).
+    fn forget_expired(&mut self, now_ms: i64, limits: ProducerLimits) {
+        let period = (limits.expiration_ms / 10).max(1);
+        if now_ms.saturating_sub(self.swept_ms) < period {
+            return;
+        }
+        self.swept_ms = now_ms;
+        let before = self.producers.len();
+        self.producers.retain(|_, e| !e.expired(now_ms, limits));
+        let forgotten = before - self.producers.len();
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "expired idempotent producer state");
+        }
+    }
+
+    fn forget_least_recent(&mut self) {
+        let oldest = self
+            .producers
+            .iter()
+            .min_by_key(|(_, e)| e.last_active_ms)
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.producers.remove(&id);
+            tracing::debug!(
+                producer_id = id,
+                "producer state forgotten: max_producers_per_partition reached"
+            );
+        }
+    }
+
     /// Number of producers tracked.
     pub fn len(&self) -> usize {
         self.producers.len()
@@ -179,9 +294,54 @@ impl ProducerStates {
     }
 }
 
+impl ProducerEntry {
+    fn expired(&self, now_ms: i64, limits: ProducerLimits) -> bool {
+        now_ms.saturating_sub(self.last_active_ms) >= limits.expiration_ms
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_producers_expire_and_the_count_is_capped() {
+        let limits = ProducerLimits {
+            expiration_ms: 1_000,
+            max_producers: 3,
+        };
+        let mut states = ProducerStates::default();
+        states.record_at(&batch(1, 0, 0, 1), 10, 0, limits);
+        // Within the expiration a retry is a duplicate and a gap is refused.
+        assert!(matches!(
+            states.check_at(&batch(1, 0, 0, 1), 500, limits),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 10,
+                ..
+            })
+        ));
+        assert!(states.check_at(&batch(1, 0, 5, 1), 500, limits).is_err());
+        // Past it the producer is unknown again, and a sweep drops it.
+        assert_eq!(
+            states.check_at(&batch(1, 0, 5, 1), 1_000, limits),
+            Ok(SequenceCheck::Append)
+        );
+        states.record_at(&batch(2, 0, 0, 1), 11, 1_000, limits);
+        assert_eq!(states.len(), 1);
+
+        // At the cap the least recently active producer is forgotten.
+        states.record_at(&batch(3, 0, 0, 1), 12, 1_100, limits);
+        states.record_at(&batch(4, 0, 0, 1), 13, 1_200, limits);
+        states.record_at(&batch(2, 0, 1, 1), 14, 1_300, limits);
+        states.record_at(&batch(5, 0, 0, 1), 15, 1_400, limits);
+        assert_eq!(states.len(), 3);
+        assert_eq!(
+            states.check_at(&batch(3, 0, 7, 1), 1_400, limits),
+            Ok(SequenceCheck::Append),
+            "producer 3 was the least recently active"
+        );
+        assert!(states.check_at(&batch(2, 0, 7, 1), 1_400, limits).is_err());
+    }
 
     fn batch(producer_id: i64, epoch: i16, first: i32, count: i32) -> BatchHeader {
         BatchHeader {
