@@ -110,8 +110,11 @@ impl Broker {
             .chunks
             .into_iter()
             .partition(|c| c.key == internal_key());
-        let topics =
-            Arc::new(TopicRegistry::recover(records, chunks).limited(TopicLimits::from(&config)));
+        let topics = Arc::new(TopicRegistry::recover(
+            records,
+            chunks,
+            TopicLimits::from(&config),
+        ));
         producers::sequences::configure(producers::ProducerLimits {
             expiration_ms: i64::try_from(config.producer_id_expiration_ms).unwrap_or(i64::MAX),
             max_producers: config.max_producers_per_partition,

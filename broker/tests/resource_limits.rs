@@ -14,8 +14,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, GroupId,
-    JoinGroupRequest, JoinGroupResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FetchResponse, GroupId, JoinGroupRequest, JoinGroupResponse, ProduceRequest, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -297,7 +298,7 @@ fn large_concurrent_produces_do_not_starve_each_other() {
         let codes: Vec<i16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(codes, vec![0; 8], "round {round}");
         assert!(
-            started.elapsed() < Duration::from_secs(4),
+            started.elapsed() < Duration::from_secs(10),
             "round {round} took {:?}",
             started.elapsed()
         );
@@ -364,13 +365,18 @@ fn connections_per_address_are_limited() {
         fourth.is_closed(),
         "the fourth connection from one address was closed"
     );
+    // Once one closes (and the broker has noticed), a new one is served.
     drop(open.pop());
-    std::thread::sleep(Duration::from_millis(200));
-    let mut again = broker.connect();
-    assert_eq!(
-        create_topic(&mut again, "", 1, true),
-        ResponseError::InvalidTopicException.code()
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = broker.connect();
+        again.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        if again.read_frame().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -463,4 +469,31 @@ fn producer_state_per_partition_is_capped() {
     assert_eq!(produce(&mut client, "producers", 0, batch(1002)), (0, 2));
     // Forgotten: appended again.
     assert_eq!(produce(&mut client, "producers", 0, batch(1000)), (0, 3));
+}
+
+/// The catalog is input from storage: a stored topic above max_partitions_per_topic is not
+/// loaded at start (its data stays), and comes back once the limit allows it.
+#[test]
+fn stored_topics_above_the_limit_are_not_loaded() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let metadata = |client: &mut Client| -> (i16, usize) {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name("wide")))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request);
+        let topic = &response.topics[0];
+        (topic.error_code, topic.partitions.len())
+    };
+    let broker = BrokerProcess::start(&[]);
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "wide", 50, false), 0);
+    drop(client);
+    let broker = broker.kill_and_restart(&["--max-partitions-per-topic", "10"]);
+    let (code, _) = metadata(&mut broker.connect());
+    assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
+    let broker = broker.kill_and_restart(&[]);
+    assert_eq!(metadata(&mut broker.connect()), (0, 50));
 }

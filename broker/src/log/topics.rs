@@ -151,13 +151,34 @@ pub struct TopicRegistry {
 impl TopicRegistry {
     /// Rebuilds the registry from the catalog and the recovered chunks (in object order).
     /// Chunks of topics no longer in the catalog (deleted) are ignored.
-    pub fn recover(records: Vec<TopicRecord>, chunks: Vec<ChunkLocation>) -> Self {
+    ///
+    /// `limits` apply to later creations; of the recovered topics, one with more partitions
+    /// than `max_partitions_per_topic` is not loaded (with an error naming the setting), since
+    /// the catalog is input from storage and every partition costs memory. Raising the limit
+    /// brings it back: its data stays in storage.
+    pub fn recover(
+        records: Vec<TopicRecord>,
+        chunks: Vec<ChunkLocation>,
+        limits: TopicLimits,
+    ) -> Self {
         let mut by_key: HashMap<PartitionKey, Vec<ChunkLocation>> = HashMap::new();
         for chunk in chunks {
             by_key.entry(chunk.key).or_default().push(chunk);
         }
-        let registry = Self::default();
+        let registry = Self {
+            limits,
+            ..Self::default()
+        };
         for record in records {
+            if usize::try_from(record.partitions).unwrap_or(0) > limits.partitions_per_topic {
+                tracing::error!(
+                    topic = record.name,
+                    partitions = record.partitions,
+                    limit = limits.partitions_per_topic,
+                    "topic in the catalog exceeds max_partitions_per_topic; not loaded"
+                );
+                continue;
+            }
             let partitions = (0..record.partitions)
                 .map(|p| {
                     let key = PartitionKey {
@@ -177,13 +198,6 @@ impl TopicRegistry {
             });
         }
         registry
-    }
-
-    /// The same registry, enforcing `limits` on later creations (topics recovered from storage
-    /// are kept even beyond them).
-    pub fn limited(mut self, limits: TopicLimits) -> Self {
-        self.limits = limits;
-        self
     }
 
     fn insert(&self, topic: Topic) -> Arc<Topic> {
