@@ -193,6 +193,7 @@ impl Broker {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
                 max_groups: config.max_groups,
+                max_size: config.group_max_size,
             },
             Arc::new(InternalGroupStore::new(offsets.clone())),
             restored_groups(history.clone(), &offsets),

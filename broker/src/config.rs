@@ -147,6 +147,9 @@ pub struct Config {
     /// Most consumer groups; a JoinGroup that would create one more is refused with
     /// GROUP_MAX_SIZE_REACHED. Default 100000.
     pub max_groups: usize,
+    /// Most members (joined or awaiting their member id) of one group; a new member beyond it
+    /// is refused with GROUP_MAX_SIZE_REACHED (Kafka `group.max.size`). Default 10000.
+    pub group_max_size: usize,
     /// An idempotent producer's state in a partition is forgotten after it has written nothing
     /// there for this long (Kafka `producer.id.expiration.ms`, default 86400000).
     pub producer_id_expiration_ms: u64,
@@ -224,6 +227,7 @@ impl Default for Config {
             request_read_timeout_ms: 30_000,
             max_connections_per_ip: 10_000,
             max_groups: 100_000,
+            group_max_size: 10_000,
             producer_id_expiration_ms: 86_400_000,
             max_producers_per_partition: 1_000,
             group_min_session_timeout_ms: 6_000,
@@ -354,6 +358,8 @@ pub struct Args {
     max_connections_per_ip: Option<usize>,
     #[arg(long, env = "HOTWIRE_MAX_GROUPS")]
     max_groups: Option<usize>,
+    #[arg(long, env = "HOTWIRE_GROUP_MAX_SIZE")]
+    group_max_size: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCER_ID_EXPIRATION_MS")]
     producer_id_expiration_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_MAX_PRODUCERS_PER_PARTITION")]
@@ -483,6 +489,7 @@ impl Config {
             request_read_timeout_ms,
             max_connections_per_ip,
             max_groups,
+            group_max_size,
             producer_id_expiration_ms,
             max_producers_per_partition,
             group_min_session_timeout_ms,
@@ -533,6 +540,7 @@ impl Config {
             || self.max_partitions == 0
             || self.max_topics == 0
             || self.max_groups == 0
+            || self.group_max_size == 0
             || self.max_producers_per_partition == 0
         {
             return invalid("max_*", "resource limits must be at least 1".into());

@@ -379,22 +379,25 @@ fn connections_per_address_are_limited() {
     }
 }
 
+/// A new member's JoinGroup (v5: answered MEMBER_ID_REQUIRED, leaving a pending member).
+fn join_new(client: &mut Client, group: &str) -> i16 {
+    let request = JoinGroupRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(text("range"))
+            .with_metadata(Bytes::from_static(b"m"))]);
+    let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &request);
+    response.error_code
+}
+
 #[test]
 fn the_number_of_groups_is_limited() {
     let broker = BrokerProcess::start(&["--max-groups", "3"]);
     let mut client = broker.connect();
-    let join = |client: &mut Client, group: &str| -> i16 {
-        let request = JoinGroupRequest::default()
-            .with_group_id(GroupId(text(group)))
-            .with_session_timeout_ms(10_000)
-            .with_rebalance_timeout_ms(10_000)
-            .with_protocol_type(text("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(text("range"))
-                .with_metadata(Bytes::from_static(b"m"))]);
-        let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &request);
-        response.error_code
-    };
+    let join = join_new;
     for group in ["g1", "g2", "g3"] {
         assert_eq!(
             join(&mut client, group),
@@ -496,4 +499,24 @@ fn stored_topics_above_the_limit_are_not_loaded() {
     assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
     let broker = broker.kill_and_restart(&[]);
     assert_eq!(metadata(&mut broker.connect()), (0, 50));
+}
+
+#[test]
+fn the_members_of_a_group_are_limited() {
+    let broker = BrokerProcess::start(&["--group-max-size", "2"]);
+    let mut client = broker.connect();
+    for _ in 0..2 {
+        assert_eq!(
+            join_new(&mut client, "crowd"),
+            ResponseError::MemberIdRequired.code()
+        );
+    }
+    assert_eq!(
+        join_new(&mut client, "crowd"),
+        ResponseError::GroupMaxSizeReached.code()
+    );
+    assert_eq!(
+        join_new(&mut client, "other"),
+        ResponseError::MemberIdRequired.code()
+    );
 }

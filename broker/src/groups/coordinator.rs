@@ -132,7 +132,20 @@ impl GroupCoordinator {
             }
         };
         let (waiter, parked) = oneshot::channel();
-        match self.with_group(&group, |g, now| g.join(now, client, params, waiter)) {
+        let max_size = config.max_size;
+        let joined = self.with_group(&group, |g, now| {
+            // A new dynamic member beyond group_max_size (Kafka group.max.size) is refused.
+            let new = params.member_id.is_empty() && params.group_instance_id.is_none();
+            if new && g.members.len() + g.pending_members.len() >= max_size {
+                tracing::warn!(group = %g.id, max_size, "member refused: group_max_size reached");
+                return Some(JoinGroupResult::error(
+                    "",
+                    ResponseError::GroupMaxSizeReached,
+                ));
+            }
+            g.join(now, client, params, waiter)
+        });
+        match joined {
             Some(answer) => answer,
             None => parked.await.unwrap_or_else(|_| {
                 JoinGroupResult::error(member_id, ResponseError::CoordinatorNotAvailable)

@@ -56,6 +56,8 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: u32,
     /// Most groups held; a JoinGroup that would create one more is refused (`max_groups`).
     pub max_groups: usize,
+    /// Most members of one group, joined or awaiting their member id (`group_max_size`).
+    pub max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -65,6 +67,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             max_groups: 100_000,
+            max_size: 10_000,
         }
     }
 }

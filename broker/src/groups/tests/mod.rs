@@ -98,6 +98,7 @@ pub(super) fn config() -> GroupConfig {
         max_session_timeout_ms: 300_000,
         initial_rebalance_delay_ms: 100,
         max_groups: 1_000,
+        max_size: 1_000,
     }
 }
 
