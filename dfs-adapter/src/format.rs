@@ -258,7 +258,6 @@ pub(crate) fn check_data(mut data: impl Buf, footer: &Footer) -> Result<(), Stri
 }
 
 /// Validates a whole object held in memory and returns its chunks.
-#[cfg(test)]
 pub(crate) fn parse_object(object: ObjectId, bytes: &[u8]) -> Result<Vec<ChunkLocation>, String> {
     let len = bytes.len() as u64;
     let footer_start = len

@@ -26,6 +26,8 @@ mod compaction;
 mod dirsync;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lease;
 mod manifest;
 mod oplog;
