@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::{
-    Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store,
-};
+use dfs_adapter::{Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
