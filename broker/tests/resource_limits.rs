@@ -353,7 +353,23 @@ fn half_sent_requests_are_closed_after_the_request_timeout() {
 #[test]
 fn connections_per_address_are_limited() {
     let broker = BrokerProcess::start(&["--max-connections-per-ip", "3"]);
-    let mut open: Vec<Client> = (0..3).map(|_| broker.connect()).collect();
+    // The readiness probe's connection holds a slot until the broker notices it closed, so
+    // each of the three is retried until it is served.
+    let mut open: Vec<Client> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open.len() < 3 {
+        let mut client = broker.connect();
+        client.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        if client.read_frame().is_some() {
+            open.push(client);
+        } else {
+            assert!(
+                Instant::now() < deadline,
+                "three connections were never served"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     for client in &mut open {
         assert_eq!(
             create_topic(client, "", 1, true),
