@@ -15,6 +15,17 @@ use bytes::{Bytes, BytesMut};
 use dfs_adapter::{ChunkLocation, ManifestState, ObjectId, PartitionKey, Segment};
 use hotwire_broker::internal::record::{encode_batch, CommittedOffset, InternalRecord};
 use hotwire_broker::protocol::versions::SUPPORTED;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -334,12 +345,14 @@ fn internal_records(dir: &Path) {
                 metadata: Some("m".into()),
                 commit_timestamp: 7,
             }),
+            based_on: Some(5),
         },
         InternalRecord::Offset {
             group: "g".into(),
             topic_id,
             partition: 4,
             commit: None,
+            based_on: None,
         },
         InternalRecord::Group {
             group_id: "g".into(),
