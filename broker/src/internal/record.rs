@@ -114,7 +114,9 @@ pub fn decode_batches(batches: Bytes) -> Result<Vec<(i64, DecodedRecord)>, Strin
         let batch = batches.slice(range);
         for record in BatchRecords::new(&batch, &header, options).map_err(|e| e.to_string())? {
             let record = record.map_err(|e| format!("batch at {}: {e}", header.base_offset))?;
-            let offset = header.base_offset + i64::from(record.offset_delta);
+            let offset = header
+                .base_offset
+                .saturating_add(i64::from(record.offset_delta));
             let value = record.value.unwrap_or_default();
             let value = serde_json::from_slice(&value).map_err(|e| format!("offset {offset}: {e}"));
             decoded.push((offset, value));

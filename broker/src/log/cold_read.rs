@@ -195,7 +195,9 @@ fn first_in(
             });
         }
         if record.timestamp >= timestamp {
-            let offset = header.base_offset + i64::from(record.offset_delta);
+            let offset = header
+                .base_offset
+                .saturating_add(i64::from(record.offset_delta));
             return Ok(Some((offset, record.timestamp)));
         }
     }
