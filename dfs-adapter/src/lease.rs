@@ -4,7 +4,9 @@
 //! renewals. The holder rewrites it every quarter of the time to live. A starting broker that
 //! finds someone else's lease watches it on its own monotonic clock, so no two machines' clocks
 //! need agree: renewed meanwhile means alive (refuse to start); unchanged for a whole time to
-//! live means dead (take it over).
+//! live means dead (take it over). A lease written by a process on this same machine that no
+//! longer runs is taken over at once (see [`crate::process_identity`]): a broker restarted
+//! after `kill -9` or a crash does not wait out its predecessor's lease.
 //!
 //! A holder never gives the root up because the store is unreachable (an outage must not stop
 //! the broker): it keeps retrying its renewal, and loses the root only when it *sees* another
@@ -30,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::process_identity::ProcessIdentity;
 use crate::{StorageError, Store};
 
 /// Key of the lease object, relative to the root.
@@ -68,6 +71,9 @@ struct LeaseFile {
     renewals: u64,
     ttl_ms: u64,
     written_unix_ms: u64,
+    /// The holder's process, where the platform tells it (absent in older leases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessIdentity>,
 }
 
 /// A lease read back: parsed when it parses, and its raw bytes and etag.
@@ -190,6 +196,7 @@ impl LeaseHolder {
             renewals: 0,
             ttl_ms: millis(config.ttl),
             written_unix_ms: now_ms(),
+            process: ProcessIdentity::current(),
         };
         let written = write(&store, &file, found.as_ref()).await;
         if let Err(error) = written {
@@ -237,6 +244,12 @@ async fn wait_until_free(
         .as_ref()
         .map_or(config.ttl, |f| Duration::from_millis(f.ttl_ms))
         .clamp(config.ttl, MAX_TTL.max(config.ttl));
+    if let Some(f) = &first.file {
+        if f.process.as_ref().is_some_and(|p| p.has_exited(f.pid)) {
+            info!(lease = %first.describe(), "the lease holder ran on this machine and has exited; taking the lease over");
+            return Ok(Some(first));
+        }
+    }
     let since = Instant::now();
     warn!(lease = %first.describe(), ?ttl, "another lease on the storage root; waiting to see whether it is renewed");
     loop {

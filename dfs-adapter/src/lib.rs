@@ -32,6 +32,7 @@ mod lease;
 mod manifest;
 mod oplog;
 mod pipeline;
+mod process_identity;
 mod recovery;
 mod slicing;
 mod storage_url;

@@ -223,3 +223,84 @@ async fn a_released_lease_lets_the_next_broker_start_at_once() {
         started.elapsed()
     );
 }
+
+/// A lease file as a broker process `pid` on this machine writes it.
+fn lease_of_local_process(pid: u32, start_ticks: u64, ttl: Duration) -> String {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let pid_namespace = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    serde_json::json!({
+        "owner": uuid::Uuid::new_v4(),
+        "pid": pid,
+        "renewals": 3,
+        "ttl_ms": ttl.as_millis() as u64,
+        "written_unix_ms": 0,
+        "process": {
+            "boot_id": boot_id.trim(),
+            "pid_namespace": pid_namespace.to_string_lossy(),
+            "start_ticks": start_ticks,
+        },
+    })
+    .to_string()
+}
+
+/// Field 22 of `/proc/self/stat`: this process's start time in clock ticks.
+fn own_start_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_lease_of_an_exited_process_on_this_machine_is_taken_over_at_once() {
+    let long = LeaseConfig {
+        ttl: Duration::from_secs(30),
+        settle: Duration::from_millis(50),
+    };
+    // A holder that was killed: its pid no longer runs.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let (dir, store) = temp_store().await;
+    std::fs::write(
+        dir.path().join("lease.json"),
+        lease_of_local_process(dead, own_start_ticks(), long.ttl),
+    )
+    .unwrap();
+    let started = Instant::now();
+    store
+        .acquire_lease(uuid::Uuid::new_v4(), long)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for a holder that had exited",
+        started.elapsed()
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_lease_of_a_running_process_is_waited_out() {
+    let short = LeaseConfig {
+        ttl: Duration::from_millis(1500),
+        settle: Duration::from_millis(50),
+    };
+    // This test process is the holder: alive, though it does not renew.
+    let (dir, store) = temp_store().await;
+    std::fs::write(
+        dir.path().join("lease.json"),
+        lease_of_local_process(std::process::id(), own_start_ticks(), short.ttl),
+    )
+    .unwrap();
+    let started = Instant::now();
+    store
+        .acquire_lease(uuid::Uuid::new_v4(), short)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= short.ttl,
+        "a running holder's lease was taken after {:?}",
+        started.elapsed()
+    );
+}
