@@ -1,6 +1,7 @@
 //! The one-sided path (shm) against a hostile client: the memory files it is handed cannot be
 //! written where they are read-only, resized or sealed further, and the broker keeps serving;
-//! `Join` admits only whom an OffsetCommit would.
+//! `Join` admits only whom an OffsetCommit would; a slot a session joined is not given to
+//! another group while the session may still add to it.
 
 mod common;
 
@@ -14,11 +15,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, GroupId, JoinGroupRequest, JoinGroupResponse, ProduceRequest, ProduceResponse,
-    SyncGroupRequest, SyncGroupResponse, TopicName,
+    ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, GroupId, JoinGroupRequest,
+    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -258,4 +265,71 @@ fn join_checks_membership_and_generation_like_offset_commit() {
     .unwrap();
     committer.commit(0, 1).unwrap();
     assert_eq!(committer.committed(0).unwrap(), 1);
+}
+
+fn tcp_commit(client: &mut Client, group: &str, offset: i64) {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &request);
+    assert_eq!(
+        response.topics[0].partitions[0].error_code, 0,
+        "{response:?}"
+    );
+}
+
+fn tcp_committed(client: &mut Client, group: &str) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(group_id(group))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_indexes(vec![0])]));
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    response.topics[0].partitions[0].committed_offset
+}
+
+#[test]
+fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path());
+    let mut tcp = broker.connect();
+    tcp_produce(&mut tcp, "x");
+    wait_for(&socket);
+    let session = Session::connect(&socket, "old").unwrap();
+    let old = Committer::join(&session, "gone", TOPIC, &[0]).unwrap();
+    old.add(0, 5).unwrap();
+    old.persist().unwrap();
+    assert_eq!(tcp_committed(&mut tcp, "gone"), 5);
+
+    let deleted: DeleteGroupsResponse = tcp.call(
+        ApiKey::DeleteGroups,
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![group_id("gone")]),
+    );
+    assert_eq!(deleted.results[0].error_code, 0, "{deleted:?}");
+    // Another group's first commit; then the old session, unaware, adds to its grant.
+    tcp_commit(&mut tcp, "fresh", 7);
+    old.add(0, 100).unwrap();
+    old.persist().unwrap();
+    assert_eq!(
+        tcp_committed(&mut tcp, "fresh"),
+        7,
+        "the old session's fetch-and-add landed in another group's offset"
+    );
+    assert_eq!(tcp_committed(&mut tcp, "gone"), -1);
+
+    // Once the old session ends, new groups get fresh slots that start from nothing.
+    drop(old);
+    drop(session);
+    let next = Session::connect(&socket, "next").unwrap();
+    let reader = Committer::join(&next, "reader", TOPIC, &[0]).unwrap();
+    assert_eq!(reader.committed(0).unwrap(), 0);
+    tcp_commit(&mut tcp, "later", 3);
+    assert_eq!(tcp_committed(&mut tcp, "later"), 3);
+    assert_eq!(tcp_committed(&mut tcp, "fresh"), 7);
 }

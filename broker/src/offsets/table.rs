@@ -3,6 +3,12 @@
 //! The committed offset itself lives in an [`AtomicSlots`] word, so that the RDMA path can
 //! fetch-and-add the same word a TCP OffsetCommit writes, and both always agree. What does not
 //! fit in a word (leader epoch, metadata, timestamp) and the key → slot map live on the heap.
+//!
+//! A one-sided session that joined a slot keeps the right to fetch-and-add it (a grant, on
+//! verbs a memory window) until it ends. So a slot that a session holds is not reused when its
+//! key is deleted (DeleteGroups, OffsetDelete): it is quarantined until the last holder lets
+//! go, and only then zeroed and freed. Otherwise an old session's commit would land in another
+//! group's offset.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -46,6 +52,10 @@ struct TableState {
     by_group: HashMap<String, HashSet<SlotKey>>,
     free: Vec<usize>,
     next: usize,
+    /// How many one-sided sessions hold each slot.
+    holds: HashMap<usize, u32>,
+    /// Slots whose key was deleted while held: freed on the last release.
+    quarantined: HashSet<usize>,
 }
 
 /// Committed offsets of every group.
@@ -198,12 +208,42 @@ impl OffsetTable {
         self.state.read().by_group.keys().cloned().collect()
     }
 
-    /// Forgets one commit (its slot is reused).
+    /// Holds `key`'s slot for a one-sided session and returns it: the slot keeps its place
+    /// (deleted keys quarantine it) until as many [`Self::release`]s.
+    pub fn hold(&self, key: &SlotKey) -> Option<usize> {
+        let mut state = self.state.write();
+        let slot = state.slots.get(key)?.slot;
+        *state.holds.entry(slot).or_default() += 1;
+        Some(slot)
+    }
+
+    /// Ends one hold of `slot`; the last one frees a quarantined slot.
+    pub fn release(&self, slot: usize) {
+        let mut state = self.state.write();
+        let Some(count) = state.holds.get_mut(&slot) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        state.holds.remove(&slot);
+        if state.quarantined.remove(&slot) {
+            self.word(slot).store(0, Ordering::Release);
+            state.free.push(slot);
+        }
+    }
+
+    /// Forgets one commit. Its slot is reused, once no session holds it.
     pub fn remove(&self, key: &SlotKey) {
         let mut state = self.state.write();
         if let Some(info) = state.slots.remove(key) {
-            self.word(info.slot).store(0, Ordering::Release);
-            state.free.push(info.slot);
+            if state.holds.contains_key(&info.slot) {
+                state.quarantined.insert(info.slot);
+            } else {
+                self.word(info.slot).store(0, Ordering::Release);
+                state.free.push(info.slot);
+            }
             if let Some(keys) = state.by_group.get_mut(&key.group) {
                 keys.remove(key);
                 if keys.is_empty() {
@@ -310,5 +350,32 @@ mod tests {
         assert!(table.group("a").is_empty());
         table.set(key("b", 0), &commit(7), 4).unwrap();
         assert_eq!(table.groups(), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_held_slot_is_not_reused_until_released() {
+        let table = OffsetTable::new(2).unwrap();
+        table.set(key("gone", 0), &commit(5), 1).unwrap();
+        let held = table.hold(&key("gone", 0)).unwrap();
+        table.remove_group("gone");
+        // The holder's late fetch-and-add reaches a slot that belongs to no one.
+        table
+            .words()
+            .get(held)
+            .unwrap()
+            .fetch_add(100, Ordering::SeqCst);
+        table.set(key("fresh", 0), &commit(7), 2).unwrap();
+        assert_ne!(table.slot_of(&key("fresh", 0)), Some(held));
+        assert_eq!(table.get(&key("fresh", 0)).unwrap().offset, 7);
+        // Quarantined slots are not room.
+        assert!(table.check_room([&key("other", 0)]).is_err());
+        table.release(held);
+        assert!(table.check_room([&key("other", 0)]).is_ok());
+        table.set(key("other", 0), &commit(1), 3).unwrap();
+        assert_eq!(table.slot_of(&key("other", 0)), Some(held));
+        assert_eq!(table.get(&key("other", 0)).unwrap().offset, 1);
+        // Releasing a slot never held changes nothing.
+        table.release(held);
+        assert_eq!(table.get(&key("other", 0)).unwrap().offset, 1);
     }
 }

@@ -10,6 +10,7 @@ use rdma::shm::SharedRing;
 use rdma::{Access, Grant};
 
 use super::persist::JoinedSlots;
+use super::slot_holds::SlotHolds;
 use super::OFFSETS_REGION;
 use crate::broker::Broker;
 use crate::handlers::{fetch, produce};
@@ -28,6 +29,7 @@ const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 pub async fn handle(
     broker: &Broker,
     joined: &JoinedSlots,
+    holds: &SlotHolds<'_>,
     ring: &SharedRing,
     request: Request,
 ) -> (Response, Vec<u8>) {
@@ -50,7 +52,10 @@ pub async fn handle(
             topic,
             partitions,
             member,
-        } => join(broker, joined, &group, member.as_ref(), &topic, &partitions).await,
+        } => {
+            let member = member.as_ref();
+            join(broker, joined, holds, &group, member, &topic, &partitions).await
+        }
         Request::Persist => joined
             .persist(broker)
             .await
@@ -167,6 +172,7 @@ fn error(message: &str) -> (Response, Vec<u8>) {
 async fn join(
     broker: &Broker,
     joined: &JoinedSlots,
+    holds: &SlotHolds<'_>,
     group: &str,
     member: Option<&GroupMember>,
     topic: &str,
@@ -201,11 +207,9 @@ async fn join(
                 .await
                 .map_err(|e| format!("cannot create the offset slot: {e}"))?;
         }
-        let slot = broker
-            .offsets
-            .table()
-            .slot_of(&key)
-            .ok_or("the offset slot vanished")?;
+        // Held until the session ends, so that the slot is not given to another key while this
+        // client may still add to it.
+        let slot = holds.hold(&key)?;
         joined.add(key, slot, broker);
         slots.push(SlotGrant {
             partition,

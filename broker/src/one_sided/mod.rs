@@ -14,6 +14,7 @@ mod handlers;
 mod persist;
 mod server;
 mod session;
+mod slot_holds;
 #[cfg(feature = "verbs")]
 pub mod verbs;
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::persist::JoinedSlots;
 use super::session::{accept_sessions, answer_requests, hello};
+use super::slot_holds::SlotHolds;
 use super::{CACHE_REGION, GENERATIONS_REGION, OFFSETS_REGION, RING_REGION};
 use crate::broker::Broker;
 
@@ -80,7 +81,8 @@ async fn session(
     drop((cache_fd, generations_fd, offsets_fd, ring_fd));
     tracing::info!(session = id, client = %client, "rdma session opened");
 
-    answer_requests(&mut stream, broker, joined, &ring, |_| Ok(())).await
+    let holds = SlotHolds::new(broker.offsets.table());
+    answer_requests(&mut stream, broker, joined, &holds, &ring, |_| Ok(())).await
 }
 
 /// The four regions of a session, in the order of their descriptors (shm) or keys (verbs).

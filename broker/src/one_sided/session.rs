@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handlers;
 use super::persist::JoinedSlots;
+use super::slot_holds::SlotHolds;
 use crate::broker::Broker;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -109,6 +110,7 @@ pub(super) async fn answer_requests(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
     joined: &JoinedSlots,
+    holds: &SlotHolds<'_>,
     ring: &SharedRing,
     mut on_response: impl FnMut(&mut Response) -> Result<(), RdmaError>,
 ) -> Result<(), RdmaError> {
@@ -123,7 +125,8 @@ pub(super) async fn answer_requests(
             }
             Err(error) => return Err(error),
         };
-        let (mut response, binary) = handlers::handle(broker, joined, ring, frame.message).await;
+        let (mut response, binary) =
+            handlers::handle(broker, joined, holds, ring, frame.message).await;
         let fatal = on_response(&mut response).err();
         if let Some(error) = &fatal {
             response = Response::Error {

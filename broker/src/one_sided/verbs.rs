@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 use super::persist::JoinedSlots;
 use super::server::regions;
 use super::session::{accept_sessions, answer_requests, hello};
+use super::slot_holds::SlotHolds;
 use crate::broker::Broker;
 
 /// Memory windows one session may hold (joined offset slots).
-pub const MAX_WINDOWS: usize = 4096;
+pub const MAX_WINDOWS: usize = super::slot_holds::MAX_HELD_SLOTS;
 
 /// The device and the regions every verbs session shares.
 pub struct VerbsServer {
@@ -150,9 +151,11 @@ async fn session(
     control::write_frame_async_plain(&mut stream, &welcome, &[]).await?;
     tracing::info!(session = id, client = %client, "rdma verbs session opened");
 
+    // Released after the windows below are revoked (dropped in reverse order).
+    let holds = SlotHolds::new(broker.offsets.table());
     // Dropped (revoked) when the session ends, before its queue pair; one per joined slot.
     let mut windows: HashMap<u64, MemoryWindow> = HashMap::new();
-    answer_requests(&mut stream, broker, joined, &ring, |response| {
+    answer_requests(&mut stream, broker, joined, &holds, &ring, |response| {
         let Response::Joined { slots } = response else {
             return Ok(());
         };
