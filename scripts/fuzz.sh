@@ -5,15 +5,17 @@
 #   scripts/fuzz.sh                 long run: every target until 10 million executions
 #                                   (FUZZ_RUNS=N to change), one target at a time
 #   scripts/fuzz.sh SECONDS         every target for SECONDS each instead
-#   scripts/fuzz.sh --ci            CI: the committed regressions and seeds, then 20 s per target
+#   scripts/fuzz.sh --ci            short: the committed regressions, then 20 s per target
 #                                   (FUZZ_CI_SECONDS to change)
 #   scripts/fuzz.sh --seeds         regenerate fuzz/corpus/ with the production encoders
 #   ... [TARGET...]                 only these targets (fuzz/fuzz_targets/TARGET.rs)
 #
 # FUZZ_SANITIZER=none builds without AddressSanitizer (about twice the executions per second;
 # the decoders are safe Rust, so long runs use it); the default is address.
-# Needs the nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
-# `cargo install cargo-fuzz`). It builds into fuzz/target, never into the stable target/.
+# Installs the nightly toolchain and cargo-fuzz where they are missing. It builds into
+# fuzz/target/SANITIZER, never into the stable target/. CI runs each target on the stable
+# toolchain instead, as a short smoke run of seed mutations inside `cargo test` (see
+# fuzz/src/smoke.rs): this script's instrumented build alone would take most of CI's budget.
 # New inputs go to fuzz/work/corpus/TARGET (ignored by git; fuzz/corpus/TARGET holds the
 # committed seeds), crashes to fuzz/artifacts/TARGET/. A crash fails the script: minimize it
 # (`cargo +nightly fuzz tmin TARGET FILE`), commit it under fuzz/regressions/TARGET/ and add a
@@ -30,7 +32,7 @@ for arg in "$@"; do
         --ci) MODE=ci ;;
         --seeds) MODE=seeds ;;
         -h | --help)
-            sed -n '2,19p' "$0"
+            sed -n '2,/^set -euo/p' "$0" | sed '$d'
             exit 0
             ;;
         *[!0-9]*) TARGETS+=("$arg") ;;
@@ -39,12 +41,12 @@ for arg in "$@"; do
 done
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "fuzz.sh: the nightly toolchain is missing (rustup toolchain install nightly)" >&2
-    exit 2
+    echo "fuzz.sh: installing the nightly toolchain (cargo-fuzz needs it)" >&2
+    rustup toolchain install nightly --profile minimal
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: cargo-fuzz is missing (cargo install cargo-fuzz)" >&2
-    exit 2
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
 fi
 
 if [ "$MODE" = seeds ]; then

@@ -9,7 +9,8 @@
 #      crates.io once per machine and cached outside the clone (scripts/install-garage.sh)
 #   3. cargo fmt --check   4. cargo clippy -D warnings (and the rdma crate's verbs provider,
 #      with its tests, and the broker built with it)   5. release build
-#   6. cargo test (Rust unit and integration tests)   7. pytest end-to-end tests against
+#   6. cargo test (Rust unit and integration tests, with a 4 s smoke run of each fuzz target:
+#      fuzz/src/smoke.rs; coverage-guided fuzzing is scripts/fuzz.sh)   7. pytest end-to-end tests against
 #      target/release/hotwire: all of them with Debian's clients (modules marked `backends`
 #      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
 #      kafka-python, aiokafka) again in the venv

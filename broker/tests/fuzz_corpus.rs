@@ -1,9 +1,9 @@
 //! The fuzz corpora of the broker's decoders, replayed on the stable toolchain: every committed
 //! crash reproducer (`fuzz/regressions/TARGET/`) runs through the same code as its fuzz target
 //! (`fuzz/src/broker.rs`, included here) without a panic or an abort, and every seed
-//! (`fuzz/corpus/TARGET/`) stays a valid input. Fuzzing itself: `scripts/fuzz.sh`.
-
-use std::path::Path;
+//! (`fuzz/corpus/TARGET/`) stays a valid input. A short smoke run of
+//! random mutations runs each target in CI ([`smoke::smoke`]); coverage-guided fuzzing is
+//! `scripts/fuzz.sh`.
 
 use bytes::Bytes;
 use hotwire_broker::log::record_batch::check_batches;
@@ -11,34 +11,19 @@ use hotwire_broker::log::record_batch::check_batches;
 #[allow(dead_code)]
 #[path = "../../fuzz/src/input.rs"]
 mod input;
+#[path = "../../fuzz/src/smoke.rs"]
+mod smoke;
 #[path = "../../fuzz/src/broker.rs"]
 mod targets;
 
-/// The files of `fuzz/KIND/TARGET/`, by name (none when the directory does not exist).
+const HERE: &str = env!("CARGO_MANIFEST_DIR");
+
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
+    smoke::files(HERE, kind, target)
 }
 
 fn replay(target: &str, run: fn(&[u8])) {
-    for (name, bytes) in files("regressions", target) {
-        eprintln!("replaying fuzz/regressions/{target}/{name}");
-        run(&bytes);
-    }
+    smoke::replay(HERE, target, run);
 }
 
 #[test]
@@ -106,4 +91,29 @@ fn internal_log_seeds_decode() {
             hotwire_broker::internal::record::decode_batches(Bytes::from(bytes[1..].to_vec()));
         assert!(decoded.is_ok(), "internal_records/{name}: {decoded:?}");
     }
+}
+
+#[test]
+fn kafka_request_survives_a_smoke_run() {
+    smoke::smoke(HERE, "kafka_request", targets::kafka_request);
+}
+
+#[test]
+fn record_batches_survive_a_smoke_run() {
+    smoke::smoke(HERE, "record_batches", targets::record_batches);
+}
+
+#[test]
+fn produce_records_survive_a_smoke_run() {
+    smoke::smoke(HERE, "produce_records", targets::produce_records);
+}
+
+#[test]
+fn stored_batches_survive_a_smoke_run() {
+    smoke::smoke(HERE, "stored_batches", targets::stored_batches);
+}
+
+#[test]
+fn internal_records_survive_a_smoke_run() {
+    smoke::smoke(HERE, "internal_records", targets::internal_records);
 }

@@ -1,9 +1,9 @@
 //! The fuzz corpora of the stored formats, replayed on the stable toolchain: every committed
 //! crash reproducer (`fuzz/regressions/TARGET/`) runs through the same code as its fuzz target
 //! (`fuzz/src/storage.rs`, included here) without a panic, and every seed (`fuzz/corpus/`)
-//! stays a valid object or checkpoint. Fuzzing itself: `scripts/fuzz.sh`.
-
-use std::path::Path;
+//! stays a valid object or checkpoint. A short smoke run of
+//! random mutations runs each target in CI ([`smoke::smoke`]); coverage-guided fuzzing is
+//! `scripts/fuzz.sh`.
 
 use dfs_adapter::fuzzing::{decode_checkpoint, parse_object};
 use dfs_adapter::ObjectId;
@@ -11,34 +11,19 @@ use dfs_adapter::ObjectId;
 #[allow(dead_code)]
 #[path = "../../fuzz/src/input.rs"]
 mod input;
+#[path = "../../fuzz/src/smoke.rs"]
+mod smoke;
 #[path = "../../fuzz/src/storage.rs"]
 mod targets;
 
-/// The files of `fuzz/KIND/TARGET/`, by name (none when the directory does not exist).
+const HERE: &str = env!("CARGO_MANIFEST_DIR");
+
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
+    smoke::files(HERE, kind, target)
 }
 
 fn replay(target: &str, run: fn(&[u8])) {
-    for (name, bytes) in files("regressions", target) {
-        eprintln!("replaying fuzz/regressions/{target}/{name}");
-        run(&bytes);
-    }
+    smoke::replay(HERE, target, run);
 }
 
 #[test]
@@ -74,4 +59,14 @@ fn checkpoint_seeds_are_valid_checkpoints() {
         let decoded = decode_checkpoint(targets::MANIFEST_SEQ, &file);
         assert!(decoded.is_ok(), "manifest/{name}: {decoded:?}");
     }
+}
+
+#[test]
+fn flush_object_survives_a_smoke_run() {
+    smoke::smoke(HERE, "flush_object", targets::flush_object);
+}
+
+#[test]
+fn manifest_survives_a_smoke_run() {
+    smoke::smoke(HERE, "manifest", targets::manifest);
 }

@@ -1,41 +1,25 @@
 //! The control-frame fuzz corpus, replayed on the stable toolchain: every committed crash
 //! reproducer (`fuzz/regressions/control_frame/`) runs through the same code as the fuzz target
 //! (`fuzz/src/control.rs`, included here) without a panic, and every seed
-//! (`fuzz/corpus/control_frame/`) stays a valid frame. Fuzzing itself: `scripts/fuzz.sh`.
-
-use std::path::Path;
+//! (`fuzz/corpus/control_frame/`) stays a valid frame. A short smoke run of random mutations
+//! runs the target in CI ([`smoke::smoke`]); coverage-guided fuzzing is `scripts/fuzz.sh`.
 
 use rdma::control::{read_frame_plain, Request, Response};
 
+#[path = "../../fuzz/src/smoke.rs"]
+mod smoke;
 #[path = "../../fuzz/src/control.rs"]
 mod targets;
 
-/// The files of `fuzz/KIND/control_frame/`, by name (none when the directory does not exist).
+const HERE: &str = env!("CARGO_MANIFEST_DIR");
+
 fn files(kind: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz")
-        .join(kind)
-        .join("control_frame");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = entries
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
+    smoke::files(HERE, kind, "control_frame")
 }
 
 #[test]
 fn control_frame_reproducers_stay_fixed() {
-    for (name, bytes) in files("regressions") {
-        eprintln!("replaying fuzz/regressions/control_frame/{name}");
-        targets::control_frame(&bytes);
-    }
+    smoke::replay(HERE, "control_frame", targets::control_frame);
 }
 
 #[test]
@@ -51,4 +35,24 @@ fn frame_seeds_decode() {
             assert!(frame.is_ok(), "{name}: {frame:?}");
         }
     }
+}
+
+#[test]
+fn control_frame_survives_a_smoke_run() {
+    smoke::smoke(HERE, "control_frame", targets::control_frame);
+}
+
+#[test]
+fn a_smoke_run_finds_a_shallow_crash_and_saves_its_input() {
+    fn fragile(data: &[u8]) {
+        assert!(data.len() >= 4, "a short input");
+    }
+    let length = std::time::Duration::from_secs(30);
+    let failed =
+        std::panic::catch_unwind(|| smoke::smoke_with(HERE, "control_frame", fragile, 42, length));
+    let message = *failed.unwrap_err().downcast::<String>().unwrap();
+    let saved = message.split("saved as ").nth(1).unwrap();
+    let saved = saved.split(' ').next().unwrap();
+    assert!(std::fs::read(saved).unwrap().len() < 4, "{message}");
+    std::fs::remove_file(saved).unwrap();
 }
