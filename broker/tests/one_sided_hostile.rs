@@ -1,7 +1,8 @@
 //! The one-sided path (shm) against a hostile client: the memory files it is handed cannot be
 //! written where they are read-only, resized or sealed further, and the broker keeps serving;
 //! `Join` admits only whom an OffsetCommit would; a slot a session joined is not given to
-//! another group while the session may still add to it.
+//! another group while the session may still add to it; a session that stalls before its Hello
+//! or in the middle of a frame is closed after `request_read_timeout_ms`.
 
 mod common;
 
@@ -332,4 +333,56 @@ fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it(
     tcp_commit(&mut tcp, "later", 3);
     assert_eq!(tcp_committed(&mut tcp, "later"), 3);
     assert_eq!(tcp_committed(&mut tcp, "fresh"), 7);
+}
+
+/// Whether the broker closed `stream` within `within` (end of file or a reset; false if it
+/// was still open then).
+fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => panic!("the broker sent something unexpected"),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn a_session_that_stalls_before_hello_or_inside_a_frame_is_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("rdma.sock");
+    let _broker = BrokerProcess::start(&[
+        "--rdma-shm-socket",
+        socket.to_str().unwrap(),
+        "--request-read-timeout-ms",
+        "300",
+    ]);
+    wait_for(&socket);
+
+    // Connected, never says Hello.
+    let mut silent = UnixStream::connect(&socket).unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(10)));
+
+    // Admitted, then a header that claims the largest frame and three bytes of it.
+    let (mut stalled, _fds) = raw_session(&socket);
+    let mut header = Vec::new();
+    header.extend_from_slice(&(control::MAX_JSON as u32).to_le_bytes());
+    header.extend_from_slice(&(control::MAX_BINARY as u32).to_le_bytes());
+    stalled.write_all(&header).unwrap();
+    stalled.write_all(b"{\"a").unwrap();
+    assert!(closed_within(&mut stalled, Duration::from_secs(10)));
+
+    // An admitted session that is only idle between frames stays open (its grants are live),
+    // and the broker keeps serving new sessions.
+    let (mut idle, _fds) = raw_session(&socket);
+    assert!(!closed_within(&mut idle, Duration::from_secs(1)));
+    let (mut fresh, _fds) = raw_session(&socket);
+    control::write_frame(&mut fresh, &Request::Persist, &[], &[]).unwrap();
+    let answer = control::read_frame::<Response>(&mut fresh).unwrap();
+    assert!(
+        !matches!(answer.message, Response::Error { .. }),
+        "{answer:?}"
+    );
 }

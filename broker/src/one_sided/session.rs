@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rdma::control::{self, QpAddress, Request, Response, PROTOCOL_VERSION};
 use rdma::shm::SharedRing;
@@ -60,7 +61,11 @@ pub(super) async fn hello(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
 ) -> Result<(String, Option<QpAddress>), RdmaError> {
-    let frame = control::read_frame_async::<Request>(stream).await?;
+    // An unadmitted connection gets as long as a half-sent Kafka request, no longer.
+    let stall = stall_limit(broker);
+    let frame = tokio::time::timeout(stall, control::read_frame_async::<Request>(stream))
+        .await
+        .map_err(|_| RdmaError::Protocol(format!("no Hello within {stall:?}")))??;
     let Request::Hello {
         version,
         client_id,
@@ -80,6 +85,11 @@ pub(super) async fn hello(
         return Err(RdmaError::Refused(reason));
     }
     Ok((client_id, qp))
+}
+
+/// How long the rest of a started frame may take (`request_read_timeout_ms`, as on TCP).
+fn stall_limit(broker: &Broker) -> Duration {
+    Duration::from_millis(broker.config.request_read_timeout_ms)
 }
 
 /// The authentication hook: the protocol version, and the token if one is configured.
@@ -114,8 +124,9 @@ pub(super) async fn answer_requests(
     ring: &SharedRing,
     mut on_response: impl FnMut(&mut Response) -> Result<(), RdmaError>,
 ) -> Result<(), RdmaError> {
+    let stall = stall_limit(broker);
     loop {
-        let frame = match control::read_frame_async::<Request>(stream).await {
+        let frame = match control::read_frame_async_within::<Request>(stream, stall).await {
             Ok(frame) => frame,
             // The client went away.
             Err(RdmaError::Io { source, .. })

@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -98,6 +99,20 @@ pub fn read_frame_plain<T: DeserializeOwned>(
     read_body(stream, &header, Vec::new())
 }
 
+/// What a body buffer starts with: it grows with the bytes that actually arrive, so a header
+/// that claims the largest frame and a peer that then sends nothing cost no memory.
+const FIRST_CAPACITY: usize = 64 << 10;
+
+/// `body` must hold exactly `expected` bytes.
+fn complete(body: &[u8], expected: usize) -> Result<(), RdmaError> {
+    if body.len() < expected {
+        return Err(RdmaError::io("receive frame")(std::io::Error::from(
+            std::io::ErrorKind::UnexpectedEof,
+        )));
+    }
+    Ok(())
+}
+
 /// The rest of a frame whose header was read.
 fn read_body<T: DeserializeOwned>(
     stream: &mut impl Read,
@@ -105,10 +120,13 @@ fn read_body<T: DeserializeOwned>(
     fds: Vec<OwnedFd>,
 ) -> Result<Frame<T>, RdmaError> {
     let (json, binary) = lengths(header)?;
-    let mut body = vec![0u8; json + binary];
+    let expected = json + binary;
+    let mut body = Vec::with_capacity(expected.min(FIRST_CAPACITY));
     stream
-        .read_exact(&mut body)
+        .take(expected as u64)
+        .read_to_end(&mut body)
         .map_err(RdmaError::io("receive frame"))?;
+    complete(&body, expected)?;
     let (message, binary) = decode(&body, json)?;
     Ok(Frame {
         message,
@@ -143,12 +161,47 @@ pub async fn read_frame_async<T: DeserializeOwned>(
         .read_exact(&mut header)
         .await
         .map_err(RdmaError::io("receive frame"))?;
-    let (json, binary) = lengths(&header)?;
-    let mut body = vec![0u8; json + binary];
+    read_body_async(stream, &header).await
+}
+
+/// Like [`read_frame_async`], but once a frame's first byte arrived, the rest must arrive
+/// within `stall`: a peer cannot hold a half-sent frame open forever. Waiting for the first
+/// byte is not bounded (an idle session is the caller's to judge).
+pub async fn read_frame_async_within<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+    stall: Duration,
+) -> Result<Frame<T>, RdmaError> {
+    let mut header = [0u8; HEADER];
     stream
-        .read_exact(&mut body)
+        .read_exact(&mut header[..1])
         .await
         .map_err(RdmaError::io("receive frame"))?;
+    let rest = async {
+        stream
+            .read_exact(&mut header[1..])
+            .await
+            .map_err(RdmaError::io("receive frame"))?;
+        read_body_async(stream, &header).await
+    };
+    tokio::time::timeout(stall, rest)
+        .await
+        .map_err(|_| RdmaError::Protocol(format!("a frame stalled for longer than {stall:?}")))?
+}
+
+/// The rest of a frame whose header was read (async).
+async fn read_body_async<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+    header: &[u8; HEADER],
+) -> Result<Frame<T>, RdmaError> {
+    let (json, binary) = lengths(header)?;
+    let expected = json + binary;
+    let mut body = Vec::with_capacity(expected.min(FIRST_CAPACITY));
+    stream
+        .take(expected as u64)
+        .read_to_end(&mut body)
+        .await
+        .map_err(RdmaError::io("receive frame"))?;
+    complete(&body, expected)?;
     let (message, binary) = decode(&body, json)?;
     Ok(Frame {
         message,
@@ -201,4 +254,46 @@ pub async fn write_frame_async(
         .write_all(&bytes[sent..])
         .await
         .map_err(RdmaError::io("send frame"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Request;
+
+    fn header(json: usize, binary: usize) -> Vec<u8> {
+        let mut bytes = (json as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&(binary as u32).to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_an_end_of_file_not_a_frame() {
+        let mut bytes = header(MAX_JSON, MAX_BINARY);
+        bytes.extend_from_slice(b"{}");
+        let error = read_frame_plain::<Request>(&mut &bytes[..]).unwrap_err();
+        assert!(
+            matches!(&error, RdmaError::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_stalls_after_its_first_byte_times_out() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&header(100, 0)[..3]).await.unwrap();
+        let read = read_frame_async_within::<Request>(&mut server, Duration::from_millis(50)).await;
+        let error = read.unwrap_err();
+        assert!(error.to_string().contains("stalled"), "{error}");
+
+        // A whole frame passes.
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        write_frame_async_plain(&mut client, &Request::Persist, &[])
+            .await
+            .unwrap();
+        let frame = read_frame_async_within::<Request>(&mut server, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(matches!(frame.message, Request::Persist));
+    }
 }

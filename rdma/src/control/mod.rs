@@ -17,16 +17,17 @@
 //! - [`Request::Produce`]: the batch WRITten at a ring position is ready; append it.
 //!
 //! Frames: `[json length u32 LE][binary length u32 LE][JSON][binary]`, the binary part only
-//! for [`Response::Fetched`]. Sizes are bounded ([`MAX_JSON`], [`MAX_BINARY`]); a peer that
-//! breaks the framing is disconnected.
+//! for [`Response::Fetched`]. Sizes are bounded ([`MAX_JSON`], [`MAX_BINARY`]), and a body's buffer
+//! grows with the bytes that arrive, not with what the header claims; a peer that breaks the
+//! framing is disconnected.
 
 mod frame;
 
 use serde::{Deserialize, Serialize};
 
 pub use frame::{
-    read_frame, read_frame_async, read_frame_plain, write_frame, write_frame_async,
-    write_frame_async_plain, write_frame_plain, Frame, MAX_BINARY, MAX_JSON,
+    read_frame, read_frame_async, read_frame_async_within, read_frame_plain, write_frame,
+    write_frame_async, write_frame_async_plain, write_frame_plain, Frame, MAX_BINARY, MAX_JSON,
 };
 
 use crate::{Grant, RemoteKey, RemoteRegion};
