@@ -153,6 +153,10 @@ pub struct Config {
     /// An idempotent producer's state in a partition is forgotten after it has written nothing
     /// there for this long (Kafka `producer.id.expiration.ms`, default 86400000).
     pub producer_id_expiration_ms: u64,
+    /// A group that has had no members for this long, and no commit for as long, is deleted
+    /// with its committed offsets (Kafka `offsets.retention.minutes`, default 7 days), checked
+    /// every `retention_check_interval_ms`. A group a one-sided session holds is kept.
+    pub offsets_retention_ms: u64,
     /// Most idempotent producers remembered per partition; the least recently active is
     /// forgotten first. Default 1000.
     pub max_producers_per_partition: usize,
@@ -229,6 +233,7 @@ impl Default for Config {
             max_groups: 100_000,
             group_max_size: 10_000,
             producer_id_expiration_ms: 86_400_000,
+            offsets_retention_ms: 604_800_000,
             max_producers_per_partition: 1_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
@@ -362,6 +367,8 @@ pub struct Args {
     group_max_size: Option<usize>,
     #[arg(long, env = "HOTWIRE_PRODUCER_ID_EXPIRATION_MS")]
     producer_id_expiration_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_OFFSETS_RETENTION_MS")]
+    offsets_retention_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_MAX_PRODUCERS_PER_PARTITION")]
     max_producers_per_partition: Option<usize>,
     #[arg(long, env = "HOTWIRE_GROUP_MIN_SESSION_TIMEOUT_MS")]
@@ -491,6 +498,7 @@ impl Config {
             max_groups,
             group_max_size,
             producer_id_expiration_ms,
+            offsets_retention_ms,
             max_producers_per_partition,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
@@ -590,6 +598,9 @@ impl Config {
         }
         if !(0..=19).contains(&self.cold_read_nice) {
             return invalid("cold_read_nice", "must be 0 to 19".into());
+        }
+        if self.offsets_retention_ms == 0 {
+            return invalid("offsets_retention_ms", "must be at least 1".into());
         }
         if self.compaction_interval_ms == 0 || self.retention_check_interval_ms == 0 {
             return invalid(

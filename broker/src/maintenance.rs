@@ -1,4 +1,5 @@
-//! The storage maintenance task: compaction, retention, deletion of obsolete objects.
+//! The storage maintenance task: compaction, retention (of records and of idle groups'
+//! offsets), deletion of obsolete objects.
 //!
 //! It runs every `compaction_interval_ms` on the network runtime, but the heavy part
 //! (compaction reads and writes) runs where cold reads run, so it competes with catch-up
@@ -58,6 +59,9 @@ async fn round(broker: &Arc<Broker>, retention_due: bool) -> Result<(), StorageE
     }
     if retention_due {
         retention::enforce(&broker.topics, &broker.catalog, now_ms()).await?;
+        let retention = Duration::from_millis(broker.config.offsets_retention_ms);
+        crate::offsets::expiry::expire_groups(&broker.offsets, &broker.groups, retention, now_ms())
+            .await;
     }
     Ok(())
 }

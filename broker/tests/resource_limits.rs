@@ -1,7 +1,8 @@
 //! Requests that would exhaust the broker's memory or sockets are refused or bounded: huge
 //! CreateTopics, fetches beyond the broker's response cap, responses over `max_bytes`, produce
 //! requests that would starve each other of hot-cache space, idle and half-sent connections,
-//! connection floods from one address, and unbounded group creation.
+//! connection floods from one address, unbounded group creation, and groups left behind (they
+//! expire).
 
 mod common;
 
@@ -12,10 +13,15 @@ use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, GroupId, JoinGroupRequest, JoinGroupResponse, ProduceRequest, ProduceResponse,
+    FetchResponse, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -431,43 +437,107 @@ fn the_number_of_groups_is_limited() {
     );
 }
 
+/// A simple (group-less) commit of `offset` to `partitions` of `topic`: the error codes.
+fn commit(
+    client: &mut Client,
+    group: &str,
+    topic: &str,
+    partitions: std::ops::Range<i32>,
+    offset: i64,
+) -> Vec<i16> {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .map(|p| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                    })
+                    .collect(),
+            )]);
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 2, &request);
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+/// The committed offset of `group` on `topic`'s `partition` (-1: none).
+fn committed(client: &mut Client, group: &str, topic: &str, partition: i32) -> i64 {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![partition])]));
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    response.topics[0].partitions[0].committed_offset
+}
+
 #[test]
 fn a_full_offset_table_is_a_clear_error() {
-    use kafka_protocol::messages::offset_commit_request::{
-        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-    };
-    use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
     let broker = BrokerProcess::start(&["--offset-slots", "4"]);
     let mut client = broker.connect();
     assert_eq!(create_topic(&mut client, "slots", 6, false), 0);
-    let commit = |client: &mut Client, partitions: std::ops::Range<i32>| -> Vec<i16> {
-        let request = OffsetCommitRequest::default()
-            .with_group_id(GroupId(text("simple")))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(topic_name("slots"))
-                .with_partitions(
-                    partitions
-                        .map(|p| {
-                            OffsetCommitRequestPartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(1)
-                        })
-                        .collect(),
-                )]);
-        let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 2, &request);
-        response.topics[0]
-            .partitions
-            .iter()
-            .map(|p| p.error_code)
-            .collect()
-    };
-    assert_eq!(commit(&mut client, 0..4), vec![0; 4]);
-    let codes = commit(&mut client, 4..6);
+    assert_eq!(commit(&mut client, "simple", "slots", 0..4, 1), vec![0; 4]);
+    let codes = commit(&mut client, "simple", "slots", 4..6, 1);
     assert_eq!(
         codes,
         vec![ResponseError::InvalidCommitOffsetSize.code(); 2]
     );
+}
+
+/// Groups and offsets left behind expire after `offsets_retention_ms` (Kafka's
+/// `offsets.retention.minutes`), durably, and give back their room under `max_groups` and
+/// `offset_slots`; a group that keeps committing is kept.
+#[test]
+fn idle_groups_expire_and_give_back_their_room() {
+    let limits = [
+        "--max-groups",
+        "2",
+        "--offset-slots",
+        "2",
+        "--offsets-retention-ms",
+        "2000",
+        "--retention-check-interval-ms",
+        "200",
+    ];
+    let broker = BrokerProcess::start(&limits);
+    let mut client = broker.connect();
+    assert_eq!(create_topic(&mut client, "idle", 2, false), 0);
+    assert_eq!(commit(&mut client, "gone", "idle", 0..1, 5), vec![0]);
+    assert_eq!(commit(&mut client, "busy", "idle", 1..2, 1), vec![0]);
+    // Full: no third group, no third slot.
+    assert_eq!(
+        join_new(&mut client, "third"),
+        ResponseError::GroupMaxSizeReached.code()
+    );
+    assert_eq!(
+        commit(&mut client, "third", "idle", 0..1, 1),
+        vec![ResponseError::InvalidCommitOffsetSize.code()]
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut busy = 1;
+    while committed(&mut client, "gone", "idle", 0) != -1 {
+        assert!(Instant::now() < deadline, "the idle group never expired");
+        busy += 1;
+        assert_eq!(commit(&mut client, "busy", "idle", 1..2, busy), vec![0]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(committed(&mut client, "busy", "idle", 1), busy);
+    assert_eq!(commit(&mut client, "third", "idle", 0..1, 7), vec![0]);
+
+    // The expiry is durable; what was kept and committed since survives the restart.
+    let broker = broker.kill_and_restart(&limits);
+    let mut client = broker.connect();
+    assert_eq!(committed(&mut client, "gone", "idle", 0), -1);
+    assert_eq!(committed(&mut client, "busy", "idle", 1), busy);
+    assert_eq!(committed(&mut client, "third", "idle", 0), 7);
 }
 
 /// Producer state per partition is capped: with room for two producers, a third one's batch

@@ -74,7 +74,7 @@ impl Group {
         match self.state {
             GroupState::Dead => Err(ResponseError::GroupIdNotFound),
             GroupState::Empty => {
-                self.state = GroupState::Dead;
+                self.set_state(GroupState::Dead);
                 self.join_phase = None;
                 self.sync_deadline = None;
                 Ok(())
@@ -86,7 +86,7 @@ impl Group {
     /// The deletion could not be made durable: the group is Empty again.
     pub(crate) fn abort_delete(&mut self) {
         if self.is(GroupState::Dead) {
-            self.state = GroupState::Empty;
+            self.set_state(GroupState::Empty);
         }
     }
 }

@@ -322,6 +322,22 @@ impl GroupCoordinator {
         group.validate_offset_commit(Instant::now(), generation_id, member_id, group_instance_id)
     }
 
+    /// The ids of every group held, whatever its state.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.inner.groups.read().keys().cloned().collect()
+    }
+
+    /// Whether `group_id` has had no members for at least `retention` (Kafka's rule for
+    /// expiring a group's offsets); true for a group this coordinator does not hold (offsets
+    /// committed without a group, or at `max_groups`), false while it has members or is being
+    /// deleted.
+    pub fn empty_for_at_least(&self, group_id: &str, retention: Duration) -> bool {
+        self.get(group_id).is_none_or(|group| {
+            let group = group.lock();
+            group.is(GroupState::Empty) && group.state_since.elapsed() >= retention
+        })
+    }
+
     /// Whether the group exists (and is not being deleted).
     pub fn group_exists(&self, group_id: &str) -> bool {
         self.get(group_id)

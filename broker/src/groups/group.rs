@@ -57,7 +57,11 @@ pub(crate) enum AfterSave {
 /// One consumer group.
 pub(crate) struct Group {
     pub(crate) id: String,
+    /// Changed only through [`Group::set_state`], which dates it.
     pub(crate) state: GroupState,
+    /// When `state` last changed (or the group was created or restored): an Empty group's
+    /// offsets expire `offsets_retention_ms` after this.
+    pub(crate) state_since: Instant,
     pub(crate) generation: i32,
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol_name: Option<String>,
@@ -87,6 +91,7 @@ impl Group {
         Self {
             id,
             state: GroupState::Empty,
+            state_since: Instant::now(),
             generation: 0,
             protocol_type: None,
             protocol_name: None,
@@ -130,8 +135,16 @@ impl Group {
             .leader
             .filter(|leader| group.members.contains_key(leader))
             .or_else(|| group.members.keys().next().cloned());
-        group.state = GroupState::Stable;
+        group.set_state(GroupState::Stable);
         group
+    }
+
+    /// Moves to `state`, noting when.
+    pub(crate) fn set_state(&mut self, state: GroupState) {
+        if self.state != state {
+            self.state = state;
+            self.state_since = Instant::now();
+        }
     }
 
     pub(crate) fn is(&self, state: GroupState) -> bool {

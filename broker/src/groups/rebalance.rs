@@ -38,7 +38,7 @@ impl Group {
             },
         );
         tracing::info!(group = %self.id, from = %self.state, generation = self.generation, reason, "preparing to rebalance");
-        self.state = GroupState::PreparingRebalance;
+        self.set_state(GroupState::PreparingRebalance);
         self.try_complete_join(now);
     }
 
@@ -106,7 +106,7 @@ impl Group {
         if self.members.is_empty() {
             self.protocol_name = None;
             self.leader = None;
-            self.state = GroupState::Empty;
+            self.set_state(GroupState::Empty);
             tracing::info!(group = %self.id, generation = self.generation, "group is now empty");
             self.persist(None);
             return;
@@ -123,7 +123,7 @@ impl Group {
                 .and_then(|leader| leader.protocols.first())
                 .map(|(name, _)| name.clone());
         }
-        self.state = GroupState::CompletingRebalance;
+        self.set_state(GroupState::CompletingRebalance);
         let leader = self.leader.clone().unwrap_or_default();
         let leader_view = self.member_metadata();
         let answers: Vec<_> = self

@@ -141,7 +141,7 @@ impl Group {
                 for member in self.members.values_mut() {
                     member.assignment = assignments.remove(&member.id).unwrap_or_default();
                 }
-                self.state = GroupState::Stable;
+                self.set_state(GroupState::Stable);
                 self.propagate(now, None);
                 tracing::info!(group = %self.id, generation, "group is stable");
             }

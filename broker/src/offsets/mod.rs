@@ -1,5 +1,6 @@
 //! Committed consumer offsets: the shared-memory offset table and its durable log.
 
+pub mod expiry;
 pub mod group_store;
 pub mod store;
 pub mod table;

@@ -208,6 +208,23 @@ impl OffsetTable {
         self.state.read().by_group.keys().cloned().collect()
     }
 
+    /// When `group` last committed (the newest commit time of its offsets, ms since the epoch;
+    /// `None` if it has none), and whether a one-sided session holds one of its slots (its
+    /// fetch-and-add commits leave no time).
+    pub fn group_activity(&self, group: &str) -> (Option<i64>, bool) {
+        let state = self.state.read();
+        let Some(keys) = state.by_group.get(group) else {
+            return (None, false);
+        };
+        let mut newest = None;
+        let mut held = false;
+        for info in keys.iter().filter_map(|key| state.slots.get(key)) {
+            newest = newest.max(Some(info.commit_timestamp));
+            held |= state.holds.contains_key(&info.slot);
+        }
+        (newest, held)
+    }
+
     /// Holds `key`'s slot for a one-sided session and returns it: the slot keeps its place
     /// (deleted keys quarantine it) until as many [`Self::release`]s.
     pub fn hold(&self, key: &SlotKey) -> Option<usize> {
@@ -350,6 +367,23 @@ mod tests {
         assert!(table.group("a").is_empty());
         table.set(key("b", 0), &commit(7), 4).unwrap();
         assert_eq!(table.groups(), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn group_activity_is_the_newest_commit_and_whether_a_slot_is_held() {
+        let table = OffsetTable::new(4).unwrap();
+        assert_eq!(table.group_activity("g"), (None, false));
+        let mut old = commit(1);
+        old.commit_timestamp = 100;
+        let mut new = commit(2);
+        new.commit_timestamp = 300;
+        table.set(key("g", 0), &old, 1).unwrap();
+        table.set(key("g", 1), &new, 2).unwrap();
+        assert_eq!(table.group_activity("g"), (Some(300), false));
+        let slot = table.hold(&key("g", 0)).unwrap();
+        assert_eq!(table.group_activity("g"), (Some(300), true));
+        table.release(slot);
+        assert_eq!(table.group_activity("g"), (Some(300), false));
     }
 
     #[test]

@@ -308,3 +308,26 @@ async fn members_that_never_sync_are_removed_after_the_rebalance_timeout() {
         Err(ResponseError::RebalanceInProgress)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_group_is_empty_for_retention_only_from_when_its_last_member_left() {
+    let (groups, _store) = start(config());
+    let retention = Duration::from_secs(5);
+    assert!(groups.empty_for_at_least("unknown", retention));
+    let joined = stable_group(&groups, "g", &["a"]).await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(!groups.empty_for_at_least("g", retention), "it has a member");
+
+    let left = groups.leave_group(
+        "g",
+        vec![LeavingMember {
+            member_id: joined[0].member_id.clone(),
+            ..LeavingMember::default()
+        }],
+    );
+    assert_eq!(left.error, None);
+    assert_eq!(groups.describe_group("g").state, GroupState::Empty);
+    assert!(!groups.empty_for_at_least("g", retention), "it just emptied");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(groups.empty_for_at_least("g", retention));
+}
