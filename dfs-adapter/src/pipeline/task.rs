@@ -160,12 +160,20 @@ impl<S: FnMut(FlushEvent) + Send + 'static> Task<S> {
         self.window.len() < self.config.max_in_flight.max(1)
     }
 
-    /// Seals and starts writing objects while a policy (or a flush request) says so and the
-    /// in-flight window has room.
+    /// Whether an object is being written (sealed, not durable yet).
+    fn writing(&self) -> bool {
+        self.window.iter().any(|slot| slot.data.is_some())
+    }
+
+    /// Seals and starts writing objects while the in-flight window has room and either a
+    /// policy (or a flush request) says so or, with group commit, no object is being written.
     fn seal_due(&mut self) {
         while self.has_room()
             && !self.batcher.is_empty()
-            && (self.force || self.closing || self.batcher.is_due(Instant::now()))
+            && (self.force
+                || self.closing
+                || (self.config.group_commit && !self.writing())
+                || self.batcher.is_due(Instant::now()))
         {
             let object = seal(self.next_id, self.batcher.take());
             self.next_id = self.next_id.next();

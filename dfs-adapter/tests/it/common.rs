@@ -64,9 +64,10 @@ pub fn tracked_batch(partition: i32, base: i64, freed: Arc<AtomicBool>) -> Pendi
 /// The tests' pipeline write window, also what they pass to `Store::recover`.
 pub const MAX_IN_FLIGHT: usize = 4;
 
-/// Config whose policies never fire on their own in a test's lifetime.
+/// Config whose policies never fire on their own in a test's lifetime, without group commit.
 pub fn lazy_config() -> FlushConfig {
     FlushConfig {
+        group_commit: false,
         max_delay: Duration::from_secs(3600),
         max_bytes: usize::MAX,
         max_batches: usize::MAX,

@@ -34,6 +34,50 @@ async fn time_policy_flushes_a_tiny_batch() {
     pipeline.shutdown().await;
 }
 
+/// Group commit: an idle pipeline writes a batch at once, however long the time policy.
+#[tokio::test]
+async fn group_commit_writes_at_once_when_nothing_is_being_written() {
+    let (_dir, store) = temp_store().await;
+    let config = FlushConfig {
+        group_commit: true,
+        ..lazy_config()
+    };
+    let (pipeline, mut events) = start(&store, config, ObjectId(0));
+    for base in 0..3 {
+        pipeline.submit(batch(0, base, 1)).unwrap();
+        let (object, chunks) = events.durable().await;
+        assert_eq!(object, ObjectId(base as u64));
+        assert_eq!(batch_count(&chunks), 1);
+    }
+    pipeline.shutdown().await;
+}
+
+/// Group commit: what arrives while an object is being written rides the next one, in one
+/// object, however many batches (the limits stay far away here).
+#[tokio::test]
+async fn batches_arriving_during_a_write_ride_the_next_object() {
+    let (_dir, store) = temp_store().await;
+    let config = FlushConfig {
+        group_commit: true,
+        ..lazy_config()
+    };
+    let (pipeline, mut events) = start(&store, config, ObjectId(0));
+    pipeline.submit(batch(0, 0, 1)).unwrap();
+    // This test's runtime has one thread: yielding lets the pipeline task seal object 0 and
+    // start its write, and it cannot act again until the submits below are all queued.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    for base in 1..=200 {
+        pipeline.submit(batch(1, base, 1)).unwrap();
+    }
+    let (first, chunks) = events.durable().await;
+    assert_eq!((first, batch_count(&chunks)), (ObjectId(0), 1));
+    let (second, chunks) = events.durable().await;
+    assert_eq!((second, batch_count(&chunks)), (ObjectId(1), 200));
+    pipeline.shutdown().await;
+}
+
 #[tokio::test]
 async fn byte_policy_fires_alone() {
     let (_dir, store) = temp_store().await;
