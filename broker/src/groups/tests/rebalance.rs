@@ -316,7 +316,10 @@ async fn a_group_is_empty_for_retention_only_from_when_its_last_member_left() {
     assert!(groups.empty_for_at_least("unknown", retention));
     let joined = stable_group(&groups, "g", &["a"]).await;
     tokio::time::advance(Duration::from_secs(6)).await;
-    assert!(!groups.empty_for_at_least("g", retention), "it has a member");
+    assert!(
+        !groups.empty_for_at_least("g", retention),
+        "it has a member"
+    );
 
     let left = groups.leave_group(
         "g",
@@ -327,7 +330,10 @@ async fn a_group_is_empty_for_retention_only_from_when_its_last_member_left() {
     );
     assert_eq!(left.error, None);
     assert_eq!(groups.describe_group("g").state, GroupState::Empty);
-    assert!(!groups.empty_for_at_least("g", retention), "it just emptied");
+    assert!(
+        !groups.empty_for_at_least("g", retention),
+        "it just emptied"
+    );
     tokio::time::advance(Duration::from_secs(6)).await;
     assert!(groups.empty_for_at_least("g", retention));
 }
