@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::units::{parse_duration, parse_size};
-use crate::workload::Overrides;
+use crate::workload::{Acks, Overrides};
 
 /// Latency benchmarks for Hotwire or any Kafka-compatible broker, through librdkafka.
 #[derive(Debug, Parser)]
@@ -126,6 +126,17 @@ pub struct CompareArgs {
     pub label_a: String,
     #[arg(long, default_value = "B")]
     pub label_b: String,
+    /// Replace the workload's acks on side A ("all", 1 or 0): with the same broker on both
+    /// sides, `--acks-a 1` puts the cost of durability beside the rest of the path.
+    #[arg(long)]
+    pub acks_a: Option<Acks>,
+    /// Replace the workload's acks on side B.
+    #[arg(long)]
+    pub acks_b: Option<Acks>,
+    /// Also probe this directory's fsync latency and bandwidth (and loopback TCP) once before
+    /// the rounds, print it beside the ratios and store it in compare.json.
+    #[arg(long)]
+    pub limits_dir: Option<PathBuf>,
     /// Rounds; each runs the workload once against each broker.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,

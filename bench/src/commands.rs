@@ -101,17 +101,27 @@ fn compare_command(args: &CompareArgs) -> Result<i32> {
         a: Side {
             label: args.label_a.clone(),
             bootstrap: args.bootstrap_a.clone(),
+            acks: args.acks_a,
         },
         b: Side {
             label: args.label_b.clone(),
             bootstrap: args.bootstrap_b.clone(),
+            acks: args.acks_b,
         },
         rounds: args.rounds,
         run,
         out: args.workload.out.clone(),
     };
-    let result = compare(&options)?;
+    let limits = match &args.limits_dir {
+        Some(dir) => Some(limits::probe(&quick_limits(dir))?),
+        None => None,
+    };
+    let mut result = compare(&options)?;
+    result.limits = limits;
     println!();
+    if let Some(limits) = &result.limits {
+        print!("{}", limits::render(limits));
+    }
     print!(
         "{}",
         render_ratios(&result.rows, &args.label_a, &args.label_b, args.rounds)

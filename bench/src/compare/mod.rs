@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::limits::LimitsResult;
 use crate::report::{write_run_outputs, RunResult};
 use crate::runner::{run, RunOptions};
+use crate::workload::Acks;
 
 pub use ratios::{ratio_rows, render_ratios, RatioRow};
 
@@ -19,6 +21,9 @@ pub use ratios::{ratio_rows, render_ratios, RatioRow};
 pub struct Side {
     pub label: String,
     pub bootstrap: String,
+    /// Replaces the workload's acks on this side (the same broker at acks=1 and acks=all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acks: Option<Acks>,
 }
 
 /// What to compare.
@@ -46,6 +51,9 @@ pub struct CompareResult {
     /// Each run's own result directory.
     pub runs: Vec<String>,
     pub warnings: Vec<String>,
+    /// The machine's limits, probed once before the rounds (`--limits-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsResult>,
 }
 
 /// Runs the rounds, writing each run's outputs under `out/round-N-{A,B}-LABEL/`.
@@ -74,6 +82,9 @@ pub fn compare(options: &CompareOptions) -> Result<CompareResult> {
             let mut run_options = options.run.clone();
             run_options.bootstrap = side.bootstrap.clone();
             run_options.label = side.label.clone();
+            if let Some(acks) = side.acks {
+                run_options.workload.producers.acks = acks;
+            }
             let result = run(&run_options)?;
             let dir = options.out.join(format!(
                 "round-{}-{letter}-{}",
@@ -105,6 +116,7 @@ pub fn compare(options: &CompareOptions) -> Result<CompareResult> {
         rows: ratio_rows(&results_a, &results_b),
         runs,
         warnings,
+        limits: None,
     })
 }
 

@@ -209,6 +209,13 @@ impl TryFrom<AcksRepr> for Acks {
     }
 }
 
+impl std::str::FromStr for Acks {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Acks, String> {
+        Acks::try_from(AcksRepr::Text(text.to_string()))
+    }
+}
+
 impl Acks {
     /// The librdkafka `acks` value.
     pub fn as_config(self) -> &'static str {

@@ -117,6 +117,20 @@ fn acks_accept_all_minus_one_one_and_zero() {
 }
 
 #[test]
+fn acks_from_the_command_line_read_as_in_files() {
+    for (text, acks) in [
+        ("all", Acks::All),
+        ("ALL", Acks::All),
+        ("-1", Acks::All),
+        ("1", Acks::Leader),
+        ("0", Acks::None),
+    ] {
+        assert_eq!(text.parse::<Acks>(), Ok(acks));
+    }
+    assert!("2".parse::<Acks>().unwrap_err().contains("must be"));
+}
+
+#[test]
 fn validation_lists_every_problem() {
     let text = MINIMAL
         .replace("partitions = 4", "partitions = 0")
