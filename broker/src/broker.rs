@@ -136,7 +136,7 @@ impl Broker {
         let (health_tx, storage_health) = watch::channel(StorageHealth::default());
         let events = Events::default();
         let flush = FlushConfig {
-            group_commit: config.flush_group_commit,
+            group_commit: config.flush_group_commit.unwrap_or(store.is_local()),
             max_delay: config.flush_interval(),
             max_bytes: config.flush_max_bytes,
             max_batches: config.flush_max_batches,

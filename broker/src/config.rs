@@ -36,9 +36,11 @@ pub struct Config {
     /// Hot cache block size in KiB: also the largest record batch accepted.
     pub hot_block_kib: usize,
     /// Group commit: with no flush object being written, pending batches are flushed at once
-    /// (what arrives meanwhile rides the next object). `false` leaves it to the three limits
-    /// below, only to measure the difference.
-    pub flush_group_commit: bool,
+    /// (what arrives meanwhile rides the next object). Unset: on for `fs://`, off for object
+    /// stores, where every flush is a billed PUT (and a GET at the next start-up), so flushes
+    /// there wait for the three limits below as before; `false` on `fs://` only measures the
+    /// difference.
+    pub flush_group_commit: Option<bool>,
     /// Flush policy: time limit after the first pending batch, in milliseconds (while an
     /// object is being written; with group commit an idle broker never waits for it).
     pub flush_interval_ms: u64,
@@ -193,7 +195,7 @@ impl Default for Config {
             max_in_flight_per_connection: 64,
             hot_cache_mib: 512,
             hot_block_kib: 4096,
-            flush_group_commit: true,
+            flush_group_commit: None,
             flush_interval_ms: 5,
             flush_max_bytes: 8 << 20,
             flush_max_batches: 4096,
@@ -450,6 +452,9 @@ impl Config {
         if args.rdma_verbs_listen.is_some() {
             config.rdma_verbs_listen = args.rdma_verbs_listen;
         }
+        if args.flush_group_commit.is_some() {
+            config.flush_group_commit = args.flush_group_commit;
+        }
         if args.rdma_verbs_device.is_some() {
             config.rdma_verbs_device = args.rdma_verbs_device.clone();
         }
@@ -466,7 +471,6 @@ impl Config {
             max_in_flight_per_connection,
             hot_cache_mib,
             hot_block_kib,
-            flush_group_commit,
             flush_interval_ms,
             flush_max_bytes,
             flush_max_batches,

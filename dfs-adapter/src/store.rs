@@ -368,7 +368,7 @@ impl Store {
     }
 
     /// Whether this is the local filesystem.
-    pub(crate) fn is_local(&self) -> bool {
+    pub fn is_local(&self) -> bool {
         self.inner.local.is_some()
     }
 
