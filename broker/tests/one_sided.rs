@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, GroupId, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -127,16 +125,6 @@ fn one_sided_read_all(consumer: &mut Consumer, end: i64) -> Vec<String> {
     all
 }
 
-fn committed(client: &mut Client, group: &str) -> i64 {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-            .with_partition_indexes(vec![0])]));
-    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
-    response.topics[0].partitions[0].committed_offset
-}
-
 #[test]
 fn tcp_and_one_sided_clients_share_one_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +174,7 @@ fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
     let session = connect(&socket);
     let committer = Committer::join(&session, "g1", TOPIC, &[0]).unwrap();
     assert_eq!(
-        committed(&mut tcp, "g1"),
+        tcp.committed("g1", TOPIC, 0),
         0,
         "joining starts the group at 0"
     );
@@ -197,7 +185,7 @@ fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
         "fetch-and-add returns the old value"
     );
     assert_eq!(
-        committed(&mut tcp, "g1"),
+        tcp.committed("g1", TOPIC, 0),
         42,
         "visible to OffsetFetch at once"
     );
@@ -217,7 +205,7 @@ fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
     let broker = broker.kill_and_restart(&["--rdma-shm-socket", socket.to_str().unwrap()]);
     let mut tcp = broker.connect();
     assert_eq!(
-        committed(&mut tcp, "g1"),
+        tcp.committed("g1", TOPIC, 0),
         77,
         "persisted commit lost in kill -9"
     );
@@ -227,7 +215,7 @@ fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
     committer.add(0, 3).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let broker = broker.kill_and_restart(&["--rdma-shm-socket", socket.to_str().unwrap()]);
-    assert_eq!(committed(&mut broker.connect(), "g1"), 80);
+    assert_eq!(broker.connect().committed("g1", TOPIC, 0), 80);
 }
 
 #[test]

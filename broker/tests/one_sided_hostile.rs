@@ -19,14 +19,12 @@ use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, GroupId, JoinGroupRequest,
-    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse,
-    TopicName,
+    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse,
+    SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -284,16 +282,6 @@ fn tcp_commit(client: &mut Client, group: &str, offset: i64) {
     );
 }
 
-fn tcp_committed(client: &mut Client, group: &str) -> i64 {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(group_id(group))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-            .with_partition_indexes(vec![0])]));
-    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
-    response.topics[0].partitions[0].committed_offset
-}
-
 #[test]
 fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,7 +293,7 @@ fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it(
     let old = Committer::join(&session, "gone", TOPIC, &[0]).unwrap();
     old.add(0, 5).unwrap();
     old.persist().unwrap();
-    assert_eq!(tcp_committed(&mut tcp, "gone"), 5);
+    assert_eq!(tcp.committed("gone", TOPIC, 0), 5);
 
     let deleted: DeleteGroupsResponse = tcp.call(
         ApiKey::DeleteGroups,
@@ -318,11 +306,11 @@ fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it(
     old.add(0, 100).unwrap();
     old.persist().unwrap();
     assert_eq!(
-        tcp_committed(&mut tcp, "fresh"),
+        tcp.committed("fresh", TOPIC, 0),
         7,
         "the old session's fetch-and-add landed in another group's offset"
     );
-    assert_eq!(tcp_committed(&mut tcp, "gone"), -1);
+    assert_eq!(tcp.committed("gone", TOPIC, 0), -1);
 
     // Once the old session ends, new groups get fresh slots that start from nothing.
     drop(old);
@@ -331,8 +319,8 @@ fn a_deleted_groups_slot_is_not_reused_while_an_old_session_can_still_add_to_it(
     let reader = Committer::join(&next, "reader", TOPIC, &[0]).unwrap();
     assert_eq!(reader.committed(0).unwrap(), 0);
     tcp_commit(&mut tcp, "later", 3);
-    assert_eq!(tcp_committed(&mut tcp, "later"), 3);
-    assert_eq!(tcp_committed(&mut tcp, "fresh"), 7);
+    assert_eq!(tcp.committed("later", TOPIC, 0), 3);
+    assert_eq!(tcp.committed("fresh", TOPIC, 0), 7);
 }
 
 /// Whether the broker closed `stream` within `within` (end of file or a reset; false if it

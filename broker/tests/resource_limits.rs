@@ -16,13 +16,11 @@ use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
     FetchResponse, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
-    TopicName,
+    OffsetCommitResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -467,17 +465,6 @@ fn commit(
         .collect()
 }
 
-/// The committed offset of `group` on `topic`'s `partition` (-1: none).
-fn committed(client: &mut Client, group: &str, topic: &str, partition: i32) -> i64 {
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(text(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(topic_name(topic))
-            .with_partition_indexes(vec![partition])]));
-    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
-    response.topics[0].partitions[0].committed_offset
-}
-
 #[test]
 fn a_full_offset_table_is_a_clear_error() {
     let broker = BrokerProcess::start(&["--offset-slots", "4"]);
@@ -523,21 +510,21 @@ fn idle_groups_expire_and_give_back_their_room() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut busy = 1;
-    while committed(&mut client, "gone", "idle", 0) != -1 {
+    while client.committed("gone", "idle", 0) != -1 {
         assert!(Instant::now() < deadline, "the idle group never expired");
         busy += 1;
         assert_eq!(commit(&mut client, "busy", "idle", 1..2, busy), vec![0]);
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(committed(&mut client, "busy", "idle", 1), busy);
+    assert_eq!(client.committed("busy", "idle", 1), busy);
     assert_eq!(commit(&mut client, "third", "idle", 0..1, 7), vec![0]);
 
     // The expiry is durable; what was kept and committed since survives the restart.
     let broker = broker.kill_and_restart(&limits);
     let mut client = broker.connect();
-    assert_eq!(committed(&mut client, "gone", "idle", 0), -1);
-    assert_eq!(committed(&mut client, "busy", "idle", 1), busy);
-    assert_eq!(committed(&mut client, "third", "idle", 0), 7);
+    assert_eq!(client.committed("gone", "idle", 0), -1);
+    assert_eq!(client.committed("busy", "idle", 1), busy);
+    assert_eq!(client.committed("third", "idle", 0), 7);
 }
 
 /// Producer state per partition is capped: with room for two producers, a third one's batch

@@ -227,6 +227,21 @@ impl Client {
         assert_eq!(header.correlation_id, correlation);
         R::decode(&mut frame, version).unwrap()
     }
+
+    /// `group`'s committed offset of `topic`'s `partition` (OffsetFetch v7; -1: none).
+    pub fn committed(&mut self, group: &str, topic: &str, partition: i32) -> i64 {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::{
+            GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+        };
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_indexes(vec![partition])]));
+        let response: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &request);
+        response.topics[0].partitions[0].committed_offset
+    }
 }
 
 /// A real v2 record batch of `count` records.
