@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfs_adapter::{Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store};
+use dfs_adapter::{
+    Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store, WalConfig,
+};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -93,6 +95,14 @@ impl Broker {
         // Before recovery, which deletes what it judges torn: another broker's in-flight
         // objects look just like that.
         let root_claim = store.claim_root(uuid::Uuid::new_v4()).await?;
+        if store.is_local() && config.wal_file_mib > 0 {
+            store
+                .use_wal(WalConfig {
+                    file_bytes: config.wal_file_mib << 20,
+                    ..WalConfig::default()
+                })
+                .await?;
+        }
         let records = store.list_topics().await?;
         let recovered = store.recover(config.flush_max_in_flight).await?;
         tracing::info!(

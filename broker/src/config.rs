@@ -50,6 +50,10 @@ pub struct Config {
     pub flush_max_batches: usize,
     /// Flush objects written concurrently (acks still in order).
     pub flush_max_in_flight: usize,
+    /// On `fs://`: flush objects are appended to an append-only WAL of preallocated, reused
+    /// files of this many MiB (one data write and `fdatasync` per flush, no file creation, no
+    /// directory sync). 0 writes one file per flush object instead. Ignored on object stores.
+    pub wal_file_mib: u64,
     /// Storage writes and reads above this many MiB go as concurrent slices (multipart uploads
     /// on object stores); at least 5, S3's smallest part.
     pub storage_slice_mib: usize,
@@ -200,6 +204,7 @@ impl Default for Config {
             flush_max_bytes: 8 << 20,
             flush_max_batches: 4096,
             flush_max_in_flight: 4,
+            wal_file_mib: 64,
             storage_slice_mib: 8,
             storage_slice_concurrency: 4,
             cold_cache_mib: 256,
@@ -295,6 +300,8 @@ pub struct Args {
     flush_max_batches: Option<usize>,
     #[arg(long, env = "HOTWIRE_FLUSH_MAX_IN_FLIGHT")]
     flush_max_in_flight: Option<usize>,
+    #[arg(long, env = "HOTWIRE_WAL_FILE_MIB")]
+    wal_file_mib: Option<u64>,
     #[arg(long, env = "HOTWIRE_STORAGE_SLICE_MIB")]
     storage_slice_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_STORAGE_SLICE_CONCURRENCY")]
@@ -475,6 +482,7 @@ impl Config {
             flush_max_bytes,
             flush_max_batches,
             flush_max_in_flight,
+            wal_file_mib,
             storage_slice_mib,
             storage_slice_concurrency,
             cold_cache_mib,
@@ -599,6 +607,12 @@ impl Config {
         if self.flush_max_bytes == 0 || self.flush_max_batches == 0 || self.flush_max_in_flight == 0
         {
             return invalid("flush_max_*", "flush limits must be at least 1".into());
+        }
+        if self.wal_file_mib > 1 << 20 {
+            return invalid(
+                "wal_file_mib",
+                format!("{} MiB is more than 1 TiB per WAL file", self.wal_file_mib),
+            );
         }
         if self.cold_cache_mib == 0
             || self.cold_read_threads == 0

@@ -397,8 +397,9 @@ fn a_stored_batch_with_a_bad_crc_neither_stops_a_restart_nor_a_lookup() {
     assert_alive(&mut broker);
 }
 
-/// Finds `batch` (as produced) in a flush object under `storage` and breaks its first record's
-/// length; the batch CRC is fixed if `fix_crc`, the object's data checksum always.
+/// Finds `batch` (as produced) in a flush object under `storage` (a file of its own, or a
+/// record of an append-only WAL file) and breaks its first record's length; the batch CRC is
+/// fixed if `fix_crc`, the object's data checksum always.
 fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8], fix_crc: bool) {
     let wal = storage.join("wal");
     for entry in std::fs::read_dir(&wal).unwrap() {
@@ -409,15 +410,28 @@ fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8], fix_crc: bool) 
         let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) else {
             continue;
         };
-        let start = at - 16;
-        bytes[start + 61] += 2; // the record's length varint: one more byte than it holds
+        let object = if path.extension().is_some_and(|e| e == "hwl") {
+            // The record header (40 bytes: magic, epoch, id, length, ...) starts at the page
+            // boundary at or before the batch.
+            let mut record = at - at % 4096;
+            while &bytes[record..record + 8] != b"HWWALREC" {
+                record -= 4096;
+            }
+            let len = u64::from_le_bytes(bytes[record + 24..record + 32].try_into().unwrap());
+            record + 40..record + 40 + len as usize
+        } else {
+            0..bytes.len()
+        };
+        let start = at - 16 - object.start;
+        let stored = &mut bytes[object];
+        stored[start + 61] += 2; // the record's length varint: one more byte than it holds
         if fix_crc {
-            fix_batch_crc(&mut bytes[start..start + batch.len()]);
+            fix_batch_crc(&mut stored[start..start + batch.len()]);
         }
-        let footer = bytes.len() - 40;
-        let data_len = u64::from_le_bytes(bytes[footer + 8..footer + 16].try_into().unwrap());
-        let crc = crc32c::crc32c(&bytes[..data_len as usize]);
-        bytes[footer + 24..footer + 28].copy_from_slice(&crc.to_le_bytes());
+        let footer = stored.len() - 40;
+        let data_len = u64::from_le_bytes(stored[footer + 8..footer + 16].try_into().unwrap());
+        let crc = crc32c::crc32c(&stored[..data_len as usize]);
+        stored[footer + 24..footer + 28].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, bytes).unwrap();
         return;
     }

@@ -50,7 +50,22 @@ fn fetch_from(client: &mut Client, offset: i64) -> (i16, i64, usize) {
 
 #[test]
 fn a_failing_store_gives_storage_errors_then_heals() {
-    let broker = BrokerProcess::start(&[]);
+    // One file per flush object: the very next flush needs the broken directory.
+    fails_then_heals(&["--wal-file-mib", "0"], 1..=1);
+}
+
+#[test]
+fn a_wal_that_cannot_grow_gives_storage_errors_then_heals() {
+    // The append-only WAL writes into its open 1 MiB file until it is full; the next file
+    // cannot be created in the broken directory.
+    // Each flush takes at least one 4 KiB page: at most 256 fit.
+    fails_then_heals(&["--wal-file-mib", "1"], 2..=256);
+}
+
+/// Breaks the store under a producing broker and heals it; `acknowledged_before_failing` is
+/// how many produce requests may still succeed after the break.
+fn fails_then_heals(flags: &[&str], acknowledged_before_failing: std::ops::RangeInclusive<i64>) {
+    let broker = BrokerProcess::start(flags);
     let mut client = broker.connect();
     assert_eq!(produce(&mut client), (0, 0));
 
@@ -60,17 +75,31 @@ fn a_failing_store_gives_storage_errors_then_heals() {
     std::fs::rename(&wal, &parked).unwrap();
     std::fs::write(&wal, b"not a directory").unwrap();
 
-    let started = Instant::now();
-    let (error, _) = produce(&mut client);
+    // Produce until storage fails (at once, or once the open WAL file is full).
+    let mut acknowledged = 1;
+    let error = loop {
+        let started = Instant::now();
+        let (error, base_offset) = produce(&mut client);
+        if error != 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "answered before the timeout"
+            );
+            break error;
+        }
+        assert_eq!(base_offset, 10 * acknowledged);
+        acknowledged += 1;
+        assert!(acknowledged < 2_000, "storage never failed");
+    };
     assert_eq!(error, ResponseError::KafkaStorageError.code());
     assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "answered before the timeout"
+        acknowledged_before_failing.contains(&acknowledged),
+        "{acknowledged} produce requests succeeded"
     );
 
     // Durable data stays readable while writes fail.
     let (error, high_watermark, bytes) = fetch_from(&mut client, 0);
-    assert_eq!((error, high_watermark), (0, 10));
+    assert_eq!((error, high_watermark), (0, 10 * acknowledged));
     assert!(bytes > 0);
 
     // Heal the store: the pipeline retries the same object and catches up by itself.
@@ -81,7 +110,7 @@ fn a_failing_store_gives_storage_errors_then_heals() {
         let (error, base_offset) = produce(&mut client);
         if error == 0 {
             // The batch answered with an error was kept (as Kafka may), so offsets go on past it.
-            assert_eq!(base_offset, 20);
+            assert_eq!(base_offset, 10 * (acknowledged + 1));
             break;
         }
         assert!(
@@ -90,5 +119,5 @@ fn a_failing_store_gives_storage_errors_then_heals() {
         );
     }
     let (error, high_watermark, _) = fetch_from(&mut client, 10);
-    assert_eq!((error, high_watermark), (0, 30));
+    assert_eq!((error, high_watermark), (0, 10 * (acknowledged + 2)));
 }

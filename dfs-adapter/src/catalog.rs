@@ -161,10 +161,8 @@ impl Catalog {
     pub async fn delete_obsolete(&self) -> Result<usize, StorageError> {
         let ripe = std::mem::take(&mut *self.lock_ripe());
         for id in &ripe {
-            let key = id.key();
-            self.store.delete_key(&key).await?;
-            self.store.sync_dir_of(&key).await?;
-            debug!(object = %key, "deleted obsolete object");
+            self.store.delete_object(id).await?;
+            debug!(object = %id, "deleted obsolete object");
         }
         if !ripe.is_empty() {
             self.change(|state| state.obsolete.retain(|id| !ripe.contains(id)))

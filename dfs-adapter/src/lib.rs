@@ -39,6 +39,7 @@ mod storage_url;
 mod store;
 mod topics;
 mod types;
+mod wal_log;
 
 pub use catalog::Catalog;
 pub use claim::RootClaim;
@@ -52,3 +53,4 @@ pub use slicing::{Slicing, MIN_SLICE_BYTES};
 pub use store::{Store, StoreStats};
 pub use topics::TopicRecord;
 pub use types::{ChunkLocation, ObjectId, PartitionKey};
+pub use wal_log::WalConfig;

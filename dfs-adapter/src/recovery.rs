@@ -116,7 +116,12 @@ impl Store {
             }
         }
 
-        let discarded = ids.split_off(cut);
+        // The WAL (when in use) continues where the flush object files end.
+        let from_wal = match self.wal() {
+            Some(wal) => Some(wal.recover(next_object, max_in_flight).await?),
+            None => None,
+        };
+        let mut discarded = ids.split_off(cut);
         // Newest first: if we crash half-way, what is left still starts with an invalid object
         // or a gap, and the next recovery finishes the job.
         for id in discarded.iter().rev() {
@@ -128,6 +133,14 @@ impl Store {
         }
         if !discarded.is_empty() {
             self.sync_wal_dir().await?;
+        }
+        if let Some(found) = from_wal {
+            for (_, found_chunks) in found.objects {
+                chunks.extend(found_chunks);
+                adopted += 1;
+            }
+            next_object = found.next_object;
+            discarded.extend(found.discarded);
         }
         chunks.retain(|c| {
             state
@@ -181,9 +194,7 @@ impl Store {
     async fn delete_all(&self, ids: impl Iterator<Item = &ObjectId>) -> Result<(), StorageError> {
         let mut any = false;
         for id in ids {
-            let key = id.key();
-            self.delete_key(&key).await?;
-            self.sync_dir_of(&key).await?;
+            self.delete_object(id).await?;
             any = true;
         }
         if any {

@@ -213,6 +213,12 @@ impl Collector for StateCollector {
         )?;
         gauge(
             &mut e,
+            "wal_files",
+            "Append-only WAL files (fs): holding flush objects, being written, or spare",
+            self.catalog.store().wal_files() as u64,
+        )?;
+        gauge(
+            &mut e,
             "stored_segments",
             "Compacted segments in storage",
             self.catalog.segment_count() as u64,

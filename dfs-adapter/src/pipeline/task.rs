@@ -185,6 +185,7 @@ impl<S: FnMut(FlushEvent) + Send + 'static> Task<S> {
     }
 
     fn start(&mut self, object: SealedObject) {
+        self.store.place_flush_object(object.id, object.bytes);
         debug!(object = %object.id, bytes = object.bytes, batches = object.batches,
             partitions = object.chunks.len(), "writing flush object");
         self.attempts.push(self.attempt(

@@ -8,3 +8,4 @@ mod pipeline;
 mod recovery;
 mod root;
 mod topics;
+mod wal;

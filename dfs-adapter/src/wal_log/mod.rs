@@ -1,0 +1,335 @@
+//! The append-only WAL on a local or block device: flush objects as records in preallocated,
+//! reused files, so that a flush costs one data write and one `fdatasync`, with no file
+//! creation and no directory sync.
+//!
+//! Layout: `<dir>/<number as 20 digits>.hwl` files of [`WalConfig::file_bytes`] each, plus the
+//! run epoch file (see `epoch`). The writer appends records (see `record`) to the current file
+//! and moves to a free file (or a new one) when a record does not fit. A file is free once
+//! every object in it was deleted (compacted into segments and made obsolete by a checkpoint);
+//! free files are reused oldest first, and those beyond [`WalConfig::spare_files`] are deleted.
+//!
+//! A flush object keeps its [`ObjectId`] and its format; only where its bytes live changes, so
+//! chunk locations, compaction and the manifest are the same as with one file per object.
+//! Records are placed at seal time, in object order, by [`WalLog::place`]; several may be
+//! written concurrently (each its own range, each synced), and the pipeline delivers them in
+//! order as before. Recovery is in `scan`.
+
+mod epoch;
+mod file;
+mod record;
+mod scan;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use opendal::Buffer;
+use tracing::{debug, info, warn};
+
+use crate::dirsync::DirSyncer;
+use crate::{ObjectId, StorageError};
+use file::WalFile;
+use record::{footprint, RecordHeader};
+
+/// WAL file suffix.
+const SUFFIX: &str = ".hwl";
+
+/// How the append-only WAL is laid out.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    /// Size of each WAL file. A flush object larger than this gets a file of its own size.
+    pub file_bytes: u64,
+    /// Free files kept for reuse; more are deleted.
+    pub spare_files: usize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            file_bytes: 64 << 20,
+            spare_files: 2,
+        }
+    }
+}
+
+/// The WAL of one store. See the module docs.
+pub(crate) struct WalLog {
+    dir: PathBuf,
+    config: WalConfig,
+    /// This run's epoch, written into every record.
+    epoch: u64,
+    dir_sync: DirSyncer,
+    state: Mutex<State>,
+}
+
+/// Where flush objects are and where the next one goes.
+#[derive(Default)]
+struct State {
+    /// Live objects (placed and not deleted).
+    placements: BTreeMap<ObjectId, Placement>,
+    /// The file being appended to, and the offset of its next record.
+    current: Option<(Arc<WalFile>, u64)>,
+    /// Live objects per file number.
+    live: HashMap<u64, usize>,
+    /// Files holding nothing live, oldest first.
+    free: VecDeque<Arc<WalFile>>,
+    /// Number of the next new file.
+    next_file: u64,
+}
+
+/// Where one flush object's record is.
+#[derive(Clone)]
+struct Placement {
+    file: Arc<WalFile>,
+    /// Start of the record (its header).
+    offset: u64,
+    /// Length of the object.
+    len: u64,
+    /// The file's reuse generation when the object was placed.
+    reuse: u64,
+}
+
+impl WalLog {
+    /// Opens the WAL in `dir` (created if missing) and raises the run epoch. Call once the
+    /// store's root is claimed, then [`WalLog::recover`] before writing.
+    pub(crate) async fn open(dir: &Path, config: WalConfig) -> Result<WalLog, StorageError> {
+        if config.file_bytes < record::ALIGN * 2 {
+            return Err(StorageError::InvalidArgument(format!(
+                "WAL file size {} is below the minimum of {} bytes",
+                config.file_bytes,
+                record::ALIGN * 2
+            )));
+        }
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| StorageError::Io {
+                context: format!("create WAL directory {}", dir.display()),
+                source,
+            })?;
+        let epoch = epoch::advance(dir).await?;
+        info!(dir = %dir.display(), epoch, "WAL opened");
+        Ok(WalLog {
+            dir: dir.to_path_buf(),
+            config,
+            epoch,
+            dir_sync: DirSyncer::new(dir.to_path_buf()),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before it can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn file_path(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{number:020}{SUFFIX}"))
+    }
+
+    /// Reserves room for object `id` of `len` bytes after every object placed before it.
+    /// Synchronous and cheap: a new file is only named here, and created by its first write.
+    pub(crate) fn place(&self, id: ObjectId, len: u64) {
+        // An object held in memory is far below u64::MAX bytes.
+        let need = footprint(len).unwrap_or(u64::MAX);
+        let mut state = self.lock();
+        let fits = state
+            .current
+            .as_ref()
+            .is_some_and(|(file, next)| next.saturating_add(need) <= file.capacity);
+        if !fits {
+            self.switch_file(&mut state, need);
+        }
+        let Some((file, next)) = state.current.as_mut() else {
+            unreachable!("switch_file sets a current file");
+        };
+        let placement = Placement {
+            file: file.clone(),
+            offset: *next,
+            len,
+            reuse: file.reuse_generation(),
+        };
+        *next += need;
+        let number = file.number;
+        *state.live.entry(number).or_default() += 1;
+        state.placements.insert(id, placement);
+    }
+
+    /// Makes a free file (or a new one) of at least `need` bytes current.
+    fn switch_file(&self, state: &mut State, need: u64) {
+        if let Some((old, _)) = state.current.take() {
+            if state.live.get(&old.number).copied().unwrap_or(0) == 0 {
+                state.free.push_back(old);
+            }
+        }
+        let reused = match state.free.front() {
+            Some(file) if file.capacity >= need => state.free.pop_front(),
+            _ => None,
+        };
+        let file = match reused {
+            Some(file) => {
+                file.begin_reuse();
+                debug!(file = %file.path.display(), "reusing WAL file");
+                file
+            }
+            None => {
+                let number = state.next_file;
+                state.next_file += 1;
+                let capacity = self.config.file_bytes.max(need);
+                Arc::new(WalFile::new(number, self.file_path(number), capacity))
+            }
+        };
+        state.current = Some((file, 0));
+    }
+
+    /// Writes placed object `id` and returns once it is durable. Re-writing it after a failed
+    /// attempt writes the same bytes to the same place.
+    pub(crate) async fn write(&self, id: ObjectId, data: Buffer) -> Result<(), StorageError> {
+        let placement = self.placement(id)?;
+        if placement.len != data.len() as u64 {
+            return Err(StorageError::InvalidArgument(format!(
+                "{id} was placed for {} bytes, got {}",
+                placement.len,
+                data.len()
+            )));
+        }
+        let header = RecordHeader {
+            epoch: self.epoch,
+            object: id,
+            len: placement.len,
+        };
+        placement
+            .file
+            .write_record(&self.dir_sync, placement.offset, header, data)
+            .await
+            .map_err(|source| StorageError::Io {
+                context: format!(
+                    "write {id} at {} of {}",
+                    placement.offset,
+                    placement.file.path.display()
+                ),
+                source,
+            })
+    }
+
+    /// Reads `len` bytes at `position` of live object `id`.
+    pub(crate) async fn read(
+        &self,
+        id: ObjectId,
+        position: u64,
+        len: u64,
+    ) -> Result<Bytes, StorageError> {
+        let placement = self.placement(id)?;
+        let in_bounds = position
+            .checked_add(len)
+            .is_some_and(|end| end <= placement.len);
+        if !in_bounds {
+            return Err(StorageError::corrupt(
+                id.key(),
+                format!(
+                    "short read: wanted {len} bytes at {position} of a {}-byte object",
+                    placement.len
+                ),
+            ));
+        }
+        let at = placement.offset + record::HEADER_LEN + position;
+        let bytes = placement
+            .file
+            .read_at(at, len)
+            .await
+            .map_err(|source| StorageError::Io {
+                context: format!("read {id} from {}", placement.file.path.display()),
+                source,
+            })?;
+        // The object was deleted and its file reused while the read ran: what was read may
+        // belong to another object.
+        if placement.file.reuse_generation() != placement.reuse {
+            return Err(gone(id));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether `id` is a live object of this WAL (rather than, say, a flush object written as a
+    /// file of its own before the WAL was in use).
+    pub(crate) fn holds(&self, id: ObjectId) -> bool {
+        self.lock().placements.contains_key(&id)
+    }
+
+    fn placement(&self, id: ObjectId) -> Result<Placement, StorageError> {
+        self.lock()
+            .placements
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| gone(id))
+    }
+
+    /// Forgets deleted object `id`; a file left with nothing live becomes free (or is
+    /// deleted, beyond the spare files).
+    pub(crate) async fn delete(&self, id: ObjectId) -> Result<(), StorageError> {
+        let surplus = {
+            let mut state = self.lock();
+            let Some(placement) = state.placements.remove(&id) else {
+                return Ok(());
+            };
+            let number = placement.file.number;
+            let count = state.live.entry(number).or_default();
+            *count = count.saturating_sub(1);
+            let emptied = *count == 0;
+            let is_current = state
+                .current
+                .as_ref()
+                .is_some_and(|(file, _)| file.number == number);
+            if emptied {
+                state.live.remove(&number);
+                if !is_current {
+                    state.free.push_back(placement.file);
+                }
+            }
+            if state.free.len() > self.config.spare_files {
+                state.free.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(file) = surplus {
+            self.remove_file(&file).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_file(&self, file: &WalFile) -> Result<(), StorageError> {
+        // A read still running on it holds its own handle and finds the reuse generation
+        // unchanged: the bytes it reads are the deleted object's own, which is fine.
+        match tokio::fs::remove_file(&file.path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                warn!(file = %file.path.display(), error = %source, "could not delete WAL file");
+                return Err(StorageError::Io {
+                    context: format!("delete {}", file.path.display()),
+                    source,
+                });
+            }
+        }
+        debug!(file = %file.path.display(), "deleted spare WAL file");
+        self.dir_sync.sync().await
+    }
+
+    /// Number of WAL files (live, current and free), for tests and metrics.
+    pub(crate) fn files(&self) -> usize {
+        let state = self.lock();
+        let mut numbers: std::collections::BTreeSet<u64> = state.live.keys().copied().collect();
+        numbers.extend(state.free.iter().map(|f| f.number));
+        if let Some((file, _)) = &state.current {
+            numbers.insert(file.number);
+        }
+        numbers.len()
+    }
+}
+
+fn gone(id: ObjectId) -> StorageError {
+    StorageError::Io {
+        context: format!("read {id}: the object is no longer stored (compacted and deleted)"),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    }
+}
