@@ -217,6 +217,7 @@ impl Store {
             }
             match ObjectId::from_file_name(entry.name()) {
                 Some(id) if entry.metadata().is_file() => ids.push(id),
+                _ if crate::wal_log::owns(entry.name()) => {}
                 _ => warn!(object = %entry.path(), "ignoring stray entry in wal/"),
             }
         }

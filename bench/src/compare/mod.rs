@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::limits::LimitsResult;
-use crate::report::{write_run_outputs, RunResult};
+use crate::report::{write_run_outputs, write_sweep_outputs, Curve, RunResult};
 use crate::runner::{run, RunOptions};
 use crate::workload::Acks;
 
@@ -106,6 +106,20 @@ pub fn compare(options: &CompareOptions) -> Result<CompareResult> {
                 results_b.push(result);
             }
         }
+    }
+    // Max-throughput workloads: every run's latency against its throughput, in one plot.
+    let mut curves = Vec::new();
+    for (round, (a, b)) in results_a.iter().zip(&results_b).enumerate() {
+        let suffix = if options.rounds > 1 {
+            format!(" (round {})", round + 1)
+        } else {
+            String::new()
+        };
+        curves.extend(Curve::of(format!("{}{suffix}", options.a.label), a));
+        curves.extend(Curve::of(format!("{}{suffix}", options.b.label), b));
+    }
+    if !curves.is_empty() {
+        write_sweep_outputs(&options.out, &options.run.workload.name, &curves)?;
     }
     Ok(CompareResult {
         workload: options.run.workload.name.clone(),

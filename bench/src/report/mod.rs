@@ -2,6 +2,7 @@
 
 mod plot;
 mod result;
+mod sweep_plot;
 mod table;
 mod write;
 
@@ -9,5 +10,6 @@ pub use result::{
     BrokerReads, CatchUpResult, ConsumeResult, MaxThroughputResult, PhaseResult, ProduceResult,
     RunResult, StepVerdict, TimelinePoint, LATENCY_NOTE_FIXED, LATENCY_NOTE_MAX,
 };
+pub use sweep_plot::{Curve, SweepPoint};
 pub use table::{render_table, throughput_text};
-pub use write::write_run_outputs;
+pub use write::{write_run_outputs, write_sweep_outputs};

@@ -1,9 +1,11 @@
-//! Writes a run's files: `result.json`, `latency.svg`, `throughput.svg`.
+//! Writes a run's files: `result.json`, `latency.svg`, `throughput.svg`, and for max-throughput
+//! runs `latency-vs-throughput.svg`.
 
 use std::path::{Path, PathBuf};
 
 use super::plot::{write_latency_plot, write_throughput_plot};
 use super::result::RunResult;
+use super::sweep_plot::{write_sweep_plot, Curve};
 use crate::error::{BenchError, Result};
 
 /// Writes the JSON result and both plots into `dir` (created if missing); returns the paths.
@@ -30,5 +32,20 @@ pub fn write_run_outputs(dir: &Path, result: &RunResult) -> Result<Vec<PathBuf>>
             message,
         }
     })?;
-    Ok(vec![json_path, latency, throughput])
+    let mut written = vec![json_path, latency, throughput];
+    if let Some(curve) = Curve::of(result.label.clone(), result) {
+        written.push(write_sweep_outputs(dir, &result.workload.name, &[curve])?);
+    }
+    Ok(written)
+}
+
+/// Writes `latency-vs-throughput.svg` into `dir`: the curves of max-throughput runs (one per
+/// run), p99 and p99.9 against acknowledged records/s.
+pub fn write_sweep_outputs(dir: &Path, title: &str, curves: &[Curve]) -> Result<PathBuf> {
+    let path = dir.join("latency-vs-throughput.svg");
+    write_sweep_plot(&path, title, curves).map_err(|message| BenchError::Plot {
+        path: path.clone(),
+        message,
+    })?;
+    Ok(path)
 }

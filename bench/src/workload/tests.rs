@@ -66,6 +66,8 @@ fn every_shipped_workload_parses_and_validates() {
             "catch-up",
             "fragmented",
             "max-throughput",
+            "sweep-batched",
+            "sweep-fragmented",
             "tailing-e2e"
         ]
     );

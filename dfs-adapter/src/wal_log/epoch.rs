@@ -14,6 +14,11 @@ const FILE: &str = "epoch";
 const TEMP: &str = "epoch.tmp";
 const MAGIC: &[u8; 8] = b"HWEPOCH1";
 
+/// Whether `name` is the epoch file (or its temporary).
+pub(crate) fn owns(name: &str) -> bool {
+    name == FILE || name == TEMP
+}
+
 /// Reads the stored epoch (0 when there is none yet), stores the next one durably and
 /// returns it.
 pub(crate) async fn advance(dir: &Path) -> Result<u64, StorageError> {

@@ -3,8 +3,9 @@
 //! A file is zero-filled ahead of the records written into it ("prepared"), so that a record
 //! overwrites blocks that already exist and `fdatasync` commits data only: no block
 //! allocation, no size change, no journal commit. Preparing is what costs a metadata commit,
-//! once per [`PREPARE_STEP`], mostly in the background ahead of the writer. A reused file is
-//! prepared already.
+//! once per file: a spare file is prepared whole in the background before the writer needs
+//! it, and a reused file is prepared already. Only when the writer outruns the spare does it
+//! prepare its file [`PREPARE_STEP`] at a time, ahead of itself.
 
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -150,14 +151,29 @@ impl WalFile {
                 let n = (target - at).min(ZERO_CHUNK as u64) as usize;
                 file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
+                // Written back a step at a time, so that a whole file's zeros never reach the
+                // disk queue at once, ahead of the records' syncs.
+                if at % PREPARE_STEP == 0 && at < target {
+                    file.sync_data()?;
+                }
             }
-            // The size changed: this sync commits metadata, once per step.
+            // The size changed: this sync commits metadata.
             file.sync_data()
         })
         .await
         .map_err(io::Error::other)??;
         *prepared = target;
         Ok(())
+    }
+
+    /// Creates the file if needed and prepares all of it: a spare made ready before the
+    /// writer needs it, so that the write path never allocates.
+    pub(crate) async fn prepare_fully(
+        &self,
+        dir_sync: &crate::dirsync::DirSyncer,
+    ) -> io::Result<()> {
+        let file = self.handle(dir_sync).await?;
+        self.prepare(&file, self.capacity).await
     }
 
     /// Prepares the next step in the background when the writer at `end` comes close.

@@ -21,6 +21,7 @@ mod scan;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -48,7 +49,7 @@ impl Default for WalConfig {
     fn default() -> Self {
         WalConfig {
             file_bytes: 64 << 20,
-            spare_files: 2,
+            spare_files: 4,
         }
     }
 }
@@ -61,6 +62,8 @@ pub(crate) struct WalLog {
     epoch: u64,
     dir_sync: DirSyncer,
     state: Mutex<State>,
+    /// A spare file is being created and prepared in the background.
+    preparing: AtomicBool,
 }
 
 /// Where flush objects are and where the next one goes.
@@ -115,6 +118,7 @@ impl WalLog {
             epoch,
             dir_sync: DirSyncer::new(dir.to_path_buf()),
             state: Mutex::new(State::default()),
+            preparing: AtomicBool::new(false),
         })
     }
 
@@ -129,7 +133,7 @@ impl WalLog {
 
     /// Reserves room for object `id` of `len` bytes after every object placed before it.
     /// Synchronous and cheap: a new file is only named here, and created by its first write.
-    pub(crate) fn place(&self, id: ObjectId, len: u64) {
+    pub(crate) fn place(self: &Arc<Self>, id: ObjectId, len: u64) {
         // An object held in memory is far below u64::MAX bytes.
         let need = footprint(len).unwrap_or(u64::MAX);
         let mut state = self.lock();
@@ -153,6 +157,50 @@ impl WalLog {
         let number = file.number;
         *state.live.entry(number).or_default() += 1;
         state.placements.insert(id, placement);
+        if state.free.is_empty() {
+            self.prepare_spare(&mut state);
+        }
+    }
+
+    /// Creates and prepares one spare file in the background (unless one is on its way), so
+    /// that the next file the writer needs is ready. Needs a tokio runtime.
+    fn prepare_spare(self: &Arc<Self>, state: &mut State) {
+        if self.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let number = state.next_file;
+        state.next_file += 1;
+        let file = Arc::new(WalFile::new(
+            number,
+            self.file_path(number),
+            self.config.file_bytes,
+        ));
+        let wal = self.clone();
+        tokio::spawn(async move {
+            match file.prepare_fully(&wal.dir_sync).await {
+                Ok(()) => {
+                    debug!(file = %file.path.display(), "spare WAL file prepared");
+                    let unneeded = {
+                        let mut state = wal.lock();
+                        // Files were freed meanwhile: keep no more spares than configured.
+                        if state.free.len() >= wal.config.spare_files.max(1) {
+                            true
+                        } else {
+                            state.free.push_back(file.clone());
+                            false
+                        }
+                    };
+                    if unneeded {
+                        let _ = wal.remove_file(&file).await;
+                    }
+                }
+                // The writer creates and prepares its next file itself then.
+                Err(error) => {
+                    warn!(file = %file.path.display(), %error, "could not prepare a spare WAL file");
+                }
+            }
+            wal.preparing.store(false, Ordering::Release);
+        });
     }
 
     /// Makes a free file (or a new one) of at least `need` bytes current.
@@ -325,6 +373,12 @@ impl WalLog {
         }
         numbers.len()
     }
+}
+
+/// Whether a file name in the WAL directory belongs to the WAL (its files and epoch), so that
+/// the listing of flush object files leaves it alone.
+pub(crate) fn owns(name: &str) -> bool {
+    scan::parse_name(name).is_some() || epoch::owns(name)
 }
 
 fn gone(id: ObjectId) -> StorageError {

@@ -49,7 +49,7 @@ impl WalLog {
     /// one than a crash can explain, nothing is changed and this fails with
     /// [`StorageError::Corrupt`].
     pub(crate) async fn recover(
-        &self,
+        self: &Arc<Self>,
         start: ObjectId,
         max_in_flight: usize,
     ) -> Result<WalRecovered, StorageError> {
@@ -178,7 +178,11 @@ impl WalLog {
             state.free = free.into();
             let keep = self.config.spare_files;
             let surplus = state.free.len().saturating_sub(keep);
-            state.free.drain(..surplus).collect::<Vec<_>>()
+            let surplus: Vec<_> = state.free.drain(..surplus).collect();
+            if state.free.is_empty() {
+                self.prepare_spare(&mut state);
+            }
+            surplus
         };
         for file in &surplus {
             self.remove_file(file).await?;
@@ -305,7 +309,7 @@ fn io(file: &WalFile) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 }
 
 /// The number in `<20 digits>.hwl`.
-fn parse_name(name: &str) -> Option<u64> {
+pub(super) fn parse_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

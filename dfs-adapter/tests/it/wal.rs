@@ -95,18 +95,23 @@ fn flush_object_files(root: &Path) -> usize {
         .count()
 }
 
-/// Flips a byte in the data of the record starting at `page` (4 KiB pages) of WAL file `index`.
-fn corrupt_record(root: &Path, index: usize, page: u64) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&wal_files(root)[index])
-        .unwrap();
-    let at = page * 4096 + 40; // first byte of the object, after the record header
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x40], at).unwrap();
+/// Flips a byte in the data of the record holding object `id`, wherever it is.
+fn corrupt_object(root: &Path, id: u64) {
+    for path in wal_files(root) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        for record in (0..bytes.len()).step_by(4096) {
+            let header = &bytes[record..(record + 40).min(bytes.len())];
+            if header.len() == 40
+                && &header[..8] == b"HWWALREC"
+                && u64::from_le_bytes(header[16..24].try_into().unwrap()) == id
+            {
+                bytes[record + 40] ^= 0x40; // the object's first byte, after the header
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no record of object {id}");
 }
 
 #[tokio::test]
@@ -118,7 +123,8 @@ async fn flushes_are_records_in_a_few_files_and_survive_a_restart() {
         0,
         "no file per flush object"
     );
-    assert_eq!(wal_files(dir.path()).len(), 3, "10 objects, 4 per file");
+    // 10 objects, 4 per file, and perhaps the spare prepared ahead.
+    assert!((3..=4).contains(&wal_files(dir.path()).len()));
     let text = read_all(&store, &written).await;
     assert!(text.starts_with("[p0 0..0][p1 0..0][p0 1..1]"), "{text}");
     drop(store);
@@ -135,7 +141,7 @@ async fn flushes_are_records_in_a_few_files_and_survive_a_restart() {
     let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
     assert_eq!(recovered.chunks, [written, more].concat());
     assert_eq!(recovered.next_object, ObjectId(16));
-    assert_eq!(wal_files(dir.path()).len(), 4);
+    assert!((4..=5).contains(&wal_files(dir.path()).len()));
 }
 
 #[tokio::test]
@@ -145,7 +151,7 @@ async fn a_torn_record_ends_the_chain_and_what_followed_it_never_comes_back() {
     drop(store);
     // A crash while objects 2.. were in flight: 2 torn, 3 to 5 complete but never
     // acknowledged (in the window of 4).
-    corrupt_record(dir.path(), 0, 2);
+    corrupt_object(dir.path(), 2);
     let store = open_wal(dir.path()).await;
     let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
     assert_eq!(recovered.chunks, written[..2]);
@@ -171,9 +177,9 @@ async fn damage_further_back_than_a_crash_window_is_refused() {
     let (dir, store) = temp_wal().await;
     write_objects(&store, ObjectId(0), 0, 12).await;
     drop(store);
-    // Object 1 (file 0, page 1) is damaged, and objects up to 11 follow it: it had been
+    // Object 1 is damaged, and objects up to 11 follow it: it had been
     // acknowledged.
-    corrupt_record(dir.path(), 0, 1);
+    corrupt_object(dir.path(), 1);
     let store = open_wal(dir.path()).await;
     match store.recover(MAX_IN_FLIGHT).await {
         Err(StorageError::Corrupt { object, reason }) => {
@@ -183,7 +189,7 @@ async fn damage_further_back_than_a_crash_window_is_refused() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Nothing was changed: undoing the damage recovers everything.
-    corrupt_record(dir.path(), 0, 1);
+    corrupt_object(dir.path(), 1);
     let store = open_wal(dir.path()).await;
     let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
     assert_eq!(recovered.next_object, ObjectId(12));
