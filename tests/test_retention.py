@@ -19,6 +19,7 @@ MAINTENANCE = [
     "--flush-max-bytes", "262144",
     "--compaction-interval-ms", "100",
     "--compaction-min-objects", "2",
+    "--compaction-min-mib", "0",
     "--compaction-max-wait-ms", "300",
     "--segment-target-mib", "1",
     "--segment-chunk-kib", "256",

@@ -95,9 +95,15 @@ impl Broker {
         // Before recovery, which deletes what it judges torn: another broker's in-flight
         // objects look just like that.
         let root_claim = store.claim_root(uuid::Uuid::new_v4()).await?;
-        if store.is_local() && config.wal_file_mib > 0 {
+        let wal_dir = config
+            .wal
+            .as_deref()
+            .map(dfs_adapter::fs_path)
+            .transpose()?;
+        if wal_dir.is_some() || (store.is_local() && config.wal_file_mib > 0) {
             store
                 .use_wal(WalConfig {
+                    dir: wal_dir,
                     file_bytes: config.wal_file_mib << 20,
                     ..WalConfig::default()
                 })
@@ -146,7 +152,7 @@ impl Broker {
         let (health_tx, storage_health) = watch::channel(StorageHealth::default());
         let events = Events::default();
         let flush = FlushConfig {
-            group_commit: config.flush_group_commit.unwrap_or(store.is_local()),
+            group_commit: config.flush_group_commit.unwrap_or(store.flushes_locally()),
             max_delay: config.flush_interval(),
             max_bytes: config.flush_max_bytes,
             max_batches: config.flush_max_batches,

@@ -54,6 +54,11 @@ pub struct Config {
     /// files of this many MiB (one data write and `fdatasync` per flush, no file creation, no
     /// directory sync). 0 writes one file per flush object instead. Ignored on object stores.
     pub wal_file_mib: u64,
+    /// A WAL directory on a local or block device (`fs:///fast/dir`). With an object store
+    /// this is the tiered mode: produce is acknowledged once the WAL holds the data, and
+    /// compaction uploads it to the store in large rounds. With `fs://` storage it moves the
+    /// WAL out of the root (onto a faster disk). Tied to its store once used.
+    pub wal: Option<String>,
     /// Storage writes and reads above this many MiB go as concurrent slices (multipart uploads
     /// on object stores); at least 5, S3's smallest part.
     pub storage_slice_mib: usize,
@@ -71,8 +76,10 @@ pub struct Config {
     /// Most bytes per second that all catch-up (cold) reads together return, in MiB (0: no
     /// limit): what a replaying consumer may take of the broker's CPU and network.
     pub cold_read_max_mib_per_s: usize,
-    /// Largest read-ahead window of one catch-up reader, in MiB (0: no read-ahead).
-    pub read_ahead_max_mib: usize,
+    /// Largest read-ahead window of one catch-up reader, in MiB (0: no read-ahead). Unset: 16
+    /// on object stores, 0 on `fs://`, where the kernel reads ahead into its page cache and a
+    /// second copy in the cold cache only costs memory and writes.
+    pub read_ahead_max_mib: Option<usize>,
     /// Cold reads on their own runtime (true), or on the network threads (false: only to
     /// measure the difference).
     pub cold_isolation: bool,
@@ -87,6 +94,10 @@ pub struct Config {
     pub compaction_max_wait_ms: u64,
     /// Flush-object MiB folded into segments per round at most.
     pub compaction_max_mib: usize,
+    /// A round also waits for this many MiB of flush objects (or `compaction_max_wait_ms`).
+    /// Unset: `compaction_max_mib` when flushes go to a WAL (each round folds, or uploads, one
+    /// large batch, however many tiny group-committed flushes it holds), else 0.
+    pub compaction_min_mib: Option<usize>,
     /// Segments roll at this many MiB; a newest segment below an eighth of it is rewritten
     /// together with new data.
     pub segment_target_mib: usize,
@@ -205,6 +216,7 @@ impl Default for Config {
             flush_max_batches: 4096,
             flush_max_in_flight: 4,
             wal_file_mib: 64,
+            wal: None,
             storage_slice_mib: 8,
             storage_slice_concurrency: 4,
             cold_cache_mib: 256,
@@ -212,13 +224,14 @@ impl Default for Config {
             cold_read_nice: 10,
             cold_read_in_flight_mib: 64,
             cold_read_max_mib_per_s: 0,
-            read_ahead_max_mib: 16,
+            read_ahead_max_mib: None,
             cold_isolation: true,
             metrics_listen: None,
             compaction_interval_ms: 10_000,
             compaction_min_objects: 64,
             compaction_max_wait_ms: 600_000,
             compaction_max_mib: 128,
+            compaction_min_mib: None,
             segment_target_mib: 64,
             segment_chunk_kib: 4096,
             retention_check_interval_ms: 300_000,
@@ -302,6 +315,10 @@ pub struct Args {
     flush_max_in_flight: Option<usize>,
     #[arg(long, env = "HOTWIRE_WAL_FILE_MIB")]
     wal_file_mib: Option<u64>,
+    #[arg(long, env = "HOTWIRE_WAL")]
+    wal: Option<String>,
+    #[arg(long, env = "HOTWIRE_COMPACTION_MIN_MIB")]
+    compaction_min_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_STORAGE_SLICE_MIB")]
     storage_slice_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_STORAGE_SLICE_CONCURRENCY")]
@@ -462,6 +479,15 @@ impl Config {
         if args.flush_group_commit.is_some() {
             config.flush_group_commit = args.flush_group_commit;
         }
+        if args.read_ahead_max_mib.is_some() {
+            config.read_ahead_max_mib = args.read_ahead_max_mib;
+        }
+        if args.wal.is_some() {
+            config.wal = args.wal.clone();
+        }
+        if args.compaction_min_mib.is_some() {
+            config.compaction_min_mib = args.compaction_min_mib;
+        }
         if args.rdma_verbs_device.is_some() {
             config.rdma_verbs_device = args.rdma_verbs_device.clone();
         }
@@ -490,7 +516,6 @@ impl Config {
             cold_read_nice,
             cold_read_in_flight_mib,
             cold_read_max_mib_per_s,
-            read_ahead_max_mib,
             cold_isolation,
             compaction_interval_ms,
             compaction_min_objects,
@@ -608,6 +633,17 @@ impl Config {
         {
             return invalid("flush_max_*", "flush limits must be at least 1".into());
         }
+        if self.wal.is_some() && self.wal_file_mib == 0 {
+            return invalid(
+                "wal_file_mib",
+                "0 (one file per flush object) cannot be combined with a `wal` directory".into(),
+            );
+        }
+        if let Some(wal) = &self.wal {
+            if let Err(e) = dfs_adapter::fs_path(wal) {
+                return invalid("wal", e.to_string());
+            }
+        }
         if self.wal_file_mib > 1 << 20 {
             return invalid(
                 "wal_file_mib",
@@ -692,12 +728,27 @@ impl Config {
         Duration::from_millis(self.flush_interval_ms)
     }
 
+    /// Whether flush objects go to an append-only WAL: `wal` given, or `fs://` storage with
+    /// `wal_file_mib` above 0.
+    pub fn flushes_to_wal(&self) -> bool {
+        self.wal.is_some() || (self.storage.starts_with("fs:") && self.wal_file_mib > 0)
+    }
+
     /// How compaction rounds are sized.
     pub fn compaction(&self) -> CompactionConfig {
         CompactionConfig {
             min_objects: self.compaction_min_objects,
             max_wait: Duration::from_millis(self.compaction_max_wait_ms),
-            max_objects: 1024,
+            // Tiny flushes under group commit: thousands a second must be folded within a
+            // tick's rounds, and an upload round (tiered) holds tens of thousands; max_bytes
+            // bounds a round's memory.
+            max_objects: 1 << 20,
+            min_bytes: (self.compaction_min_mib.unwrap_or(if self.flushes_to_wal() {
+                self.compaction_max_mib
+            } else {
+                0
+            }) as u64)
+                << 20,
             max_bytes: (self.compaction_max_mib as u64) << 20,
             segment_target_bytes: (self.segment_target_mib as u64) << 20,
             chunk_bytes: (self.segment_chunk_kib as u64) << 10,

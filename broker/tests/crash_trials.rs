@@ -59,6 +59,8 @@ const BROKER_FLAGS: &[&str] = &[
     "50",
     "--compaction-min-objects",
     "4",
+    "--compaction-min-mib",
+    "0",
     "--rdma-commit-interval-ms",
     "20",
 ];

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::{debug, info};
@@ -31,12 +31,19 @@ pub struct Catalog {
     /// Obsolete objects seen at the previous [`Catalog::delete_obsolete`]: deleted at the next,
     /// so that reads that started before they became obsolete have time to finish.
     ripe: Mutex<Vec<ObjectId>>,
+    /// Flush objects folded into segments (below `wal_from`) and not deleted yet, with the same
+    /// one-period delay (`.1` is the part seen at the previous pass). Not in the checkpoints:
+    /// recovery deletes flush objects below `wal_from` by itself, and under group commit a
+    /// round folds tens of thousands of them, which a checkpoint need not list.
+    folded: Mutex<(Vec<ObjectId>, Vec<ObjectId>)>,
 }
 
 /// A delivered flush object awaiting compaction.
 #[derive(Clone)]
 pub(crate) struct WalObject {
-    pub(crate) chunks: Vec<ChunkLocation>,
+    /// Shared: a compaction round picks tens of thousands under the lock the flush sink
+    /// also takes, and cloning an `Arc` keeps that short.
+    pub(crate) chunks: Arc<Vec<ChunkLocation>>,
     /// When this catalog learned of it (at open, for recovered objects).
     pub(crate) added: Instant,
 }
@@ -58,17 +65,24 @@ impl Catalog {
         };
         // Recovery deleted every obsolete object and every flush object below `wal_from`.
         state.obsolete.clear();
-        let mut wal: BTreeMap<ObjectId, WalObject> = BTreeMap::new();
-        let now = Instant::now();
+        let mut by_object: BTreeMap<ObjectId, Vec<ChunkLocation>> = BTreeMap::new();
         for chunk in recovered.chunks.iter().filter(|c| !c.object.is_segment()) {
-            wal.entry(chunk.object)
-                .or_insert_with(|| WalObject {
-                    chunks: Vec::new(),
-                    added: now,
-                })
-                .chunks
+            by_object
+                .entry(chunk.object)
+                .or_default()
                 .push(chunk.clone());
         }
+        let now = Instant::now();
+        let wal: BTreeMap<ObjectId, WalObject> = by_object
+            .into_iter()
+            .map(|(id, chunks)| {
+                let object = WalObject {
+                    chunks: Arc::new(chunks),
+                    added: now,
+                };
+                (id, object)
+            })
+            .collect();
         if state.wal_from.0 == 0 {
             state.wal_from = wal.keys().next().copied().unwrap_or(recovered.next_object);
         }
@@ -83,13 +97,14 @@ impl Catalog {
             segments: AtomicUsize::new(state.segments.len()),
             committed: tokio::sync::Mutex::new(Committed { seq, state }),
             ripe: Mutex::new(Vec::new()),
+            folded: Mutex::new((Vec::new(), Vec::new())),
         })
     }
 
     /// Records a flush object just delivered (in delivery order).
     pub fn add_flush(&self, object: ObjectId, chunks: &[ChunkLocation]) {
         let entry = WalObject {
-            chunks: chunks.to_vec(),
+            chunks: Arc::new(chunks.to_vec()),
             added: Instant::now(),
         };
         self.lock_wal().insert(object, entry);
@@ -160,17 +175,34 @@ impl Catalog {
     /// being referenced, for reads in flight.
     pub async fn delete_obsolete(&self) -> Result<usize, StorageError> {
         let ripe = std::mem::take(&mut *self.lock_ripe());
-        for id in &ripe {
+        let ripe_folded = std::mem::take(&mut self.lock_folded().1);
+        for (i, id) in ripe.iter().chain(&ripe_folded).enumerate() {
             self.store.delete_object(id).await?;
             debug!(object = %id, "deleted obsolete object");
+            // WAL deletions complete without waiting: let the runtime's other tasks (this runs
+            // on the network threads) in between, however many a round folded.
+            if i % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
         }
         if !ripe.is_empty() {
-            self.change(|state| state.obsolete.retain(|id| !ripe.contains(id)))
+            let gone: std::collections::HashSet<ObjectId> = ripe.iter().copied().collect();
+            self.change(|state| state.obsolete.retain(|id| !gone.contains(id)))
                 .await?;
         }
         let next = self.committed.lock().await.state.obsolete.clone();
         *self.lock_ripe() = next;
-        Ok(ripe.len())
+        {
+            let mut folded = self.lock_folded();
+            folded.1 = std::mem::take(&mut folded.0);
+        }
+        Ok(ripe.len() + ripe_folded.len())
+    }
+
+    /// Queues flush objects just folded into segments (their checkpoint is durable) for
+    /// deletion one period later.
+    pub(crate) fn retire_folded(&self, ids: &[ObjectId]) {
+        self.lock_folded().0.extend_from_slice(ids);
     }
 
     /// Applies `edit` to a copy of the state, writes it as the next checkpoint, then makes it
@@ -209,6 +241,10 @@ impl Catalog {
 
     fn lock_ripe(&self) -> std::sync::MutexGuard<'_, Vec<ObjectId>> {
         self.ripe.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_folded(&self) -> std::sync::MutexGuard<'_, (Vec<ObjectId>, Vec<ObjectId>)> {
+        self.folded.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn take_segment_id(&self) -> ObjectId {

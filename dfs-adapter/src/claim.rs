@@ -115,7 +115,7 @@ impl Store {
 }
 
 /// Takes the exclusive lock on `<root>/LOCK` without waiting.
-fn lock_dir(root: &Path, owner: uuid::Uuid) -> Result<File, StorageError> {
+pub(crate) fn lock_dir(root: &Path, owner: uuid::Uuid) -> Result<File, StorageError> {
     let path: PathBuf = root.join(LOCK_FILE);
     let io = |context: &str| {
         let context = format!("{context} {}", path.display());

@@ -5,7 +5,7 @@
 //! segment when that one is still small (below an eighth of the target), so a quiet partition
 //! does not leave one small object per round, while a large segment is never rewritten. Chunks are merged up to a chunk size, so a catch-up read is a few large range reads.
 //! Then one checkpoint records the new segments, moves `wal_from` past the sources and lists
-//! the sources and replaced segments as obsolete (deleted a period later). Until that
+//! the replaced segments as obsolete; they and the sources are deleted a period later. Until that
 //! checkpoint is durable nothing refers to the new segments, and a crash leaves them as
 //! orphans that recovery deletes; after it, recovery deletes the sources. Produce never waits
 //! on any of it.
@@ -30,6 +30,10 @@ const MERGE_FRACTION: u64 = 8;
 pub struct CompactionConfig {
     /// A round starts when at least this many flush objects are waiting...
     pub min_objects: usize,
+    /// ... holding at least this many bytes (0: any). With a WAL in front of an object store
+    /// this makes every round an upload of about this size, so that the store receives few,
+    /// large objects.
+    pub min_bytes: u64,
     /// ... or when the oldest has waited this long (so a quiet topic is compacted, and its
     /// retention applies, too).
     pub max_wait: std::time::Duration,
@@ -48,6 +52,7 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         CompactionConfig {
             min_objects: 16,
+            min_bytes: 0,
             max_wait: std::time::Duration::from_secs(600),
             max_objects: 256,
             max_bytes: 128 << 20,
@@ -98,7 +103,7 @@ impl Catalog {
             let data_len = chunks.iter().map(|c| c.position + c.len).max().unwrap_or(0);
             let data = self.store.read_range(object, 0, data_len).await?;
             bytes_read += data_len;
-            for chunk in chunks {
+            for chunk in chunks.iter() {
                 let log_start = state.log_start(&chunk.key).unwrap_or(i64::MIN);
                 if !keep(&chunk.key) || chunk.last_offset < log_start {
                     continue;
@@ -176,7 +181,8 @@ impl Catalog {
         next.wal_from = last_source.next();
         next.next_segment = self.next_segment.load(std::sync::atomic::Ordering::Relaxed);
         next.segments.retain(|s| !replaced.contains(&s.id));
-        next.obsolete.extend(source_ids.iter().copied());
+        // The sources are below the new `wal_from`: recovery deletes such flush objects by
+        // itself, so the checkpoint need not list them (see `Catalog::retire_folded`).
         next.obsolete.extend(replaced.iter().copied());
         for segment in &segments {
             // A topic deleted, or records deleted, while the round ran: such a segment is born
@@ -192,11 +198,12 @@ impl Catalog {
         self.commit(&mut committed, next).await?;
         drop(committed);
         {
+            // The sources are the oldest objects: one split, not a removal each.
             let mut wal = self.lock_wal();
-            for id in &source_ids {
-                wal.remove(id);
-            }
+            let rest = wal.split_off(&last_source.next());
+            *wal = rest;
         }
+        self.retire_folded(&source_ids);
         info!(
             sources = source_ids.len(),
             segments = segments.len(),
@@ -213,13 +220,23 @@ impl Catalog {
     }
 
     /// The oldest flush objects to fold in this round (empty: not enough waiting).
-    fn pick_sources(&self, config: &CompactionConfig) -> Vec<(ObjectId, Vec<ChunkLocation>)> {
+    fn pick_sources(
+        &self,
+        config: &CompactionConfig,
+    ) -> Vec<(ObjectId, std::sync::Arc<Vec<ChunkLocation>>)> {
         let wal = self.lock_wal();
         let waited_long = wal
             .values()
             .next()
             .is_some_and(|oldest| oldest.added.elapsed() >= config.max_wait);
-        if wal.is_empty() || (wal.len() < config.min_objects.max(1) && !waited_long) {
+        let enough = wal.len() >= config.min_objects.max(1)
+            && (config.min_bytes == 0
+                || wal
+                    .values()
+                    .flat_map(|o| o.chunks.iter().map(|c| c.len))
+                    .sum::<u64>()
+                    >= config.min_bytes);
+        if wal.is_empty() || !(enough || waited_long) {
             return Vec::new();
         }
         let mut picked = Vec::new();

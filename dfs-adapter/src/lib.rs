@@ -50,6 +50,7 @@ pub use manifest::{Checkpoint, ManifestState, Segment};
 pub use pipeline::{FlushConfig, FlushEvent, FlushPipeline, FlushStats, PendingBatch};
 pub use recovery::Recovered;
 pub use slicing::{Slicing, MIN_SLICE_BYTES};
+pub use storage_url::fs_path;
 pub use store::{Store, StoreStats};
 pub use topics::TopicRecord;
 pub use types::{ChunkLocation, ObjectId, PartitionKey};

@@ -66,6 +66,17 @@ fn is_secret_option(key: &str) -> bool {
     key.contains("secret") || key.contains("token") || key.ends_with("customer_key")
 }
 
+/// The directory an `fs://` URL names (made absolute), for settings that need a local
+/// directory, such as a WAL in front of an object store.
+pub fn fs_path(url: &str) -> Result<std::path::PathBuf, StorageError> {
+    match StorageUrl::parse(url)? {
+        StorageUrl::Fs { root } => Ok(root),
+        _ => Err(StorageError::InvalidUrl(format!(
+            "{url:?}: a local directory is needed here (fs:///path)"
+        ))),
+    }
+}
+
 impl StorageUrl {
     /// Parses `url`; see the module documentation for the accepted forms.
     pub(crate) fn parse(url: &str) -> Result<StorageUrl, StorageError> {

@@ -53,6 +53,8 @@ struct Inner {
 /// Storage requests issued through this store, as an object store bills them: a sliced write
 /// is one CreateMultipartUpload, one UploadPart per slice and one CompleteMultipartUpload; a
 /// sliced read one ranged GET per slice. On `fs` the same counts measure file operations.
+/// Writes and reads of the append-only WAL are not store requests and are not counted (the
+/// flush pipeline's counters cover them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// PUT-class requests (object writes, parts, multipart starts and completions).
@@ -196,8 +198,8 @@ impl Store {
         position: u64,
         len: u64,
     ) -> Result<Bytes, StorageError> {
+        // WAL reads and writes are local file operations, not store requests: not counted.
         if let Some(wal) = self.wal_holding(object) {
-            self.count_get(1, len);
             return wal.read(*object, position, len).await;
         }
         let key = object.key();
@@ -205,24 +207,40 @@ impl Store {
         Ok(buffer.to_bytes())
     }
 
-    /// Writes flush objects into an append-only WAL of preallocated, reused files in `wal/`
-    /// (see [`WalConfig`]) instead of one file each: a flush then costs one data write and
-    /// one `fdatasync`, with no file creation and no directory sync. For the local filesystem
-    /// only; call it once, after [`Store::claim_root`] and before [`Store::recover`] (which
-    /// then recovers the WAL too). Flush objects written as files before stay readable and
-    /// are recovered, compacted and deleted as before.
+    /// Writes flush objects into an append-only WAL of preallocated, reused files (see
+    /// [`WalConfig`]) instead of one object each: a flush then costs one data write and one
+    /// `fdatasync`, with no file creation and no directory sync. Call it once, after
+    /// [`Store::claim_root`] and before [`Store::recover`] (which then recovers the WAL too).
+    ///
+    /// - `fs://` store, no [`WalConfig::dir`]: the WAL is `wal/` under the root. Flush objects
+    ///   written as files before stay readable and are recovered, compacted and deleted as
+    ///   before.
+    /// - any store with [`WalConfig::dir`]: the WAL lives there (a local or block device),
+    ///   tied to this store; on an object store this is the tiered mode: a flush is
+    ///   acknowledged once the WAL holds it, and compaction uploads it into segments, after
+    ///   which the WAL space is reused.
     pub async fn use_wal(&self, config: WalConfig) -> Result<(), StorageError> {
-        let Some(root) = self.local_root() else {
-            return Err(StorageError::InvalidArgument(format!(
-                "{}: the append-only WAL needs a local filesystem",
-                self.url()
-            )));
+        let (dir, owner) = match (&config.dir, self.local_root()) {
+            (Some(dir), _) => (dir.clone(), Some(self.url())),
+            (None, Some(root)) => (root.join(WAL_DIR), None),
+            (None, None) => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "{}: an object store needs a WAL directory on a local filesystem",
+                    self.url()
+                )))
+            }
         };
-        let wal = WalLog::open(&root.join(WAL_DIR), config).await?;
+        let wal = WalLog::open(&dir, config, owner).await?;
         self.inner
             .wal
             .set(Arc::new(wal))
             .map_err(|_| StorageError::InvalidArgument("the WAL is already in use".into()))
+    }
+
+    /// Whether flushes are made durable on a local device (an `fs://` store, or a WAL in
+    /// front of an object store), so that many small ones cost little.
+    pub fn flushes_locally(&self) -> bool {
+        self.is_local() || self.wal().is_some()
     }
 
     /// Number of append-only WAL files (0 without the WAL): live, being written and spare.
@@ -253,7 +271,6 @@ impl Store {
     /// synced.
     pub(crate) async fn delete_object(&self, object: &ObjectId) -> Result<(), StorageError> {
         if let Some(wal) = self.wal_holding(object) {
-            self.inner.counters.deletes.fetch_add(1, Ordering::Relaxed);
             return wal.delete(*object).await;
         }
         let key = object.key();
@@ -321,7 +338,6 @@ impl Store {
         let expected = data.len() as u64;
         self.check_lease()?;
         if let Some(wal) = self.wal_holding(&object) {
-            self.count_put(1, expected);
             return wal.write(object, data).await;
         }
         if let Some(local) = &self.inner.local {

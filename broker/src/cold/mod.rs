@@ -66,8 +66,12 @@ impl ColdReader {
             .max(1);
         // Several readers' windows must fit in the cold cache at once, or what one reader loads
         // ahead evicts what another loaded before it reads it.
+        let read_ahead_mib =
+            config
+                .read_ahead_max_mib
+                .unwrap_or(if store.is_local() { 0 } else { 16 });
         let read_ahead_max =
-            mib(config.read_ahead_max_mib).min(mib(config.cold_cache_mib) / READERS_PER_BUDGET);
+            mib(read_ahead_mib).min(mib(config.cold_cache_mib) / READERS_PER_BUDGET);
         let shared = Arc::new(Shared {
             store,
             cache: ColdCache::new(&ColdCacheConfig {

@@ -23,6 +23,8 @@ use super::record::{RecordHeader, ALIGN, HEADER_LEN};
 pub(crate) const PREPARE_STEP: u64 = 4 << 20;
 /// Preparing ahead starts when the writer comes this close to the prepared end.
 const PREPARE_LOW_WATER: u64 = 2 << 20;
+/// Records up to this size are copied into one buffer and written with one system call.
+const COALESCE_BYTES: usize = 256 << 10;
 /// Zeros are written in pieces of this size.
 const ZERO_CHUNK: usize = 1 << 20;
 
@@ -119,11 +121,21 @@ impl WalFile {
         self.prepare(&file, end).await?;
         let encoded = header.encode();
         tokio::task::spawn_blocking(move || {
-            file.write_all_at(&encoded, offset)?;
-            let mut position = offset + HEADER_LEN;
-            for chunk in data {
-                file.write_all_at(&chunk, position)?;
-                position += chunk.len() as u64;
+            if data.len() <= COALESCE_BYTES {
+                // A flush of many small batches: one write system call, not one per batch.
+                let mut record = Vec::with_capacity(encoded.len() + data.len());
+                record.extend_from_slice(&encoded);
+                for chunk in data {
+                    record.extend_from_slice(&chunk);
+                }
+                file.write_all_at(&record, offset)?;
+            } else {
+                file.write_all_at(&encoded, offset)?;
+                let mut position = offset + HEADER_LEN;
+                for chunk in data {
+                    file.write_all_at(&chunk, position)?;
+                    position += chunk.len() as u64;
+                }
             }
             file.sync_data()
         })

@@ -16,6 +16,7 @@
 
 mod epoch;
 mod file;
+mod owner;
 mod record;
 mod scan;
 
@@ -39,6 +40,10 @@ const SUFFIX: &str = ".hwl";
 /// How the append-only WAL is laid out.
 #[derive(Clone, Debug)]
 pub struct WalConfig {
+    /// Directory of the WAL on a local or block device. `None`: `wal/` under an `fs://`
+    /// store's root. Given, with an object store: the tiered mode (acknowledged once in this
+    /// WAL, uploaded to the store by compaction); the directory is then tied to that store.
+    pub dir: Option<std::path::PathBuf>,
     /// Size of each WAL file. A flush object larger than this gets a file of its own size.
     pub file_bytes: u64,
     /// Free files kept for reuse; more are deleted.
@@ -48,6 +53,7 @@ pub struct WalConfig {
 impl Default for WalConfig {
     fn default() -> Self {
         WalConfig {
+            dir: None,
             file_bytes: 64 << 20,
             spare_files: 4,
         }
@@ -64,6 +70,8 @@ pub(crate) struct WalLog {
     state: Mutex<State>,
     /// A spare file is being created and prepared in the background.
     preparing: AtomicBool,
+    /// The exclusive lock on `<dir>/LOCK`, held for the WAL's life.
+    _lock: std::fs::File,
 }
 
 /// Where flush objects are and where the next one goes.
@@ -94,9 +102,15 @@ struct Placement {
 }
 
 impl WalLog {
-    /// Opens the WAL in `dir` (created if missing) and raises the run epoch. Call once the
-    /// store's root is claimed, then [`WalLog::recover`] before writing.
-    pub(crate) async fn open(dir: &Path, config: WalConfig) -> Result<WalLog, StorageError> {
+    /// Opens the WAL in `dir` (created if missing), locks it and raises the run epoch. Call
+    /// once the store's root is claimed, then [`WalLog::recover`] before writing. With
+    /// `owner` (a WAL beside, not inside, its store), the directory is tied to that store URL:
+    /// a WAL must never be replayed into another store.
+    pub(crate) async fn open(
+        dir: &Path,
+        config: WalConfig,
+        owner: Option<&str>,
+    ) -> Result<WalLog, StorageError> {
         if config.file_bytes < record::ALIGN * 2 {
             return Err(StorageError::InvalidArgument(format!(
                 "WAL file size {} is below the minimum of {} bytes",
@@ -110,6 +124,10 @@ impl WalLog {
                 context: format!("create WAL directory {}", dir.display()),
                 source,
             })?;
+        let lock = crate::claim::lock_dir(dir, uuid::Uuid::new_v4())?;
+        if let Some(store) = owner {
+            owner::check_or_record(dir, store).await?;
+        }
         let epoch = epoch::advance(dir).await?;
         info!(dir = %dir.display(), epoch, "WAL opened");
         Ok(WalLog {
@@ -119,6 +137,7 @@ impl WalLog {
             dir_sync: DirSyncer::new(dir.to_path_buf()),
             state: Mutex::new(State::default()),
             preparing: AtomicBool::new(false),
+            _lock: lock,
         })
     }
 
@@ -378,7 +397,10 @@ impl WalLog {
 /// Whether a file name in the WAL directory belongs to the WAL (its files and epoch), so that
 /// the listing of flush object files leaves it alone.
 pub(crate) fn owns(name: &str) -> bool {
-    scan::parse_name(name).is_some() || epoch::owns(name)
+    scan::parse_name(name).is_some()
+        || epoch::owns(name)
+        || owner::owns(name)
+        || name == crate::claim::LOCK_FILE
 }
 
 fn gone(id: ObjectId) -> StorageError {

@@ -12,18 +12,28 @@ use crate::common::*;
 /// Four one-batch objects per file (each record takes one 4 KiB page).
 const FILE_BYTES: u64 = 16 << 10;
 
+/// Opens the store at `root` with the WAL in use. A store dropped just before may still hold
+/// the WAL's lock for a moment (its background spare preparation): wait for it, as a restarted
+/// process never has to.
 async fn open_wal(root: &Path) -> Store {
-    let store = Store::open(&format!("fs://{}", root.display()))
-        .await
-        .unwrap();
-    store
-        .use_wal(WalConfig {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let store = Store::open(&format!("fs://{}", root.display()))
+            .await
+            .unwrap();
+        let config = WalConfig {
+            dir: None,
             file_bytes: FILE_BYTES,
             spare_files: 1,
-        })
-        .await
-        .unwrap();
-    store
+        };
+        match store.use_wal(config).await {
+            Ok(()) => return store,
+            Err(StorageError::RootHeld { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 /// A new store with the WAL in use, recovered (empty).
@@ -188,6 +198,7 @@ async fn damage_further_back_than_a_crash_window_is_refused() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    drop(store);
     // Nothing was changed: undoing the damage recovers everything.
     corrupt_object(dir.path(), 1);
     let store = open_wal(dir.path()).await;
@@ -236,10 +247,37 @@ async fn compacted_files_are_reused_and_spares_are_bounded() {
 }
 
 #[tokio::test]
-async fn the_wal_needs_a_local_filesystem() {
+async fn an_object_store_needs_a_wal_directory() {
     let store = Store::open("s3://bucket/prefix?endpoint=http://127.0.0.1:1&region=x")
         .await
         .unwrap();
     let err = store.use_wal(WalConfig::default()).await.unwrap_err();
     assert!(err.to_string().contains("local filesystem"), "{err}");
+}
+
+#[tokio::test]
+async fn a_wal_directory_is_locked_and_stays_with_its_store() {
+    let wal = tempfile::tempdir().unwrap();
+    let (_a_dir, a) = temp_store().await;
+    let config = WalConfig {
+        dir: Some(wal.path().to_path_buf()),
+        file_bytes: FILE_BYTES,
+        spare_files: 1,
+    };
+    a.use_wal(config.clone()).await.unwrap();
+    // A second user of the same directory, while the first runs.
+    let (_b_dir, b) = temp_store().await;
+    let err = b.use_wal(config.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    drop(a);
+    // Free once the first store and its background work are gone, but tied to that store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let err = loop {
+        let err = b.use_wal(config.clone()).await.unwrap_err();
+        if !err.to_string().contains("locked") || std::time::Instant::now() > deadline {
+            break err;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(err.to_string().contains("belongs to storage"), "{err}");
 }
