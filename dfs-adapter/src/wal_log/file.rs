@@ -23,6 +23,10 @@ use super::record::{RecordHeader, ALIGN, HEADER_LEN};
 pub(crate) const PREPARE_STEP: u64 = 4 << 20;
 /// Preparing ahead starts when the writer comes this close to the prepared end.
 const PREPARE_LOW_WATER: u64 = 2 << 20;
+/// A spare file is zero-filled at most this fast (64 MiB in about a second): a burst of
+/// writeback, and its syncs, delayed the records' `fdatasync` by milliseconds every time a new
+/// file was prepared at full speed.
+const SPARE_PACE_BYTES_PER_S: u64 = 64 << 20;
 /// Records up to this size are copied into one buffer and written with one system call.
 const COALESCE_BYTES: usize = 256 << 10;
 /// Zeros are written in pieces of this size.
@@ -118,7 +122,7 @@ impl WalFile {
     ) -> io::Result<()> {
         let end = offset + HEADER_LEN + data.len() as u64;
         let file = self.handle(dir_sync).await?;
-        self.prepare(&file, end).await?;
+        self.prepare(&file, end, false).await?;
         let encoded = header.encode();
         tokio::task::spawn_blocking(move || {
             if data.len() <= COALESCE_BYTES {
@@ -146,7 +150,9 @@ impl WalFile {
     }
 
     /// Makes sure bytes `..end` exist on disk (zero-filled where not written yet), synced.
-    async fn prepare(&self, file: &Arc<std::fs::File>, end: u64) -> io::Result<()> {
+    /// `paced`: for a spare nobody waits for, at most [`SPARE_PACE_BYTES_PER_S`], so that its
+    /// writeback takes a small share of the disk beside the records' syncs.
+    async fn prepare(&self, file: &Arc<std::fs::File>, end: u64, paced: bool) -> io::Result<()> {
         let mut prepared = self.prepared.lock().await;
         if *prepared >= end {
             return Ok(());
@@ -163,6 +169,11 @@ impl WalFile {
                 let n = (target - at).min(ZERO_CHUNK as u64) as usize;
                 file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
+                if paced {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(
+                        n as f64 / SPARE_PACE_BYTES_PER_S as f64,
+                    ));
+                }
                 // Written back a step at a time, so that a whole file's zeros never reach the
                 // disk queue at once, ahead of the records' syncs.
                 if at % PREPARE_STEP == 0 && at < target {
@@ -185,7 +196,7 @@ impl WalFile {
         dir_sync: &crate::dirsync::DirSyncer,
     ) -> io::Result<()> {
         let file = self.handle(dir_sync).await?;
-        self.prepare(&file, self.capacity).await
+        self.prepare(&file, self.capacity, true).await
     }
 
     /// Prepares the next step in the background when the writer at `end` comes close.
@@ -202,7 +213,7 @@ impl WalFile {
                 return;
             };
             let target = (end + PREPARE_LOW_WATER).min(this.capacity);
-            if let Err(error) = this.prepare(&file, target).await {
+            if let Err(error) = this.prepare(&file, target, false).await {
                 // The next write prepares for itself and reports it then.
                 tracing::debug!(file = %this.path.display(), %error, "preparing ahead failed");
             }
