@@ -33,16 +33,14 @@ def rounds_done(broker):
     return len(re.findall("compaction round done", broker.log_path.read_text(errors="replace")))
 
 
-def test_kill9_during_compaction_loses_nothing_acknowledged(broker_factory, storage_kind):
-    broker = broker_factory(extra_args=AGGRESSIVE)
-    topic = "compacted"
-    create_topic(broker.bootstrap, topic, PARTITIONS)
-    rng = random.Random(11)
+def kill_trials(broker, topic, trials, seed, most):
+    """Produces, kills -9 at a random moment, restarts and reads everything back, `trials`
+    times; returns {value: (partition, offset)} of every acknowledged record."""
+    rng = random.Random(seed)
     acked, owner, sent = {}, {}, set()
-    trials = int(os.environ.get("HOTWIRE_COMPACTION_TRIALS", TRIALS[storage_kind]))
     for trial in range(trials):
         began = time.monotonic()
-        target = rng.randint(300, 4000)
+        target = rng.randint(300, most)
         producer = BackgroundProducer(broker.bootstrap, topic, b"t%02d" % trial, rate=5000)
         producer.start()
         try:
@@ -69,6 +67,15 @@ def test_kill9_during_compaction_loses_nothing_acknowledged(broker_factory, stor
         records = consume_all(broker.bootstrap, topic, PARTITIONS)
         verify_after_crash(records, acked, sent, topic)
         print(f"trial {trial}: {time.monotonic() - began:.1f} s")
+    return acked
+
+
+def test_kill9_during_compaction_loses_nothing_acknowledged(broker_factory, storage_kind):
+    broker = broker_factory(extra_args=AGGRESSIVE)
+    topic = "compacted"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    trials = int(os.environ.get("HOTWIRE_COMPACTION_TRIALS", TRIALS[storage_kind]))
+    acked = kill_trials(broker, topic, trials, seed=11, most=4000)
     # The trials exercised compaction, not only flushes.
     done = rounds_done(broker)
     print(f"{trials} trials, {len(acked)} acknowledged records, {done} compaction rounds logged")
@@ -99,37 +106,8 @@ def test_kill9_during_uploads_of_a_tiered_broker_loses_nothing_acknowledged(
         broker = factory(extra_args=[*AGGRESSIVE, "--wal", f"fs://{wal}", "--wal-file-mib", "4"])
         topic = "tiered"
         create_topic(broker.bootstrap, topic, PARTITIONS)
-        rng = random.Random(13)
-        acked, owner, sent = {}, {}, set()
         trials = int(os.environ.get("HOTWIRE_TIERED_TRIALS", TIERED_TRIALS))
-        for trial in range(trials):
-            began = time.monotonic()
-            target = rng.randint(300, 3000)
-            producer = BackgroundProducer(broker.bootstrap, topic, b"t%02d" % trial, rate=5000)
-            producer.start()
-            try:
-                wait_until(lambda: len(producer.acked) >= target or not producer.is_alive(), 120,
-                           f"{target} acknowledged records (trial {trial})")
-                assert producer.is_alive(), f"producer thread died: {producer.failure}"
-                time.sleep(rng.uniform(0.0, 0.3))
-                producer.killing.set()
-                broker.kill9()
-            finally:
-                producer.killing.set()
-                producer.stopping.set()
-                producer.join(timeout=120)
-            assert producer.failure is None, producer.failure
-            assert not producer.early_errors, f"errors before the kill: {producer.early_errors[:5]}"
-            for p, offset, value in producer.acked:
-                assert (p, offset) not in owner, f"{p}/{offset} acknowledged twice"
-                owner[(p, offset)] = value
-                acked[value] = (p, offset)
-            sent.update(producer.sent)
-
-            broker.start()
-            records = consume_all(broker.bootstrap, topic, PARTITIONS)
-            verify_after_crash(records, acked, sent, topic)
-            print(f"trial {trial}: {time.monotonic() - began:.1f} s")
+        acked = kill_trials(broker, topic, trials, seed=13, most=3000)
         uploads = uploads_done(broker)
         print(f"{trials} trials, {len(acked)} acknowledged records, {uploads} uploads logged")
         assert uploads >= trials, f"only {uploads} uploads ran over {trials} trials"
