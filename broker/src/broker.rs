@@ -178,6 +178,7 @@ impl Broker {
             internal_partition,
             space.clone(),
             storage_health.clone(),
+            catalog.clone(),
         ));
         let history = internal.replay(&store).await?;
         let offsets = Arc::new(Offsets::new(
@@ -222,6 +223,7 @@ impl Broker {
                 cold: cold.clone(),
                 pipeline: pipeline.clone(),
                 catalog: catalog.clone(),
+                internal: internal.clone(),
             },
         ));
         tracing::info!(
@@ -274,7 +276,7 @@ fn restored_groups(history: Vec<InternalRecord>, offsets: &Offsets) -> Vec<Group
 }
 
 /// The last snapshot of every group not deleted since, in first-seen order.
-fn latest_group_snapshots(history: Vec<InternalRecord>) -> Vec<serde_json::Value> {
+pub(crate) fn latest_group_snapshots(history: Vec<InternalRecord>) -> Vec<serde_json::Value> {
     let mut latest: Vec<(String, Option<serde_json::Value>)> = Vec::new();
     for record in history {
         if let InternalRecord::Group { group_id, snapshot } = record {

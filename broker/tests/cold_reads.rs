@@ -67,23 +67,6 @@ fn fetch(client: &mut Client, offset: i64) -> (i16, i64, Bytes) {
     )
 }
 
-/// `name value` lines of the broker's `GET /metrics`, as a map.
-fn scrape(addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: hotwire\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-        .collect()
-}
-
 /// Produces about 5 MB to partition 0, then reads it all back from offset 0 while a producer
 /// keeps writing to partition 1; returns the broker's metrics afterwards.
 fn catch_up_reads_return_exactly_what_was_produced(
@@ -156,7 +139,7 @@ fn catch_up_reads_return_exactly_what_was_produced(
     let written = writer.join().unwrap();
     assert!(fetches > 10, "{fetches} fetches");
     assert!(written > 0);
-    scrape(metrics_addr)
+    common::scrape_metrics(metrics_addr)
 }
 
 #[test]

@@ -440,18 +440,10 @@ fn corrupt_stored_batch(storage: &std::path::Path, batch: &[u8], fix_crc: bool) 
 
 /// The value of metric `name` in the broker's `GET /metrics`.
 fn scrape(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: hotwire\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    common::scrape_metrics(addr)
+        .get(name)
+        .copied()
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
 }
 
 #[test]

@@ -509,7 +509,9 @@ fn no_acknowledged_commit_or_record_is_lost_or_overtaken_across_random_kill_9() 
             }));
         }
         thread::sleep(Duration::from_millis(100 + rng.below(1400)));
+        let killed = Instant::now();
         broker = broker.kill_and_restart(&flags);
+        let restarted = Instant::now();
         for worker in workers {
             worker.join().expect("worker panicked");
         }
@@ -522,7 +524,14 @@ fn no_acknowledged_commit_or_record_is_lost_or_overtaken_across_random_kill_9() 
             "trial {trial} (seed {seed}): {:?}",
             ledger.failures
         );
+        let checking = Instant::now();
         current = check(&broker, &ledger, trial);
+        eprintln!(
+            "trial {trial}: restart {:.2}s, workers stopped {:.2}s, check {:.2}s",
+            (restarted - killed).as_secs_f64(),
+            (checking - restarted).as_secs_f64(),
+            checking.elapsed().as_secs_f64()
+        );
         // What a trial reads back is the floor of what the next may find.
         for (group, offsets) in &current {
             for (partition, &offset) in offsets.iter().enumerate() {

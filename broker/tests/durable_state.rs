@@ -133,3 +133,93 @@ fn retried_batches_are_answered_with_their_first_offsets_even_after_a_crash() {
         ResponseError::InvalidProducerEpoch.code()
     );
 }
+
+/// Commits `rounds` rounds of offsets (`round * 1000 + partition`) to every partition of
+/// `topic` as group `group`: one internal-log record per partition and round.
+fn commit_rounds(broker: &BrokerProcess, group: &str, topic: &str, rounds: std::ops::Range<i64>) {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = broker.connect();
+    for round in rounds {
+        let partitions = (0..PARTITIONS)
+            .map(|p| {
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(round * 1000 + i64::from(p))
+            })
+            .collect();
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.into())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(partitions)]);
+        let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &request);
+        assert!(response.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.error_code == 0));
+    }
+}
+
+const PARTITIONS: i32 = 50;
+
+#[test]
+fn a_start_replays_the_last_snapshot_of_the_internal_log_and_what_followed_not_its_history() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let metrics = common::free_port();
+    let metrics_flag = metrics.to_string();
+    let flags = ["--metrics-listen", metrics_flag.as_str()];
+    let mut broker = BrokerProcess::start(&flags);
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(PARTITIONS)
+            .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = broker.connect().call(ApiKey::CreateTopics, 5, &request);
+    assert_eq!(response.topics[0].error_code, 0);
+    let metric = |name: &str| {
+        common::scrape_metrics(metrics)
+            .get(&format!("hotwire_{name}"))
+            .copied()
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    };
+
+    // 25,000 commit records of 50 live keys, then kill -9 and restart: twice.
+    let mut rounds = 0;
+    for _ in 0..2 {
+        commit_rounds(&broker, "g", "t", rounds..rounds + 500);
+        rounds += 500;
+        let snapshots = metric("internal_log_snapshots_total");
+        assert!(
+            snapshots >= 2.0,
+            "{snapshots} snapshots after {rounds} rounds"
+        );
+        broker = broker.kill_and_restart(&flags);
+        let mut client = broker.connect();
+        for p in 0..PARTITIONS {
+            assert_eq!(
+                client.committed("g", "t", p),
+                (rounds - 1) * 1000 + i64::from(p),
+                "partition {p}"
+            );
+        }
+        // At most one snapshot's worth of records after it (10,000) plus the 50 restated.
+        let replayed = metric("internal_log_replayed_records");
+        assert!(
+            (50.0..=10_100.0).contains(&replayed),
+            "{replayed} records replayed of {}",
+            rounds * 50
+        );
+        assert!(
+            metric("internal_log_start") > 0.0,
+            "the log start never moved"
+        );
+    }
+}

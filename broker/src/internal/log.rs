@@ -1,13 +1,17 @@
 //! Appending to and replaying the internal partition.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dfs_adapter::Store;
+use dfs_adapter::{Catalog, Store};
+use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::internal_key;
 use super::record::{decode_batches, encode_batch, InternalRecord};
+use super::snapshot::{reconstruct, LiveState};
 use crate::durability::{wait_durable, DurableWait, StorageHealth};
 use crate::log::cold_read;
 use crate::log::partition::{Appended, Partition};
@@ -16,6 +20,10 @@ use crate::log::reserve::CacheSpace;
 
 /// Longest wait for an internal record to become durable.
 const DURABLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Records per batch of a snapshot block (a block restates every live entry, which may be
+/// millions; batches stay small enough for the hot cache and the flush size).
+const SNAPSHOT_BATCH_RECORDS: usize = 2_000;
 
 /// Why an internal write or replay failed.
 #[derive(Debug, Error)]
@@ -44,6 +52,26 @@ pub enum InternalLogError {
 pub struct InternalLog {
     partition: Arc<Partition>,
     jobs: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer task and the rest of the log share.
+#[derive(Default)]
+struct Shared {
+    /// The state a replay would rebuild from what has been appended.
+    live: Mutex<LiveState>,
+    stats: Stats,
+}
+
+/// Counts of the internal log's own work, for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records applied by the last replay (at start).
+    pub replayed: AtomicU64,
+    /// Snapshot blocks written (durable or not).
+    pub snapshots: AtomicU64,
+    /// Records restated by those blocks.
+    pub snapshot_records: AtomicU64,
 }
 
 /// What to do with the in-memory state once a write is durable, given the offset of its first
@@ -73,17 +101,41 @@ pub struct LoggedRecord {
 }
 
 impl InternalLog {
-    /// Wraps the recovered internal partition and starts its writer task.
+    /// Wraps the recovered internal partition and starts its writer task; the log start
+    /// moves through `catalog` once a snapshot makes what lies below it unneeded.
     pub fn new(
         partition: Arc<Partition>,
         space: CacheSpace,
         health: watch::Receiver<StorageHealth>,
+        catalog: Arc<Catalog>,
     ) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         let (written, completions) = mpsc::unbounded_channel();
-        tokio::spawn(write_jobs(partition.clone(), space, health, queue, written));
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            partition: partition.clone(),
+            space,
+            health,
+            catalog,
+            shared: shared.clone(),
+        };
+        tokio::spawn(writer.run(queue, written));
         tokio::spawn(complete_in_order(completions));
-        Self { partition, jobs }
+        Self {
+            partition,
+            jobs,
+            shared,
+        }
+    }
+
+    /// The first offset the log still holds.
+    pub fn log_start(&self) -> i64 {
+        self.partition.log_start()
+    }
+
+    /// Counts of replayed records and snapshots written.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     /// Queues `records` as one batch now; the returned future resolves, once the batch is
@@ -139,10 +191,43 @@ impl InternalLog {
         self.submit(records.to_vec()).await
     }
 
-    /// Every record stored so far, in offset order, each once (a record that two stored
-    /// chunks both hold is taken from the first). Records that do not decode are logged and
-    /// skipped.
+    /// The records that rebuild the state stored so far, in the order to apply them: the last
+    /// complete snapshot's, then every record after it (see `snapshot`). Records that do not
+    /// decode are logged and skipped. Call once, before the first write.
     pub async fn replay(&self, store: &Store) -> Result<Vec<LoggedRecord>, InternalLogError> {
+        let stored = self.read_stored(store).await?;
+        let read = stored.len();
+        let rebuilt = reconstruct(stored);
+        if rebuilt.snapshot_start.is_none() && self.partition.log_start() > 0 {
+            // Only a complete snapshot moves the log start: one must have been read.
+            tracing::error!(
+                log_start = self.partition.log_start(),
+                "the internal log's snapshot is missing or damaged: committed offsets, groups \
+                 and producer ids from before it are lost"
+            );
+        }
+        let mut live = self.shared.live.lock();
+        for logged in &rebuilt.records {
+            live.apply(logged.offset, &logged.record);
+        }
+        live.set_count(rebuilt.after_snapshot as u64);
+        drop(live);
+        self.shared
+            .stats
+            .replayed
+            .store(rebuilt.records.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            read,
+            applied = rebuilt.records.len(),
+            snapshot = ?rebuilt.snapshot_start,
+            "internal log replayed"
+        );
+        Ok(rebuilt.records)
+    }
+
+    /// Every record stored so far, in offset order, each once (a record that two stored
+    /// chunks both hold is taken from the first).
+    async fn read_stored(&self, store: &Store) -> Result<Vec<LoggedRecord>, InternalLogError> {
         let mut records = Vec::new();
         let mut next = i64::MIN;
         for chunk in self.partition.stored_chunks() {
@@ -171,35 +256,116 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The writer task: appends jobs one by one, in queue order; durability waits run beside it,
-/// and their outcomes go to the completion task in the same order.
-async fn write_jobs(
+/// The writer task's parts.
+struct Writer {
     partition: Arc<Partition>,
     space: CacheSpace,
     health: watch::Receiver<StorageHealth>,
-    mut queue: mpsc::UnboundedReceiver<Job>,
-    written: mpsc::UnboundedSender<Written>,
-) {
-    while let Some(job) = queue.recv().await {
-        let durable = match write(&partition, &space, &job.records).await {
-            Ok(appended) => {
-                let partition = partition.clone();
-                let health = health.clone();
-                tokio::spawn(async move {
-                    let end = appended.last_offset + 1;
-                    match wait_durable(&partition, end, health, DURABLE_LIMIT).await {
-                        DurableWait::Durable => Ok(appended.base_offset),
-                        DurableWait::TimedOut => Err(InternalLogError::TimedOut(DURABLE_LIMIT)),
-                        DurableWait::StorageFailed(why) => Err(InternalLogError::Write(why)),
+    catalog: Arc<Catalog>,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Appends jobs one by one, in queue order; durability waits run beside it, and their
+    /// outcomes go to the completion task in the same order. Between two jobs it writes a
+    /// snapshot when one is due, so a snapshot never splits a job.
+    async fn run(
+        self,
+        mut queue: mpsc::UnboundedReceiver<Job>,
+        written: mpsc::UnboundedSender<Written>,
+    ) {
+        while let Some(job) = queue.recv().await {
+            let mut snapshot_at = None;
+            let durable = match write(&self.partition, &self.space, &job.records).await {
+                Ok(appended) => {
+                    let mut live = self.shared.live.lock();
+                    for (offset, record) in (appended.base_offset..).zip(&job.records) {
+                        live.apply(offset, record);
                     }
-                })
+                    let end = appended.last_offset + 1;
+                    snapshot_at = live.snapshot_due().then_some(end);
+                    drop(live);
+                    let wait = self.wait_durable(end);
+                    tokio::spawn(async move { wait.await.map(|()| appended.base_offset) })
+                }
+                Err(error) => tokio::spawn(async move { Err(error) }),
+            };
+            let _ = written.send(Written {
+                durable,
+                effect: job.effect,
+                done: job.done,
+            });
+            if let Some(start) = snapshot_at {
+                self.snapshot(start).await;
             }
-            Err(error) => tokio::spawn(async move { Err(error) }),
+        }
+    }
+
+    /// Waits until every record below `end` is durable.
+    fn wait_durable(
+        &self,
+        end: i64,
+    ) -> impl std::future::Future<Output = Result<(), InternalLogError>> + Send + 'static {
+        let (partition, health) = (self.partition.clone(), self.health.clone());
+        async move {
+            match wait_durable(&partition, end, health, DURABLE_LIMIT).await {
+                DurableWait::Durable => Ok(()),
+                DurableWait::TimedOut => Err(InternalLogError::TimedOut(DURABLE_LIMIT)),
+                DurableWait::StorageFailed(why) => Err(InternalLogError::Write(why)),
+            }
+        }
+    }
+
+    /// Appends the live state as a snapshot block starting at `start` (the next offset), and
+    /// once it is durable moves the log start up to it in the background.
+    async fn snapshot(&self, start: i64) {
+        let block = {
+            let mut live = self.shared.live.lock();
+            live.set_count(0);
+            live.snapshot_block(start)
         };
-        let _ = written.send(Written {
-            durable,
-            effect: job.effect,
-            done: job.done,
+        let restated = block.len() - 2;
+        let mut end = start;
+        for batch in block.chunks(SNAPSHOT_BATCH_RECORDS) {
+            match write(&self.partition, &self.space, batch).await {
+                Ok(appended) if appended.base_offset == end => end = appended.last_offset + 1,
+                Ok(appended) => {
+                    // Cannot happen while this task is the only writer; a block with a gap
+                    // is never used by a replay, so just do not truncate for it.
+                    tracing::error!(
+                        expected = end,
+                        got = appended.base_offset,
+                        "internal log snapshot not contiguous; log start kept"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "internal log snapshot not written; retried later");
+                    return;
+                }
+            }
+        }
+        let stats = &self.shared.stats;
+        stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        stats
+            .snapshot_records
+            .fetch_add(restated as u64, Ordering::Relaxed);
+        let durable = self.wait_durable(end);
+        let (partition, catalog) = (self.partition.clone(), self.catalog.clone());
+        tokio::spawn(async move {
+            if let Err(error) = durable.await {
+                tracing::warn!(%error, "internal log snapshot not durable; log start kept");
+                return;
+            }
+            match catalog.truncate(internal_key(), start).await {
+                Ok(()) => {
+                    partition.truncate(start);
+                    tracing::info!(log_start = start, restated, "internal log snapshot written");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "internal log start not moved; retried at the next snapshot");
+                }
+            }
         });
     }
 }

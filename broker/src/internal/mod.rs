@@ -7,6 +7,7 @@
 
 pub mod log;
 pub mod record;
+pub mod snapshot;
 
 pub use log::{InternalLog, InternalLogError, LoggedRecord};
 pub use record::{CommittedOffset, InternalRecord};

@@ -60,6 +60,23 @@ pub enum InternalRecord {
         /// First id not yet reserved.
         end: i64,
     },
+    /// Opens a snapshot of the live state (see `snapshot`): the records up to `SnapshotEnd`
+    /// restate everything written before this one.
+    SnapshotStart,
+    /// One live entry restated by a snapshot.
+    Restated {
+        /// Where the restated record was first written.
+        at: i64,
+        /// The record.
+        record: Box<InternalRecord>,
+    },
+    /// Closes the snapshot opened at `start`, which restated `count` records.
+    SnapshotEnd {
+        /// Offset of its `SnapshotStart`.
+        start: i64,
+        /// Restated records between the two.
+        count: u64,
+    },
 }
 
 /// Encodes records as one v2 batch (offsets are assigned when appended).

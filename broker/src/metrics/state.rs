@@ -1,5 +1,6 @@
 //! Scrape-time metrics read from the components that already count them.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use dfs_adapter::FlushPipeline;
@@ -12,6 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use dfs_adapter::Catalog;
 
 use crate::cold::ColdReader;
+use crate::internal::InternalLog;
 
 /// Reads the hot cache, the cold cache and the flush pipeline at each scrape.
 pub struct StateCollector {
@@ -23,6 +25,8 @@ pub struct StateCollector {
     pub pipeline: FlushPipeline,
     /// The storage catalog (segments, flush objects awaiting compaction).
     pub catalog: Arc<Catalog>,
+    /// The internal log (its replay and snapshots).
+    pub internal: Arc<InternalLog>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -222,6 +226,31 @@ impl Collector for StateCollector {
             "stored_segments",
             "Compacted segments in storage",
             self.catalog.segment_count() as u64,
+        )?;
+        let internal = self.internal.stats();
+        gauge(
+            &mut e,
+            "internal_log_replayed_records",
+            "Internal-log records applied at start (the last snapshot and what followed it)",
+            internal.replayed.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "internal_log_start",
+            "First offset the internal log still holds (moved up by snapshots)",
+            u64::try_from(self.internal.log_start()).unwrap_or(0),
+        )?;
+        counter(
+            &mut e,
+            "internal_log_snapshots",
+            "Snapshots of the internal log's live state written",
+            internal.snapshots.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "internal_log_snapshot_records",
+            "Records restated by internal-log snapshots",
+            internal.snapshot_records.load(Ordering::Relaxed),
         )?;
         Ok(())
     }

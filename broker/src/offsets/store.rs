@@ -43,39 +43,7 @@ impl Offsets {
     /// Applies the internal log's records, in offset order, to the table, as the running
     /// broker applied them.
     pub fn replay(&self, records: &[LoggedRecord]) {
-        for LoggedRecord { offset, record } in records {
-            match record {
-                InternalRecord::Offset {
-                    group,
-                    topic_id,
-                    partition,
-                    commit,
-                    based_on,
-                } => {
-                    let key = SlotKey {
-                        group: group.clone(),
-                        topic_id: *topic_id,
-                        partition: *partition,
-                    };
-                    match (commit, based_on) {
-                        (Some(commit), Some(based_on)) => {
-                            self.table.apply_persisted(&key, commit.offset, *based_on);
-                        }
-                        (Some(commit), None) => {
-                            if let Err(error) = self.table.set(key, commit, *offset) {
-                                tracing::error!(%error, "committed offset dropped at replay");
-                            }
-                        }
-                        (None, _) => self.table.remove(&key),
-                    }
-                }
-                InternalRecord::Group {
-                    group_id,
-                    snapshot: None,
-                } => self.table.remove_group(group_id),
-                _ => {}
-            }
-        }
+        replay_into(&self.table, records);
     }
 
     /// Queues the commits of one group now; the future resolves once they are durable and
@@ -244,4 +212,42 @@ pub enum CommitError {
     /// No slot left.
     #[error(transparent)]
     Full(#[from] super::table::TableFull),
+}
+
+/// Applies internal-log records, in the order given, to `table`: the replay rules of committed
+/// offsets.
+pub fn replay_into(table: &OffsetTable, records: &[LoggedRecord]) {
+    for LoggedRecord { offset, record } in records {
+        match record {
+            InternalRecord::Offset {
+                group,
+                topic_id,
+                partition,
+                commit,
+                based_on,
+            } => {
+                let key = SlotKey {
+                    group: group.clone(),
+                    topic_id: *topic_id,
+                    partition: *partition,
+                };
+                match (commit, based_on) {
+                    (Some(commit), Some(based_on)) => {
+                        table.apply_persisted(&key, commit.offset, *based_on);
+                    }
+                    (Some(commit), None) => {
+                        if let Err(error) = table.set(key, commit, *offset) {
+                            tracing::error!(%error, "committed offset dropped at replay");
+                        }
+                    }
+                    (None, _) => table.remove(&key),
+                }
+            }
+            InternalRecord::Group {
+                group_id,
+                snapshot: None,
+            } => table.remove_group(group_id),
+            _ => {}
+        }
+    }
 }

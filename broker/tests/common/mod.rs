@@ -15,6 +15,11 @@ use kafka_protocol::records::{
 };
 
 /// A `hotwire` process on a free loopback port with its own storage directory.
+/// The brokers' log level: `HOTWIRE_TEST_LOG_LEVEL`, `warn` unless set.
+fn log_level() -> String {
+    std::env::var("HOTWIRE_TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".into())
+}
+
 pub struct BrokerProcess {
     pub addr: SocketAddr,
     storage: Option<tempfile::TempDir>,
@@ -31,7 +36,7 @@ impl BrokerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_hotwire"))
             .args(["--listen", &addr.to_string()])
             .args(["--storage", &format!("fs://{}", storage.path().display())])
-            .args(["--log-level", "warn"])
+            .args(["--log-level", &log_level()])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -429,4 +434,21 @@ impl BrokerProcess {
         while_down();
         Self::start_on(storage, addr, extra)
     }
+}
+
+/// `name value` lines of the broker's `GET /metrics`, as a map.
+pub fn scrape_metrics(addr: std::net::SocketAddr) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: hotwire\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
 }
