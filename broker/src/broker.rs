@@ -91,6 +91,7 @@ pub struct Broker {
 impl Broker {
     /// Opens storage, recovers every topic and partition from it, and starts the flush pipeline.
     pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        let events = Events::default();
         let store = Store::open_with(&config.storage, config.slicing()).await?;
         // Before recovery, which deletes what it judges torn: another broker's in-flight
         // objects look just like that.
@@ -105,6 +106,7 @@ impl Broker {
                 .use_wal(WalConfig {
                     dir: wal_dir,
                     file_bytes: config.wal_file_mib << 20,
+                    observer: Some(events.wal_observer()),
                     ..WalConfig::default()
                 })
                 .await?;
@@ -150,7 +152,6 @@ impl Broker {
             cache.set_space_listener(move || space.notify_waiters());
         }
         let (health_tx, storage_health) = watch::channel(StorageHealth::default());
-        let events = Events::default();
         let flush = FlushConfig {
             group_commit: config.flush_group_commit.unwrap_or(store.flushes_locally()),
             max_delay: config.flush_interval(),

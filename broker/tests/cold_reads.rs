@@ -153,6 +153,8 @@ fn isolated_cold_reads_return_exactly_what_was_produced() {
     };
     // The early data came from storage, through the cold cache, and read-ahead ran ahead of the
     // reader: most chunks were prefetched and then read.
+    // The produce went through the WAL (fs): its writes are timed.
+    assert!(m("hotwire_wal_sync_seconds_count") > 0.0);
     assert!(m("hotwire_fetch_cold_reads_total") > 0.0);
     // Every fetch came from the test's one client id, counted under it per tier.
     for tier in ["hot", "cold"] {

@@ -54,4 +54,4 @@ pub use storage_url::fs_path;
 pub use store::{Store, StoreStats};
 pub use topics::TopicRecord;
 pub use types::{ChunkLocation, ObjectId, PartitionKey};
-pub use wal_log::WalConfig;
+pub use wal_log::{WalConfig, WriteObserver, WriteTiming};

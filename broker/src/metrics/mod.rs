@@ -37,6 +37,10 @@ pub struct Events {
     pub flush_seconds: Histogram,
     /// Bytes per flush object.
     pub flush_bytes: Histogram,
+    /// Seconds a WAL record write waited for a blocking thread.
+    pub wal_queued_seconds: Histogram,
+    /// Seconds of a WAL record's write and `fdatasync`.
+    pub wal_sync_seconds: Histogram,
     /// Fetched partitions per tier, in all and per client id.
     pub fetch_reads: FetchReads,
     /// Appends that had to wait for hot-cache space.
@@ -79,6 +83,8 @@ impl Default for Events {
             // Finer (x1.25) than the request histograms: flush-latency percentiles are read
             // from it by the storage benchmark. 50 µs to about 60 s.
             flush_seconds: Histogram::new(exponential_buckets(0.000_05, 1.25, 64)),
+            wal_queued_seconds: Histogram::new(exponential_buckets(0.000_005, 1.5, 40)),
+            wal_sync_seconds: Histogram::new(exponential_buckets(0.000_01, 1.25, 64)),
             // 1 KiB to 1 GiB.
             flush_bytes: Histogram::new(exponential_buckets(1024.0, 2.0, 21)),
             fetch_reads: FetchReads::default(),
@@ -96,6 +102,18 @@ impl Default for Events {
 }
 
 impl Events {
+    /// Records WAL write timings into these metrics.
+    pub fn wal_observer(&self) -> dfs_adapter::WriteObserver {
+        let (queued, sync) = (
+            self.wal_queued_seconds.clone(),
+            self.wal_sync_seconds.clone(),
+        );
+        dfs_adapter::WriteObserver(std::sync::Arc::new(move |timing| {
+            queued.observe(timing.queued.as_secs_f64());
+            sync.observe(timing.write_and_sync.as_secs_f64());
+        }))
+    }
+
     /// The latency histogram of one API.
     pub fn request_latency(&self, api: &str) -> Histogram {
         self.requests
@@ -127,6 +145,16 @@ impl Metrics {
             e.flush_seconds,
         );
         registry.register("flush_object_bytes", "Size of flush objects", e.flush_bytes);
+        registry.register(
+            "wal_queued_seconds",
+            "Time a WAL record write waited for a blocking thread",
+            e.wal_queued_seconds,
+        );
+        registry.register(
+            "wal_sync_seconds",
+            "Time of a WAL record's write and fdatasync",
+            e.wal_sync_seconds,
+        );
         registry.register(
             "fetch_hot_reads",
             "Fetched partitions answered from the hot cache",

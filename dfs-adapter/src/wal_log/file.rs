@@ -119,12 +119,15 @@ impl WalFile {
         offset: u64,
         header: RecordHeader,
         data: Buffer,
+        observer: Option<super::WriteObserver>,
     ) -> io::Result<()> {
         let end = offset + HEADER_LEN + data.len() as u64;
         let file = self.handle(dir_sync).await?;
         self.prepare(&file, end, false).await?;
         let encoded = header.encode();
+        let submitted = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             if data.len() <= COALESCE_BYTES {
                 // A flush of many small batches: one write system call, not one per batch.
                 let mut record = Vec::with_capacity(encoded.len() + data.len());
@@ -141,7 +144,14 @@ impl WalFile {
                     position += chunk.len() as u64;
                 }
             }
-            file.sync_data()
+            file.sync_data()?;
+            if let Some(observer) = observer {
+                (observer.0)(super::WriteTiming {
+                    queued: started.duration_since(submitted),
+                    write_and_sync: started.elapsed(),
+                });
+            }
+            Ok::<_, io::Error>(())
         })
         .await
         .map_err(io::Error::other)??;

@@ -6,7 +6,11 @@
 //! run epoch file (see `epoch`). The writer appends records (see `record`) to the current file
 //! and moves to a free file (or a new one) when a record does not fit. A file is free once
 //! every object in it was deleted (compacted into segments and made obsolete by a checkpoint);
-//! free files are reused oldest first, and those beyond [`WalConfig::spare_files`] are deleted.
+//! free files are reused oldest first. They are kept as long as the WAL recently needed as many
+//! (its peak of files in use over the last one or two [`WalConfig::peak_window`]s, at least
+//! [`WalConfig::spare_files`]), so that a steady load reuses the files of its previous
+//! compaction cycle instead of preparing new ones, and the WAL never takes more disk than it
+//! did at its recent peak; those beyond are deleted.
 //!
 //! A flush object keeps its [`ObjectId`] and its format; only where its bytes live changes, so
 //! chunk locations, compaction and the manifest are the same as with one file per object.
@@ -46,8 +50,34 @@ pub struct WalConfig {
     pub dir: Option<std::path::PathBuf>,
     /// Size of each WAL file. A flush object larger than this gets a file of its own size.
     pub file_bytes: u64,
-    /// Free files kept for reuse; more are deleted.
+    /// Free files always kept for reuse.
     pub spare_files: usize,
+    /// How long a peak of files in use keeps that many free files for reuse (one to two
+    /// windows). Zero: only `spare_files` are kept.
+    pub peak_window: std::time::Duration,
+    /// Told how long each record write waited for a blocking thread and how long its write
+    /// and `fdatasync` took (metrics).
+    pub observer: Option<WriteObserver>,
+}
+
+/// How long one record write took, split where the time goes.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteTiming {
+    /// From submitting the write to a blocking thread until it started.
+    pub queued: std::time::Duration,
+    /// The write system call(s) and the `fdatasync`.
+    pub write_and_sync: std::time::Duration,
+}
+
+/// Receives the [`WriteTiming`] of every record write; called on the writing thread, so keep
+/// it short.
+#[derive(Clone)]
+pub struct WriteObserver(pub Arc<dyn Fn(WriteTiming) + Send + Sync>);
+
+impl std::fmt::Debug for WriteObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteObserver")
+    }
 }
 
 impl Default for WalConfig {
@@ -56,6 +86,8 @@ impl Default for WalConfig {
             dir: None,
             file_bytes: 64 << 20,
             spare_files: 4,
+            peak_window: std::time::Duration::from_secs(600),
+            observer: None,
         }
     }
 }
@@ -87,6 +119,44 @@ struct State {
     free: VecDeque<Arc<WalFile>>,
     /// Number of the next new file.
     next_file: u64,
+    /// Recent peaks of files in use.
+    peak: PeakFiles,
+}
+
+/// The most files in use in the current window and in the one before it.
+#[derive(Default)]
+struct PeakFiles {
+    window_start: Option<std::time::Instant>,
+    current: usize,
+    previous: usize,
+}
+
+impl PeakFiles {
+    fn observe(&mut self, in_use: usize, window: std::time::Duration) {
+        let now = std::time::Instant::now();
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= window {
+            self.previous = self.current;
+            self.current = 0;
+            self.window_start = Some(now);
+        }
+        self.current = self.current.max(in_use);
+    }
+
+    fn recent(&self) -> usize {
+        self.current.max(self.previous)
+    }
+}
+
+impl State {
+    /// Files holding live objects or being appended to.
+    fn in_use(&self) -> usize {
+        let current_unlisted = self
+            .current
+            .as_ref()
+            .is_some_and(|(file, _)| !self.live.contains_key(&file.number));
+        self.live.len() + usize::from(current_unlisted)
+    }
 }
 
 /// Where one flush object's record is.
@@ -176,6 +246,8 @@ impl WalLog {
         let number = file.number;
         *state.live.entry(number).or_default() += 1;
         state.placements.insert(id, placement);
+        let in_use = state.in_use();
+        state.peak.observe(in_use, self.config.peak_window);
         if state.free.is_empty() {
             self.prepare_spare(&mut state);
         }
@@ -201,8 +273,8 @@ impl WalLog {
                     debug!(file = %file.path.display(), "spare WAL file prepared");
                     let unneeded = {
                         let mut state = wal.lock();
-                        // Files were freed meanwhile: keep no more spares than configured.
-                        if state.free.len() >= wal.config.spare_files.max(1) {
+                        // Files were freed meanwhile: keep no more spares than allowed.
+                        if state.free.len() >= wal.spare_cap(&state).max(1) {
                             true
                         } else {
                             state.free.push_back(file.clone());
@@ -220,6 +292,15 @@ impl WalLog {
             }
             wal.preparing.store(false, Ordering::Release);
         });
+    }
+
+    /// How many free files to keep: `spare_files`, or the recent peak of files in use.
+    fn spare_cap(&self, state: &State) -> usize {
+        if self.config.peak_window.is_zero() {
+            self.config.spare_files
+        } else {
+            self.config.spare_files.max(state.peak.recent())
+        }
     }
 
     /// Makes a free file (or a new one) of at least `need` bytes current.
@@ -267,7 +348,13 @@ impl WalLog {
         };
         placement
             .file
-            .write_record(&self.dir_sync, placement.offset, header, data)
+            .write_record(
+                &self.dir_sync,
+                placement.offset,
+                header,
+                data,
+                self.config.observer.clone(),
+            )
             .await
             .map_err(|source| StorageError::Io {
                 context: format!(
@@ -352,7 +439,7 @@ impl WalLog {
                     state.free.push_back(placement.file);
                 }
             }
-            if state.free.len() > self.config.spare_files {
+            if state.free.len() > self.spare_cap(&state) {
                 state.free.pop_front()
             } else {
                 None

@@ -12,10 +12,15 @@ use crate::common::*;
 /// Four one-batch objects per file (each record takes one 4 KiB page).
 const FILE_BYTES: u64 = 16 << 10;
 
-/// Opens the store at `root` with the WAL in use. A store dropped just before may still hold
-/// the WAL's lock for a moment (its background spare preparation): wait for it, as a restarted
-/// process never has to.
+/// Opens the store at `root` with the WAL in use, keeping one spare file. A store dropped just
+/// before may still hold the WAL's lock for a moment (its background spare preparation): wait
+/// for it, as a restarted process never has to.
 async fn open_wal(root: &Path) -> Store {
+    open_wal_keeping(root, std::time::Duration::ZERO).await
+}
+
+/// [`open_wal`], keeping the recent peak of files in use over `peak_window` for reuse.
+async fn open_wal_keeping(root: &Path, peak_window: std::time::Duration) -> Store {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let store = Store::open(&format!("fs://{}", root.display()))
@@ -25,6 +30,8 @@ async fn open_wal(root: &Path) -> Store {
             dir: None,
             file_bytes: FILE_BYTES,
             spare_files: 1,
+            peak_window,
+            observer: None,
         };
         match store.use_wal(config).await {
             Ok(()) => return store,
@@ -216,19 +223,7 @@ async fn compacted_files_are_reused_and_spares_are_bounded() {
         let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
         assert_eq!(recovered.next_object, next);
         let catalog = Catalog::open(store.clone(), &recovered).await.unwrap();
-        for chunk in write_objects(&store, next, offset, 16).await {
-            catalog.add_flush(chunk.object, std::slice::from_ref(&chunk));
-        }
-        next = ObjectId(next.0 + 16);
-        offset += 8;
-        let rounds = CompactionConfig {
-            min_objects: 1,
-            ..CompactionConfig::default()
-        };
-        catalog.compact(&rounds, &|_| true).await.unwrap().unwrap();
-        // Obsolete objects are deleted one period after they became obsolete.
-        catalog.delete_obsolete().await.unwrap();
-        catalog.delete_obsolete().await.unwrap();
+        (next, offset) = write_and_compact(&store, &catalog, (next, offset), 16).await;
         // All in segments: the spare file and the one being written remain.
         assert!(store.wal_files() <= 2, "{} WAL files", store.wal_files());
         let in_segments: u32 = catalog
@@ -241,6 +236,58 @@ async fn compacted_files_are_reused_and_spares_are_bounded() {
     }
     assert!(
         wal_files(dir.path()).len() <= 2,
+        "{:?}",
+        wal_files(dir.path())
+    );
+}
+
+/// Writes `objects` objects from `next` (4 per WAL file; partitions 0 and 1 alternating from
+/// `offset`), compacts them into segments and deletes them; returns the next object id and
+/// offset.
+async fn write_and_compact(
+    store: &Store,
+    catalog: &Catalog,
+    (next, offset): (ObjectId, i64),
+    objects: i64,
+) -> (ObjectId, i64) {
+    for chunk in write_objects(store, next, offset, objects).await {
+        catalog.add_flush(chunk.object, std::slice::from_ref(&chunk));
+    }
+    let rounds = CompactionConfig {
+        min_objects: 1,
+        ..CompactionConfig::default()
+    };
+    catalog.compact(&rounds, &|_| true).await.unwrap().unwrap();
+    // Obsolete objects are deleted one period after they became obsolete.
+    catalog.delete_obsolete().await.unwrap();
+    catalog.delete_obsolete().await.unwrap();
+    (ObjectId(next.0 + objects as u64), offset + objects / 2)
+}
+
+#[tokio::test]
+async fn a_steady_load_reuses_the_files_of_its_last_cycle_and_a_smaller_one_lets_them_go() {
+    let window = std::time::Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_wal_keeping(dir.path(), window).await;
+    let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+    let catalog = Catalog::open(store.clone(), &recovered).await.unwrap();
+    let mut at = write_and_compact(&store, &catalog, (ObjectId(0), 0), 16).await;
+    // The cycle had 4 files in use: they stay, free, for the next one.
+    let after_first: Vec<PathBuf> = wal_files(dir.path());
+    assert!(after_first.len() >= 4, "{after_first:?}");
+    at = write_and_compact(&store, &catalog, at, 16).await;
+    let after_second = wal_files(dir.path());
+    assert!(
+        after_second.iter().all(|f| after_first.contains(f)),
+        "the second cycle created files: {after_first:?} then {after_second:?}"
+    );
+    // Two windows of a lighter load: the peak is forgotten and the surplus deleted.
+    for _ in 0..3 {
+        tokio::time::sleep(window).await;
+        at = write_and_compact(&store, &catalog, at, 2).await;
+    }
+    assert!(
+        wal_files(dir.path()).len() <= 3,
         "{:?}",
         wal_files(dir.path())
     );
@@ -263,6 +310,8 @@ async fn a_wal_directory_is_locked_and_stays_with_its_store() {
         dir: Some(wal.path().to_path_buf()),
         file_bytes: FILE_BYTES,
         spare_files: 1,
+        peak_window: std::time::Duration::ZERO,
+        observer: None,
     };
     a.use_wal(config.clone()).await.unwrap();
     // A second user of the same directory, while the first runs.
