@@ -100,15 +100,22 @@ def main():
     parser.add_argument("--garage-nice", type=int, default=0,
                         help="run Garage at this nice level: it shares the broker's cores here, "
                              "where a real object store would not")
+    parser.add_argument("--garage-cpus", help="run Garage on these CPUs only (e.g. 1): the "
+                        "S3 server then takes at most that share of the machine, as a remote "
+                        "one would take none")
     parser.add_argument("--tiered-flag", action="append", default=[],
                         help="extra broker flag for the tiered run (repeatable)")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hotwire-tiered-bench-"))
-    nice = (lambda: os.nice(args.garage_nice)) if args.garage_nice else None
+    def confine_garage():
+        if args.garage_nice:
+            os.nice(args.garage_nice)
+        if args.garage_cpus:
+            os.sched_setaffinity(0, {int(c) for c in args.garage_cpus.split(",")})
     garage_dir = Path(tempfile.mkdtemp(dir=args.garage_dir)) if args.garage_dir else work / "garage"
-    garage = Garage(args.garage, garage_dir, preexec_fn=nice).start()
+    garage = Garage(args.garage, garage_dir, preexec_fn=confine_garage).start()
     results = {"workload": args.workload, "scale": args.scale, "duration": args.duration,
                "command": " ".join(sys.argv), "rows": []}
     try:

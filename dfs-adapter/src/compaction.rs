@@ -99,10 +99,16 @@ impl Catalog {
         let state = self.state().await;
         let mut bytes_read = 0u64;
         let mut parts: BTreeMap<PartitionKey, Pieces> = BTreeMap::new();
-        for (object, chunks) in &sources {
-            let data_len = chunks.iter().map(|c| c.position + c.len).max().unwrap_or(0);
-            let data = self.store.read_range(object, 0, data_len).await?;
-            bytes_read += data_len;
+        let wanted: Vec<(ObjectId, u64)> = sources
+            .iter()
+            .map(|(object, chunks)| {
+                let data_len = chunks.iter().map(|c| c.position + c.len).max().unwrap_or(0);
+                (*object, data_len)
+            })
+            .collect();
+        let read = self.store.read_objects(&wanted).await?;
+        for ((_, chunks), data) in sources.iter().zip(read) {
+            bytes_read += data.len() as u64;
             for chunk in chunks.iter() {
                 let log_start = state.log_start(&chunk.key).unwrap_or(i64::MIN);
                 if !keep(&chunk.key) || chunk.last_offset < log_start {

@@ -22,6 +22,9 @@ use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::wal_log::{WalConfig, WalLog};
 use crate::{ObjectId, StorageError};
 
+/// Reads of whole objects [`Store::read_objects`] keeps in flight on a store (not the WAL).
+const OBJECT_READS_IN_FLIGHT: usize = 8;
+
 /// Opened storage. Cheap to clone; clones share the operator and the directory syncers.
 #[derive(Clone)]
 pub struct Store {
@@ -205,6 +208,51 @@ impl Store {
         let key = object.key();
         let buffer = self.read_buffer(&key, position, len).await?;
         Ok(buffer.to_bytes())
+    }
+
+    /// Reads the first `len` bytes of each object of `wanted` (compaction's sources), in that
+    /// order: objects in the WAL with few large reads, others with a few reads in flight at
+    /// once.
+    pub async fn read_objects(
+        &self,
+        wanted: &[(ObjectId, u64)],
+    ) -> Result<Vec<Bytes>, StorageError> {
+        use futures::{StreamExt, TryStreamExt};
+        let mut held = Vec::new();
+        let mut elsewhere = Vec::new();
+        let mut in_wal = Vec::with_capacity(wanted.len());
+        for &(id, len) in wanted {
+            let is_held = self.wal_holding(&id).is_some();
+            in_wal.push(is_held);
+            if is_held {
+                held.push((id, len));
+            } else {
+                elsewhere.push((id, len));
+            }
+        }
+        let from_wal = match self.wal() {
+            Some(wal) if !held.is_empty() => wal.read_many(&held).await?,
+            _ => Vec::new(),
+        };
+        let reads = elsewhere
+            .into_iter()
+            .map(|(id, len)| async move { self.read_range(&id, 0, len).await });
+        let from_store: Vec<Bytes> = futures::stream::iter(reads)
+            .buffered(OBJECT_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let (mut from_wal, mut from_store) = (from_wal.into_iter(), from_store.into_iter());
+        Ok(in_wal
+            .into_iter()
+            .map(|is_held| {
+                let next = if is_held {
+                    from_wal.next()
+                } else {
+                    from_store.next()
+                };
+                next.unwrap_or_default()
+            })
+            .collect())
     }
 
     /// Writes flush objects into an append-only WAL of preallocated, reused files (see

@@ -294,6 +294,29 @@ async fn a_steady_load_reuses_the_files_of_its_last_cycle_and_a_smaller_one_lets
 }
 
 #[tokio::test]
+async fn many_objects_read_at_once_are_each_what_a_read_of_its_own_returns() {
+    let (_dir, store) = temp_wal().await;
+    // 11 objects over 3 files (4 per file), some lengths cut short, in a scrambled order.
+    let written = write_objects(&store, ObjectId(0), 0, 11).await;
+    let mut wanted: Vec<(ObjectId, u64)> = written
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.object, (c.position + c.len).saturating_sub(i as u64 % 3)))
+        .collect();
+    wanted.swap(0, 9);
+    wanted.swap(3, 5);
+    let together = store.read_objects(&wanted).await.unwrap();
+    assert_eq!(together.len(), wanted.len());
+    for ((object, len), bytes) in wanted.iter().zip(&together) {
+        let alone = store.read_range(object, 0, *len).await.unwrap();
+        assert_eq!(bytes, &alone, "{object}");
+    }
+    // Longer than the object: refused.
+    let (object, len) = wanted[2];
+    assert!(store.read_objects(&[(object, len + 4096)]).await.is_err());
+}
+
+#[tokio::test]
 async fn an_object_store_needs_a_wal_directory() {
     let store = Store::open("s3://bucket/prefix?endpoint=http://127.0.0.1:1&region=x")
         .await
