@@ -13,6 +13,7 @@ Usage: bench/isolation/s3_read_ahead.py --broker target/release/hotwire \\
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,11 +64,18 @@ def main():
     parser.add_argument("--garage", required=True, help="the Garage binary")
     parser.add_argument("--scale", default="0.25")
     parser.add_argument("--duration", default="20s")
+    parser.add_argument("--garage-cpus", help="run Garage on these CPUs only (e.g. 1), so that "
+                        "it takes at most that share of the machine")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    garage = Garage(args.garage, Path(tempfile.mkdtemp(prefix="hotwire-s3-ra-")) / "garage").start()
+    confine = None
+    if args.garage_cpus:
+        cpus = {int(c) for c in args.garage_cpus.split(",")}
+        confine = lambda: os.sched_setaffinity(0, cpus)  # noqa: E731
+    garage = Garage(args.garage, Path(tempfile.mkdtemp(prefix="hotwire-s3-ra-")) / "garage",
+                    preexec_fn=confine).start()
     print("| run | backlog read | caught up after | catch-up phase read | read-ahead MB loaded / used / wasted |")
     print("|---|---|---|---|---|")
     try:
