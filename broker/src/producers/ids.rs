@@ -29,14 +29,7 @@ pub struct ProducerIds {
 impl ProducerIds {
     /// Starts after every block found in the replayed internal log.
     pub fn new(log: Arc<InternalLog>, records: &[InternalRecord]) -> Self {
-        let end = records
-            .iter()
-            .filter_map(|r| match r {
-                InternalRecord::ProducerIdBlock { end } => Some(*end),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
+        let end = reserved_end(records);
         Self {
             state: tokio::sync::Mutex::new(IdState {
                 next: end,
@@ -78,4 +71,16 @@ impl ProducerIds {
         state.epochs.insert(id, 0);
         Ok((id, 0))
     }
+}
+
+/// The end of the highest producer-id block among `records` (0: none).
+pub(crate) fn reserved_end(records: &[InternalRecord]) -> i64 {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            InternalRecord::ProducerIdBlock { end } => Some(*end),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
 }

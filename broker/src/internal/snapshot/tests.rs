@@ -5,6 +5,7 @@ use super::*;
 use crate::broker::latest_group_snapshots;
 use crate::offsets::store::replay_into;
 use crate::offsets::{OffsetTable, SlotKey};
+use crate::producers::ids::reserved_end;
 
 struct Rng(u64);
 
@@ -88,15 +89,7 @@ fn rebuilt(records: &[LoggedRecord]) -> (Vec<(SlotKey, CommittedOffset, i64)>, V
         .map(|g| g.to_string())
         .collect();
     groups.sort();
-    let producer_ids = history
-        .iter()
-        .filter_map(|r| match r {
-            InternalRecord::ProducerIdBlock { end } => Some(*end),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    (offsets, groups, producer_ids)
+    (offsets, groups, reserved_end(&history))
 }
 
 /// Appends `records` at the end of `log`, as the writer does.
