@@ -25,6 +25,7 @@ use crate::offsets::group_store::{decode_snapshots, InternalGroupStore};
 use crate::offsets::{OffsetTable, Offsets};
 use crate::producers::recovery::TailWindow;
 use crate::producers::{self, ProducerIds};
+use crate::server::frames::RequestMemory;
 
 /// Why the broker could not start.
 #[derive(Debug, Error)]
@@ -86,6 +87,8 @@ pub struct Broker {
     /// This process's exclusive claim on the storage root, taken before recovery and held
     /// for the broker's life (see [`RootClaim`]).
     pub root_claim: RootClaim,
+    /// Memory for request frames of all connections (`max_request_memory_mib`).
+    pub request_memory: RequestMemory,
 }
 
 impl Broker {
@@ -233,6 +236,10 @@ impl Broker {
             "broker state replayed"
         );
         let fetch_budget = FetchBudget::new(config.fetch_memory_mib);
+        let request_memory = RequestMemory::new(
+            config.max_request_memory_mib.saturating_mul(1 << 20),
+            events.request_memory_waits.clone(),
+        );
         Ok(Arc::new(Self {
             config,
             store,
@@ -252,6 +259,7 @@ impl Broker {
             events,
             metrics,
             root_claim,
+            request_memory,
         }))
     }
 

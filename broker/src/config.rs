@@ -27,6 +27,11 @@ pub struct Config {
     pub default_partitions: i32,
     /// Largest request frame accepted; larger frames close the connection.
     pub max_frame_bytes: usize,
+    /// Memory for request frames of all connections together, from their length prefix until
+    /// their response is ready (Kafka `queued.max.request.bytes`): a frame is read only once its
+    /// bytes fit, so many clients sending large or slow requests at once cannot exhaust memory.
+    /// Default 512; at least `max_frame_bytes`.
+    pub max_request_memory_mib: usize,
     /// Connections served at once; further clients wait in the accept queue.
     pub max_connections: usize,
     /// Requests in flight per connection (pipelining depth).
@@ -206,6 +211,7 @@ impl Default for Config {
             auto_create_topics: true,
             default_partitions: 1,
             max_frame_bytes: 100 << 20,
+            max_request_memory_mib: 512,
             max_connections: 10_000,
             max_in_flight_per_connection: 64,
             hot_cache_mib: 512,
@@ -295,6 +301,8 @@ pub struct Args {
     default_partitions: Option<i32>,
     #[arg(long, env = "HOTWIRE_MAX_FRAME_BYTES")]
     max_frame_bytes: Option<usize>,
+    #[arg(long, env = "HOTWIRE_MAX_REQUEST_MEMORY_MIB")]
+    max_request_memory_mib: Option<usize>,
     #[arg(long, env = "HOTWIRE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     #[arg(long, env = "HOTWIRE_MAX_IN_FLIGHT_PER_CONNECTION")]
@@ -500,6 +508,7 @@ impl Config {
             auto_create_topics,
             default_partitions,
             max_frame_bytes,
+            max_request_memory_mib,
             max_connections,
             max_in_flight_per_connection,
             hot_cache_mib,
@@ -575,6 +584,12 @@ impl Config {
         }
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes", "must be at least 1024".into());
+        }
+        if (self.max_request_memory_mib as u64) << 20 < self.max_frame_bytes as u64 {
+            return invalid(
+                "max_request_memory_mib",
+                "must hold at least one frame of max_frame_bytes".into(),
+            );
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return invalid(

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -352,6 +353,55 @@ fn half_sent_requests_are_closed_after_the_request_timeout() {
     let mut quiet = broker.connect();
     quiet.set_read_timeout(Duration::from_millis(1500));
     assert!(quiet.would_block(), "a quiet connection stays open");
+}
+
+#[test]
+fn many_clients_sending_large_frames_at_once_take_no_more_than_the_request_memory() {
+    let broker = BrokerProcess::start(&[
+        "--max-frame-bytes",
+        "4194304",
+        "--max-request-memory-mib",
+        "8",
+    ]);
+    // Warm the broker up, then note its memory.
+    let mut client = broker.connect();
+    client.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert!(client.read_frame().is_some());
+    let before = common::memory_kib(broker.pid(), "VmRSS");
+    // 40 clients announce frames of 4 MiB and send 2 MiB of each, then hold: 80 MiB, were it
+    // all read. At most 8 MiB of it may be; the rest waits in the sockets.
+    let body = vec![7u8; 2 << 20];
+    let attackers: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(broker.addr).unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            stream.write_all(&(4u32 << 20).to_be_bytes()).unwrap();
+            // A full socket times out: what the broker did not read stays with the client.
+            let _ = stream.write_all(&body);
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = common::memory_kib(broker.pid(), "VmRSS");
+    let grown_mib = during.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 40,
+        "40 half-sent frames of 2 MiB grew the broker by {grown_mib} MiB"
+    );
+    // Once they go, their memory comes back and everyone is served again.
+    drop(attackers);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = broker.connect();
+        again.set_read_timeout(Duration::from_secs(2));
+        again.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        if again.read_frame().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the attack");
+    }
 }
 
 #[test]

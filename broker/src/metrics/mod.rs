@@ -49,6 +49,8 @@ pub struct Events {
     pub backpressure_timeouts: Counter,
     /// Fetch reads answered without data because the fetch memory budget was spent.
     pub fetch_budget_waits: Counter,
+    /// Request frames that waited for request memory (`max_request_memory_mib`).
+    pub request_memory_waits: Counter,
     /// Connections closed at accept because their address had `max_connections_per_ip` open.
     pub connections_refused: Counter,
     /// Failed flush attempts (each retried).
@@ -92,6 +94,7 @@ impl Default for Events {
             backpressure_timeouts: Counter::default(),
             fetch_budget_waits: Counter::default(),
             connections_refused: Counter::default(),
+            request_memory_waits: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
             compaction_seconds: latency_histogram(),
@@ -189,6 +192,11 @@ impl Metrics {
             "connections_refused",
             "Connections closed at accept because their address had max_connections_per_ip open",
             e.connections_refused,
+        );
+        registry.register(
+            "request_memory_waits",
+            "Request frames that waited for request memory (max_request_memory_mib)",
+            e.request_memory_waits.clone(),
         );
         registry.register(
             "storage_flush_failures",

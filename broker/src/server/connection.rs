@@ -12,33 +12,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::frames::{FrameError, FramePermit, FrameReader};
 use crate::broker::Broker;
 use crate::handlers::{self, InFlight, Reply};
 use crate::protocol::{decode_request, ProtocolError};
 
+/// Socket reads are buffered this much (per connection, outside the request memory).
+const READ_BUFFER_BYTES: usize = 8 << 10;
+
 /// Serves `stream` until the client leaves, sends something unservable, or shutdown begins.
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: CancellationToken) {
     let peer = stream.peer_addr().ok();
-    let codec = LengthDelimitedCodec::builder()
-        .length_field_type::<u32>()
-        .max_frame_length(broker.config.max_frame_bytes)
-        .new_codec();
     let (read, mut out) = stream.into_split();
-    let mut frames = FramedRead::new(read, codec);
+    // Small pipelined requests come in with one read system call, as before: the frame reader
+    // itself reads only what the current frame still needs.
+    let read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
+    let mut frames = FrameReader::new(
+        read,
+        broker.config.max_frame_bytes,
+        broker.request_memory.clone(),
+    );
     let mut timer = Timer::new(&broker.config);
     let (queue, mut replies) =
-        mpsc::channel::<InFlight>(broker.config.max_in_flight_per_connection);
+        mpsc::channel::<(InFlight, FramePermit)>(broker.config.max_in_flight_per_connection);
 
     let writer = async move {
-        while let Some(in_flight) = replies.recv().await {
+        while let Some((in_flight, permit)) = replies.recv().await {
             let reply = match in_flight {
                 InFlight::Ready(reply) => reply,
                 InFlight::Running(task) => task.await.unwrap_or_else(|error| {
@@ -46,6 +51,8 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                     Reply::Close
                 }),
             };
+            // The request is served: its memory goes back before the response is written.
+            drop(permit);
             match reply {
                 Reply::Frame(frame) => {
                     if let Err(error) = write_frame(&mut out, frame).await {
@@ -65,8 +72,10 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 frame = frames.next() => frame,
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(timer.tick) => {
-                    let waiting = queue.capacity() < queue.max_capacity();
-                    if let Some(why) = timer.check(frames.read_buffer().len(), waiting) {
+                    // Waiting on the broker: for responses, or for request memory.
+                    let waiting = queue.capacity() < queue.max_capacity()
+                        || frames.waiting_for_memory();
+                    if let Some(why) = timer.check(frames.buffered(), waiting) {
                         tracing::info!(?peer, "closing connection: {why}");
                         return;
                     }
@@ -74,14 +83,14 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 }
             };
             timer.progress(0);
-            let frame = match frame {
-                None => return,
-                Some(Ok(frame)) => frame.freeze(),
-                Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+            let (frame, permit) = match frame {
+                Ok(None) => return,
+                Ok(Some(frame)) => frame,
+                Err(error @ FrameError::TooLarge(_)) => {
                     tracing::warn!(?peer, %error, "bad frame; closing connection");
                     return;
                 }
-                Some(Err(error)) => {
+                Err(FrameError::Io(error)) => {
                     tracing::debug!(?peer, %error, "connection lost");
                     return;
                 }
@@ -97,7 +106,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 }
             };
             let close = matches!(in_flight, InFlight::Ready(Reply::Close));
-            if queue.send(in_flight).await.is_err() || close {
+            if queue.send((in_flight, permit)).await.is_err() || close {
                 return;
             }
         }

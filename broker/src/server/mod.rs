@@ -1,6 +1,7 @@
 //! The TCP side: accepting connections and serving Kafka requests on them.
 
 pub mod connection;
+pub mod frames;
 pub mod listener;
 
 pub use listener::serve;
