@@ -89,6 +89,8 @@ pub struct Broker {
     pub root_claim: RootClaim,
     /// Memory for request frames of all connections (`max_request_memory_mib`).
     pub request_memory: RequestMemory,
+    /// One-sided sessions that may still open (`max_one_sided_sessions`), every provider.
+    pub one_sided_sessions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -236,6 +238,8 @@ impl Broker {
             "broker state replayed"
         );
         let fetch_budget = FetchBudget::new(config.fetch_memory_mib);
+        let one_sided_sessions =
+            Arc::new(tokio::sync::Semaphore::new(config.max_one_sided_sessions));
         let request_memory = RequestMemory::new(
             config.max_request_memory_mib.saturating_mul(1 << 20),
             events.request_memory_waits.clone(),
@@ -260,6 +264,7 @@ impl Broker {
             metrics,
             root_claim,
             request_memory,
+            one_sided_sessions,
         }))
     }
 

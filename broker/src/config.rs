@@ -118,6 +118,9 @@ pub struct Config {
     pub rdma_token: Option<String>,
     /// Offsets committed by fetch-and-add are made durable at least this often.
     pub rdma_commit_interval_ms: u64,
+    /// One-sided sessions (shm and verbs together) served at once; further ones are closed at
+    /// once. Each holds shared memory and slot grants. Default 1024.
+    pub max_one_sided_sessions: usize,
     /// Size of each session's produce staging ring, in KiB.
     pub rdma_ring_kib: usize,
     /// TCP address of the verbs control channel (RDMA NICs); none by default. Needs a broker
@@ -244,6 +247,7 @@ impl Default for Config {
             rdma_shm_socket: None,
             rdma_token: None,
             rdma_commit_interval_ms: 100,
+            max_one_sided_sessions: 1024,
             rdma_ring_kib: 4096,
             rdma_verbs_listen: None,
             rdma_verbs_device: None,
@@ -367,6 +371,8 @@ pub struct Args {
     rdma_token: Option<String>,
     #[arg(long, env = "HOTWIRE_RDMA_COMMIT_INTERVAL_MS")]
     rdma_commit_interval_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_MAX_ONE_SIDED_SESSIONS")]
+    max_one_sided_sessions: Option<usize>,
     #[arg(long, env = "HOTWIRE_RDMA_RING_KIB")]
     rdma_ring_kib: Option<usize>,
     #[arg(long, env = "HOTWIRE_RDMA_VERBS_LISTEN")]
@@ -534,6 +540,7 @@ impl Config {
             segment_chunk_kib,
             retention_check_interval_ms,
             rdma_commit_interval_ms,
+            max_one_sided_sessions,
             rdma_ring_kib,
             rdma_verbs_port,
             rdma_verbs_gid_index,
@@ -691,6 +698,9 @@ impl Config {
                 "compaction_max_mib",
                 "compaction sizes must be at least 1".into(),
             );
+        }
+        if self.max_one_sided_sessions == 0 {
+            return invalid("max_one_sided_sessions", "must be at least 1".into());
         }
         if self.rdma_commit_interval_ms == 0 || self.rdma_ring_kib == 0 {
             return invalid(

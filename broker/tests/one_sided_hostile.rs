@@ -374,3 +374,40 @@ fn a_session_that_stalls_before_hello_or_inside_a_frame_is_closed() {
         "{answer:?}"
     );
 }
+
+#[test]
+fn one_sided_sessions_are_limited_and_a_closed_one_gives_its_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("rdma.sock");
+    let _broker = BrokerProcess::start(&[
+        "--rdma-shm-socket",
+        socket.to_str().unwrap(),
+        "--max-one-sided-sessions",
+        "2",
+    ]);
+    let first = raw_session(&socket);
+    let _second = raw_session(&socket);
+    // A third is closed before it gets any memory.
+    let mut third = UnixStream::connect(&socket).unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(10)));
+    // Once one leaves (and the broker has noticed), a new session is admitted.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client_id: "again".into(),
+            token: None,
+            qp: None,
+        };
+        if control::write_frame(&mut stream, &hello, &[], &[]).is_ok() {
+            if let Ok(frame) = control::read_frame::<Response>(&mut stream) {
+                assert!(matches!(frame.message, Response::Welcome { .. }));
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no session slot came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

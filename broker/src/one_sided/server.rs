@@ -30,10 +30,16 @@ pub async fn serve(
         );
     }
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    accept_sessions("shm", accept, shutdown, |stream, id| {
-        let (broker, joined) = (broker.clone(), joined.clone());
-        async move { session(stream, id, &broker, &joined).await }
-    })
+    accept_sessions(
+        "shm",
+        accept,
+        shutdown,
+        broker.one_sided_sessions.clone(),
+        |stream, id| {
+            let (broker, joined) = (broker.clone(), joined.clone());
+            async move { session(stream, id, &broker, &joined).await }
+        },
+    )
     .await;
 }
 

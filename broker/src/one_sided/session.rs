@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdma::control::{self, QpAddress, Request, Response, PROTOCOL_VERSION};
 use rdma::shm::SharedRing;
 use rdma::RdmaError;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::handlers;
@@ -19,11 +21,14 @@ use crate::broker::Broker;
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `shutdown`, running `session` (given the stream and a session
-/// number for the logs) on a task of its own for each; shutdown ends the sessions too.
+/// number for the logs) on a task of its own for each; shutdown ends the sessions too. At most
+/// `limit` sessions (of every provider together, through the shared `sessions` budget) run at
+/// once: a connection beyond is closed at once.
 pub(super) async fn accept_sessions<S, A, F>(
     provider: &'static str,
     mut accept: impl FnMut() -> A,
     shutdown: CancellationToken,
+    sessions: Arc<Semaphore>,
     session: impl Fn(S, u64) -> F,
 ) where
     A: Future<Output = std::io::Result<S>>,
@@ -40,10 +45,19 @@ pub(super) async fn accept_sessions<S, A, F>(
                 }
             },
         };
+        let Ok(permit) = sessions.clone().try_acquire_owned() else {
+            tracing::warn!(
+                provider,
+                "rdma session refused: max_one_sided_sessions reached"
+            );
+            drop(stream);
+            continue;
+        };
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let work = session(stream, id);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 outcome = work => match outcome {

@@ -99,10 +99,16 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    accept_sessions("verbs", accept, shutdown, |stream, id| {
-        let (server, broker, joined) = (server.clone(), broker.clone(), joined.clone());
-        async move { session(stream, id, &server, &broker, &joined).await }
-    })
+    accept_sessions(
+        "verbs",
+        accept,
+        shutdown,
+        broker.one_sided_sessions.clone(),
+        |stream, id| {
+            let (server, broker, joined) = (server.clone(), broker.clone(), joined.clone());
+            async move { session(stream, id, &server, &broker, &joined).await }
+        },
+    )
     .await;
 }
 
