@@ -37,6 +37,43 @@ async fn frames_come_whole_however_their_bytes_arrive() {
 }
 
 #[tokio::test]
+async fn random_frames_in_random_pieces_come_back_whole_and_in_order() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for _trial in 0..50 {
+        let frames: Vec<Vec<u8>> = (0..next(20) + 1)
+            .map(|i| vec![i as u8; next(3000) as usize])
+            .collect();
+        let mut sent: Vec<u8> = frames.iter().flat_map(|f| frame(f)).collect();
+        let (mut client, server) = tokio::io::duplex(1 + next(4096) as usize);
+        // A budget of two of the largest frames: frames wait for each other's memory too.
+        let mut reader = FrameReader::new(server, 3000, memory(6000));
+        let mut pieces = Vec::new();
+        while !sent.is_empty() {
+            let n = (1 + next(700) as usize).min(sent.len());
+            pieces.push(sent.drain(..n).collect::<Vec<u8>>());
+        }
+        let writer = tokio::spawn(async move {
+            for piece in pieces {
+                client.write_all(&piece).await.unwrap();
+            }
+        });
+        for expected in &frames {
+            let (bytes, _permit) = reader.next().await.unwrap().unwrap();
+            assert_eq!(&bytes[..], &expected[..]);
+        }
+        writer.await.unwrap();
+        assert!(reader.next().await.unwrap().is_none());
+        assert_eq!(reader.memory.available(), 6000, "every permit came back");
+    }
+}
+
+#[tokio::test]
 async fn a_frame_cut_short_or_too_large_is_an_error() {
     let (mut client, server) = tokio::io::duplex(64);
     let mut reader = FrameReader::new(server, 16, memory(4096));
