@@ -95,6 +95,10 @@ async fn compact_once(broker: &Arc<Broker>) -> Result<bool, StorageError> {
         .events
         .compaction_bytes_written
         .inc_by(compacted.bytes_written);
+    broker
+        .events
+        .compaction_objects_written
+        .inc_by(compacted.objects_written as u64);
     Ok(true)
 }
 

@@ -143,15 +143,12 @@ impl Catalog {
     }
 
     /// Moves the log start of `key` to `offset` (never backwards) and retires the segments
-    /// wholly below it; durable when it returns.
+    /// wholly below it (their objects once no other partition's segment is in them); durable
+    /// when it returns.
     pub async fn truncate(&self, key: PartitionKey, offset: i64) -> Result<(), StorageError> {
         self.change(|state| {
             state.set_log_start(key, offset);
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.segments)
-                .into_iter()
-                .partition(|s| s.key == key && s.last_offset() < offset);
-            state.segments = kept;
-            state.obsolete.extend(gone.iter().map(|s| s.id));
+            state.retire_segments(|s| s.key == key && s.last_offset() < offset);
         })
         .await
     }
@@ -160,11 +157,7 @@ impl Catalog {
     /// batches still in flush objects are left out by the next compaction.
     pub async fn drop_topic(&self, topic_id: uuid::Uuid) -> Result<(), StorageError> {
         self.change(|state| {
-            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.segments)
-                .into_iter()
-                .partition(|s| s.key.topic_id == topic_id);
-            state.segments = kept;
-            state.obsolete.extend(gone.iter().map(|s| s.id));
+            state.retire_segments(|s| s.key.topic_id == topic_id);
             state.log_starts.retain(|(k, _)| k.topic_id != topic_id);
         })
         .await

@@ -27,10 +27,14 @@ const MANIFEST_FORMAT: u32 = 1;
 /// Checkpoints kept besides the newest (older ones are deleted after each write).
 const KEEP_OLDER: u64 = 1;
 
-/// One compacted segment: a stored object holding one partition's batches.
+/// One compacted segment: a contiguous range of one partition's batches in a stored object.
+///
+/// The object is the segment's own, or shared with other partitions' segments (an upload of
+/// many small partitions at once, listed in [`ManifestState::shared`]); either way the
+/// segment's chunks lie back to back in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
-    /// Its id ([`ObjectId::is_segment`]).
+    /// The object holding it ([`ObjectId::is_segment`]); shared objects hold several segments.
     pub id: ObjectId,
     /// The partition it holds.
     pub key: PartitionKey,
@@ -62,6 +66,18 @@ impl Segment {
             .max()
             .unwrap_or(-1)
     }
+
+    /// What tells it from every other segment: its object, partition and base offset.
+    pub fn identity(&self) -> (ObjectId, PartitionKey, i64) {
+        (self.id, self.key, self.base_offset())
+    }
+
+    /// Where its data lies in its object: `(position, len)`.
+    pub fn span(&self) -> (u64, u64) {
+        let start = self.chunks.first().map_or(0, |c| c.position);
+        let end = self.chunks.last().map_or(0, |c| c.position + c.len);
+        (start, end.saturating_sub(start))
+    }
 }
 
 /// Everything a checkpoint records.
@@ -80,6 +96,12 @@ pub struct ManifestState {
     /// Objects replaced or deleted by this state but perhaps still in the store (deleted a
     /// while after the checkpoint, so that reads in flight finish first).
     pub obsolete: Vec<ObjectId>,
+    /// Objects holding segments of several partitions, with the bytes of record data each was
+    /// written with: an object goes only when its last segment does, and one whose live part
+    /// fell below half is emptied by the next compaction round. (Absent from checkpoints
+    /// written before shared objects existed: none then.)
+    #[serde(default)]
+    pub shared: Vec<(ObjectId, u64)>,
 }
 
 impl ManifestState {
@@ -89,6 +111,29 @@ impl ManifestState {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, offset)| *offset)
+    }
+
+    /// Removes the segments `gone` selects, and lists as obsolete each of their objects that no
+    /// live segment still refers to.
+    pub fn retire_segments(&mut self, gone: impl Fn(&Segment) -> bool) {
+        let (gone, kept): (Vec<Segment>, Vec<Segment>) = std::mem::take(&mut self.segments)
+            .into_iter()
+            .partition(|s| gone(s));
+        self.segments = kept;
+        self.drop_unreferenced(gone.iter().map(|s| s.id));
+    }
+
+    /// Lists as obsolete each of `candidates` that no live segment refers to (once each), and
+    /// forgets it as a shared object.
+    pub fn drop_unreferenced(&mut self, candidates: impl IntoIterator<Item = ObjectId>) {
+        let live: std::collections::HashSet<ObjectId> =
+            self.segments.iter().map(|s| s.id).collect();
+        for id in candidates {
+            if !live.contains(&id) && !self.obsolete.contains(&id) {
+                self.obsolete.push(id);
+                self.shared.retain(|(shared, _)| *shared != id);
+            }
+        }
     }
 
     /// Sets the log start of `key` (never moving it backwards).
@@ -391,7 +436,22 @@ mod tests {
             }],
             log_starts: vec![(key, 4)],
             obsolete: vec![ObjectId(3)],
+            shared: vec![(ObjectId::segment(9), 4096)],
         }
+    }
+
+    #[test]
+    fn a_state_written_before_shared_objects_reads_as_having_none() {
+        let mut old = serde_json::to_value(state()).unwrap();
+        old.as_object_mut().unwrap().remove("shared");
+        let back: ManifestState = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            back,
+            ManifestState {
+                shared: Vec::new(),
+                ..state()
+            }
+        );
     }
 
     #[test]

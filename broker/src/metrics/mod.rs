@@ -61,6 +61,8 @@ pub struct Events {
     pub compaction_seconds: Histogram,
     /// Bytes written into segments by compaction.
     pub compaction_bytes_written: Counter,
+    /// Objects written by compaction (uploads, in tiered mode).
+    pub compaction_objects_written: Counter,
     /// Storage maintenance periods that failed (retried the next period).
     pub maintenance_failures: Counter,
 }
@@ -99,6 +101,7 @@ impl Default for Events {
             cold_read_errors: Counter::default(),
             compaction_seconds: latency_histogram(),
             compaction_bytes_written: Counter::default(),
+            compaction_objects_written: Counter::default(),
             maintenance_failures: Counter::default(),
         }
     }
@@ -217,6 +220,11 @@ impl Metrics {
             "compaction_written_bytes",
             "Bytes written into segments by compaction",
             e.compaction_bytes_written,
+        );
+        registry.register(
+            "compaction_written_objects",
+            "Objects written by compaction: each partition's own, and one shared per round",
+            e.compaction_objects_written,
         );
         registry.register(
             "storage_maintenance_failures",

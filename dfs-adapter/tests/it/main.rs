@@ -7,5 +7,6 @@ mod open;
 mod pipeline;
 mod recovery;
 mod root;
+mod shared_objects;
 mod topics;
 mod wal;
