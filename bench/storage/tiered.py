@@ -57,6 +57,8 @@ def run(args, name, storage_url, flags, env, work):
               if "compaction round done" in line]
     uploaded = sum(int(r.get("bytes_written", 0)) for r in rounds)
     segments = sum(int(r.get("segments", 0)) for r in rounds)
+    # Objects per round: logged since shared objects; before, one per segment.
+    objects = sum(int(r.get("objects", r.get("segments", 0))) for r in rounds)
     gib = uploaded / (1 << 30)
     puts = after.get("hotwire_storage_put_requests_total", 0) - before.get(
         "hotwire_storage_put_requests_total", 0)
@@ -69,16 +71,17 @@ def run(args, name, storage_url, flags, env, work):
         "produce_errors": produce["errors"],
         "uploads": len(rounds),
         "segments_uploaded": segments,
+        "objects_uploaded": objects,
         "bytes_uploaded": uploaded,
         # One checkpoint per upload round.
-        "objects_per_gib_uploaded": (segments + len(rounds)) / gib if gib else None,
+        "objects_per_gib_uploaded": (objects + len(rounds)) / gib if gib else None,
         "put_requests": puts,
         "put_requests_per_gib_uploaded": puts / gib if gib else None,
         "flush_objects_left": after.get("hotwire_stored_flush_objects", 0),
     }
     print(f"{name:7} produce p50/p99/p99.9 "
           + "/".join(f"{row['produce'][k]:.2f}" for k in ("p50_ms", "p99_ms", "p99_9_ms"))
-          + f" ms; {len(rounds)} uploads, {segments} segments, {uploaded / 1e6:.0f} MB uploaded, "
+          + f" ms; {len(rounds)} uploads, {segments} segments in {objects} objects, {uploaded / 1e6:.0f} MB uploaded, "
           f"objects/GiB {row['objects_per_gib_uploaded'] or 0:.1f}, "
           f"PUTs/GiB {row['put_requests_per_gib_uploaded'] or 0:.1f}", flush=True)
     return row

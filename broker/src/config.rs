@@ -85,6 +85,9 @@ pub struct Config {
     /// on object stores, 0 on `fs://`, where the kernel reads ahead into its page cache and a
     /// second copy in the cold cache only costs memory and writes.
     pub read_ahead_max_mib: Option<usize>,
+    /// Stored chunks one catch-up read loads at once (1: one after another). Unset: 32 on
+    /// object stores, where each load is a request with its own latency, 1 on `fs://`.
+    pub cold_read_concurrent_chunks: Option<usize>,
     /// Cold reads on their own runtime (true), or on the network threads (false: only to
     /// measure the difference).
     pub cold_isolation: bool,
@@ -234,6 +237,7 @@ impl Default for Config {
             cold_read_in_flight_mib: 64,
             cold_read_max_mib_per_s: 0,
             read_ahead_max_mib: None,
+            cold_read_concurrent_chunks: None,
             cold_isolation: true,
             metrics_listen: None,
             compaction_interval_ms: 10_000,
@@ -347,6 +351,8 @@ pub struct Args {
     cold_read_max_mib_per_s: Option<usize>,
     #[arg(long, env = "HOTWIRE_READ_AHEAD_MAX_MIB")]
     read_ahead_max_mib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_COLD_READ_CONCURRENT_CHUNKS")]
+    cold_read_concurrent_chunks: Option<usize>,
     #[arg(long, env = "HOTWIRE_COLD_ISOLATION")]
     cold_isolation: Option<bool>,
     #[arg(long, env = "HOTWIRE_METRICS_LISTEN")]
@@ -495,6 +501,9 @@ impl Config {
         }
         if args.read_ahead_max_mib.is_some() {
             config.read_ahead_max_mib = args.read_ahead_max_mib;
+        }
+        if args.cold_read_concurrent_chunks.is_some() {
+            config.cold_read_concurrent_chunks = args.cold_read_concurrent_chunks;
         }
         if args.wal.is_some() {
             config.wal = args.wal.clone();
@@ -680,6 +689,9 @@ impl Config {
                 "cold_*",
                 "cold cache, threads and in-flight bytes must be at least 1".into(),
             );
+        }
+        if self.cold_read_concurrent_chunks == Some(0) {
+            return invalid("cold_read_concurrent_chunks", "must be at least 1".into());
         }
         if !(0..=19).contains(&self.cold_read_nice) {
             return invalid("cold_read_nice", "must be 0 to 19".into());

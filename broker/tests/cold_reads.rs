@@ -189,6 +189,28 @@ fn paced_cold_reads_return_exactly_what_was_produced() {
 }
 
 #[test]
+fn concurrent_chunk_loads_return_exactly_what_was_produced_while_compaction_moves_them() {
+    // What object stores get by default, here on fs: each fetch's chunks loaded 8 at a time and
+    // taken in order, fetches of both partitions preloaded together, while compaction rounds
+    // (every 50 ms) replace the chunks the reads planned on with segments.
+    let metrics = catch_up_reads_return_exactly_what_was_produced(&[
+        "--cold-read-concurrent-chunks",
+        "8",
+        "--compaction-interval-ms",
+        "50",
+        "--compaction-min-objects",
+        "4",
+        "--compaction-min-mib",
+        "0",
+    ]);
+    assert!(
+        metrics["hotwire_compaction_seconds_count"] > 0.0,
+        "compaction ran"
+    );
+    assert_eq!(metrics["hotwire_storage_cold_read_errors_total"], 0.0);
+}
+
+#[test]
 fn cold_reads_on_the_network_threads_return_exactly_what_was_produced() {
     catch_up_reads_return_exactly_what_was_produced(&["--cold-isolation", "false"]);
 }

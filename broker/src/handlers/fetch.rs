@@ -100,6 +100,7 @@ async fn collect(
     let mut errors = false;
     let mut held = Held::default();
     let mut budget_spent = false;
+    preload_cold(broker, request, limits.max_bytes);
     let mut topics = Vec::with_capacity(request.topics.len());
     for wanted in &request.topics {
         let topic = broker.topics.get(wanted.topic.0.as_str());
@@ -143,6 +144,42 @@ async fn collect(
         errors,
         held,
     )
+}
+
+/// Starts loading, all at once, the stored data of the requested partitions that are not in
+/// the hot cache (on object stores, where each costs a storage round trip that `collect`
+/// would otherwise wait for one partition after another), up to the response's `max_bytes`.
+fn preload_cold(broker: &Broker, request: &FetchRequest, max_bytes: usize) {
+    if !broker.cold.loads_concurrently() {
+        return;
+    }
+    let mut planned = 0usize;
+    for wanted in &request.topics {
+        let Some(topic) = broker.topics.get(wanted.topic.0.as_str()) else {
+            continue;
+        };
+        for fetch in &wanted.partitions {
+            let Some(partition) = topic.partition(fetch.partition) else {
+                continue;
+            };
+            let offset = fetch.fetch_offset;
+            let readable = offset >= partition.log_start() && offset < partition.high_watermark();
+            if !readable || partition.locate_hot(&broker.cache, offset, 1).is_some() {
+                continue;
+            }
+            let Some(chunk) = partition.stored_chunk(offset) else {
+                continue;
+            };
+            let limit = usize::try_from(fetch.partition_max_bytes)
+                .unwrap_or(0)
+                .min(max_bytes - planned);
+            if limit == 0 {
+                return;
+            }
+            broker.cold.preload(partition, chunk, limit);
+            planned += limit;
+        }
+    }
 }
 
 /// What one partition's read may take.
