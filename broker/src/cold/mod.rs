@@ -160,9 +160,9 @@ impl ColdReader {
                     Some(stream) => stream.next().await,
                     None => None,
                 };
-                let data = match next_planned {
-                    Some((loaded, data)) if loaded == chunk => data?,
-                    _ => {
+                let data = match planned_for(next_planned, &chunk) {
+                    Some(data) => data?,
+                    None => {
                         planned = None;
                         shared.load(&chunk).await?
                     }
@@ -341,6 +341,16 @@ impl Shared {
     }
 }
 
+/// The data of the next planned load if it is `wanted`'s; `None` when the plan is used up or
+/// no longer matches the stored chunks (compaction replaced them meanwhile): the caller then
+/// loads `wanted` itself and leaves the plan.
+fn planned_for<T>(planned: Option<(ChunkLocation, T)>, wanted: &ChunkLocation) -> Option<T> {
+    match planned {
+        Some((loaded, data)) if loaded == *wanted => Some(data),
+        _ => None,
+    }
+}
+
 /// One part is returned as it is (a slice of the cached chunk); several are copied into one.
 fn join(mut parts: Vec<Bytes>) -> Bytes {
     if parts.len() == 1 {
@@ -355,4 +365,43 @@ fn join(mut parts: Vec<Bytes>) -> Bytes {
 
 fn mib(value: usize) -> u64 {
     (value as u64).saturating_mul(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(object: u64, base_offset: i64) -> ChunkLocation {
+        ChunkLocation {
+            key: PartitionKey {
+                topic_id: uuid::Uuid::nil(),
+                partition: 0,
+            },
+            object: ObjectId(object),
+            position: 0,
+            len: 10,
+            base_offset,
+            last_offset: base_offset + 4,
+            max_timestamp: 0,
+            batches: 1,
+        }
+    }
+
+    #[test]
+    fn a_planned_load_is_used_only_for_the_chunk_it_loaded() {
+        let wanted = chunk(1, 5);
+        assert_eq!(
+            planned_for(Some((wanted.clone(), "data")), &wanted),
+            Some("data")
+        );
+        assert_eq!(planned_for::<&str>(None, &wanted), None, "plan used up");
+        // Compaction moved offsets 5.. into a segment after the plan was made: same offsets,
+        // another object: the planned bytes are not those of the chunk now wanted.
+        let moved = ChunkLocation {
+            object: ObjectId::segment(1),
+            ..wanted.clone()
+        };
+        assert_eq!(planned_for(Some((wanted.clone(), "data")), &moved), None);
+        assert_eq!(planned_for(Some((chunk(1, 0), "data")), &wanted), None);
+    }
 }
