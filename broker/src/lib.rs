@@ -4,6 +4,7 @@
 //! See `docs/architecture.md` for the produce and fetch paths.
 
 pub mod broker;
+pub mod cluster;
 pub mod cold;
 pub mod config;
 pub mod durability;

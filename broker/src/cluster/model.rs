@@ -1,0 +1,147 @@
+//! What the cluster keeps in etcd, and under which keys.
+//!
+//! ```text
+//! <prefix>config            {"shards": S}: fixed when the first broker creates the cluster
+//! <prefix>brokers/<id>      a live broker (attached to its lease: gone when the lease is)
+//! <prefix>controller        the controller's node id (attached to its lease)
+//! <prefix>shards/<k>        who leads shard k, under which lease and epoch (never deleted)
+//! <prefix>draining/<id>     an operator asked for broker <id> to hand its shards away
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The keys of one cluster, all under one prefix (`/hotwire/<name>/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// The keys of the cluster named `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            prefix: format!("/hotwire/{name}/"),
+        }
+    }
+
+    /// The cluster's fixed settings.
+    pub fn config(&self) -> String {
+        format!("{}config", self.prefix)
+    }
+
+    /// Prefix of every broker registration.
+    pub fn brokers(&self) -> String {
+        format!("{}brokers/", self.prefix)
+    }
+
+    /// One broker's registration.
+    pub fn broker(&self, node_id: i32) -> String {
+        format!("{}brokers/{node_id:010}", self.prefix)
+    }
+
+    /// The controller's key.
+    pub fn controller(&self) -> String {
+        format!("{}controller", self.prefix)
+    }
+
+    /// Prefix of every shard's assignment.
+    pub fn shards(&self) -> String {
+        format!("{}shards/", self.prefix)
+    }
+
+    /// One shard's assignment.
+    pub fn shard(&self, shard: u32) -> String {
+        format!("{}shards/{shard:05}", self.prefix)
+    }
+
+    /// Prefix of the brokers an operator asked to drain (persistent keys).
+    pub fn draining(&self) -> String {
+        format!("{}draining/", self.prefix)
+    }
+
+    /// The key that asks for `node_id` to be drained.
+    pub fn drain(&self, node_id: i32) -> String {
+        format!("{}draining/{node_id:010}", self.prefix)
+    }
+
+    /// Every key of the cluster starts with this.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The shard a key under [`Keys::shards`] names.
+    pub fn shard_of(&self, key: &[u8]) -> Option<u32> {
+        let key = std::str::from_utf8(key).ok()?;
+        key.strip_prefix(&self.shards())?.parse().ok()
+    }
+}
+
+/// The cluster's settings that never change once it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Number of shards: the units of leadership and of storage.
+    pub shards: u32,
+}
+
+/// A live broker, as it registered itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Kafka node id.
+    pub node_id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+    /// Rack, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+}
+
+/// A registered broker with the lease its registration hangs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveBroker {
+    /// What it registered.
+    pub info: BrokerInfo,
+    /// Its lease.
+    pub lease: i64,
+}
+
+/// Who leads a shard. Written only by the controller (and by the leader, to release it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAssignment {
+    /// The leading broker, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<i32>,
+    /// The lease the leader held when it was given the shard: if its lease changes, it has
+    /// lost the shard (it restarted, or was cut off for longer than its TTL).
+    #[serde(default)]
+    pub lease: i64,
+    /// Raised by one at every change of leader: a leader writes (and its data is tagged) with
+    /// its epoch, and an epoch is never given twice.
+    pub epoch: i32,
+    /// The controller asked the leader to hand the shard to this broker (a planned move): the
+    /// leader flushes, closes the shard and releases it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<i32>,
+}
+
+impl ShardAssignment {
+    /// Whether `node` under `lease` leads the shard.
+    pub fn led_by(&self, node: i32, lease: i64) -> bool {
+        self.leader == Some(node) && self.lease == lease
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_keys_read_back_their_number() {
+        let keys = Keys::new("c1");
+        assert_eq!(keys.shard(7), "/hotwire/c1/shards/00007");
+        assert_eq!(keys.shard_of(keys.shard(7).as_bytes()), Some(7));
+        assert_eq!(keys.shard_of(b"/hotwire/c1/brokers/0000000001"), None);
+        assert_eq!(keys.shard_of(b"/hotwire/c1/shards/x"), None);
+    }
+}

@@ -1,0 +1,342 @@
+//! The controller's decisions: which broker leads which shard.
+//!
+//! A pure function of what etcd holds, so that it can be tested without etcd and so that a new
+//! controller, reading the same keys, continues where the last one stopped.
+
+use std::collections::BTreeMap;
+
+use super::model::{LiveBroker, ShardAssignment};
+
+/// One change the controller makes to a shard's assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The shard has no leader (never had one, its leader's lease is gone, or its leader
+    /// released it): give it to `to` under `lease`, at the next epoch.
+    Assign {
+        /// Shard.
+        shard: u32,
+        /// New leader.
+        to: i32,
+        /// The new leader's lease.
+        lease: i64,
+    },
+    /// Ask the live leader to hand the shard over to `to` (it releases the shard when its data
+    /// is flushed; the shard is then assigned to `to`).
+    Move {
+        /// Shard.
+        shard: u32,
+        /// Broker that receives it.
+        to: i32,
+    },
+    /// The broker a move was heading to is gone: the leader keeps the shard.
+    CancelMove {
+        /// Shard.
+        shard: u32,
+    },
+}
+
+/// What the controller should change, given every shard's assignment and the live brokers.
+///
+/// - A shard whose leader is gone (unregistered, or registered again under another lease) or
+///   that was released goes to the target of its move if that broker lives, else to the live
+///   broker leading the fewest shards (lowest node id among equals).
+/// - A move towards a broker that is gone is cancelled.
+/// - Brokers in `draining` receive nothing and hand every shard away.
+/// - Then, while the busiest broker leads two shards more than the idlest and has no move under
+///   way, one of its shards is moved there: one move per broker at a time, so a rebalance never
+///   takes more than a shard from each broker out of service at once.
+pub fn plan(
+    shards: &BTreeMap<u32, ShardAssignment>,
+    live: &[LiveBroker],
+    draining: &[i32],
+) -> Vec<Change> {
+    let lease_of: BTreeMap<i32, i64> = live.iter().map(|b| (b.info.node_id, b.lease)).collect();
+    let is_live = |node: i32, lease: i64| lease_of.get(&node) == Some(&lease);
+    let takes = |node: &i32| !draining.contains(node);
+    let mut count: BTreeMap<i32, usize> = lease_of.keys().map(|n| (*n, 0)).collect();
+    let mut changes = Vec::new();
+    let mut orphans = Vec::new();
+    let mut moving_from: Vec<i32> = Vec::new();
+    for (&shard, assignment) in shards {
+        match assignment.leader {
+            Some(leader) if is_live(leader, assignment.lease) => {
+                *count.entry(leader).or_default() += 1;
+                if let Some(to) = assignment.moving_to {
+                    if lease_of.contains_key(&to) && takes(&to) {
+                        moving_from.push(leader);
+                    } else {
+                        changes.push(Change::CancelMove { shard });
+                    }
+                }
+            }
+            _ => orphans.push((shard, assignment.moving_to)),
+        }
+    }
+    for (shard, moving_to) in orphans {
+        let target = moving_to
+            .filter(|to| lease_of.contains_key(to) && takes(to))
+            .or_else(|| idlest(&count, &takes));
+        if let Some(to) = target {
+            *count.entry(to).or_default() += 1;
+            changes.push(Change::Assign {
+                shard,
+                to,
+                lease: lease_of[&to],
+            });
+        }
+    }
+    // Drained brokers hand everything away, then the rest is evened out.
+    let changed: Vec<u32> = changes.iter().map(shard_of).collect();
+    for (&shard, assignment) in shards {
+        let Some(leader) = assignment.leader else {
+            continue;
+        };
+        if changed.contains(&shard)
+            || assignment.moving_to.is_some()
+            || !is_live(leader, assignment.lease)
+            || moving_from.contains(&leader)
+        {
+            continue;
+        }
+        let Some(to) = idlest(&count, &takes) else {
+            break;
+        };
+        let busiest_excess = if takes(&leader) {
+            count[&leader] >= count[&to] + 2
+        } else {
+            true
+        };
+        if busiest_excess && to != leader {
+            *count.get_mut(&leader).expect("a live leader is counted") -= 1;
+            *count.entry(to).or_default() += 1;
+            moving_from.push(leader);
+            changes.push(Change::Move { shard, to });
+        }
+    }
+    changes
+}
+
+fn shard_of(change: &Change) -> u32 {
+    match *change {
+        Change::Assign { shard, .. }
+        | Change::Move { shard, .. }
+        | Change::CancelMove { shard } => shard,
+    }
+}
+
+/// The broker that takes shards and leads the fewest (lowest node id among equals).
+fn idlest(count: &BTreeMap<i32, usize>, takes: &impl Fn(&i32) -> bool) -> Option<i32> {
+    count
+        .iter()
+        .filter(|(node, _)| takes(node))
+        .min_by_key(|(node, n)| (**n, **node))
+        .map(|(node, _)| *node)
+}
+
+/// `assignment` after `change` (`None` if the change does not apply to it).
+pub fn apply(assignment: ShardAssignment, change: Change) -> ShardAssignment {
+    match change {
+        Change::Assign { to, lease, .. } => ShardAssignment {
+            leader: Some(to),
+            lease,
+            epoch: assignment.epoch + 1,
+            moving_to: None,
+        },
+        Change::Move { to, .. } => ShardAssignment {
+            moving_to: Some(to),
+            ..assignment
+        },
+        Change::CancelMove { .. } => ShardAssignment {
+            moving_to: None,
+            ..assignment
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::model::BrokerInfo;
+
+    fn broker(node_id: i32, lease: i64) -> LiveBroker {
+        LiveBroker {
+            info: BrokerInfo {
+                node_id,
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            },
+            lease,
+        }
+    }
+
+    fn led(leader: i32, lease: i64, epoch: i32) -> ShardAssignment {
+        ShardAssignment {
+            leader: Some(leader),
+            lease,
+            epoch,
+            moving_to: None,
+        }
+    }
+
+    /// Applies plans until nothing changes, moving shards as their leaders would release them.
+    fn settle(
+        mut shards: BTreeMap<u32, ShardAssignment>,
+        live: &[LiveBroker],
+        draining: &[i32],
+    ) -> BTreeMap<u32, ShardAssignment> {
+        for _ in 0..100 {
+            let changes = plan(&shards, live, draining);
+            if changes.is_empty() {
+                return shards;
+            }
+            for change in changes {
+                let shard = shard_of(&change);
+                let next = apply(shards[&shard], change);
+                shards.insert(shard, next);
+            }
+            // Leaders release what they were asked to move.
+            for a in shards.values_mut() {
+                if a.moving_to.is_some() {
+                    a.leader = None;
+                    a.lease = 0;
+                }
+            }
+        }
+        panic!("the plan did not settle");
+    }
+
+    fn counts(shards: &BTreeMap<u32, ShardAssignment>) -> BTreeMap<i32, usize> {
+        let mut counts = BTreeMap::new();
+        for a in shards.values() {
+            *counts.entry(a.leader.unwrap()).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn a_new_cluster_spreads_its_shards_evenly() {
+        let shards = (0..16).map(|s| (s, ShardAssignment::default())).collect();
+        let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
+        let settled = settle(shards, &live, &[]);
+        assert_eq!(
+            counts(&settled).values().copied().collect::<Vec<_>>(),
+            [6, 5, 5]
+        );
+        assert!(settled.values().all(|a| a.epoch == 1));
+    }
+
+    #[test]
+    fn a_dead_brokers_shards_go_to_the_others_at_the_next_epoch() {
+        let shards: BTreeMap<_, _> = (0..6)
+            .map(|s| (s, led(1 + (s as i32 % 3), 10 * (1 + (s as i64 % 3)), 4)))
+            .collect();
+        let live = [broker(1, 10), broker(3, 30)];
+        let changes = plan(&shards, &live, &[]);
+        assert_eq!(
+            changes,
+            [
+                Change::Assign {
+                    shard: 1,
+                    to: 1,
+                    lease: 10
+                },
+                Change::Assign {
+                    shard: 4,
+                    to: 3,
+                    lease: 30
+                }
+            ]
+        );
+        let settled = settle(shards, &live, &[]);
+        assert_eq!(settled[&1].epoch, 5);
+        assert_eq!(settled[&0].epoch, 4, "a shard that stayed keeps its epoch");
+    }
+
+    #[test]
+    fn a_broker_back_under_a_new_lease_has_lost_its_shards() {
+        let shards: BTreeMap<_, _> = [(0, led(1, 10, 2)), (1, led(2, 20, 2))].into();
+        let live = [broker(1, 11), broker(2, 20)];
+        assert_eq!(
+            plan(&shards, &live, &[]),
+            [Change::Assign {
+                shard: 0,
+                to: 1,
+                lease: 11
+            }]
+        );
+    }
+
+    #[test]
+    fn a_joining_broker_receives_shards_one_move_per_broker_at_a_time() {
+        let shards: BTreeMap<_, _> = (0..8)
+            .map(|s| (s, led(1 + (s as i32 % 2), 10 * (1 + s as i64 % 2), 1)))
+            .collect();
+        let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
+        let changes = plan(&shards, &live, &[]);
+        assert_eq!(
+            changes,
+            [
+                Change::Move { shard: 0, to: 3 },
+                Change::Move { shard: 1, to: 3 }
+            ]
+        );
+        let settled = settle(shards, &live, &[]);
+        let c = counts(&settled);
+        assert!(
+            c.values().max().unwrap() - c.values().min().unwrap() <= 1,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn a_released_shard_goes_where_it_was_moving() {
+        let shards: BTreeMap<_, _> = [(
+            0,
+            ShardAssignment {
+                leader: None,
+                lease: 0,
+                epoch: 3,
+                moving_to: Some(2),
+            },
+        )]
+        .into();
+        let live = [broker(1, 10), broker(2, 20)];
+        assert_eq!(
+            plan(&shards, &live, &[]),
+            [Change::Assign {
+                shard: 0,
+                to: 2,
+                lease: 20
+            }]
+        );
+    }
+
+    #[test]
+    fn a_move_towards_a_dead_broker_is_cancelled() {
+        let mut moving = led(1, 10, 3);
+        moving.moving_to = Some(2);
+        let shards: BTreeMap<_, _> = [(0, moving)].into();
+        assert_eq!(
+            plan(&shards, &[broker(1, 10)], &[]),
+            [Change::CancelMove { shard: 0 }]
+        );
+    }
+
+    #[test]
+    fn a_draining_broker_hands_every_shard_away_and_receives_none() {
+        let shards = (0..6).map(|s| (s, ShardAssignment::default())).collect();
+        let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
+        let settled = settle(shards, &live, &[]);
+        let drained = settle(settled, &live, &[2]);
+        let c = counts(&drained);
+        assert_eq!(c.get(&2), None, "{c:?}");
+        assert_eq!(c.values().sum::<usize>(), 6);
+    }
+
+    #[test]
+    fn with_no_live_broker_nothing_is_assigned() {
+        let shards = (0..3).map(|s| (s, ShardAssignment::default())).collect();
+        assert!(plan(&shards, &[], &[]).is_empty());
+    }
+}
