@@ -63,6 +63,16 @@ impl Catalog {
             Some(checkpoint) => (checkpoint.seq + 1, checkpoint.state.clone()),
             None => (0, ManifestState::default()),
         };
+        // A cluster leader numbers its checkpoints and segments in its epoch's range, and
+        // records where the flush objects jump to it.
+        let first_of_epoch = crate::types::epoch_base(store.writer_epoch());
+        let seq = seq.max(first_of_epoch);
+        state.next_segment = state.next_segment.max(first_of_epoch);
+        if let Some(fence) = recovered.fence {
+            state.fences.push(fence);
+        }
+        let wal_from = state.wal_from;
+        state.fences.retain(|f| f.resume > wal_from);
         // Recovery deleted every obsolete object and every flush object below `wal_from`.
         state.obsolete.clear();
         let mut by_object: BTreeMap<ObjectId, Vec<ChunkLocation>> = BTreeMap::new();

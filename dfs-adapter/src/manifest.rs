@@ -102,6 +102,22 @@ pub struct ManifestState {
     /// written before shared objects existed: none then.)
     #[serde(default)]
     pub shared: Vec<(ObjectId, u64)>,
+    /// Where the flush objects of one writer epoch end and the next epoch's begin (written by
+    /// a cluster leader when it takes a shard over). Recovery follows the sequence from `end`
+    /// to `resume`: objects between them are what a fenced leader wrote after its fence, never
+    /// acknowledged, and are discarded. (Absent outside a cluster and in older checkpoints.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fences: Vec<Fence>,
+}
+
+/// A jump in the flush-object sequence at a change of writer epoch (see
+/// [`ManifestState::fences`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    /// The first id after the last object the new leader adopted from older epochs.
+    pub end: ObjectId,
+    /// The first id of the new epoch.
+    pub resume: ObjectId,
 }
 
 impl ManifestState {
@@ -342,7 +358,7 @@ impl Store {
         self.sync_dir_of(&key).await?;
         if seq > KEEP_OLDER {
             let old = checkpoint_key(seq - KEEP_OLDER - 1);
-            if let Err(e) = self.op().delete(&old).await {
+            if let Err(e) = self.delete_key(&old).await {
                 warn!(checkpoint = %old, error = %e, "could not delete an old checkpoint");
             }
         }
@@ -437,6 +453,10 @@ mod tests {
             log_starts: vec![(key, 4)],
             obsolete: vec![ObjectId(3)],
             shared: vec![(ObjectId::segment(9), 4096)],
+            fences: vec![Fence {
+                end: ObjectId(12),
+                resume: ObjectId(crate::types::epoch_base(2)),
+            }],
         }
     }
 

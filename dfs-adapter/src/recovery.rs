@@ -3,7 +3,7 @@
 use tracing::{error, info, warn};
 
 use crate::format::{self, Footer, FOOTER_LEN};
-use crate::manifest::{Checkpoint, ManifestState};
+use crate::manifest::{Checkpoint, Fence, ManifestState};
 use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::{ChunkLocation, ObjectId, StorageError, Store};
 
@@ -20,8 +20,12 @@ pub struct Recovered {
     pub next_object: ObjectId,
     /// Number of adopted objects.
     pub objects: usize,
-    /// Objects that were invalid or came after a gap or an invalid object; all deleted.
+    /// Objects that were invalid or came after a gap or an invalid object, or that a fenced
+    /// writer wrote after its fence; all deleted.
     pub discarded: Vec<ObjectId>,
+    /// Set when this store's writer epoch takes the root over from an older one: where the
+    /// sequence jumps to the new epoch's ids (the catalog records it in its first checkpoint).
+    pub fence: Option<Fence>,
 }
 
 impl Store {
@@ -63,8 +67,22 @@ impl Store {
     /// `wal_from` are already in segments and are deleted, as are its obsolete objects and any
     /// segment it does not list (written by a compaction that died before its checkpoint), and
     /// the flush objects are replayed from `wal_from` on: a missing `wal_from` is a gap.
+    ///
+    /// With a writer epoch (see [`Store::set_writer_epoch`]), a root that a newer epoch wrote
+    /// (a checkpoint or a flush object) is refused with [`StorageError::Fenced`]; the sequence
+    /// follows the checkpoint's fences (objects between a fence's `end` and `resume` were
+    /// written by a fenced leader after its fence, and are discarded); and when the adopted
+    /// objects end below this epoch's first id, [`Recovered::fence`] says so and the pipeline
+    /// continues from that first id.
     pub async fn recover(&self, max_in_flight: usize) -> Result<Recovered, StorageError> {
         let manifest = self.read_manifest().await?;
+        let my_epoch = self.writer_epoch();
+        if let Some(checkpoint) = manifest.as_ref() {
+            let epoch = crate::types::epoch_of(checkpoint.seq);
+            if my_epoch > 0 && epoch > my_epoch {
+                return Err(newer_writer(epoch, my_epoch));
+            }
+        }
         let state = manifest
             .as_ref()
             .map(|m| m.state.clone())
@@ -80,6 +98,20 @@ impl Store {
         self.delete_all(folded.iter().chain(&state.obsolete))
             .await?;
         ids.retain(|id| *id >= state.wal_from);
+        if let Some(newest) = ids.iter().find(|id| my_epoch > 0 && id.epoch() > my_epoch) {
+            return Err(newer_writer(newest.epoch(), my_epoch));
+        }
+        let follow_fences = |mut next: ObjectId| {
+            while let Some(fence) = state
+                .fences
+                .iter()
+                .find(|f| f.end == next && f.resume > next)
+            {
+                next = fence.resume;
+            }
+            next
+        };
+        let mut fenced_out = Vec::new();
 
         let mut chunks: Vec<ChunkLocation> = state
             .segments
@@ -93,6 +125,12 @@ impl Store {
         };
         let mut cut = ids.len();
         for (i, &id) in ids.iter().enumerate() {
+            next_object = follow_fences(next_object);
+            if id < next_object {
+                // Between a fence's end and resume: a fenced leader's late write.
+                fenced_out.push(id);
+                continue;
+            }
             if id != next_object {
                 check_crash_window(next_object, "missing", &ids[i..], max_in_flight)?;
                 warn!(missing = %next_object, "gap in flush objects; discarding the rest");
@@ -121,15 +159,20 @@ impl Store {
             Some(wal) => Some(wal.recover(next_object, max_in_flight).await?),
             None => None,
         };
+        next_object = follow_fences(next_object);
         let mut discarded = ids.split_off(cut);
+        if !fenced_out.is_empty() {
+            warn!(
+                count = fenced_out.len(),
+                "discarding flush objects a fenced writer wrote after its fence"
+            );
+            discarded.splice(0..0, fenced_out);
+        }
         // Newest first: if we crash half-way, what is left still starts with an invalid object
         // or a gap, and the next recovery finishes the job.
         for id in discarded.iter().rev() {
             let key = id.key();
-            self.op()
-                .delete(&key)
-                .await
-                .map_err(StorageError::backend(format!("delete {key}")))?;
+            self.delete_key(&key).await?;
         }
         if !discarded.is_empty() {
             self.sync_wal_dir().await?;
@@ -141,6 +184,16 @@ impl Store {
             }
             next_object = found.next_object;
             discarded.extend(found.discarded);
+        }
+        let mut fence = None;
+        let first_of_epoch = ObjectId(crate::types::epoch_base(my_epoch));
+        if my_epoch > 0 && next_object < first_of_epoch {
+            info!(end = %next_object, resume = %first_of_epoch, epoch = my_epoch, "taking the root over at a new writer epoch");
+            fence = Some(Fence {
+                end: next_object,
+                resume: first_of_epoch,
+            });
+            next_object = first_of_epoch;
         }
         chunks.retain(|c| {
             state
@@ -160,6 +213,7 @@ impl Store {
             next_object,
             objects: adopted,
             discarded,
+            fence,
         })
     }
 
@@ -249,6 +303,12 @@ impl Store {
         format::check_data(data, &footer).map_err(corrupt)?;
         Ok(chunks)
     }
+}
+
+fn newer_writer(found: u32, mine: u32) -> StorageError {
+    StorageError::Fenced(format!(
+        "writer epoch {found} has written this root; this leader's epoch {mine} is older"
+    ))
 }
 
 /// Refuses (with nothing deleted yet) when objects after the first missing or invalid object

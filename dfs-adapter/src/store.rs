@@ -51,6 +51,15 @@ struct Inner {
     lease: std::sync::OnceLock<Arc<LeaseGate>>,
     /// The append-only WAL, once [`Store::use_wal`] opened it: flush objects live there.
     wal: std::sync::OnceLock<Arc<WalLog>>,
+    /// In a cluster: the epoch this store writes at and whether it still may.
+    writer: std::sync::OnceLock<WriterEpoch>,
+}
+
+/// The epoch a cluster leader writes a shard's root at, and the check that it still leads.
+#[derive(Clone)]
+pub(crate) struct WriterEpoch {
+    pub(crate) epoch: u32,
+    may_write: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Storage requests issued through this store, as an object store bills them: a sliced write
@@ -180,6 +189,7 @@ impl Store {
                 counters: Counters::default(),
                 lease: std::sync::OnceLock::new(),
                 wal: std::sync::OnceLock::new(),
+                writer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -318,6 +328,7 @@ impl Store {
     /// is reused once nothing in it is live), anything else is deleted and its directory
     /// synced.
     pub(crate) async fn delete_object(&self, object: &ObjectId) -> Result<(), StorageError> {
+        self.check_lease()?;
         if let Some(wal) = self.wal_holding(object) {
             return wal.delete(*object).await;
         }
@@ -467,6 +478,7 @@ impl Store {
 
     /// Deletes `key` (absent is fine), counted.
     pub(crate) async fn delete_key(&self, key: &str) -> Result<(), StorageError> {
+        self.check_lease()?;
         self.inner.counters.deletes.fetch_add(1, Ordering::Relaxed);
         self.op()
             .delete(key)
@@ -489,9 +501,46 @@ impl Store {
         let _ = self.inner.lease.set(gate);
     }
 
-    /// Fails while a lease held through this store is lost or not recently renewed.
+    /// Fails while a lease held through this store is lost or not recently renewed, and once
+    /// the writer epoch's check (see [`Store::set_writer_epoch`]) says this broker no longer
+    /// leads: every write and deletion asks first.
     pub(crate) fn check_lease(&self) -> Result<(), StorageError> {
+        if let Some(writer) = self.inner.writer.get() {
+            if !(writer.may_write)() {
+                return Err(StorageError::Fenced(format!(
+                    "no longer the writer of this root at epoch {}",
+                    writer.epoch
+                )));
+            }
+        }
         self.inner.lease.get().map_or(Ok(()), |gate| gate.check())
+    }
+
+    /// Makes this store write as the leader of a shard at `epoch`, before recovery: every
+    /// object, segment and checkpoint it creates is numbered from `epoch << 40` (never a key an
+    /// older epoch's leader writes, even one still running), recovery refuses a root a newer
+    /// epoch writes and ignores what older epochs wrote after their fence (see
+    /// [`Store::recover`]), and every write or deletion first asks `may_write`, which must turn
+    /// false before another broker may take the shard over. Set once.
+    pub fn set_writer_epoch(
+        &self,
+        epoch: u32,
+        may_write: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Result<(), StorageError> {
+        if epoch == 0 || crate::types::epoch_base(epoch) >= 1 << 63 {
+            return Err(StorageError::InvalidUrl(format!(
+                "writer epoch {epoch} out of range"
+            )));
+        }
+        self.inner
+            .writer
+            .set(WriterEpoch { epoch, may_write })
+            .map_err(|_| StorageError::Fenced("the writer epoch is set already".into()))
+    }
+
+    /// The writer epoch (0 outside a cluster).
+    pub fn writer_epoch(&self) -> u32 {
+        self.inner.writer.get().map_or(0, |w| w.epoch)
     }
 
     /// The root directory, for the local filesystem.

@@ -41,6 +41,21 @@ const SEGMENT_BIT: u64 = 1 << 63;
 /// Width of the zero-padded sequence number; `u64::MAX` has 20 digits.
 const SEQ_DIGITS: usize = 20;
 
+/// Bits of a sequence number (flush object, segment or checkpoint) below the writer epoch: in a
+/// cluster, the leader of a shard at epoch `e` numbers everything it writes from `e << 40`, so
+/// that a fenced older leader, still writing, never writes a key the new one writes.
+pub const EPOCH_SHIFT: u32 = 40;
+
+/// The first sequence number of writer epoch `epoch`.
+pub fn epoch_base(epoch: u32) -> u64 {
+    u64::from(epoch) << EPOCH_SHIFT
+}
+
+/// The writer epoch a sequence number belongs to.
+pub fn epoch_of(seq: u64) -> u32 {
+    u32::try_from(seq >> EPOCH_SHIFT).unwrap_or(u32::MAX)
+}
+
 impl ObjectId {
     /// The id of segment number `seq` (below 2^63).
     pub fn segment(seq: u64) -> ObjectId {
@@ -66,6 +81,11 @@ impl ObjectId {
             (WAL_DIR, WAL_SUFFIX)
         };
         format!("{dir}{:0width$}{suffix}", self.seq(), width = SEQ_DIGITS)
+    }
+
+    /// The writer epoch that wrote it (0 outside a cluster).
+    pub fn epoch(&self) -> u32 {
+        epoch_of(self.seq())
     }
 
     /// The id following this one.

@@ -164,7 +164,7 @@ impl Catalog {
             warn!(segment = %gone.id, "compaction raced with retention; round abandoned");
             drop(committed);
             for object in &written {
-                let _ = self.store.op().delete(&object.id.key()).await;
+                let _ = self.store.delete_key(&object.id.key()).await;
             }
             return Ok(None);
         }

@@ -3,6 +3,7 @@
 mod common;
 mod compaction;
 mod failure;
+mod model;
 mod open;
 mod pipeline;
 mod recovery;
@@ -10,3 +11,4 @@ mod root;
 mod shared_objects;
 mod topics;
 mod wal;
+mod writer_epochs;

@@ -169,13 +169,9 @@ pub(crate) enum OpJson {
         lease: Option<String>,
     },
     #[serde(rename = "request_delete_range")]
-    DeleteRange {
-        key: String,
-    },
+    DeleteRange { key: String },
     #[serde(rename = "request_range")]
-    Range {
-        key: String,
-    },
+    Range { key: String },
 }
 
 #[cfg(test)]

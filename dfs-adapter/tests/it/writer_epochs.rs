@@ -1,0 +1,247 @@
+//! Writer epochs: a cluster leader takes a shard's root over from an older one that may still
+//! be writing (paused, cut off, or with writes in flight). Randomized trials of successive
+//! leaders, each leaving a zombie behind that keeps writing for a while after the takeover:
+//! every leader recovers exactly what was acknowledged (nothing a zombie wrote after its fence),
+//! and a zombie that knows it lost the shard can neither write nor delete.
+//! `HOTWIRE_EPOCH_TRIALS` sets the number of seeds, `HOTWIRE_EPOCH_SEED` runs one.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dfs_adapter::{Catalog, CompactionConfig, ObjectId, Recovered, StorageError, Store};
+
+use crate::common::*;
+use crate::model::{check_contents, produce, Model};
+
+/// A leader's handles on the root, and the switch that says whether it still leads.
+struct Leader {
+    store: Store,
+    catalog: Catalog,
+    next_object: ObjectId,
+    leads: Arc<AtomicBool>,
+}
+
+async fn take_over(root: &Path, epoch: u32) -> (Leader, Recovered) {
+    let store = Store::open(&format!("fs://{}", root.display()))
+        .await
+        .unwrap();
+    let leads = Arc::new(AtomicBool::new(true));
+    let flag = leads.clone();
+    store
+        .set_writer_epoch(epoch, Arc::new(move || flag.load(Ordering::SeqCst)))
+        .unwrap();
+    let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+    let catalog = Catalog::open(store.clone(), &recovered).await.unwrap();
+    let leader = Leader {
+        store,
+        catalog,
+        next_object: recovered.next_object,
+        leads,
+    };
+    (leader, recovered)
+}
+
+async fn trial(seed: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let partitions = rng.i32(1..5);
+    let config = CompactionConfig {
+        min_objects: 1,
+        max_bytes: rng.u64(30..300),
+        segment_target_bytes: rng.u64(40..400),
+        chunk_bytes: rng.u64(20..80),
+        ..CompactionConfig::default()
+    };
+    // What was acknowledged: only leaders' writes before they were replaced.
+    let mut model = Model::default();
+    let mut zombie: Option<(Leader, Model)> = None;
+    let leaders = rng.u32(2..6);
+    // Epochs need not be consecutive: a shard may have been assigned and lost in between.
+    let mut epoch = 0;
+    for turn in 0..leaders {
+        epoch += rng.u32(1..3);
+        let context = format!("seed {seed} leader {turn} at epoch {epoch} ({config:?})");
+        let (mut leader, recovered) = take_over(root, epoch).await;
+        assert!(
+            leader.next_object.epoch() == epoch,
+            "{context}: {}",
+            leader.next_object
+        );
+        check_contents(&leader.store, &recovered, &model, &context).await;
+
+        if let Some((mut old, mut its_view)) = zombie.take() {
+            // The old leader has not noticed yet: its writes land after the takeover.
+            for _ in 0..rng.usize(0..3) {
+                if rng.bool() {
+                    produce(
+                        &mut rng,
+                        &old.store,
+                        &old.catalog,
+                        &mut old.next_object,
+                        &mut its_view,
+                        partitions,
+                    )
+                    .await;
+                } else {
+                    old.catalog.compact(&config, &|_| true).await.unwrap();
+                }
+            }
+            // Then it learns it lost the shard: every write and deletion is refused.
+            old.leads.store(false, Ordering::SeqCst);
+            let refused = old.catalog.delete_obsolete().await;
+            assert!(
+                matches!(refused, Err(StorageError::Fenced(_)) | Ok(_)),
+                "{context}: {refused:?}"
+            );
+            let compacted = old.catalog.compact(&config, &|_| true).await;
+            assert!(
+                matches!(compacted, Err(StorageError::Fenced(_)) | Ok(None)),
+                "{context}: a fenced zombie compacted: {compacted:?}"
+            );
+        }
+
+        for step in 0..rng.usize(1..12) {
+            let context = format!("{context} step {step}");
+            match rng.u8(0..8) {
+                0..=3 => {
+                    produce(
+                        &mut rng,
+                        &leader.store,
+                        &leader.catalog,
+                        &mut leader.next_object,
+                        &mut model,
+                        partitions,
+                    )
+                    .await
+                }
+                4 | 5 => {
+                    leader.catalog.compact(&config, &|_| true).await.unwrap();
+                }
+                6 => {
+                    leader.catalog.delete_obsolete().await.unwrap();
+                }
+                _ => {
+                    let partition = rng.i32(0..partitions);
+                    let next = model.next.get(&partition).copied().unwrap_or(0);
+                    let start = model.log_start.entry(partition).or_default();
+                    *start = rng.i64(*start..=next);
+                    leader
+                        .catalog
+                        .truncate(key(partition), *start)
+                        .await
+                        .unwrap();
+                }
+            }
+            if step == 0 && rng.u8(0..4) == 0 {
+                // A restart at the same epoch (the same leader, its process restarted before
+                // its lease expired is not possible; this is the engine reopened).
+                drop(leader);
+                let (again, recovered) = take_over(root, epoch).await;
+                leader = again;
+                check_contents(&leader.store, &recovered, &model, &context).await;
+            }
+        }
+        let its_view = Model {
+            next: model.next.clone(),
+            log_start: model.log_start.clone(),
+        };
+        zombie = Some((leader, its_view));
+    }
+    // One more takeover after the last zombie wrote too.
+    if let Some((mut old, mut its_view)) = zombie.take() {
+        let (last, recovered) = take_over(root, epoch + 1).await;
+        check_contents(
+            &last.store,
+            &recovered,
+            &model,
+            &format!("seed {seed} final"),
+        )
+        .await;
+        produce(
+            &mut rng,
+            &old.store,
+            &old.catalog,
+            &mut old.next_object,
+            &mut its_view,
+            partitions,
+        )
+        .await;
+        drop(last);
+        let (after, recovered) = take_over(root, epoch + 2).await;
+        check_contents(
+            &after.store,
+            &recovered,
+            &model,
+            &format!("seed {seed} after the last zombie"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn successive_leaders_recover_exactly_what_was_acknowledged_whatever_zombies_write() {
+    if let Some(seed) = std::env::var("HOTWIRE_EPOCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        trial(seed).await;
+        return;
+    }
+    let trials = std::env::var("HOTWIRE_EPOCH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30u64);
+    for seed in 0..trials {
+        trial(seed).await;
+    }
+}
+
+#[tokio::test]
+async fn a_leader_of_an_older_epoch_cannot_open_a_root_a_newer_one_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (newer, _) = take_over(dir.path(), 5).await;
+    drop(newer);
+    let store = Store::open(&format!("fs://{}", dir.path().display()))
+        .await
+        .unwrap();
+    store.set_writer_epoch(4, Arc::new(|| true)).unwrap();
+    let refused = store.recover(MAX_IN_FLIGHT).await;
+    assert!(
+        matches!(refused, Err(StorageError::Fenced(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fenced_writer_can_neither_write_nor_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = take_over(dir.path(), 1).await;
+    let mut model = Model::default();
+    let mut next = leader.next_object;
+    produce(
+        &mut fastrand::Rng::with_seed(1),
+        &leader.store,
+        &leader.catalog,
+        &mut next,
+        &mut model,
+        2,
+    )
+    .await;
+    leader.leads.store(false, Ordering::SeqCst);
+    let truncated = leader.catalog.truncate(key(0), 1).await;
+    assert!(
+        matches!(truncated, Err(StorageError::Fenced(_))),
+        "{truncated:?}"
+    );
+    let (pipeline, mut events) = start(&leader.store, lazy_config(), next);
+    pipeline.submit(batch(0, 100, 1)).unwrap();
+    pipeline.flush_now();
+    match events.next().await {
+        dfs_adapter::FlushEvent::Failed { error, .. } => {
+            assert!(matches!(*error, StorageError::Fenced(_)), "{error:?}")
+        }
+        other => panic!("a fenced writer's object became durable: {other:?}"),
+    }
+}
