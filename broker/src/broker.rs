@@ -48,6 +48,38 @@ pub enum StartError {
     ColdRuntime(std::io::Error),
 }
 
+/// What a broker opened as one shard of a cluster is told.
+#[derive(Clone)]
+pub struct ShardContext {
+    /// The shard.
+    pub shard: u32,
+    /// The epoch it is led at.
+    pub epoch: u32,
+    /// Whether this broker still leads the shard at that epoch (its etcd lease surely valid):
+    /// asked before every storage write and before any write is acknowledged.
+    pub may_write: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The cluster's topics (etcd holds them, not the shard's root).
+    pub topics: Vec<dfs_adapter::TopicRecord>,
+}
+
+/// The shard a broker serves in a cluster, and its epoch.
+#[derive(Clone)]
+pub struct ShardRole {
+    /// The shard.
+    pub shard: u32,
+    /// The epoch it is led at.
+    pub epoch: u32,
+    /// See [`ShardContext::may_write`].
+    pub may_write: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl ShardRole {
+    /// Whether writes may still be acknowledged.
+    pub fn may_acknowledge(&self) -> bool {
+        (self.may_write)()
+    }
+}
+
 /// Everything request handlers share.
 pub struct Broker {
     /// Effective configuration.
@@ -85,8 +117,11 @@ pub struct Broker {
     /// Everything a metrics scrape reports.
     pub metrics: Arc<Metrics>,
     /// This process's exclusive claim on the storage root, taken before recovery and held
-    /// for the broker's life (see [`RootClaim`]).
-    pub root_claim: RootClaim,
+    /// for the broker's life (see [`RootClaim`]). None for a shard of a cluster, whose writer
+    /// is fenced by its epoch instead.
+    pub root_claim: Option<RootClaim>,
+    /// Set when this broker serves one shard of a cluster.
+    pub shard: Option<ShardRole>,
     /// Memory for request frames of all connections (`max_request_memory_mib`).
     pub request_memory: RequestMemory,
     /// One-sided sessions that may still open (`max_one_sided_sessions`), every provider.
@@ -96,17 +131,33 @@ pub struct Broker {
 impl Broker {
     /// Opens storage, recovers every topic and partition from it, and starts the flush pipeline.
     pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        Self::open_with(config, None).await
+    }
+
+    /// Opens a broker; with a [`ShardContext`], as the leader of one shard of a cluster: its
+    /// writes are fenced by epoch (no root claim, no local WAL), its topics come from the
+    /// cluster, and nothing becomes visible or acknowledged once it no longer leads.
+    pub async fn open_with(
+        config: Config,
+        shard: Option<ShardContext>,
+    ) -> Result<Arc<Self>, StartError> {
         let events = Events::default();
         let store = Store::open_with(&config.storage, config.slicing()).await?;
         // Before recovery, which deletes what it judges torn: another broker's in-flight
         // objects look just like that.
-        let root_claim = store.claim_root(uuid::Uuid::new_v4()).await?;
+        let root_claim = match &shard {
+            Some(context) => {
+                store.set_writer_epoch(context.epoch, context.may_write.clone())?;
+                None
+            }
+            None => Some(store.claim_root(uuid::Uuid::new_v4()).await?),
+        };
         let wal_dir = config
             .wal
             .as_deref()
             .map(dfs_adapter::fs_path)
             .transpose()?;
-        if wal_dir.is_some() || (store.is_local() && config.wal_file_mib > 0) {
+        if shard.is_none() && (wal_dir.is_some() || (store.is_local() && config.wal_file_mib > 0)) {
             store
                 .use_wal(WalConfig {
                     dir: wal_dir,
@@ -116,7 +167,10 @@ impl Broker {
                 })
                 .await?;
         }
-        let records = store.list_topics().await?;
+        let records = match &shard {
+            Some(context) => context.topics.clone(),
+            None => store.list_topics().await?,
+        };
         let recovered = store.recover(config.flush_max_in_flight).await?;
         tracing::info!(
             storage = store.url(),
@@ -169,7 +223,13 @@ impl Broker {
             store.clone(),
             flush,
             recovered.next_object,
-            flush_sink(topics.clone(), catalog.clone(), health_tx, events.clone()),
+            flush_sink(
+                topics.clone(),
+                catalog.clone(),
+                health_tx,
+                events.clone(),
+                shard.as_ref().map(|c| c.may_write.clone()),
+            ),
         );
         let space = CacheSpace {
             cache: cache.clone(),
@@ -193,7 +253,11 @@ impl Broker {
         ));
         offsets.replay(&history);
         let history: Vec<InternalRecord> = history.into_iter().map(|r| r.record).collect();
-        let producer_ids = ProducerIds::new(internal.clone(), &history);
+        // In a cluster every shard hands out ids from a range of its own.
+        let id_floor = shard
+            .as_ref()
+            .map_or(0, |c| (i64::from(c.shard) + 1) << PRODUCER_ID_SHARD_SHIFT);
+        let producer_ids = ProducerIds::with_floor(internal.clone(), &history, id_floor);
         let window = TailWindow {
             since_object: ObjectId(
                 recovered
@@ -263,6 +327,11 @@ impl Broker {
             events,
             metrics,
             root_claim,
+            shard: shard.map(|c| ShardRole {
+                shard: c.shard,
+                epoch: c.epoch,
+                may_write: c.may_write,
+            }),
             request_memory,
             one_sided_sessions,
         }))
@@ -273,6 +342,10 @@ impl Broker {
         self.pipeline.shutdown().await;
     }
 }
+
+/// In a cluster, shard `s` hands out producer ids from `(s + 1) << 40`: unique across shards
+/// without asking anyone (2^40 ids per shard).
+const PRODUCER_ID_SHARD_SHIFT: u32 = 40;
 
 /// Stored data of each partition read back at start to rebuild idempotent producers' state.
 const PRODUCER_TAIL_BYTES: u64 = 4 << 20;

@@ -205,6 +205,20 @@ pub struct Config {
     pub shutdown_flush_ms: u64,
     /// `tracing` filter, e.g. `info` or `hotwire_broker=debug,info`.
     pub log_level: String,
+    /// Join a cluster: `etcd://host:port[,host:port...][/name]`. Unset: a single broker that
+    /// owns its storage root, with no etcd.
+    pub cluster: Option<String>,
+    /// Shards of a cluster this broker creates (an existing cluster keeps its count): the units
+    /// of leadership, at most as many brokers as shards share the work. Default 16.
+    pub cluster_shards: u32,
+    /// TTL of this broker's etcd lease in seconds: how long a dead, paused or cut-off broker
+    /// keeps its shards before the others take them (etcd's floor is 1.5 election timeouts:
+    /// 2 s with etcd's defaults). Default 2.
+    pub cluster_lease_s: u64,
+    /// How often the cluster is read from etcd, in milliseconds. Default 100.
+    pub cluster_poll_ms: u64,
+    /// Rack reported in Metadata.
+    pub rack: Option<String>,
 }
 
 impl Default for Config {
@@ -280,6 +294,11 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3_000,
             shutdown_flush_ms: 60_000,
             log_level: "info".into(),
+            cluster: None,
+            cluster_shards: 16,
+            cluster_lease_s: 2,
+            cluster_poll_ms: 100,
+            rack: None,
         }
     }
 }
@@ -435,6 +454,16 @@ pub struct Args {
     shutdown_flush_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_LOG_LEVEL")]
     log_level: Option<String>,
+    #[arg(long, env = "HOTWIRE_CLUSTER")]
+    cluster: Option<String>,
+    #[arg(long, env = "HOTWIRE_CLUSTER_SHARDS")]
+    cluster_shards: Option<u32>,
+    #[arg(long, env = "HOTWIRE_CLUSTER_LEASE_S")]
+    cluster_lease_s: Option<u64>,
+    #[arg(long, env = "HOTWIRE_CLUSTER_POLL_MS")]
+    cluster_poll_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_RACK")]
+    rack: Option<String>,
 }
 
 /// A configuration that cannot be used, with the reason.
@@ -514,12 +543,21 @@ impl Config {
         if args.rdma_verbs_device.is_some() {
             config.rdma_verbs_device = args.rdma_verbs_device.clone();
         }
+        if args.cluster.is_some() {
+            config.cluster = args.cluster.clone();
+        }
+        if args.rack.is_some() {
+            config.rack = args.rack.clone();
+        }
         overlay!(
             config,
             args,
             listen,
             storage,
             node_id,
+            cluster_shards,
+            cluster_lease_s,
+            cluster_poll_ms,
             auto_create_topics,
             default_partitions,
             max_frame_bytes,
@@ -597,6 +635,31 @@ impl Config {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1".into());
+        }
+        if let Some(url) = &self.cluster {
+            if let Err(error) = crate::cluster::ClusterConfig::from_url(url) {
+                return invalid("cluster", error.to_string());
+            }
+            if self.wal.is_some() {
+                return invalid(
+                    "wal",
+                    "a broker-local WAL holds acknowledged data no other broker can reach; \
+                     a cluster keeps every flush object in the shared store"
+                        .into(),
+                );
+            }
+            if !(1..=4096).contains(&self.cluster_shards) {
+                return invalid("cluster_shards", "must be 1 to 4096".into());
+            }
+            if self.cluster_lease_s == 0 || self.cluster_poll_ms == 0 {
+                return invalid(
+                    "cluster_lease_s",
+                    "lease and poll period must be positive".into(),
+                );
+            }
+            if self.node_id < 0 {
+                return invalid("node_id", "must be at least 0 in a cluster".into());
+            }
         }
         if self.max_frame_bytes < 1024 {
             return invalid("max_frame_bytes", "must be at least 1024".into());

@@ -23,12 +23,24 @@ pub struct StorageHealth {
 
 /// The pipeline's sink: moves high watermarks (waking acks=all producers and long-poll fetches)
 /// and tracks storage health. Called in object order.
+///
+/// In a cluster, `may_acknowledge` says whether this broker still surely leads the shard. An
+/// object delivered while it does not may have become durable after another broker took the
+/// shard over without it, so it is held back, unseen and unacknowledged, with every object
+/// after it (order is kept); if the same lease turns out to be alive (etcd was out of reach,
+/// no one took over), they are applied with the next delivery. If the shard was lost, the
+/// broker closes and they never are.
 pub fn flush_sink(
     topics: Arc<TopicRegistry>,
     catalog: Arc<Catalog>,
     health: watch::Sender<StorageHealth>,
     events: Events,
+    may_acknowledge: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 ) -> impl FnMut(FlushEvent) + Send + 'static {
+    let mut held: std::collections::VecDeque<(
+        dfs_adapter::ObjectId,
+        Vec<dfs_adapter::ChunkLocation>,
+    )> = Default::default();
     move |event| match event {
         FlushEvent::Durable {
             object,
@@ -39,14 +51,26 @@ pub fn flush_sink(
             tracing::trace!(object = object.0, bytes, ?elapsed, "object durable");
             events.flush_seconds.observe(elapsed.as_secs_f64());
             events.flush_bytes.observe(bytes as f64);
-            for chunk in &chunks {
-                // A topic deleted meanwhile has no partition to advance.
-                if let Some(partition) = topics.partition(&chunk.key) {
-                    partition.on_durable(chunk.clone());
-                }
+            held.push_back((object, chunks));
+            if may_acknowledge.as_ref().is_some_and(|may| !may()) {
+                tracing::warn!(
+                    object = object.0,
+                    held = held.len(),
+                    "durable while this broker's lease is not surely valid; held back"
+                );
+                return;
             }
-            // After the partitions, so that a compaction of this object finds its chunks there.
-            catalog.add_flush(object, &chunks);
+            for (object, chunks) in held.drain(..) {
+                for chunk in &chunks {
+                    // A topic deleted meanwhile has no partition to advance.
+                    if let Some(partition) = topics.partition(&chunk.key) {
+                        partition.on_durable(chunk.clone());
+                    }
+                }
+                // After the partitions, so that a compaction of this object finds its chunks
+                // there.
+                catalog.add_flush(object, &chunks);
+            }
             health.send_if_modified(|h| std::mem::replace(&mut h.failing, false));
         }
         FlushEvent::Failed {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use hotwire_broker::broker::Broker;
+use hotwire_broker::cluster::model::BrokerInfo;
+use hotwire_broker::cluster::{ClusterConfig, Member, Node};
 use hotwire_broker::config::{Args, Config};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
 use tokio::net::TcpListener;
@@ -54,6 +56,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.cluster.is_some() {
+        return run_cluster(config).await;
+    }
     let listen = config.listen;
     let broker = Broker::open(config).await?;
     let listener = TcpListener::bind(listen)
@@ -121,7 +126,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         _ = &mut serving => anyhow::bail!("listener stopped unexpectedly"),
         // A lease not renewed in time: another broker may own the storage now.
-        reason = broker.root_claim.lost() => anyhow::bail!("stopping: lost the storage root: {reason}"),
+        reason = root_lost(&broker) => anyhow::bail!("stopping: lost the storage root: {reason}"),
         outcome = &mut maintaining => match outcome {
             // Another broker owns the storage now: stop at once, flushing nothing more.
             Ok(Err(error)) => anyhow::bail!("stopping: {error}"),
@@ -144,7 +149,64 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = serving.await;
     // Last: a lease deleted now lets the next broker start without waiting for it to expire.
-    broker.root_claim.release().await;
+    if let Some(claim) = &broker.root_claim {
+        claim.release().await;
+    }
     tracing::info!("all data flushed; bye");
+    Ok(())
+}
+
+/// Resolves when the broker's claim on its storage root is lost (never without one).
+async fn root_lost(broker: &Broker) -> String {
+    match &broker.root_claim {
+        Some(claim) => claim.lost().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A broker of a cluster: joins it in etcd, then serves the shards the controller gives it.
+async fn run_cluster(config: Config) -> anyhow::Result<()> {
+    let url = config.cluster.clone().unwrap_or_default();
+    let mut cluster = ClusterConfig::from_url(&url)?;
+    cluster.shards = config.cluster_shards;
+    cluster.lease_ttl = Duration::from_secs(config.cluster_lease_s);
+    cluster.poll = Duration::from_millis(config.cluster_poll_ms);
+    let listen = config.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let (host, port) = config.advertised();
+    let info = BrokerInfo {
+        node_id: config.node_id,
+        host,
+        port: u16::try_from(port).unwrap_or(0),
+        rack: config.rack.clone(),
+    };
+    tracing::info!(cluster = %url, node = info.node_id, "joining the cluster");
+    let member = Member::join(&cluster, info).await?;
+    let node = Node::new(member, config);
+    tracing::info!(%listen, storage = %node.config.storage, "hotwire serving Kafka in a cluster");
+    let shutdown = CancellationToken::new();
+    let mut serving = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    let engines_stop = CancellationToken::new();
+    let mut running = tokio::spawn(node.clone().run(engines_stop.clone()));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = &mut serving => anyhow::bail!("listener stopped unexpectedly"),
+        _ = &mut running => anyhow::bail!("cluster membership stopped unexpectedly"),
+    }
+    // Flush every shard and leave (the lease is revoked: the others take over at once), then
+    // let the connections drain.
+    engines_stop.cancel();
+    let limit = Duration::from_millis(node.config.shutdown_flush_ms);
+    if tokio::time::timeout(limit, running).await.is_err() {
+        anyhow::bail!("shards not flushed within {limit:?}; exiting without them");
+    }
+    shutdown.cancel();
+    let _ = serving.await;
+    tracing::info!("all shards flushed; left the cluster; bye");
     Ok(())
 }

@@ -17,7 +17,7 @@ const TEMP_SUFFIX: &str = ".json.tmp";
 const MAX_NAME_LEN: usize = 249;
 
 /// Durable description of one topic (stored as its own small object).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
     /// Topic name, as clients know it.
     pub name: String,

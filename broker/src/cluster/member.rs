@@ -20,6 +20,7 @@ use super::{ClusterConfig, ClusterError};
 pub struct Member {
     etcd: Arc<Etcd>,
     keys: Keys,
+    name: String,
     info: BrokerInfo,
     settings: ClusterSettings,
     /// The lease of the current registration (none between a lost lease and the next one).
@@ -41,6 +42,7 @@ impl Member {
         let member = Arc::new(Self {
             etcd,
             keys,
+            name: config.name.clone(),
             info,
             settings,
             lease: Mutex::new(None),
@@ -54,6 +56,26 @@ impl Member {
             .await
             .map_err(|_| ClusterError::Etcd(EtcdError::Unreachable("membership stopped".into())))?;
         Ok(member)
+    }
+
+    /// Reads the cluster from etcd now (after a change this broker made, so that its own
+    /// view shows it at once).
+    pub async fn refresh(&self) {
+        if let Ok((kvs, revision)) = self.etcd.get_prefix(self.keys.prefix()).await {
+            let view = Arc::new(ClusterView::parse(&self.keys, &kvs, revision));
+            self.view.send_if_modified(|current| {
+                let newer = view.revision >= current.revision && **current != *view;
+                if newer {
+                    *current = view;
+                }
+                newer
+            });
+        }
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// This broker's node id.

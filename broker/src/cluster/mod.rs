@@ -10,7 +10,10 @@ pub mod etcd;
 pub mod lease;
 pub mod member;
 pub mod model;
+pub mod node;
 pub mod plan;
+pub mod router;
+pub mod shards;
 pub mod view;
 
 use std::time::Duration;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use member::Member;
+pub use node::Node;
 
 /// Why the cluster could not be joined.
 #[derive(Debug, Error)]

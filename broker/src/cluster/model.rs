@@ -6,6 +6,7 @@
 //! <prefix>controller        the controller's node id (attached to its lease)
 //! <prefix>shards/<k>        who leads shard k, under which lease and epoch (never deleted)
 //! <prefix>draining/<id>     an operator asked for broker <id> to hand its shards away
+//! <prefix>topics/<name>     a topic (name, id, partitions, configs): created if absent
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,16 @@ impl Keys {
     /// The key that asks for `node_id` to be drained.
     pub fn drain(&self, node_id: i32) -> String {
         format!("{}draining/{node_id:010}", self.prefix)
+    }
+
+    /// Prefix of every topic.
+    pub fn topics(&self) -> String {
+        format!("{}topics/", self.prefix)
+    }
+
+    /// One topic's record.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}topics/{name}", self.prefix)
     }
 
     /// Every key of the cluster starts with this.

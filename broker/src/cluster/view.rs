@@ -18,6 +18,8 @@ pub struct ClusterView {
     pub controller: Option<(i32, i64)>,
     /// Brokers an operator asked to drain.
     pub draining: Vec<i32>,
+    /// The cluster's topics, by name.
+    pub topics: BTreeMap<String, dfs_adapter::TopicRecord>,
     /// Every shard's assignment with the key's modification revision (for compare-and-swap).
     pub shards: BTreeMap<u32, (ShardAssignment, i64)>,
 }
@@ -32,6 +34,7 @@ impl ClusterView {
         };
         let brokers = keys.brokers();
         let draining = keys.draining();
+        let topics = keys.topics();
         for kv in kvs {
             let key = String::from_utf8_lossy(&kv.key);
             if key == keys.config() {
@@ -44,6 +47,10 @@ impl ClusterView {
                         info,
                         lease: kv.lease,
                     });
+                }
+            } else if key.starts_with(&topics) {
+                if let Some(record) = parsed::<dfs_adapter::TopicRecord>(&key, &kv.value) {
+                    view.topics.insert(record.name.clone(), record);
                 }
             } else if let Some(node) = key.strip_prefix(&draining) {
                 if let Ok(node) = node.parse() {

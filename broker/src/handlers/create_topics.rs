@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::future::BoxFuture;
+
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -16,21 +18,61 @@ use crate::log::topics::TopicError;
 /// Config source reported for overrides given at creation (Kafka's DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC: i8 = 1;
 
+/// A created topic's id and configs, once durable.
+pub type Created<'a> = BoxFuture<'a, Result<(uuid::Uuid, BTreeMap<String, String>), TopicError>>;
+
+/// Where topics are created: a broker's own storage, or a cluster's etcd.
+pub trait TopicCreator: Sync {
+    /// Partitions of a topic created with `num_partitions = -1`.
+    fn default_partitions(&self) -> i32;
+
+    /// Creates a topic durably (or only validates it); returns its id and configs.
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Created<'a>;
+}
+
+impl TopicCreator for Broker {
+    fn default_partitions(&self) -> i32 {
+        self.config.default_partitions
+    }
+
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Created<'a> {
+        Box::pin(async move {
+            let topic = self
+                .topics
+                .create(&self.store, name, partitions, configs, validate_only)
+                .await?;
+            Ok((topic.id, topic.configs.clone()))
+        })
+    }
+}
+
 /// Creates each topic (or validates it only) and reports per-topic results.
 pub async fn handle(
-    broker: &Broker,
+    creator: &dyn TopicCreator,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        results.push(create_one(broker, topic, request.validate_only, version).await);
+        results.push(create_one(creator, topic, request.validate_only, version).await);
     }
     CreateTopicsResponse::default().with_topics(results)
 }
 
 async fn create_one(
-    broker: &Broker,
+    creator: &dyn TopicCreator,
     topic: CreatableTopic,
     validate_only: bool,
     version: i16,
@@ -49,7 +91,7 @@ async fn create_one(
         return fail(result, ResponseError::InvalidReplicationFactor, message);
     }
     let partitions = match (topic.assignments.len(), topic.num_partitions) {
-        (0, -1) => broker.config.default_partitions,
+        (0, -1) => creator.default_partitions(),
         (0, n) => n,
         (n, -1) if topic.replication_factor == -1 => i32::try_from(n).unwrap_or(i32::MAX),
         (_, _) => {
@@ -66,21 +108,19 @@ async fn create_one(
             configs.insert(config.name.to_string(), value.to_string());
         }
     }
-    match broker
-        .topics
-        .create(&broker.store, &name, partitions, configs, validate_only)
+    match creator
+        .create(&name, partitions, configs, validate_only)
         .await
     {
-        Ok(created) => {
+        Ok((id, configs)) => {
             if version >= 7 {
-                result.topic_id = created.id;
+                result.topic_id = id;
             }
             if version >= 5 {
                 result.num_partitions = partitions;
                 result.replication_factor = 1;
                 result.configs = Some(
-                    created
-                        .configs
+                    configs
                         .iter()
                         .map(|(k, v)| {
                             CreatableTopicConfigs::default()

@@ -27,6 +27,16 @@ pub fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    handle_with(&|_| Some(this.clone()), request, version)
+}
+
+/// [`handle`] where each group's coordinator is found by `resolve` (a cluster: the leader of
+/// the group's shard; `None` while it has none).
+pub fn handle_with(
+    resolve: &dyn Fn(&str) -> Option<CoordinatorAddress>,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     // v0 has no key type: it always asks for a group coordinator.
     let key_type = if version >= 1 {
         request.key_type
@@ -38,11 +48,11 @@ pub fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let mut coordinator = Coordinator::default().with_key(key);
-                match lookup(key_type) {
-                    Ok(()) => {
+                let mut coordinator = Coordinator::default();
+                match lookup(key_type, &key, resolve) {
+                    Ok(this) => {
                         coordinator.node_id = BrokerId(this.node_id);
-                        coordinator.host = str_bytes(this.host.clone());
+                        coordinator.host = str_bytes(this.host);
                         coordinator.port = this.port;
                     }
                     Err((error, message)) => {
@@ -52,16 +62,16 @@ pub fn handle(
                         coordinator.error_message = Some(str_bytes(message));
                     }
                 }
-                coordinator
+                coordinator.with_key(key)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let mut response = FindCoordinatorResponse::default();
-    match lookup(key_type) {
-        Ok(()) => {
+    match lookup(key_type, &request.key, resolve) {
+        Ok(this) => {
             response.node_id = BrokerId(this.node_id);
-            response.host = str_bytes(this.host.clone());
+            response.host = str_bytes(this.host);
             response.port = this.port;
         }
         Err((error, message)) => {
@@ -77,9 +87,16 @@ pub fn handle(
     response
 }
 
-fn lookup(key_type: i8) -> Result<(), (ResponseError, &'static str)> {
+fn lookup(
+    key_type: i8,
+    key: &str,
+    resolve: &dyn Fn(&str) -> Option<CoordinatorAddress>,
+) -> Result<CoordinatorAddress, (ResponseError, &'static str)> {
     match key_type {
-        KEY_TYPE_GROUP => Ok(()),
+        KEY_TYPE_GROUP => resolve(key).ok_or((
+            ResponseError::CoordinatorNotAvailable,
+            "the group's shard has no leader yet",
+        )),
         KEY_TYPE_TRANSACTION => Err((
             // Fatal in clients (unlike COORDINATOR_NOT_AVAILABLE, which they retry until their
             // own timeout), so a transactional producer fails at once with a clear error.

@@ -168,7 +168,7 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
             metadata::handle(&broker, r, version).await,
         ))),
         RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
-            create_topics::handle(&broker, r, version).await,
+            create_topics::handle(broker.as_ref(), r, version).await,
         ))),
         RequestKind::DeleteTopics(r) => InFlight::Ready(reply(ResponseKind::DeleteTopics(
             delete_topics::handle(&broker, r, version).await,

@@ -319,6 +319,46 @@ impl TopicRegistry {
         }
     }
 
+    /// Adds a topic that another place holds (a cluster's etcd), without storing it here.
+    /// Returns false if a topic of that name and id is there already; one of that name with
+    /// another id (deleted and created again elsewhere) is replaced.
+    pub fn adopt(&self, record: &TopicRecord) -> bool {
+        if let Some(known) = self.get(&record.name) {
+            if known.id == record.id {
+                return false;
+            }
+            self.forget(&record.name);
+        }
+        let partitions = (0..record.partitions)
+            .map(|p| {
+                let key = PartitionKey {
+                    topic_id: record.id,
+                    partition: p,
+                };
+                Arc::new(Partition::new(key, Vec::new()))
+            })
+            .collect();
+        self.insert(Topic {
+            name: record.name.clone(),
+            id: record.id,
+            configs: record.configs.clone(),
+            partitions,
+        });
+        true
+    }
+
+    /// Removes a topic from memory only (a cluster deleted it); returns it if it was there.
+    pub fn forget(&self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.topics.write().remove(name)?;
+        self.listed_partitions
+            .fetch_sub(topic.partitions.len(), std::sync::atomic::Ordering::Relaxed);
+        let mut partitions = self.partitions.write();
+        for partition in &topic.partitions {
+            partitions.remove(&partition.key());
+        }
+        Some(topic)
+    }
+
     /// Deletes a topic durably. Its data objects stay until compaction and retention (they are
     /// never adopted again: recovery keys data by topic id).
     pub async fn delete(&self, store: &Store, name: &str) -> Result<Arc<Topic>, TopicError> {

@@ -29,7 +29,13 @@ pub struct ProducerIds {
 impl ProducerIds {
     /// Starts after every block found in the replayed internal log.
     pub fn new(log: Arc<InternalLog>, records: &[InternalRecord]) -> Self {
-        let end = reserved_end(records);
+        Self::with_floor(log, records, 0)
+    }
+
+    /// Like [`ProducerIds::new`], never handing out an id below `floor` (a cluster shard's
+    /// range).
+    pub fn with_floor(log: Arc<InternalLog>, records: &[InternalRecord], floor: i64) -> Self {
+        let end = reserved_end(records).max(floor);
         Self {
             state: tokio::sync::Mutex::new(IdState {
                 next: end,

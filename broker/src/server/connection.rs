@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{FrameError, FramePermit, FrameReader};
-use crate::broker::Broker;
+use super::Service;
 use crate::handlers::{self, InFlight, Reply};
 use crate::protocol::{decode_request, ProtocolError};
 
@@ -27,7 +27,7 @@ use crate::protocol::{decode_request, ProtocolError};
 const READ_BUFFER_BYTES: usize = 8 << 10;
 
 /// Serves `stream` until the client leaves, sends something unservable, or shutdown begins.
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve<S: Service>(stream: TcpStream, broker: Arc<S>, shutdown: CancellationToken) {
     let peer = stream.peer_addr().ok();
     let (read, mut out) = stream.into_split();
     // Small pipelined requests come in with one read system call, as before: the frame reader
@@ -35,12 +35,12 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
     let read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
     let mut frames = FrameReader::new(
         read,
-        broker.config.max_frame_bytes,
-        broker.request_memory.clone(),
+        broker.config().max_frame_bytes,
+        broker.request_memory().clone(),
     );
-    let mut timer = Timer::new(&broker.config);
+    let mut timer = Timer::new(broker.config());
     let (queue, mut replies) =
-        mpsc::channel::<(InFlight, FramePermit)>(broker.config.max_in_flight_per_connection);
+        mpsc::channel::<(InFlight, FramePermit)>(broker.config().max_in_flight_per_connection);
 
     let writer = async move {
         while let Some((in_flight, permit)) = replies.recv().await {
@@ -96,7 +96,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, shutdown: Cancellatio
                 }
             };
             let in_flight = match decode_request(frame) {
-                Ok(request) => handlers::start(broker.clone(), request, peer).await,
+                Ok(request) => broker.clone().start(request, peer).await,
                 Err(error) => {
                     let reply = reply_to_undecodable(&error);
                     if matches!(reply, Reply::Close) {

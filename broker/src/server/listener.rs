@@ -16,15 +16,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
+use super::Service;
 
 /// How long open connections get to finish their in-flight requests after shutdown begins.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Serves connections until `shutdown` is cancelled, then lets the open ones drain.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
-    let per_ip = PerIp::new(broker.config.max_connections_per_ip);
+pub async fn serve<S: Service>(listener: TcpListener, broker: Arc<S>, shutdown: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(broker.config().max_connections));
+    let per_ip = PerIp::new(broker.config().max_connections_per_ip);
     let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
@@ -49,7 +49,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         };
         let Some(slot) = per_ip.take(peer.ip()) else {
             tracing::debug!(%peer, "connection refused: max_connections_per_ip reached");
-            broker.events.connections_refused.inc();
+            broker.events().connections_refused.inc();
             drop(stream);
             continue;
         };

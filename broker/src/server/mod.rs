@@ -3,5 +3,7 @@
 pub mod connection;
 pub mod frames;
 pub mod listener;
+pub mod service;
 
 pub use listener::serve;
+pub use service::Service;

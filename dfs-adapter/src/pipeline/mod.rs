@@ -158,6 +158,7 @@ enum Command {
     Batch(PendingBatch),
     FlushNow,
     Shutdown,
+    Abandon,
 }
 
 /// Handle to the flush pipeline (cheap to clone).
@@ -241,6 +242,15 @@ impl FlushPipeline {
         let _ = self.commands.send(Command::Shutdown);
         let mut finished = self.finished.clone();
         // An error means the task is gone (it panicked in the sink): nothing left to wait for.
+        let _ = finished.wait_for(|done| *done).await;
+    }
+
+    /// Stops the pipeline at once, giving up whatever is pending or being written (nothing of
+    /// it is reported): for a writer that was fenced, whose writes would only be refused, and
+    /// whose data the next writer recovers from storage as far as it became durable.
+    pub async fn abandon(&self) {
+        let _ = self.commands.send(Command::Abandon);
+        let mut finished = self.finished.clone();
         let _ = finished.wait_for(|done| *done).await;
     }
 

@@ -147,6 +147,18 @@ impl<S: FnMut(FlushEvent) + Send + 'static> Task<S> {
         match command {
             Command::Batch(batch) => self.batcher.push(batch, Instant::now()),
             Command::FlushNow => self.force = true,
+            Command::Abandon => {
+                warn!(
+                    pending = self.window.len(),
+                    "flush pipeline abandoned; objects in flight are given up"
+                );
+                self.window.clear();
+                drop(self.batcher.take());
+                self.attempts.clear();
+                self.closing = true;
+                commands.close();
+                while commands.try_recv().is_ok() {}
+            }
             Command::Shutdown => {
                 debug!("flush pipeline shutting down");
                 self.closing = true;

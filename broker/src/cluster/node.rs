@@ -1,0 +1,320 @@
+//! A broker process in a cluster: one engine (a [`Broker`] over the shard's storage root) per
+//! shard it leads, opened when the controller gives it the shard and closed when it loses or
+//! hands the shard over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use super::member::Member;
+use super::model::ShardAssignment;
+use super::shards;
+use crate::broker::{Broker, ShardContext};
+use crate::config::Config;
+use crate::maintenance;
+use crate::metrics::Events;
+use crate::server::frames::RequestMemory;
+
+/// How long a planned hand-over waits for the shard's pending data to become durable.
+const HANDOVER_FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
+/// One shard this broker leads.
+pub struct Engine {
+    /// The shard.
+    pub shard: u32,
+    /// The epoch it leads the shard at.
+    pub epoch: i32,
+    /// The shard's broker.
+    pub broker: Arc<Broker>,
+    stop: CancellationToken,
+}
+
+impl Engine {
+    /// Whether this engine's broker may still acknowledge writes.
+    pub fn may_acknowledge(&self) -> bool {
+        self.broker
+            .shard
+            .as_ref()
+            .is_none_or(|role| role.may_acknowledge())
+    }
+}
+
+/// A hand-over or take-over, as measured.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    /// The shard.
+    pub shard: u32,
+    /// The epoch it was opened at.
+    pub epoch: i32,
+    /// From this broker seeing the assignment to the shard serving.
+    pub opened_in: Duration,
+}
+
+/// The engines of this broker process and the membership that decides them.
+pub struct Node {
+    /// Membership in the cluster.
+    pub member: Arc<Member>,
+    /// The process's configuration (each engine gets a copy with its shard's storage).
+    pub config: Config,
+    /// Memory for request frames of all connections (shared by every engine's requests).
+    pub request_memory: RequestMemory,
+    /// Connection-level metrics.
+    pub events: Events,
+    engines: RwLock<BTreeMap<u32, Arc<Engine>>>,
+    /// Shards being opened or closed (never both at once for one shard).
+    busy: Mutex<BTreeSet<u32>>,
+    /// The last hand-overs, newest last (bounded).
+    handovers: Mutex<Vec<Handover>>,
+}
+
+impl Node {
+    /// A node for `member` with the process configuration `config`.
+    pub fn new(member: Arc<Member>, config: Config) -> Arc<Self> {
+        let events = Events::default();
+        let request_memory = RequestMemory::new(
+            config.max_request_memory_mib.saturating_mul(1 << 20),
+            events.request_memory_waits.clone(),
+        );
+        Arc::new(Self {
+            member,
+            config,
+            request_memory,
+            events,
+            engines: RwLock::default(),
+            busy: Mutex::default(),
+            handovers: Mutex::default(),
+        })
+    }
+
+    /// The cluster's shard count.
+    pub fn shards(&self) -> u32 {
+        self.member.settings().shards
+    }
+
+    /// The engine of `shard`, if this broker leads it now.
+    pub fn engine(&self, shard: u32) -> Option<Arc<Engine>> {
+        self.engines.read().get(&shard).cloned()
+    }
+
+    /// Every open engine.
+    pub fn engines(&self) -> Vec<Arc<Engine>> {
+        self.engines.read().values().cloned().collect()
+    }
+
+    /// The last hand-overs this broker took (for metrics and tests).
+    pub fn handovers(&self) -> Vec<Handover> {
+        self.handovers.lock().clone()
+    }
+
+    /// Opens and closes engines as the cluster view says, until `shutdown`; then flushes and
+    /// closes every engine and leaves the cluster.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut views = self.member.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.cluster_poll_ms));
+        loop {
+            self.reconcile();
+            self.sync_topics().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = views.changed() => if changed.is_err() { break },
+                _ = tick.tick() => {}
+            }
+        }
+        let engines: Vec<Arc<Engine>> = std::mem::take(&mut *self.engines.write())
+            .into_values()
+            .collect();
+        for engine in engines {
+            close(&engine, true).await;
+        }
+        self.member.leave().await;
+    }
+
+    /// One pass: opens what this broker should lead and does not, closes what it leads and
+    /// should not, hands over what it is asked to move.
+    fn reconcile(self: &Arc<Self>) {
+        // Assignments under the current lease, valid or not: a lease merely out of reach of
+        // etcd keeps its engines (they stop acknowledging on their own); a lost one does not.
+        let wanted: BTreeMap<u32, ShardAssignment> = match self.member.lease() {
+            Some(lease) if lease.alive => {
+                self.member.view().led_by(self.member.node_id(), lease.id)
+            }
+            _ => BTreeMap::new(),
+        };
+        let open: Vec<(u32, i32)> = self
+            .engines
+            .read()
+            .values()
+            .map(|e| (e.shard, e.epoch))
+            .collect();
+        for (shard, epoch) in open {
+            match wanted.get(&shard) {
+                Some(a) if a.epoch == epoch && a.moving_to.is_none() => {}
+                Some(a) if a.epoch == epoch => self.spawn_close(shard, true, true),
+                _ => self.spawn_close(shard, false, false),
+            }
+        }
+        for (shard, assignment) in wanted {
+            let is_open = self.engines.read().contains_key(&shard);
+            if !is_open && assignment.moving_to.is_none() {
+                self.spawn_open(shard, assignment);
+            }
+        }
+    }
+
+    fn spawn_open(self: &Arc<Self>, shard: u32, assignment: ShardAssignment) {
+        if !self.busy.lock().insert(shard) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let seen = Instant::now();
+            match node.open(shard, assignment).await {
+                Ok(engine) => {
+                    let handover = Handover {
+                        shard,
+                        epoch: assignment.epoch,
+                        opened_in: seen.elapsed(),
+                    };
+                    tracing::info!(
+                        shard,
+                        epoch = assignment.epoch,
+                        opened_ms = handover.opened_in.as_millis() as u64,
+                        "leading shard"
+                    );
+                    node.engines.write().insert(shard, engine);
+                    let mut handovers = node.handovers.lock();
+                    handovers.push(handover);
+                    if handovers.len() > 1024 {
+                        handovers.remove(0);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(shard, epoch = assignment.epoch, %error, "cannot open shard; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            node.busy.lock().remove(&shard);
+        });
+    }
+
+    fn spawn_close(self: &Arc<Self>, shard: u32, planned: bool, release: bool) {
+        if !self.busy.lock().insert(shard) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            // Out of the map first: requests for the shard are refused from here on.
+            let engine = node.engines.write().remove(&shard);
+            if let Some(engine) = engine {
+                tracing::info!(shard, epoch = engine.epoch, planned, "closing shard");
+                close(&engine, planned).await;
+                if release {
+                    match node.member.release(shard, engine.epoch).await {
+                        Ok(true) => {
+                            tracing::info!(shard, epoch = engine.epoch, "shard handed over")
+                        }
+                        Ok(false) => tracing::warn!(shard, "shard changed before its release"),
+                        Err(error) => tracing::warn!(shard, %error, "cannot release shard"),
+                    }
+                }
+            }
+            node.busy.lock().remove(&shard);
+        });
+    }
+
+    async fn open(&self, shard: u32, assignment: ShardAssignment) -> anyhow::Result<Arc<Engine>> {
+        let epoch = assignment.epoch;
+        let member = self.member.clone();
+        let may_write: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || member.may_acknowledge(shard, epoch));
+        if !may_write() {
+            anyhow::bail!("no longer assigned at epoch {epoch}");
+        }
+        let mut config = self.config.clone();
+        config.storage = shards::storage_url(&self.config.storage, shard);
+        config.wal_file_mib = 0;
+        config.wal = None;
+        config.auto_create_topics = false;
+        config.metrics_listen = None;
+        config.rdma_shm_socket = None;
+        config.rdma_verbs_listen = None;
+        // The process's memory budgets are shared by the shards it may lead: its share of them.
+        let share = self.expected_shards();
+        config.hot_cache_mib = (self.config.hot_cache_mib / share).max(32);
+        config.cold_cache_mib = (self.config.cold_cache_mib / share).max(16);
+        config.fetch_memory_mib = (self.config.fetch_memory_mib / share).max(16);
+        let context = ShardContext {
+            shard,
+            epoch: u32::try_from(epoch).unwrap_or(0),
+            may_write,
+            topics: self.member.view().topics.values().cloned().collect(),
+        };
+        let broker = Broker::open_with(config, Some(context)).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let broker = broker.clone();
+            let stop = stop.clone();
+            async move {
+                if let Err(error) = maintenance::run(broker, stop).await {
+                    tracing::warn!(shard, %error, "shard maintenance stopped");
+                }
+            }
+        });
+        Ok(Arc::new(Engine {
+            shard,
+            epoch,
+            broker,
+            stop,
+        }))
+    }
+
+    /// How many shards this broker may expect to lead: its share of the cluster's.
+    fn expected_shards(&self) -> usize {
+        let brokers = self.member.view().brokers.len().max(1);
+        (self.shards() as usize).div_ceil(brokers).max(1)
+    }
+
+    /// Applies the cluster's topics to every engine: adds new ones, forgets deleted ones (and
+    /// retires their data).
+    pub async fn sync_topics(&self) {
+        let topics = self.member.view().topics.clone();
+        for engine in self.engines() {
+            for record in topics.values() {
+                engine.broker.topics.adopt(record);
+            }
+            for topic in engine.broker.topics.list() {
+                if topics.get(&topic.name).is_none_or(|r| r.id != topic.id) {
+                    if let Some(gone) = engine.broker.topics.forget(&topic.name) {
+                        if let Err(error) = engine.broker.catalog.drop_topic(gone.id).await {
+                            tracing::warn!(%error, topic = %gone.name, "data of a deleted topic not retired yet");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Closes an engine: planned, it flushes what is pending first (its data stays the shard's);
+/// lost, it gives up at once (its writes would be refused anyway).
+async fn close(engine: &Engine, planned: bool) {
+    engine.stop.cancel();
+    let pipeline = &engine.broker.pipeline;
+    if planned {
+        if tokio::time::timeout(HANDOVER_FLUSH_LIMIT, pipeline.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                shard = engine.shard,
+                "pending data not durable in time; given up"
+            );
+            pipeline.abandon().await;
+        }
+    } else {
+        pipeline.abandon().await;
+    }
+}

@@ -1,0 +1,314 @@
+//! Topics in a cluster: etcd holds them (created if absent, so two brokers creating one topic
+//! at once agree on its id); Metadata describes every live broker and each partition's leader
+//! and epoch from the cluster view.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::cluster::etcd::{Compare, Op};
+use crate::cluster::node::Node;
+use crate::cluster::shards;
+use crate::cluster::view::ClusterView;
+use crate::handlers::create_topics::{self, Created, TopicCreator};
+use crate::handlers::str_bytes;
+use crate::log::topics::{validate_name, TopicError, TopicLimits, TopicRegistry};
+use dfs_adapter::TopicRecord;
+
+/// Kafka's "authorized operations not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Creates topics in etcd.
+struct ClusterTopics<'a> {
+    node: &'a Node,
+}
+
+impl TopicCreator for ClusterTopics<'_> {
+    fn default_partitions(&self) -> i32 {
+        self.node.config.default_partitions
+    }
+
+    fn create<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Created<'a> {
+        Box::pin(async move {
+            // The broker's own checks (name, partition count, limits, configs), on a scratch
+            // registry holding the cluster's topics.
+            let scratch = TopicRegistry::recover(
+                self.node.member.view().topics.values().cloned().collect(),
+                Vec::new(),
+                TopicLimits::from(&self.node.config),
+            );
+            let store = scratch_store().await?;
+            scratch
+                .create(&store, name, partitions, configs.clone(), true)
+                .await?;
+            if validate_only {
+                return Ok((Uuid::nil(), configs));
+            }
+            let record = TopicRecord {
+                name: name.to_string(),
+                id: Uuid::new_v4(),
+                partitions,
+                configs,
+            };
+            let created = create_record(self.node, &record).await?;
+            if !created {
+                return Err(TopicError::Exists(name.to_string()));
+            }
+            tracing::info!(topic = name, partitions, id = %record.id, "topic created in the cluster");
+            Ok((record.id, record.configs))
+        })
+    }
+}
+
+/// An empty in-memory store for the scratch validation (never written: validate only).
+async fn scratch_store() -> Result<dfs_adapter::Store, TopicError> {
+    static SCRATCH: tokio::sync::OnceCell<dfs_adapter::Store> = tokio::sync::OnceCell::const_new();
+    SCRATCH
+        .get_or_try_init(|| async {
+            let dir = std::env::temp_dir().join(format!("hotwire-scratch-{}", std::process::id()));
+            dfs_adapter::Store::open(&format!("fs://{}", dir.display())).await
+        })
+        .await
+        .cloned()
+        .map_err(TopicError::Storage)
+}
+
+/// Creates the record in etcd unless a topic of that name exists; then every local engine
+/// knows it at once (other brokers at their next read of the cluster).
+async fn create_record(node: &Node, record: &TopicRecord) -> Result<bool, TopicError> {
+    let key = node.member.keys().topic(&record.name);
+    let value = serde_json::to_vec(record).expect("topic records serialize");
+    let outcome = node
+        .member
+        .etcd()
+        .txn(
+            &[Compare::CreateRevision(key.clone(), 0)],
+            &[Op::Put {
+                key,
+                value,
+                lease: None,
+            }],
+            &[],
+        )
+        .await
+        .map_err(|e| TopicError::PolicyViolation(format!("etcd: {e}")))?;
+    node.member.refresh().await;
+    node.sync_topics().await;
+    Ok(outcome.succeeded)
+}
+
+/// Creates the topics among `names` that the cluster does not have, with the default
+/// partition count, when auto-creation is on.
+pub async fn ensure_topics(node: &Node, names: &[String]) {
+    if !node.config.auto_create_topics {
+        return;
+    }
+    let view = node.member.view();
+    for name in names {
+        if view.topics.contains_key(name) || validate_name(name).is_err() {
+            continue;
+        }
+        let creator = ClusterTopics { node };
+        match creator
+            .create(name, node.config.default_partitions, BTreeMap::new(), false)
+            .await
+        {
+            Ok(_) | Err(TopicError::Exists(_)) => {}
+            Err(error) => tracing::warn!(topic = %name, %error, "auto-create refused"),
+        }
+    }
+}
+
+/// CreateTopics.
+pub async fn create(
+    node: &Node,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    create_topics::handle(&ClusterTopics { node }, request, version).await
+}
+
+/// DeleteTopics: removes the record from etcd; each leader retires the topic's data.
+pub async fn delete(
+    node: &Node,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    let view = node.member.view();
+    let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::new();
+    for (name, id) in wanted {
+        let record = match &name {
+            Some(name) => view.topics.get(name).cloned(),
+            None => view.topics.values().find(|t| t.id == id).cloned(),
+        };
+        let mut result = DeletableTopicResult::default().with_name(
+            record
+                .as_ref()
+                .map(|r| TopicName(str_bytes(r.name.clone())))
+                .or(name.clone().map(|n| TopicName(str_bytes(n)))),
+        );
+        if version >= 6 {
+            result.topic_id = record.as_ref().map_or(id, |r| r.id);
+        }
+        let error = match record {
+            None if name.is_some() => Some(ResponseError::UnknownTopicOrPartition),
+            None => Some(ResponseError::UnknownTopicId),
+            Some(record) => {
+                let key = node.member.keys().topic(&record.name);
+                let value = serde_json::to_vec(&record).expect("topic records serialize");
+                match node
+                    .member
+                    .etcd()
+                    .txn(
+                        &[Compare::Value(key.clone(), value)],
+                        &[Op::Delete(key)],
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(outcome) if outcome.succeeded => {
+                        tracing::info!(topic = %record.name, "topic deleted from the cluster");
+                        None
+                    }
+                    Ok(_) => Some(ResponseError::UnknownTopicOrPartition),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot delete a topic in etcd");
+                        Some(ResponseError::RequestTimedOut)
+                    }
+                }
+            }
+        };
+        if let Some(error) = error {
+            result.error_code = error.code();
+        }
+        responses.push(result);
+    }
+    node.member.refresh().await;
+    node.sync_topics().await;
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// Metadata: every live broker, and each partition's leader and epoch.
+pub async fn metadata(node: &Node, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let wanted = match request.topics {
+        Some(list) if !(version == 0 && list.is_empty()) => Some(list),
+        _ => None,
+    };
+    let may_create = version < 4 || request.allow_auto_topic_creation;
+    if let (Some(list), true) = (&wanted, may_create) {
+        let names: Vec<String> = list
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        ensure_topics(node, &names).await;
+    }
+    let view = node.member.view();
+    let mut topics = Vec::new();
+    match wanted {
+        None => topics.extend(view.topics.values().map(|t| describe(node, &view, t))),
+        Some(list) => {
+            for wanted in list {
+                let found = match &wanted.name {
+                    Some(name) => view.topics.get(name.0.as_str()),
+                    None => view.topics.values().find(|t| t.id == wanted.topic_id),
+                };
+                topics.push(match found {
+                    Some(record) => describe(node, &view, record),
+                    None => {
+                        let invalid = wanted
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| validate_name(n.0.as_str()).is_err());
+                        let error = match (&wanted.name, invalid) {
+                            (Some(_), true) => ResponseError::InvalidTopicException,
+                            (Some(_), false) => ResponseError::UnknownTopicOrPartition,
+                            (None, _) => ResponseError::UnknownTopicId,
+                        };
+                        MetadataResponseTopic::default()
+                            .with_error_code(error.code())
+                            .with_name(wanted.name.clone())
+                            .with_topic_id(wanted.topic_id)
+                            .with_topic_authorized_operations(OPERATIONS_OMITTED)
+                    }
+                });
+            }
+        }
+    }
+    let brokers = view
+        .brokers
+        .iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.info.node_id))
+                .with_host(str_bytes(b.info.host.clone()))
+                .with_port(i32::from(b.info.port))
+                .with_rack(b.info.rack.clone().map(str_bytes))
+        })
+        .collect();
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(format!("hotwire-{}", node.member.name())));
+    }
+    if version >= 1 {
+        response.controller_id = BrokerId(view.controller.map_or(-1, |c| c.0));
+    }
+    response
+}
+
+fn describe(node: &Node, view: &ClusterView, topic: &TopicRecord) -> MetadataResponseTopic {
+    let assignments = view.assignments();
+    let live = |n: i32| view.broker(n).is_some();
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            let shard = shards::of_partition(topic.id, index, node.shards());
+            let assignment = assignments.get(&shard).copied().unwrap_or_default();
+            let partition = MetadataResponsePartition::default().with_partition_index(index);
+            match assignment.leader.filter(|l| live(*l)) {
+                Some(leader) => partition
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(assignment.epoch)
+                    .with_replica_nodes(vec![BrokerId(leader)])
+                    .with_isr_nodes(vec![BrokerId(leader)]),
+                None => partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(assignment.epoch),
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
