@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -178,6 +179,9 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
                 delete_records::handle(&broker, r).await,
             ))
         })),
+        RequestKind::OffsetForLeaderEpoch(r) => InFlight::Ready(reply(
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&broker, r)),
+        )),
         RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
             describe_configs::handle(&broker, r),
         ))),

@@ -108,6 +108,9 @@ pub async fn start(node: Arc<Node>, request: Request, peer: Option<SocketAddr>) 
                 }))
             }
         },
+        RequestKind::OffsetForLeaderEpoch(r) => InFlight::Ready(reply(
+            ResponseKind::OffsetForLeaderEpoch(partitioned::offset_for_leader_epoch(&node, r)),
+        )),
         RequestKind::InitProducerId(r) => match node.engines().into_iter().next() {
             Some(engine) => forward(engine, RequestKind::InitProducerId(r)).await,
             None => InFlight::Ready(reply(ResponseKind::InitProducerId(

@@ -6,17 +6,30 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse,
 };
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -25,7 +38,7 @@ use super::topics::ensure_topics;
 use crate::cluster::node::{Engine, Node};
 use crate::cluster::shards;
 use crate::handlers::fetch_budget::Held;
-use crate::handlers::{delete_records, fetch, list_offsets, produce};
+use crate::handlers::{delete_records, fetch, list_offsets, offset_for_leader_epoch, produce};
 
 /// Where a partitioned request goes.
 pub enum Target {
@@ -75,6 +88,64 @@ fn target(places: impl Iterator<Item = Place>) -> Target {
     one.map_or(Target::Split, Target::One)
 }
 
+/// How to take a partitioned request apart: its topics, each topic's key and partitions.
+struct Shape<R, T, P> {
+    topics: fn(&mut R) -> &mut Vec<T>,
+    key: fn(&T) -> (&str, Uuid),
+    partitions: fn(&mut T) -> &mut Vec<P>,
+    index: fn(&P) -> i32,
+    /// Whether the request writes (a leader that may not acknowledge refuses it).
+    writes: bool,
+}
+
+/// A request split by shard: one part per local engine, and the partitions refused here with
+/// their topic and the error.
+struct Parts<R, T, P> {
+    parts: Vec<(Arc<Engine>, R)>,
+    refused: Vec<(T, P, ResponseError)>,
+}
+
+fn split<R: Clone, T: Clone, P: Clone>(
+    node: &Node,
+    mut request: R,
+    shape: &Shape<R, T, P>,
+) -> Parts<R, T, P> {
+    let topics = std::mem::take((shape.topics)(&mut request));
+    let mut parts: BTreeMap<u32, (Arc<Engine>, R)> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for mut topic in topics {
+        let (name, id) = (shape.key)(&topic);
+        let id = topic_id(node, name, id);
+        let partitions = std::mem::take((shape.partitions)(&mut topic));
+        for partition in partitions {
+            match place(node, id, (shape.index)(&partition), shape.writes) {
+                Place::Engine(engine) => {
+                    let (_, part) = parts
+                        .entry(engine.shard)
+                        .or_insert_with(|| (engine.clone(), request.clone()));
+                    let part_topics = (shape.topics)(part);
+                    let same = part_topics
+                        .iter()
+                        .position(|t| (shape.key)(t) == (shape.key)(&topic));
+                    let slot = match same {
+                        Some(i) => &mut part_topics[i],
+                        None => {
+                            part_topics.push(topic.clone());
+                            part_topics.last_mut().expect("just pushed")
+                        }
+                    };
+                    (shape.partitions)(slot).push(partition);
+                }
+                Place::Refused(error) => refused.push((topic.clone(), partition, error)),
+            }
+        }
+    }
+    Parts {
+        parts: parts.into_values().collect(),
+        refused,
+    }
+}
+
 /// Produce: where it goes (creating unknown topics first, if allowed).
 pub async fn produce_target(node: &Node, request: &ProduceRequest) -> Target {
     let names: Vec<String> = request
@@ -91,75 +162,45 @@ pub async fn produce_target(node: &Node, request: &ProduceRequest) -> Target {
     }))
 }
 
+const PRODUCE: Shape<ProduceRequest, TopicProduceData, PartitionProduceData> = Shape {
+    topics: |r| &mut r.topic_data,
+    key: |t| (t.name.0.as_str(), t.topic_id),
+    partitions: |t| &mut t.partition_data,
+    index: |p| p.index,
+    writes: true,
+};
+
 /// A produce request split by shard and staged on each engine (in request order), awaiting
 /// its answers.
 pub struct SplitProduce {
     acks: i16,
-    staged: Vec<produce::StagedProduce>,
-    engines: Vec<Arc<Engine>>,
-    refused: Vec<(TopicName, i32, ResponseError)>,
+    staged: Vec<(Arc<Engine>, produce::StagedProduce)>,
+    refused: Vec<(TopicProduceData, PartitionProduceData, ResponseError)>,
 }
 
 /// Splits a produce request by shard and stages each part (order-sensitive: runs before the
 /// next request of the connection is read).
 pub async fn produce_stage(node: &Node, request: ProduceRequest, version: i16) -> SplitProduce {
-    let mut parts: BTreeMap<u32, (Arc<Engine>, ProduceRequest)> = BTreeMap::new();
-    let mut refused = Vec::new();
     let acks = request.acks;
-    for topic in &request.topic_data {
-        let id = topic_id(node, &topic.name.0, topic.topic_id);
-        for partition in &topic.partition_data {
-            match place(node, id, partition.index, true) {
-                Place::Engine(engine) => {
-                    let (_, part) = parts.entry(engine.shard).or_insert_with(|| {
-                        let mut part = request.clone();
-                        part.topic_data.clear();
-                        (engine.clone(), part)
-                    });
-                    push_partition(&mut part.topic_data, topic, partition.clone());
-                }
-                Place::Refused(error) => refused.push((topic.name.clone(), partition.index, error)),
-            }
-        }
-    }
+    let Parts { parts, refused } = split(node, request, &PRODUCE);
     let mut staged = Vec::new();
-    let mut engines = Vec::new();
-    for (_, (engine, part)) in parts {
-        staged.push(produce::stage(&engine.broker, part, version).await);
-        engines.push(engine);
+    for (engine, part) in parts {
+        let part = produce::stage(&engine.broker, part, version).await;
+        staged.push((engine, part));
     }
     SplitProduce {
         acks,
         staged,
-        engines,
         refused,
-    }
-}
-
-fn push_partition(
-    topics: &mut Vec<kafka_protocol::messages::produce_request::TopicProduceData>,
-    topic: &kafka_protocol::messages::produce_request::TopicProduceData,
-    partition: kafka_protocol::messages::produce_request::PartitionProduceData,
-) {
-    match topics
-        .iter_mut()
-        .find(|t| t.name == topic.name && t.topic_id == topic.topic_id)
-    {
-        Some(t) => t.partition_data.push(partition),
-        None => {
-            let mut t = topic.clone();
-            t.partition_data = vec![partition];
-            topics.push(t);
-        }
     }
 }
 
 /// Waits for every part's answer and merges them (none for acks=0).
 pub async fn produce_complete(split: SplitProduce) -> Option<ProduceResponse> {
     let answers =
-        futures::future::join_all(split.staged.into_iter().zip(split.engines).map(
-            |(staged, engine)| async move { produce::complete(&engine.broker, staged).await },
-        ))
+        futures::future::join_all(split.staged.into_iter().map(|(engine, staged)| async move {
+            produce::complete(&engine.broker, staged).await
+        }))
         .await;
     if split.acks == 0 {
         return None;
@@ -168,35 +209,59 @@ pub async fn produce_complete(split: SplitProduce) -> Option<ProduceResponse> {
     for answer in answers.into_iter().flatten() {
         merged.throttle_time_ms = merged.throttle_time_ms.max(answer.throttle_time_ms);
         for topic in answer.responses {
-            merge_topic(&mut merged.responses, topic);
+            merge(
+                &mut merged.responses,
+                topic,
+                |t| &mut t.partition_responses,
+                |t| (t.name.0.to_string(), t.topic_id),
+            );
         }
     }
-    for (name, index, error) in split.refused {
-        let partition = PartitionProduceResponse::default()
-            .with_index(index)
+    for (topic, partition, error) in split.refused {
+        let answer = PartitionProduceResponse::default()
+            .with_index(partition.index)
             .with_error_code(error.code())
             .with_base_offset(-1)
             .with_log_append_time_ms(-1)
             .with_log_start_offset(-1);
-        merge_topic(
+        let topic = TopicProduceResponse::default()
+            .with_name(topic.name)
+            .with_topic_id(topic.topic_id)
+            .with_partition_responses(vec![answer]);
+        merge(
             &mut merged.responses,
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_partition_responses(vec![partition]),
+            topic,
+            |t| &mut t.partition_responses,
+            |t| (t.name.0.to_string(), t.topic_id),
         );
     }
     Some(merged)
 }
 
-fn merge_topic(topics: &mut Vec<TopicProduceResponse>, topic: TopicProduceResponse) {
-    match topics
-        .iter_mut()
-        .find(|t| t.name == topic.name && t.topic_id == topic.topic_id)
-    {
-        Some(t) => t.partition_responses.extend(topic.partition_responses),
+/// Adds `topic`'s partitions to the entry of the same topic in `topics` (or adds it).
+fn merge<T, P>(
+    topics: &mut Vec<T>,
+    mut topic: T,
+    partitions: fn(&mut T) -> &mut Vec<P>,
+    key: fn(&T) -> (String, Uuid),
+) {
+    let wanted = key(&topic);
+    match topics.iter_mut().find(|t| key(t) == wanted) {
+        Some(existing) => {
+            let more = std::mem::take(partitions(&mut topic));
+            partitions(existing).extend(more);
+        }
         None => topics.push(topic),
     }
 }
+
+const FETCH: Shape<FetchRequest, FetchTopic, FetchPartition> = Shape {
+    topics: |r| &mut r.topics,
+    key: |t| (t.topic.0.as_str(), t.topic_id),
+    partitions: |t| &mut t.partitions,
+    index: |p| p.partition,
+    writes: false,
+};
 
 /// Fetch: where it goes.
 pub fn fetch_target(node: &Node, request: &FetchRequest) -> Target {
@@ -217,121 +282,69 @@ pub async fn fetch(
     version: i16,
     client_id: &str,
 ) -> (FetchResponse, Vec<Held>) {
-    let mut parts: BTreeMap<u32, (Arc<Engine>, FetchRequest)> = BTreeMap::new();
+    let Parts { parts, refused } = split(node, request, &FETCH);
     let mut merged = FetchResponse::default();
-    for topic in &request.topics {
-        let id = topic_id(node, &topic.topic.0, topic.topic_id);
-        for partition in &topic.partitions {
-            match place(node, id, partition.partition, false) {
-                Place::Engine(engine) => {
-                    let (_, part) = parts.entry(engine.shard).or_insert_with(|| {
-                        let mut part = request.clone();
-                        part.topics.clear();
-                        (engine.clone(), part)
-                    });
-                    match part
-                        .topics
-                        .iter_mut()
-                        .find(|t| t.topic == topic.topic && t.topic_id == topic.topic_id)
-                    {
-                        Some(t) => t.partitions.push(partition.clone()),
-                        None => {
-                            let mut t = topic.clone();
-                            t.partitions = vec![partition.clone()];
-                            part.topics.push(t);
-                        }
-                    }
-                }
-                Place::Refused(error) => merge_fetch_topic(
-                    &mut merged.responses,
-                    FetchableTopicResponse::default()
-                        .with_topic(topic.topic.clone())
-                        .with_topic_id(topic.topic_id)
-                        .with_partitions(vec![PartitionData::default()
-                            .with_partition_index(partition.partition)
-                            .with_error_code(error.code())
-                            .with_high_watermark(-1)
-                            .with_last_stable_offset(-1)
-                            .with_log_start_offset(-1)]),
-                ),
-            }
-        }
+    let no_wait = !refused.is_empty();
+    for (topic, partition, error) in refused {
+        let answer = PartitionData::default()
+            .with_partition_index(partition.partition)
+            .with_error_code(error.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1);
+        absorb_topic(
+            &mut merged,
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic)
+                .with_topic_id(topic.topic_id)
+                .with_partitions(vec![answer]),
+        );
     }
-    let refused_any = !merged.responses.is_empty();
-    let ask = |engine: Arc<Engine>, part: FetchRequest, client: String| async move {
-        let answer = fetch::handle_held(&engine.broker, part.clone(), version, &client).await;
-        (engine, part, answer)
-    };
     let mut pending: FuturesUnordered<_> = parts
-        .into_values()
-        .map(|(engine, mut part)| {
-            if refused_any {
+        .iter()
+        .enumerate()
+        .map(|(i, (engine, part))| {
+            let mut part = part.clone();
+            if no_wait {
                 // Errors to report: no long poll.
                 part.max_wait_ms = 0;
             }
-            ask(engine, part, client_id.to_string())
+            let engine = engine.clone();
+            let client = client_id.to_string();
+            async move {
+                (
+                    i,
+                    fetch::handle_held(&engine.broker, part, version, &client).await,
+                )
+            }
         })
         .collect();
+    let mut answered = vec![false; parts.len()];
     let mut held = Vec::new();
-    while let Some((_, _, (response, h))) = pending.next().await {
-        let has_data = has_data(&response);
-        absorb(&mut merged, response);
+    while let Some((i, (response, h))) = pending.next().await {
+        let data = has_data(&response);
+        answered[i] = true;
+        for topic in response.responses {
+            absorb_topic(&mut merged, topic);
+        }
+        merged.throttle_time_ms = merged.throttle_time_ms.max(response.throttle_time_ms);
         held.push(h);
-        if has_data {
-            // The rest may be long-polling: they are dropped here and asked again below
-            // without waiting.
+        if data {
+            // The rest may be long-polling: dropped here and asked again without waiting.
             break;
         }
     }
     drop(pending);
-    // Parts abandoned above are asked again at once (their futures were dropped unanswered).
-    let answered: Vec<(String, Uuid, i32)> = merged
-        .responses
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.topic.0.to_string(), t.topic_id, p.partition_index))
-        })
-        .collect();
-    let mut again: BTreeMap<u32, (Arc<Engine>, FetchRequest)> = BTreeMap::new();
-    for topic in &request.topics {
-        let id = topic_id(node, &topic.topic.0, topic.topic_id);
-        for partition in &topic.partitions {
-            let key = (
-                topic.topic.0.to_string(),
-                topic.topic_id,
-                partition.partition,
-            );
-            if answered.contains(&key) {
-                continue;
-            }
-            if let Place::Engine(engine) = place(node, id, partition.partition, false) {
-                let (_, part) = again.entry(engine.shard).or_insert_with(|| {
-                    let mut part = request.clone();
-                    part.topics.clear();
-                    part.max_wait_ms = 0;
-                    part.min_bytes = 0;
-                    (engine.clone(), part)
-                });
-                match part
-                    .topics
-                    .iter_mut()
-                    .find(|t| t.topic == topic.topic && t.topic_id == topic.topic_id)
-                {
-                    Some(t) => t.partitions.push(partition.clone()),
-                    None => {
-                        let mut t = topic.clone();
-                        t.partitions = vec![partition.clone()];
-                        part.topics.push(t);
-                    }
-                }
-            }
+    for (i, (engine, mut part)) in parts.into_iter().enumerate() {
+        if answered[i] {
+            continue;
         }
-    }
-    for (engine, part) in again.into_values() {
+        part.max_wait_ms = 0;
+        part.min_bytes = 0;
         let (response, h) = fetch::handle_held(&engine.broker, part, version, client_id).await;
-        absorb(&mut merged, response);
+        for topic in response.responses {
+            absorb_topic(&mut merged, topic);
+        }
         held.push(h);
     }
     (merged, held)
@@ -345,22 +358,22 @@ fn has_data(response: &FetchResponse) -> bool {
     })
 }
 
-fn absorb(merged: &mut FetchResponse, response: FetchResponse) {
-    merged.throttle_time_ms = merged.throttle_time_ms.max(response.throttle_time_ms);
-    for topic in response.responses {
-        merge_fetch_topic(&mut merged.responses, topic);
-    }
+fn absorb_topic(merged: &mut FetchResponse, topic: FetchableTopicResponse) {
+    merge(
+        &mut merged.responses,
+        topic,
+        |t| &mut t.partitions,
+        |t| (t.topic.0.to_string(), t.topic_id),
+    );
 }
 
-fn merge_fetch_topic(topics: &mut Vec<FetchableTopicResponse>, topic: FetchableTopicResponse) {
-    match topics
-        .iter_mut()
-        .find(|t| t.topic == topic.topic && t.topic_id == topic.topic_id)
-    {
-        Some(t) => t.partitions.extend(topic.partitions),
-        None => topics.push(topic),
-    }
-}
+const LIST_OFFSETS: Shape<ListOffsetsRequest, ListOffsetsTopic, ListOffsetsPartition> = Shape {
+    topics: |r| &mut r.topics,
+    key: |t| (t.name.0.as_str(), Uuid::nil()),
+    partitions: |t| &mut t.partitions,
+    index: |p| p.partition_index,
+    writes: false,
+};
 
 /// ListOffsets: where it goes.
 pub fn list_offsets_target(node: &Node, request: &ListOffsetsRequest) -> Target {
@@ -378,62 +391,39 @@ pub async fn list_offsets(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let mut parts: BTreeMap<u32, (Arc<Engine>, ListOffsetsRequest)> = BTreeMap::new();
-    let mut merged = ListOffsetsResponse::default();
-    for topic in &request.topics {
-        let id = topic_id(node, &topic.name.0, Uuid::nil());
-        for partition in &topic.partitions {
-            match place(node, id, partition.partition_index, false) {
-                Place::Engine(engine) => {
-                    let (_, part) = parts.entry(engine.shard).or_insert_with(|| {
-                        let mut part = request.clone();
-                        part.topics.clear();
-                        (engine.clone(), part)
-                    });
-                    match part.topics.iter_mut().find(|t| t.name == topic.name) {
-                        Some(t) => t.partitions.push(partition.clone()),
-                        None => {
-                            let mut t = topic.clone();
-                            t.partitions = vec![partition.clone()];
-                            part.topics.push(t);
-                        }
-                    }
-                }
-                Place::Refused(error) => merge_offsets_topic(
-                    &mut merged.topics,
-                    ListOffsetsTopicResponse::default()
-                        .with_name(topic.name.clone())
-                        .with_partitions(vec![ListOffsetsPartitionResponse::default()
-                            .with_partition_index(partition.partition_index)
-                            .with_error_code(error.code())
-                            .with_timestamp(-1)
-                            .with_offset(-1)
-                            .with_leader_epoch(-1)]),
-                ),
-            }
-        }
-    }
-    let answers = futures::future::join_all(parts.into_values().map(|(engine, part)| async move {
+    let Parts { parts, refused } = split(node, request, &LIST_OFFSETS);
+    let answers = futures::future::join_all(parts.into_iter().map(|(engine, part)| async move {
         list_offsets::handle(&engine.broker, part, version).await
     }))
     .await;
-    for answer in answers {
-        for topic in answer.topics {
-            merge_offsets_topic(&mut merged.topics, topic);
-        }
+    let mut merged = ListOffsetsResponse::default();
+    let key = |t: &ListOffsetsTopicResponse| (t.name.0.to_string(), Uuid::nil());
+    for topic in answers.into_iter().flat_map(|a| a.topics) {
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+    }
+    for (topic, partition, error) in refused {
+        let answer = ListOffsetsPartitionResponse::default()
+            .with_partition_index(partition.partition_index)
+            .with_error_code(error.code())
+            .with_timestamp(-1)
+            .with_offset(-1)
+            .with_leader_epoch(-1);
+        let topic = ListOffsetsTopicResponse::default()
+            .with_name(topic.name)
+            .with_partitions(vec![answer]);
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
     }
     merged
 }
 
-fn merge_offsets_topic(
-    topics: &mut Vec<ListOffsetsTopicResponse>,
-    topic: ListOffsetsTopicResponse,
-) {
-    match topics.iter_mut().find(|t| t.name == topic.name) {
-        Some(t) => t.partitions.extend(topic.partitions),
-        None => topics.push(topic),
-    }
-}
+const DELETE_RECORDS: Shape<DeleteRecordsRequest, DeleteRecordsTopic, DeleteRecordsPartition> =
+    Shape {
+        topics: |r| &mut r.topics,
+        key: |t| (t.name.0.as_str(), Uuid::nil()),
+        partitions: |t| &mut t.partitions,
+        index: |p| p.partition_index,
+        writes: true,
+    };
 
 /// DeleteRecords: where it goes.
 pub fn delete_records_target(node: &Node, request: &DeleteRecordsRequest) -> Target {
@@ -447,55 +437,62 @@ pub fn delete_records_target(node: &Node, request: &DeleteRecordsRequest) -> Tar
 
 /// DeleteRecords split by shard.
 pub async fn delete_records(node: &Node, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let mut parts: BTreeMap<u32, (Arc<Engine>, DeleteRecordsRequest)> = BTreeMap::new();
-    let mut merged = DeleteRecordsResponse::default();
-    for topic in &request.topics {
-        let id = topic_id(node, &topic.name.0, Uuid::nil());
-        for partition in &topic.partitions {
-            match place(node, id, partition.partition_index, true) {
-                Place::Engine(engine) => {
-                    let (_, part) = parts.entry(engine.shard).or_insert_with(|| {
-                        let mut part = request.clone();
-                        part.topics.clear();
-                        (engine.clone(), part)
-                    });
-                    match part.topics.iter_mut().find(|t| t.name == topic.name) {
-                        Some(t) => t.partitions.push(partition.clone()),
-                        None => {
-                            let mut t = topic.clone();
-                            t.partitions = vec![partition.clone()];
-                            part.topics.push(t);
-                        }
-                    }
-                }
-                Place::Refused(error) => merge_delete_topic(
-                    &mut merged.topics,
-                    DeleteRecordsTopicResult::default()
-                        .with_name(topic.name.clone())
-                        .with_partitions(vec![DeleteRecordsPartitionResult::default()
-                            .with_partition_index(partition.partition_index)
-                            .with_low_watermark(-1)
-                            .with_error_code(error.code())]),
-                ),
-            }
-        }
-    }
+    let Parts { parts, refused } = split(node, request, &DELETE_RECORDS);
     let answers =
-        futures::future::join_all(parts.into_values().map(|(engine, part)| async move {
+        futures::future::join_all(parts.into_iter().map(|(engine, part)| async move {
             delete_records::handle(&engine.broker, part).await
         }))
         .await;
-    for answer in answers {
-        for topic in answer.topics {
-            merge_delete_topic(&mut merged.topics, topic);
-        }
+    let mut merged = DeleteRecordsResponse::default();
+    let key = |t: &DeleteRecordsTopicResult| (t.name.0.to_string(), Uuid::nil());
+    for topic in answers.into_iter().flat_map(|a| a.topics) {
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+    }
+    for (topic, partition, error) in refused {
+        let answer = DeleteRecordsPartitionResult::default()
+            .with_partition_index(partition.partition_index)
+            .with_low_watermark(-1)
+            .with_error_code(error.code());
+        let topic = DeleteRecordsTopicResult::default()
+            .with_name(topic.name)
+            .with_partitions(vec![answer]);
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
     }
     merged
 }
 
-fn merge_delete_topic(topics: &mut Vec<DeleteRecordsTopicResult>, topic: DeleteRecordsTopicResult) {
-    match topics.iter_mut().find(|t| t.name == topic.name) {
-        Some(t) => t.partitions.extend(topic.partitions),
-        None => topics.push(topic),
+const EPOCHS: Shape<OffsetForLeaderEpochRequest, OffsetForLeaderTopic, OffsetForLeaderPartition> =
+    Shape {
+        topics: |r| &mut r.topics,
+        key: |t| (t.topic.0.as_str(), Uuid::nil()),
+        partitions: |t| &mut t.partitions,
+        index: |p| p.partition,
+        writes: false,
+    };
+
+/// OffsetForLeaderEpoch: each partition answered by its shard's engine.
+pub fn offset_for_leader_epoch(
+    node: &Node,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let Parts { parts, refused } = split(node, request, &EPOCHS);
+    let mut merged = OffsetForLeaderEpochResponse::default();
+    let key = |t: &OffsetForLeaderTopicResult| (t.topic.0.to_string(), Uuid::nil());
+    for (engine, part) in parts {
+        for topic in offset_for_leader_epoch::handle(&engine.broker, part).topics {
+            merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+        }
     }
+    for (topic, partition, error) in refused {
+        let answer = EpochEndOffset::default()
+            .with_partition(partition.partition)
+            .with_error_code(error.code())
+            .with_leader_epoch(-1)
+            .with_end_offset(-1);
+        let topic = OffsetForLeaderTopicResult::default()
+            .with_topic(topic.topic)
+            .with_partitions(vec![answer]);
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+    }
+    merged
 }
