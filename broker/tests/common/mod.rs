@@ -53,6 +53,35 @@ impl BrokerProcess {
         broker
     }
 
+    /// Starts on storage this process does not own (a cluster's shared root).
+    pub fn start_shared(storage_url: &str, addr: SocketAddr, extra: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_hotwire"))
+            .args(["--listen", &addr.to_string()])
+            .args(["--storage", storage_url])
+            .args(["--log-level", &log_level()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut broker = Self {
+            addr,
+            storage: None,
+            child,
+        };
+        broker.wait_ready();
+        broker
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills the process with SIGKILL and starts it again on the same storage and address.
     pub fn kill_and_restart(mut self, extra: &[&str]) -> Self {
         let _ = self.child.kill();

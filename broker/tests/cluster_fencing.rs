@@ -1,0 +1,202 @@
+//! Fencing in a cluster of broker processes on one storage root (etcd started on loopback):
+//! a leader paused with SIGSTOP until its shard moved acknowledges nothing when it resumes, and
+//! the log — as the new leader serves it, and as the old one recovers it when the shard comes
+//! back to it — holds exactly what was acknowledged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::etcd::EtcdServer;
+use common::{encode_batch, free_port, BrokerProcess, Client};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::ResponseError;
+
+const TOPIC: &str = "fenced";
+
+fn produce_request(value: &str) -> ProduceRequest {
+    let batch: Bytes = encode_batch(
+        [Bytes::from(value.to_string())],
+        Compression::None,
+        -1,
+        -1,
+        0,
+    )
+    .into();
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])])
+}
+
+/// (error code, base offset) of a produce answered by `client`.
+fn produce(client: &mut Client, value: &str) -> (i16, i64) {
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &produce_request(value));
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+/// Partition 0's leader as `client`'s broker sees it (creating the topic if needed).
+fn leader(client: &mut Client) -> i32 {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))]))
+        .with_allow_auto_topic_creation(true);
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request);
+    response.topics[0]
+        .partitions
+        .first()
+        .map_or(-1, |p| p.leader_id.0)
+}
+
+fn wait_leader(client: &mut Client, wanted: impl Fn(i32) -> bool, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let leader = leader(client);
+        if wanted(leader) {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader still {leader} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every record value of partition 0, read from `client`'s broker.
+fn values(client: &mut Client) -> Vec<String> {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let mut records = partition.records.clone().unwrap_or_default();
+    let mut values = Vec::new();
+    for set in RecordBatchDecoder::decode_all(&mut records).unwrap() {
+        for record in set.records {
+            values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    values
+}
+
+#[test]
+fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("fencing");
+    let args = |node: &'static str| {
+        vec![
+            "--node-id",
+            node,
+            "--cluster",
+            &cluster,
+            "--cluster-shards",
+            "2",
+            "--cluster-lease-s",
+            "1",
+            "--cluster-poll-ms",
+            "50",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let start = |node: &'static str| {
+        let args = args(node);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        BrokerProcess::start_shared(&storage, free_port(), &args)
+    };
+    let brokers = [start("1"), start("2")];
+    // Until the shards have settled (the second broker's arrival moves some): the leader
+    // accepts the first write.
+    let mut probe = brokers[0].connect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let old = loop {
+        let leader = wait_leader(&mut probe, |l| l > 0, Duration::from_secs(20));
+        let mut client = brokers[(leader - 1) as usize].connect();
+        match produce(&mut client, "before") {
+            (0, offset) => {
+                assert_eq!(offset, 0);
+                break leader;
+            }
+            (code, _) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no leader accepts a write: {code}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let (paused, survivor) = if old == 1 {
+        (&brokers[0], &brokers[1])
+    } else {
+        (&brokers[1], &brokers[0])
+    };
+    let mut late = paused.connect();
+
+    paused.signal("STOP");
+    let stopped = Instant::now();
+    let mut to_new = survivor.connect();
+    let new = wait_leader(&mut to_new, |l| l > 0 && l != old, Duration::from_secs(15));
+    let moved_after = stopped.elapsed();
+    // Queued to the paused leader; it reads this only when it resumes.
+    late.send(ApiKey::Produce, 9, &produce_request("late"));
+    assert_eq!(produce(&mut to_new, "after"), (0, 1));
+
+    paused.signal("CONT");
+    late.set_read_timeout(Duration::from_secs(15));
+    let mut frame = late
+        .read_frame()
+        .expect("an answer from the resumed broker");
+    ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9)).unwrap();
+    let answer = ProduceResponse::decode(&mut frame, 9).unwrap();
+    let code = answer.responses[0].partition_responses[0].error_code;
+    assert_eq!(
+        code,
+        ResponseError::NotLeaderOrFollower.code(),
+        "the resumed old leader answered {code} to a write after its fence"
+    );
+    eprintln!("paused leader {old}: shard moved to {new} after {moved_after:?}");
+    assert_eq!(values(&mut to_new), ["before", "after"]);
+
+    // The shard goes back to the old leader (now registered again) when the survivor dies:
+    // it recovers exactly the acknowledged log.
+    drop(to_new);
+    let [a, b] = brokers;
+    let (paused, survivor) = if old == 1 { (a, b) } else { (b, a) };
+    drop(survivor);
+    let mut back = paused.connect();
+    wait_leader(&mut back, |l| l == old, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answer = produce(&mut back, "back");
+    while answer.0 != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        answer = produce(&mut back, "back");
+    }
+    assert_eq!(answer, (0, 2));
+    assert_eq!(values(&mut back), ["before", "after", "back"]);
+}
