@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
 from cluster import Cluster
-from helpers import (SequenceProducer, create_topic, make_group_consumer, numbered,
+from helpers import (Delivery, SequenceProducer, create_topic, make_group_consumer, numbered,
                      read_values, verify_numbered_log, wait_until)
 
 
@@ -88,14 +88,76 @@ def assert_commits_kept(bootstrap, reader):
     assert not behind, f"committed offsets went backwards (acknowledged, now): {behind}"
 
 
+class AioSequence(SequenceProducer):
+    """SequenceProducer driving aiokafka's idempotent producer on its own event loop."""
+
+    def run(self):
+        import asyncio
+
+        from aiokafka import AIOKafkaProducer
+
+        async def produce():
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap.split(","),
+                                        enable_idempotence=True, acks="all",
+                                        request_timeout_ms=30000)
+            await producer.start()
+            pending = []
+            start = time.monotonic()
+            i = 0
+            try:
+                while not self._stopping.is_set():
+                    if self.rate and i >= self.rate * (time.monotonic() - start):
+                        await asyncio.sleep(0.005)
+                        continue
+                    value = numbered(self.tag, i)
+                    future = await producer.send(self.topic, value=value,
+                                                 partition=i % self.partitions)
+                    pending.append((value, future))
+                    i += 1
+                    self.sent = i
+                    if len(pending) >= 500:
+                        await self._settle(pending)
+                await self._settle(pending)
+            finally:
+                await producer.stop()
+
+        try:
+            asyncio.run(produce())
+            self.undelivered = 0
+        except BaseException as e:  # reported by finish()
+            self.failure = repr(e)
+
+    async def _settle(self, pending):
+        for value, future in pending:
+            try:
+                md = await future
+                self.log.delivered.append(Delivery(md.partition, md.offset, None, value))
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                self.log.failed.append((e, None, value))
+        pending.clear()
+
+
+def sequence_producer(family, bootstrap, topic, tag, rate):
+    """An idempotent acks=all producer thread of `family` (skipped where it is not installed)."""
+    if family == "confluent-kafka":
+        return SequenceProducer(bootstrap, topic, PARTITIONS, tag, conf=IDEMPOTENT, rate=rate)
+    if family == "kafka-python":
+        pytest.importorskip("kafka", minversion="3.0")
+        from test_kafka_python import KafkaPythonSequence
+        # kafka-python 3's defaults: idempotent, acks=all.
+        return KafkaPythonSequence(bootstrap.split(","), topic, PARTITIONS, tag, rate=rate)
+    pytest.importorskip("aiokafka")
+    return AioSequence(bootstrap, topic, PARTITIONS, tag, rate=rate)
+
+
 @pytest.mark.backends
 @pytest.mark.clients
-def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster):
+@pytest.mark.parametrize("family", ["confluent-kafka", "kafka-python", "aiokafka"])
+def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family):
     topic = "kill9"
     create_topic(cluster.bootstrap, topic, PARTITIONS)
     leaders = cluster.leaders(topic)
-    producer = SequenceProducer(cluster.bootstrap, topic, PARTITIONS, b"k", conf=IDEMPOTENT,
-                                rate=2000)
+    producer = sequence_producer(family, cluster.bootstrap, topic, b"k", rate=2000)
     reader = GroupReader(cluster.bootstrap, topic, "kill9-group")
     producer.start()
     reader.start()

@@ -187,6 +187,17 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     let node = Node::new(member, config);
     tracing::info!(%listen, storage = %node.config.storage, "hotwire serving Kafka in a cluster");
     let shutdown = CancellationToken::new();
+    if let Some(addr) = node.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving metrics at /metrics");
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            node.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut serving = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
     let engines_stop = CancellationToken::new();
     let mut running = tokio::spawn(node.clone().run(engines_stop.clone()));

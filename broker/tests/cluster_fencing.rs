@@ -200,3 +200,53 @@ fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
     assert_eq!(answer, (0, 2));
     assert_eq!(values(&mut back), ["before", "after", "back"]);
 }
+
+#[test]
+fn a_cluster_broker_reports_what_it_leads_in_its_metrics() {
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("metrics");
+    let metrics = free_port();
+    let metrics_flag = metrics.to_string();
+    let broker = BrokerProcess::start_shared(
+        &storage,
+        free_port(),
+        &[
+            "--node-id",
+            "7",
+            "--cluster",
+            &cluster,
+            "--cluster-shards",
+            "2",
+            "--cluster-lease-s",
+            "1",
+            "--cluster-poll-ms",
+            "50",
+            "--metrics-listen",
+            &metrics_flag,
+        ],
+    );
+    let mut client = broker.connect();
+    wait_leader(&mut client, |l| l == 7, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while produce(&mut client, "one").0 != 0 {
+        assert!(Instant::now() < deadline, "no write accepted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let scraped = common::scrape_metrics(metrics);
+    assert_eq!(
+        scraped.get("hotwire_cluster_shards_led"),
+        Some(&2.0),
+        "{scraped:?}"
+    );
+    assert_eq!(scraped.get("hotwire_cluster_controller"), Some(&1.0));
+    assert_eq!(scraped.get("hotwire_cluster_lease_valid"), Some(&1.0));
+    assert_eq!(scraped.get("hotwire_cluster_brokers"), Some(&1.0));
+    assert_eq!(scraped.get("hotwire_cluster_takeovers_total"), Some(&2.0));
+    // Every engine's own metrics, labelled with its shard.
+    let flushed: f64 = (0..2)
+        .filter_map(|s| scraped.get(&format!("hotwire_flush_objects_total{{shard=\"{s}\"}}")))
+        .sum();
+    assert!(flushed >= 1.0, "{scraped:?}");
+}

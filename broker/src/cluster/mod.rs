@@ -9,6 +9,7 @@
 pub mod etcd;
 pub mod lease;
 pub mod member;
+mod metrics;
 pub mod model;
 pub mod node;
 pub mod plan;

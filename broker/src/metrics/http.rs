@@ -13,8 +13,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::Metrics;
 
+/// Something whose metrics can be rendered in the Prometheus text format.
+pub trait Render: Send + Sync + 'static {
+    /// Every metric now.
+    fn render(&self) -> String;
+}
+
+impl Render for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 /// Serves `metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+pub async fn serve<M: Render>(listener: TcpListener, metrics: Arc<M>, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -32,7 +44,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &request)) }
+                async move { Ok::<_, Infallible>(respond(metrics.as_ref(), &request)) }
             });
             if let Err(error) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -44,7 +56,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     }
 }
 
-fn respond(metrics: &Metrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond<M: Render>(metrics: &M, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, metrics.render()),
         (&Method::GET, _) => (StatusCode::NOT_FOUND, "try /metrics\n".to_string()),

@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 pub use fetch_reads::{ClientReads, FetchReads};
-pub use http::serve;
+pub use http::{serve, Render};
 pub use state::StateCollector;
 
 /// The API label of a request-latency sample.
