@@ -68,15 +68,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     if let Some(addr) = broker.config.metrics_listen {
-        let metrics_listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        tracing::info!(%addr, "serving metrics at /metrics");
-        tokio::spawn(metrics::serve(
-            metrics_listener,
-            broker.metrics.clone(),
-            shutdown.clone(),
-        ));
+        serve_metrics(addr, broker.metrics.clone(), &shutdown).await?;
     }
     let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
     let mut maintaining = tokio::spawn(maintenance::run(broker.clone(), shutdown.clone()));
@@ -188,15 +180,7 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, storage = %node.config.storage, "hotwire serving Kafka in a cluster");
     let shutdown = CancellationToken::new();
     if let Some(addr) = node.config.metrics_listen {
-        let metrics_listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        tracing::info!(%addr, "serving metrics at /metrics");
-        tokio::spawn(metrics::serve(
-            metrics_listener,
-            node.clone(),
-            shutdown.clone(),
-        ));
+        serve_metrics(addr, node.clone(), &shutdown).await?;
     }
     let mut serving = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
     let engines_stop = CancellationToken::new();
@@ -219,5 +203,19 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = serving.await;
     tracing::info!("all shards flushed; left the cluster; bye");
+    Ok(())
+}
+
+/// Serves `source`'s metrics at `GET /metrics` on `addr` until `shutdown`.
+async fn serve_metrics<M: metrics::Render>(
+    addr: std::net::SocketAddr,
+    source: std::sync::Arc<M>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    tracing::info!(%addr, "serving metrics at /metrics");
+    tokio::spawn(metrics::serve(listener, source, shutdown.clone()));
     Ok(())
 }

@@ -14,19 +14,7 @@ pub async fn handle(
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
-    let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
-        request
-            .topics
-            .into_iter()
-            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
-            .collect()
-    } else {
-        request
-            .topic_names
-            .into_iter()
-            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
-            .collect()
-    };
+    let wanted = wanted(request, version);
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let name = name.or_else(|| broker.topics.get_by_id(id).map(|t| t.name.clone()));
@@ -66,4 +54,24 @@ pub async fn handle(
         responses.push(result);
     }
     DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// The topics a request names: by name (v1-5), or by name or id (v6+).
+pub(crate) fn wanted(
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> Vec<(Option<String>, uuid::Uuid)> {
+    if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    }
 }

@@ -122,14 +122,27 @@ fn describe(broker: &Broker, topic: &Arc<Topic>) -> MetadataResponseTopic {
                 .with_isr_nodes(vec![node])
         })
         .collect();
+    topic_entry(&topic.name, topic.id, partitions)
+}
+
+/// A topic's Metadata entry with its partitions.
+pub(crate) fn topic_entry(
+    name: &str,
+    id: Uuid,
+    partitions: Vec<MetadataResponsePartition>,
+) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
-        .with_topic_id(topic.id)
+        .with_name(Some(TopicName(str_bytes(name.to_string()))))
+        .with_topic_id(id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }
 
-fn error_topic(name: Option<&str>, id: Uuid, error: ResponseError) -> MetadataResponseTopic {
+pub(crate) fn error_topic(
+    name: Option<&str>,
+    id: Uuid,
+    error: ResponseError,
+) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(error.code())
         .with_name(name.map(|n| TopicName(str_bytes(n))))

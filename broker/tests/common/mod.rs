@@ -35,21 +35,9 @@ impl BrokerProcess {
 
     /// Starts on a given storage directory and address (to restart on the same ones).
     pub fn start_on(storage: tempfile::TempDir, addr: SocketAddr, extra: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_hotwire"))
-            .args(["--listen", &addr.to_string()])
-            .args(["--storage", &format!("fs://{}", storage.path().display())])
-            .args(["--log-level", &log_level()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut broker = Self {
-            addr,
-            storage: Some(storage),
-            child,
-        };
-        broker.wait_ready();
+        let url = format!("fs://{}", storage.path().display());
+        let mut broker = Self::start_shared(&url, addr, extra);
+        broker.storage = Some(storage);
         broker
     }
 

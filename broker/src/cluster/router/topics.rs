@@ -19,12 +19,9 @@ use crate::cluster::node::Node;
 use crate::cluster::shards;
 use crate::cluster::view::ClusterView;
 use crate::handlers::create_topics::{self, Created, TopicCreator};
-use crate::handlers::str_bytes;
+use crate::handlers::{delete_topics, metadata, str_bytes};
 use crate::log::topics::{validate_name, TopicError, TopicLimits, TopicRegistry};
 use dfs_adapter::TopicRecord;
-
-/// Kafka's "authorized operations not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Creates topics in etcd.
 struct ClusterTopics<'a> {
@@ -150,19 +147,7 @@ pub async fn delete(
 ) -> DeleteTopicsResponse {
     use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
     let view = node.member.view();
-    let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
-        request
-            .topics
-            .into_iter()
-            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
-            .collect()
-    } else {
-        request
-            .topic_names
-            .into_iter()
-            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
-            .collect()
-    };
+    let wanted = delete_topics::wanted(request, version);
     let mut responses = Vec::new();
     for (name, id) in wanted {
         let record = match &name {
@@ -252,11 +237,8 @@ pub async fn metadata(node: &Node, request: MetadataRequest, version: i16) -> Me
                             (Some(_), false) => ResponseError::UnknownTopicOrPartition,
                             (None, _) => ResponseError::UnknownTopicId,
                         };
-                        MetadataResponseTopic::default()
-                            .with_error_code(error.code())
-                            .with_name(wanted.name.clone())
-                            .with_topic_id(wanted.topic_id)
-                            .with_topic_authorized_operations(OPERATIONS_OMITTED)
+                        let name = wanted.name.as_ref().map(|n| n.0.as_str());
+                        metadata::error_topic(name, wanted.topic_id, error)
                     }
                 });
             }
@@ -306,9 +288,5 @@ fn describe(node: &Node, view: &ClusterView, topic: &TopicRecord) -> MetadataRes
             }
         })
         .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
-        .with_topic_id(topic.id)
-        .with_partitions(partitions)
-        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+    metadata::topic_entry(&topic.name, topic.id, partitions)
 }

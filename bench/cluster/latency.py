@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Produce latency of a 3-broker cluster against a single broker, same workload and total load,
+measured by `hotwire-bench compare` in alternating rounds (both on this host's fs://, the
+cluster's brokers sharing one root, etcd on loopback).
+
+    bench/cluster/latency.py --broker target/release/hotwire \\
+        --bench target/release/hotwire-bench -w bench/workloads/batched.toml --scale 0.25 \\
+        -o docs/benchmarks/cluster-latency
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from cluster import Cluster  # noqa: E402
+from conftest import Broker  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", default=str(REPO / "target/release/hotwire"))
+    parser.add_argument("--bench", default=str(REPO / "target/release/hotwire-bench"))
+    parser.add_argument("-w", "--workload", default=str(REPO / "bench/workloads/batched.toml"))
+    parser.add_argument("--scale", default="0.25")
+    parser.add_argument("--duration", default="20s")
+    parser.add_argument("--rounds", default="2")
+    parser.add_argument("--shards", type=int, default=6)
+    parser.add_argument("-o", "--out", required=True)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hotwire-cluster-latency-"))
+    single = Broker(Path(args.broker), work / "single").start()
+    cluster = Cluster(Path(args.broker), work / "cluster", shards=args.shards)
+    try:
+        subprocess.run([args.bench, "compare", "-w", args.workload,
+                        "--bootstrap-a", single.bootstrap, "--label-a", "1 broker",
+                        "--bootstrap-b", cluster.bootstrap, "--label-b", "3 brokers",
+                        "--rounds", args.rounds, "--scale", args.scale,
+                        "--duration", args.duration, "-o", args.out], check=True)
+    finally:
+        cluster.kill()
+        single.kill9()
+
+
+if __name__ == "__main__":
+    main()
