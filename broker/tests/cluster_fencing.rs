@@ -62,6 +62,24 @@ fn leader(client: &mut Client) -> i32 {
         .map_or(-1, |p| p.leader_id.0)
 }
 
+/// Produces `value` until it is acknowledged (a new leader may still be opening the shard:
+/// NOT_LEADER_OR_FOLLOWER until then, as clients see and retry); returns its offset.
+fn produce_until_ok(client: &mut Client, value: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match produce(client, value) {
+            (0, offset) => return offset,
+            (code, _) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{value:?} refused with {code} for 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 fn wait_leader(client: &mut Client, wanted: impl Fn(i32) -> bool, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
     loop {
@@ -165,7 +183,7 @@ fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
     let moved_after = stopped.elapsed();
     // Queued to the paused leader; it reads this only when it resumes.
     late.send(ApiKey::Produce, 9, &produce_request("late"));
-    assert_eq!(produce(&mut to_new, "after"), (0, 1));
+    assert_eq!(produce_until_ok(&mut to_new, "after"), 1);
 
     paused.signal("CONT");
     late.set_read_timeout(Duration::from_secs(15));
@@ -191,13 +209,7 @@ fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
     drop(survivor);
     let mut back = paused.connect();
     wait_leader(&mut back, |l| l == old, Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut answer = produce(&mut back, "back");
-    while answer.0 != 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        answer = produce(&mut back, "back");
-    }
-    assert_eq!(answer, (0, 2));
+    assert_eq!(produce_until_ok(&mut back, "back"), 2);
     assert_eq!(values(&mut back), ["before", "after", "back"]);
 }
 
@@ -229,11 +241,7 @@ fn a_cluster_broker_reports_what_it_leads_in_its_metrics() {
     );
     let mut client = broker.connect();
     wait_leader(&mut client, |l| l == 7, Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while produce(&mut client, "one").0 != 0 {
-        assert!(Instant::now() < deadline, "no write accepted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    produce_until_ok(&mut client, "one");
     let scraped = common::scrape_metrics(metrics);
     assert_eq!(
         scraped.get("hotwire_cluster_shards_led"),
