@@ -68,6 +68,8 @@ pub struct Node {
     busy: Mutex<BTreeSet<u32>>,
     /// The last hand-overs, newest last (bounded).
     handovers: Mutex<Vec<Handover>>,
+    /// The view revision and engines the topics were last applied to.
+    synced: Mutex<(i64, Vec<(u32, i32)>)>,
 }
 
 impl Node {
@@ -86,6 +88,7 @@ impl Node {
             engines: RwLock::default(),
             busy: Mutex::default(),
             handovers: Mutex::default(),
+            synced: Mutex::default(),
         })
     }
 
@@ -280,8 +283,17 @@ impl Node {
     /// Applies the cluster's topics to every engine: adds new ones, forgets deleted ones (and
     /// retires their data).
     pub async fn sync_topics(&self) {
-        let topics = self.member.view().topics.clone();
-        for engine in self.engines() {
+        let view = self.member.view();
+        let engines = self.engines();
+        let state: (i64, Vec<(u32, i32)>) = (
+            view.revision,
+            engines.iter().map(|e| (e.shard, e.epoch)).collect(),
+        );
+        if *self.synced.lock() == state {
+            return; // nothing changed since the last pass
+        }
+        let topics = view.topics.clone();
+        for engine in engines {
             for record in topics.values() {
                 engine.broker.topics.adopt(record);
             }
@@ -295,6 +307,7 @@ impl Node {
                 }
             }
         }
+        *self.synced.lock() = state;
     }
 }
 
