@@ -173,6 +173,7 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
         host,
         port: u16::try_from(port).unwrap_or(0),
         rack: config.rack.clone(),
+        load: Default::default(),
     };
     tracing::info!(cluster = %url, node = info.node_id, "joining the cluster");
     let member = Member::join(&cluster, info).await?;

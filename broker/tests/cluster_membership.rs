@@ -30,6 +30,7 @@ fn info(node_id: i32) -> BrokerInfo {
         host: "127.0.0.1".into(),
         port: 9000 + node_id as u16,
         rack: None,
+        load: Default::default(),
     }
 }
 
@@ -347,4 +348,30 @@ async fn without_etcd_brokers_stop_acknowledging_and_resume_when_it_returns() {
     .await;
     assert_eq!(a.lease().unwrap().id, lease);
     assert_eq!(leaders(&a), before, "no shard moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_publishes_its_load_only_over_its_own_registration() {
+    let server = EtcdServer::start();
+    let config = config(&server);
+    let a = Member::join(&config, info(1)).await.unwrap();
+    a.publish_load([(3, 1234)].into()).await;
+    eventually("the load in the view", Duration::from_secs(5), || async {
+        a.view()
+            .broker(1)
+            .is_some_and(|b| b.info.load.get(&3) == Some(&1234))
+    })
+    .await;
+    // Once its lease is gone, a publication recreates nothing.
+    a.halt();
+    let etcd = Etcd::new(vec![server.endpoint()], Duration::from_secs(1)).unwrap();
+    let key = a.keys().broker(1);
+    eventually(
+        "the registration expires",
+        Duration::from_secs(5),
+        || async { etcd.get(&key).await.unwrap().0.is_none() },
+    )
+    .await;
+    a.publish_load([(3, 1)].into()).await;
+    assert!(etcd.get(&key).await.unwrap().0.is_none());
 }

@@ -166,6 +166,35 @@ impl Member {
         Ok(outcome.succeeded)
     }
 
+    /// Publishes the bytes per second written to each shard this broker leads (in its
+    /// registration, under its lease).
+    pub async fn publish_load(&self, load: std::collections::BTreeMap<u32, u64>) {
+        let Some(lease) = self.lease() else {
+            return;
+        };
+        let mut info = self.info.clone();
+        info.load = load;
+        let key = self.keys.broker(self.info.node_id);
+        let value = serde_json::to_vec(&info).expect("broker info serializes");
+        // Only over this broker's own registration: never recreates one that expired.
+        let guarded = [Compare::Lease(key.clone(), lease.id)];
+        if let Err(error) = self
+            .etcd
+            .txn(
+                &guarded,
+                &[Op::Put {
+                    key,
+                    value,
+                    lease: Some(lease.id),
+                }],
+                &[],
+            )
+            .await
+        {
+            tracing::debug!(%error, "cannot publish this broker's load");
+        }
+    }
+
     /// Stops taking part without revoking the lease, as a crash would: the registration and
     /// the shards stay until etcd expires the lease.
     pub fn halt(&self) {
@@ -341,7 +370,12 @@ impl Member {
     /// controller and the shard's key being as read.
     async fn control(&self, view: &ClusterView) {
         let assignments = view.assignments();
-        let changes = plan(&assignments, &view.brokers, &view.draining);
+        let load = view
+            .brokers
+            .iter()
+            .flat_map(|b| b.info.load.iter().map(|(s, l)| (*s, *l)))
+            .collect();
+        let changes = plan(&assignments, &view.brokers, &view.draining, &load);
         let me = self.info.node_id.to_string().into_bytes();
         for change in changes {
             let shard = match change {

@@ -106,6 +106,10 @@ pub struct BrokerInfo {
     /// Rack, if configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
+    /// Bytes per second written to each shard it leads (measured, refreshed every few
+    /// seconds): the controller balances by it where counts are equal.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub load: std::collections::BTreeMap<u32, u64>,
 }
 
 /// A registered broker with the lease its registration hangs on.

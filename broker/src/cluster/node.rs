@@ -18,6 +18,9 @@ use crate::maintenance;
 use crate::metrics::Events;
 use crate::server::frames::RequestMemory;
 
+/// How often each shard's load is measured and published.
+const LOAD_PERIOD: Duration = Duration::from_secs(5);
+
 /// How long a planned hand-over waits for the shard's pending data to become durable.
 const HANDOVER_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
@@ -70,6 +73,8 @@ pub struct Node {
     handovers: Mutex<Vec<Handover>>,
     /// The view revision and engines the topics were last applied to.
     synced: Mutex<(i64, Vec<(u32, i32)>)>,
+    /// When load was last measured, and each shard's flushed bytes then.
+    load: Mutex<(Instant, BTreeMap<u32, u64>)>,
 }
 
 impl Node {
@@ -89,6 +94,7 @@ impl Node {
             busy: Mutex::default(),
             handovers: Mutex::default(),
             synced: Mutex::default(),
+            load: Mutex::new((Instant::now(), BTreeMap::new())),
         })
     }
 
@@ -120,6 +126,9 @@ impl Node {
         loop {
             self.reconcile();
             self.sync_topics().await;
+            if let Some(load) = self.measure_load() {
+                self.member.publish_load(load).await;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = views.changed() => if changed.is_err() { break },
@@ -272,6 +281,31 @@ impl Node {
             broker,
             stop,
         }))
+    }
+
+    /// Bytes per second flushed for each shard led, over the last `LOAD_PERIOD` (`None` until
+    /// a period has passed).
+    fn measure_load(&self) -> Option<BTreeMap<u32, u64>> {
+        let mut last = self.load.lock();
+        let elapsed = last.0.elapsed();
+        if elapsed < LOAD_PERIOD {
+            return None;
+        }
+        let now: BTreeMap<u32, u64> = self
+            .engines()
+            .iter()
+            .map(|e| (e.shard, e.broker.pipeline.stats().bytes_written))
+            .collect();
+        let rates = now
+            .iter()
+            .map(|(shard, bytes)| {
+                let before = last.1.get(shard).copied().unwrap_or(*bytes);
+                let rate = (bytes.saturating_sub(before) as f64 / elapsed.as_secs_f64()) as u64;
+                (*shard, rate)
+            })
+            .collect();
+        *last = (Instant::now(), now);
+        Some(rates)
     }
 
     /// How many shards this broker may expect to lead: its share of the cluster's.

@@ -35,32 +35,40 @@ pub enum Change {
     },
 }
 
-/// What the controller should change, given every shard's assignment and the live brokers.
+/// What the controller should change, given every shard's assignment, the live brokers and
+/// each shard's measured load (bytes/s written; shards not measured count as 0).
 ///
 /// - A shard whose leader is gone (unregistered, or registered again under another lease) or
 ///   that was released goes to the target of its move if that broker lives, else to the live
-///   broker leading the fewest shards (lowest node id among equals).
+///   broker leading the fewest shards, the least loaded among equals (lowest node id among
+///   equals again).
 /// - A move towards a broker that is gone is cancelled.
 /// - Brokers in `draining` receive nothing and hand every shard away.
 /// - Then, while the busiest broker leads two shards more than the idlest and has no move under
-///   way, one of its shards is moved there: one move per broker at a time, so a rebalance never
-///   takes more than a shard from each broker out of service at once.
+///   way, one of its shards is moved there: the one whose load best evens the two brokers' loads.
+///   One move per broker at a time, so a rebalance never takes more than a shard from each
+///   broker out of service at once. Counts decide and load only chooses, so moves never
+///   oscillate.
 pub fn plan(
     shards: &BTreeMap<u32, ShardAssignment>,
     live: &[LiveBroker],
     draining: &[i32],
+    load: &BTreeMap<u32, u64>,
 ) -> Vec<Change> {
     let lease_of: BTreeMap<i32, i64> = live.iter().map(|b| (b.info.node_id, b.lease)).collect();
     let is_live = |node: i32, lease: i64| lease_of.get(&node) == Some(&lease);
     let takes = |node: &i32| !draining.contains(node);
-    let mut count: BTreeMap<i32, usize> = lease_of.keys().map(|n| (*n, 0)).collect();
+    let shard_load = |shard: &u32| load.get(shard).copied().unwrap_or(0);
+    let mut count: BTreeMap<i32, (usize, u64)> = lease_of.keys().map(|n| (*n, (0, 0))).collect();
     let mut changes = Vec::new();
     let mut orphans = Vec::new();
     let mut moving_from: Vec<i32> = Vec::new();
     for (&shard, assignment) in shards {
         match assignment.leader {
             Some(leader) if is_live(leader, assignment.lease) => {
-                *count.entry(leader).or_default() += 1;
+                let entry = count.entry(leader).or_default();
+                entry.0 += 1;
+                entry.1 += shard_load(&shard);
                 if let Some(to) = assignment.moving_to {
                     if lease_of.contains_key(&to) && takes(&to) {
                         moving_from.push(leader);
@@ -72,12 +80,16 @@ pub fn plan(
             _ => orphans.push((shard, assignment.moving_to)),
         }
     }
+    // The heaviest orphans first, so that load spreads as counts do.
+    orphans.sort_by_key(|(shard, _)| std::cmp::Reverse(shard_load(shard)));
     for (shard, moving_to) in orphans {
         let target = moving_to
             .filter(|to| lease_of.contains_key(to) && takes(to))
             .or_else(|| idlest(&count, &takes));
         if let Some(to) = target {
-            *count.entry(to).or_default() += 1;
+            let entry = count.entry(to).or_default();
+            entry.0 += 1;
+            entry.1 += shard_load(&shard);
             changes.push(Change::Assign {
                 shard,
                 to,
@@ -87,28 +99,44 @@ pub fn plan(
     }
     // Drained brokers hand everything away, then the rest is evened out.
     let changed: Vec<u32> = changes.iter().map(shard_of).collect();
-    for (&shard, assignment) in shards {
-        let Some(leader) = assignment.leader else {
-            continue;
-        };
-        if changed.contains(&shard)
-            || assignment.moving_to.is_some()
-            || !is_live(leader, assignment.lease)
-            || moving_from.contains(&leader)
-        {
+    let leaders: Vec<i32> = count.keys().copied().collect();
+    for leader in leaders {
+        if moving_from.contains(&leader) {
             continue;
         }
         let Some(to) = idlest(&count, &takes) else {
             break;
         };
-        let busiest_excess = if takes(&leader) {
-            count[&leader] >= count[&to] + 2
+        let (n_from, load_from) = count[&leader];
+        let (n_to, load_to) = count[&to];
+        let excess = if takes(&leader) {
+            n_from >= n_to + 2
         } else {
-            true
+            n_from > 0
         };
-        if busiest_excess && to != leader {
-            *count.get_mut(&leader).expect("a live leader is counted") -= 1;
-            *count.entry(to).or_default() += 1;
+        if !excess || to == leader {
+            continue;
+        }
+        // Of the leader's shards free to move, the one that leaves the two loads closest.
+        let half_gap = load_from.saturating_sub(load_to) / 2;
+        let candidate = shards
+            .iter()
+            .filter(|(shard, a)| {
+                a.leader == Some(leader)
+                    && a.moving_to.is_none()
+                    && is_live(leader, a.lease)
+                    && !changed.contains(shard)
+            })
+            .map(|(shard, _)| *shard)
+            .min_by_key(|shard| (shard_load(shard).abs_diff(half_gap), *shard));
+        if let Some(shard) = candidate {
+            let moved = shard_load(&shard);
+            let from = count.get_mut(&leader).expect("a live leader is counted");
+            from.0 -= 1;
+            from.1 -= moved.min(from.1);
+            let target = count.entry(to).or_default();
+            target.0 += 1;
+            target.1 += moved;
             moving_from.push(leader);
             changes.push(Change::Move { shard, to });
         }
@@ -124,12 +152,13 @@ fn shard_of(change: &Change) -> u32 {
     }
 }
 
-/// The broker that takes shards and leads the fewest (lowest node id among equals).
-fn idlest(count: &BTreeMap<i32, usize>, takes: &impl Fn(&i32) -> bool) -> Option<i32> {
+/// The broker that takes shards and leads the fewest, the least loaded among equals (lowest
+/// node id among equals again).
+fn idlest(count: &BTreeMap<i32, (usize, u64)>, takes: &impl Fn(&i32) -> bool) -> Option<i32> {
     count
         .iter()
         .filter(|(node, _)| takes(node))
-        .min_by_key(|(node, n)| (**n, **node))
+        .min_by_key(|(node, (n, load))| (*n, *load, **node))
         .map(|(node, _)| *node)
 }
 
@@ -165,6 +194,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                load: BTreeMap::new(),
             },
             lease,
         }
@@ -186,7 +216,7 @@ mod tests {
         draining: &[i32],
     ) -> BTreeMap<u32, ShardAssignment> {
         for _ in 0..100 {
-            let changes = plan(&shards, live, draining);
+            let changes = plan(&shards, live, draining, &BTreeMap::new());
             if changes.is_empty() {
                 return shards;
             }
@@ -232,7 +262,7 @@ mod tests {
             .map(|s| (s, led(1 + (s as i32 % 3), 10 * (1 + (s as i64 % 3)), 4)))
             .collect();
         let live = [broker(1, 10), broker(3, 30)];
-        let changes = plan(&shards, &live, &[]);
+        let changes = plan(&shards, &live, &[], &BTreeMap::new());
         assert_eq!(
             changes,
             [
@@ -258,7 +288,7 @@ mod tests {
         let shards: BTreeMap<_, _> = [(0, led(1, 10, 2)), (1, led(2, 20, 2))].into();
         let live = [broker(1, 11), broker(2, 20)];
         assert_eq!(
-            plan(&shards, &live, &[]),
+            plan(&shards, &live, &[], &BTreeMap::new()),
             [Change::Assign {
                 shard: 0,
                 to: 1,
@@ -273,7 +303,7 @@ mod tests {
             .map(|s| (s, led(1 + (s as i32 % 2), 10 * (1 + s as i64 % 2), 1)))
             .collect();
         let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
-        let changes = plan(&shards, &live, &[]);
+        let changes = plan(&shards, &live, &[], &BTreeMap::new());
         assert_eq!(
             changes,
             [
@@ -303,7 +333,7 @@ mod tests {
         .into();
         let live = [broker(1, 10), broker(2, 20)];
         assert_eq!(
-            plan(&shards, &live, &[]),
+            plan(&shards, &live, &[], &BTreeMap::new()),
             [Change::Assign {
                 shard: 0,
                 to: 2,
@@ -318,7 +348,7 @@ mod tests {
         moving.moving_to = Some(2);
         let shards: BTreeMap<_, _> = [(0, moving)].into();
         assert_eq!(
-            plan(&shards, &[broker(1, 10)], &[]),
+            plan(&shards, &[broker(1, 10)], &[], &BTreeMap::new()),
             [Change::CancelMove { shard: 0 }]
         );
     }
@@ -335,8 +365,48 @@ mod tests {
     }
 
     #[test]
+    fn load_chooses_where_orphans_go_and_which_shard_moves() {
+        // Two brokers with two shards each; broker 1's are busy.
+        let shards: BTreeMap<_, _> = [
+            (0, led(1, 10, 1)),
+            (1, led(1, 10, 1)),
+            (2, led(2, 20, 1)),
+            (3, led(2, 20, 1)),
+            (4, ShardAssignment::default()),
+        ]
+        .into();
+        let load: BTreeMap<u32, u64> = [(0, 900), (1, 800), (2, 10), (3, 20), (4, 5)].into();
+        let live = [broker(1, 10), broker(2, 20)];
+        assert_eq!(
+            plan(&shards, &live, &[], &load),
+            [Change::Assign {
+                shard: 4,
+                to: 2,
+                lease: 20
+            }],
+            "equal counts: the orphan goes to the less loaded broker"
+        );
+        // A third broker joins: the busy broker gives the shard that evens the loads best.
+        let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
+        let mut shards = shards;
+        shards.insert(4, led(2, 20, 1));
+        let shards: BTreeMap<_, _> = shards.into_iter().chain([(5, led(1, 10, 1))]).collect();
+        let load: BTreeMap<u32, u64> =
+            [(0, 900), (1, 800), (5, 30), (2, 10), (3, 20), (4, 5)].into();
+        let changes = plan(&shards, &live, &[], &load);
+        assert!(
+            changes.contains(&Change::Move { shard: 0, to: 3 }),
+            "{changes:?}"
+        );
+        assert!(
+            changes.contains(&Change::Move { shard: 4, to: 3 }),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
     fn with_no_live_broker_nothing_is_assigned() {
         let shards = (0..3).map(|s| (s, ShardAssignment::default())).collect();
-        assert!(plan(&shards, &[], &[]).is_empty());
+        assert!(plan(&shards, &[], &[], &BTreeMap::new()).is_empty());
     }
 }

@@ -60,6 +60,8 @@ pub enum Compare {
     ModRevision(String, i64),
     /// The key's value equals this.
     Value(String, Vec<u8>),
+    /// The key is attached to this lease.
+    Lease(String, i64),
 }
 
 /// An operation of a transaction.
@@ -300,6 +302,7 @@ fn compare_json(compare: &Compare) -> CompareJson {
         Compare::CreateRevision(key, _) => ("CREATE", key),
         Compare::ModRevision(key, _) => ("MOD", key),
         Compare::Value(key, _) => ("VALUE", key),
+        Compare::Lease(key, _) => ("LEASE", key),
     };
     CompareJson {
         target,
@@ -315,6 +318,10 @@ fn compare_json(compare: &Compare) -> CompareJson {
         },
         value: match compare {
             Compare::Value(_, value) => Some(encode(value)),
+            _ => None,
+        },
+        lease: match compare {
+            Compare::Lease(_, lease) => Some(lease.to_string()),
             _ => None,
         },
     }

@@ -156,6 +156,8 @@ pub(crate) struct CompareJson {
     pub mod_revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 /// An operation of a transaction, in the gateway's form.
