@@ -331,6 +331,9 @@ def _brokers_of(item):
             found.append(value)
         elif isinstance(value, BrokerFactory):
             found.extend(value.brokers)
+        elif isinstance(getattr(value, "brokers", None), list):
+            # A cluster (tests/cluster.py): every broker's log.
+            found.extend(b for b in value.brokers if isinstance(b, Broker))
     return list({id(b): b for b in found}.values())
 
 
