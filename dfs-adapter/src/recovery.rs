@@ -7,6 +7,9 @@ use crate::manifest::{Checkpoint, Fence, ManifestState};
 use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::{ChunkLocation, ObjectId, StorageError, Store};
 
+/// Deletions of superseded objects in flight at once during recovery.
+const DELETE_CONCURRENCY: usize = 16;
+
 /// What [`Store::recover`] found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recovered {
@@ -245,15 +248,34 @@ impl Store {
     }
 
     /// Deletes objects (absent ones are fine) and makes the deletions durable.
+    ///
+    /// Many at once and each directory synced once at the end: a leader taking a shard over
+    /// deletes what the last leader's compaction superseded before it serves, and one fsync per
+    /// file made that seconds (1.6 s for a few hundred objects, measured). A crash before the
+    /// syncs only leaves objects the next recovery deletes again.
     async fn delete_all(&self, ids: impl Iterator<Item = &ObjectId>) -> Result<(), StorageError> {
-        let mut any = false;
-        for id in ids {
-            self.delete_object(id).await?;
-            any = true;
+        use futures::stream::{self, TryStreamExt};
+        let ids: Vec<ObjectId> = ids.copied().collect();
+        if ids.is_empty() {
+            return Ok(());
         }
-        if any {
-            info!("deleted objects superseded by the manifest");
+        stream::iter(ids.iter().map(Ok::<_, StorageError>))
+            .try_for_each_concurrent(DELETE_CONCURRENCY, |id| async move {
+                match self.wal_holding(id) {
+                    Some(wal) => wal.delete(*id).await,
+                    None => self.delete_key(&id.key()).await,
+                }
+            })
+            .await?;
+        for dir_of in [ObjectId(0), ObjectId::segment(0)] {
+            if ids.iter().any(|id| id.is_segment() == dir_of.is_segment()) {
+                self.sync_dir_of(&dir_of.key()).await?;
+            }
         }
+        info!(
+            count = ids.len(),
+            "deleted objects superseded by the manifest"
+        );
         Ok(())
     }
 

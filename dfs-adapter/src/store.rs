@@ -312,7 +312,7 @@ impl Store {
     }
 
     /// The WAL, if `object` is one of its live objects.
-    fn wal_holding(&self, object: &ObjectId) -> Option<&Arc<WalLog>> {
+    pub(crate) fn wal_holding(&self, object: &ObjectId) -> Option<&Arc<WalLog>> {
         self.wal().filter(|wal| wal.holds(*object))
     }
 
