@@ -29,10 +29,14 @@ def main():
     parser.add_argument("--duration", default="20s")
     parser.add_argument("--rounds", default="2")
     parser.add_argument("--shards", type=int, default=6)
+    parser.add_argument("--single-arg", action="append", default=[],
+                        help="extra flag for the single broker (repeatable), e.g. "
+                             "--single-arg=--wal-file-mib --single-arg=0 for the cluster's "
+                             "file-per-flush layout")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hotwire-cluster-latency-"))
-    single = Broker(Path(args.broker), work / "single").start()
+    single = Broker(Path(args.broker), work / "single", extra_args=args.single_arg).start()
     cluster = Cluster(Path(args.broker), work / "cluster", shards=args.shards)
     try:
         subprocess.run([args.bench, "compare", "-w", args.workload,
