@@ -119,34 +119,31 @@ fn values(client: &mut Client) -> Vec<String> {
     values
 }
 
+/// A broker of `cluster` with node id `node` on `storage`: 2 shards, a 1 s lease, a 50 ms poll.
+fn start_in_cluster(storage: &str, cluster: &str, node: &str, extra: &[&str]) -> BrokerProcess {
+    let mut args = vec![
+        "--node-id",
+        node,
+        "--cluster",
+        cluster,
+        "--cluster-shards",
+        "2",
+        "--cluster-lease-s",
+        "1",
+        "--cluster-poll-ms",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    BrokerProcess::start_shared(storage, free_port(), &args)
+}
+
 #[test]
 fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
     let etcd = EtcdServer::start();
     let root = tempfile::tempdir().unwrap();
     let storage = format!("fs://{}", root.path().display());
     let cluster = etcd.cluster_url("fencing");
-    let args = |node: &'static str| {
-        vec![
-            "--node-id",
-            node,
-            "--cluster",
-            &cluster,
-            "--cluster-shards",
-            "2",
-            "--cluster-lease-s",
-            "1",
-            "--cluster-poll-ms",
-            "50",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>()
-    };
-    let start = |node: &'static str| {
-        let args = args(node);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        BrokerProcess::start_shared(&storage, free_port(), &args)
-    };
+    let start = |node: &str| start_in_cluster(&storage, &cluster, node, &[]);
     let brokers = [start("1"), start("2")];
     // Until the shards have settled (the second broker's arrival moves some): the leader
     // accepts the first write.
@@ -221,23 +218,11 @@ fn a_cluster_broker_reports_what_it_leads_in_its_metrics() {
     let cluster = etcd.cluster_url("metrics");
     let metrics = free_port();
     let metrics_flag = metrics.to_string();
-    let broker = BrokerProcess::start_shared(
+    let broker = start_in_cluster(
         &storage,
-        free_port(),
-        &[
-            "--node-id",
-            "7",
-            "--cluster",
-            &cluster,
-            "--cluster-shards",
-            "2",
-            "--cluster-lease-s",
-            "1",
-            "--cluster-poll-ms",
-            "50",
-            "--metrics-listen",
-            &metrics_flag,
-        ],
+        &cluster,
+        "7",
+        &["--metrics-listen", &metrics_flag],
     );
     let mut client = broker.connect();
     wait_leader(&mut client, |l| l == 7, Duration::from_secs(20));

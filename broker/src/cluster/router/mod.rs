@@ -5,6 +5,7 @@
 
 mod groups;
 mod partitioned;
+mod split;
 mod topics;
 
 use std::net::SocketAddr;

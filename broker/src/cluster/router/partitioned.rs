@@ -2,7 +2,6 @@
 //! by one engine when all their partitions are in one shard this broker leads (the common case:
 //! clients send each broker only what it leads), else split by shard and the answers merged.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -34,117 +33,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+pub use super::split::Target;
+use super::split::{merge, place, split, target, topic_id, Parts, Shape};
 use super::topics::ensure_topics;
 use crate::cluster::node::{Engine, Node};
-use crate::cluster::shards;
 use crate::handlers::fetch_budget::Held;
 use crate::handlers::{delete_records, fetch, list_offsets, offset_for_leader_epoch, produce};
-
-/// Where a partitioned request goes.
-pub enum Target {
-    /// One local engine serves it whole.
-    One(Arc<Engine>),
-    /// Its partitions span shards (or some are not served here): split it.
-    Split,
-}
-
-/// Where one partition's part goes.
-enum Place {
-    Engine(Arc<Engine>),
-    Refused(ResponseError),
-}
-
-fn place(node: &Node, topic_id: Option<Uuid>, partition: i32, writes: bool) -> Place {
-    let view = node.member.view();
-    let Some(record) = topic_id.and_then(|id| view.topics.values().find(|t| t.id == id)) else {
-        return Place::Refused(ResponseError::UnknownTopicOrPartition);
-    };
-    if partition < 0 || partition >= record.partitions {
-        return Place::Refused(ResponseError::UnknownTopicOrPartition);
-    }
-    match node.engine(shards::of_partition(record.id, partition, node.shards())) {
-        Some(engine) if !writes || engine.may_acknowledge() => Place::Engine(engine),
-        _ => Place::Refused(ResponseError::NotLeaderOrFollower),
-    }
-}
-
-fn topic_id(node: &Node, name: &str, id: Uuid) -> Option<Uuid> {
-    if !id.is_nil() {
-        return Some(id);
-    }
-    node.member.view().topics.get(name).map(|t| t.id)
-}
-
-/// `Target::One` when every pair goes to the same engine.
-fn target(places: impl Iterator<Item = Place>) -> Target {
-    let mut one: Option<Arc<Engine>> = None;
-    for place in places {
-        match (place, &one) {
-            (Place::Engine(engine), None) => one = Some(engine),
-            (Place::Engine(engine), Some(first)) if first.shard == engine.shard => {}
-            _ => return Target::Split,
-        }
-    }
-    one.map_or(Target::Split, Target::One)
-}
-
-/// How to take a partitioned request apart: its topics, each topic's key and partitions.
-struct Shape<R, T, P> {
-    topics: fn(&mut R) -> &mut Vec<T>,
-    key: fn(&T) -> (&str, Uuid),
-    partitions: fn(&mut T) -> &mut Vec<P>,
-    index: fn(&P) -> i32,
-    /// Whether the request writes (a leader that may not acknowledge refuses it).
-    writes: bool,
-}
-
-/// A request split by shard: one part per local engine, and the partitions refused here with
-/// their topic and the error.
-struct Parts<R, T, P> {
-    parts: Vec<(Arc<Engine>, R)>,
-    refused: Vec<(T, P, ResponseError)>,
-}
-
-fn split<R: Clone, T: Clone, P: Clone>(
-    node: &Node,
-    mut request: R,
-    shape: &Shape<R, T, P>,
-) -> Parts<R, T, P> {
-    let topics = std::mem::take((shape.topics)(&mut request));
-    let mut parts: BTreeMap<u32, (Arc<Engine>, R)> = BTreeMap::new();
-    let mut refused = Vec::new();
-    for mut topic in topics {
-        let (name, id) = (shape.key)(&topic);
-        let id = topic_id(node, name, id);
-        let partitions = std::mem::take((shape.partitions)(&mut topic));
-        for partition in partitions {
-            match place(node, id, (shape.index)(&partition), shape.writes) {
-                Place::Engine(engine) => {
-                    let (_, part) = parts
-                        .entry(engine.shard)
-                        .or_insert_with(|| (engine.clone(), request.clone()));
-                    let part_topics = (shape.topics)(part);
-                    let same = part_topics
-                        .iter()
-                        .position(|t| (shape.key)(t) == (shape.key)(&topic));
-                    let slot = match same {
-                        Some(i) => &mut part_topics[i],
-                        None => {
-                            part_topics.push(topic.clone());
-                            part_topics.last_mut().expect("just pushed")
-                        }
-                    };
-                    (shape.partitions)(slot).push(partition);
-                }
-                Place::Refused(error) => refused.push((topic.clone(), partition, error)),
-            }
-        }
-    }
-    Parts {
-        parts: parts.into_values().collect(),
-        refused,
-    }
-}
 
 /// Produce: where it goes (creating unknown topics first, if allowed).
 pub async fn produce_target(node: &Node, request: &ProduceRequest) -> Target {
@@ -236,23 +130,6 @@ pub async fn produce_complete(split: SplitProduce) -> Option<ProduceResponse> {
         );
     }
     Some(merged)
-}
-
-/// Adds `topic`'s partitions to the entry of the same topic in `topics` (or adds it).
-fn merge<T, P>(
-    topics: &mut Vec<T>,
-    mut topic: T,
-    partitions: fn(&mut T) -> &mut Vec<P>,
-    key: fn(&T) -> (String, Uuid),
-) {
-    let wanted = key(&topic);
-    match topics.iter_mut().find(|t| key(t) == wanted) {
-        Some(existing) => {
-            let more = std::mem::take(partitions(&mut topic));
-            partitions(existing).extend(more);
-        }
-        None => topics.push(topic),
-    }
 }
 
 const FETCH: Shape<FetchRequest, FetchTopic, FetchPartition> = Shape {

@@ -1,6 +1,8 @@
 //! This broker as a member of the cluster: its registration, the controller role when it wins
 //! it, and the shards it leads.
 
+mod controller;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::lease::{Lease, LeaseState};
 use super::model::{BrokerInfo, ClusterSettings, Keys, ShardAssignment};
-use super::plan::{apply, plan, Change};
 use super::view::ClusterView;
 use super::{ClusterConfig, ClusterError};
 
@@ -340,78 +341,6 @@ impl Member {
                     self.control(&view).await
                 }
                 Some(_) => {}
-            }
-        }
-    }
-
-    /// Tries to become the controller (the key is attached to the lease: it goes with it).
-    async fn campaign(&self, lease: i64) {
-        let key = self.keys.controller();
-        let value = self.info.node_id.to_string().into_bytes();
-        let put = Op::Put {
-            key: key.clone(),
-            value,
-            lease: Some(lease),
-        };
-        match self
-            .etcd
-            .txn(&[Compare::CreateRevision(key, 0)], &[put], &[])
-            .await
-        {
-            Ok(outcome) if outcome.succeeded => {
-                tracing::info!(node = self.info.node_id, "became the cluster controller")
-            }
-            Ok(_) => {}
-            Err(error) => tracing::debug!(%error, "controller campaign failed"),
-        }
-    }
-
-    /// Applies the plan for `view`, each change guarded by this broker still being the
-    /// controller and the shard's key being as read.
-    async fn control(&self, view: &ClusterView) {
-        let assignments = view.assignments();
-        let load = view
-            .brokers
-            .iter()
-            .flat_map(|b| b.info.load.iter().map(|(s, l)| (*s, *l)))
-            .collect();
-        let changes = plan(&assignments, &view.brokers, &view.draining, &load);
-        let me = self.info.node_id.to_string().into_bytes();
-        for change in changes {
-            let shard = match change {
-                Change::Assign { shard, .. }
-                | Change::Move { shard, .. }
-                | Change::CancelMove { shard } => shard,
-            };
-            let before = assignments[&shard];
-            let after = apply(before, change);
-            let revision = view.shards.get(&shard).map_or(0, |(_, r)| *r);
-            let key = self.keys.shard(shard);
-            let outcome = self
-                .etcd
-                .txn(
-                    &[
-                        Compare::Value(self.keys.controller(), me.clone()),
-                        Compare::ModRevision(key.clone(), revision),
-                    ],
-                    &[put(&key, &after, None)],
-                    &[],
-                )
-                .await;
-            match outcome {
-                Ok(outcome) if outcome.succeeded => tracing::info!(
-                    shard,
-                    from = ?before.leader,
-                    to = ?after.leader,
-                    moving_to = ?after.moving_to,
-                    epoch = after.epoch,
-                    "shard assignment changed"
-                ),
-                Ok(_) => return, // the view is stale: the next read plans again
-                Err(error) => {
-                    tracing::warn!(%error, "cannot write a shard assignment");
-                    return;
-                }
             }
         }
     }
