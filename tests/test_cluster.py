@@ -105,7 +105,8 @@ def assert_commits_kept(bootstrap, reader):
         consumer.close()
     stored = {tp.partition: tp.offset for tp in result}
     behind = {p: (o, stored.get(p)) for p, o in reader.committed.items() if stored.get(p, -1) < o}
-    assert not behind, f"committed offsets went backwards (acknowledged, now): {behind}"
+    assert not behind, (f"committed offsets went backwards (acknowledged, now): {behind}; "
+                        f"consumer errors {reader.errors[-10:]}; positions {reader.notes[-4:]}")
 
 
 class AioSequence(SequenceProducer):
