@@ -184,7 +184,11 @@ def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family, storage
     reader.start()
     try:
         producer.wait_acked(2000, 60)
-        wait_until(lambda: reader.committed, 30, "a first commit")
+        try:
+            wait_until(lambda: reader.committed, 60, "a first commit")
+        except AssertionError:
+            raise AssertionError(f"no commit acknowledged in 60 s: consumed {reader.consumed}, "
+                                 f"errors {reader.errors[-10:]}, positions {reader.notes[-4:]}")
         victim = cluster.broker(leaders[0])
         victim.kill9()
         killed_at, acked_at_kill = time.monotonic(), producer.acked
