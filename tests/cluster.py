@@ -181,6 +181,27 @@ class Cluster:
             time.sleep(0.1)
         raise AssertionError(f"{topic}: not every partition has a leader within {timeout} s: {last}")
 
+    def wait_topic_everywhere(self, topic, timeout=30):
+        """Until every running broker describes `topic` with a leader for each partition: a
+        topic is created in etcd and each broker learns of it at its next read of the cluster,
+        as Kafka brokers learn of one from the controller; a client asking a broker that has
+        not yet would see no topic (and a group consumer would wait for its next metadata
+        refresh, minutes later, before it is assigned anything)."""
+        deadline = time.monotonic() + timeout
+        for broker in [b for b in self.brokers if b.running()]:
+            while True:
+                admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+                try:
+                    t = admin.list_topics(topic, timeout=5).topics.get(topic)
+                    if t is not None and t.error is None and t.partitions and all(
+                            p.leader >= 0 for p in t.partitions.values()):
+                        break
+                except Exception:  # noqa: BLE001 - retried until the deadline
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic} not known to {broker.bootstrap} in {timeout} s")
+                time.sleep(0.05)
+
     def wait_leader_not(self, topic, partition, node_id, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
