@@ -93,7 +93,21 @@ def make_producer(bootstrap, conf=None):
         "message.timeout.ms": 120000,
     }
     base.update(conf or {})
+    if os.environ.get("HOTWIRE_TEST_RDKAFKA_DEBUG"):
+        base["debug"] = os.environ["HOTWIRE_TEST_RDKAFKA_DEBUG"]
+        base["logger"] = _debug_logger()
     return Producer(base)
+
+
+def _debug_logger():
+    import logging
+    logger = logging.getLogger("rdkafka")
+    if not logger.handlers:
+        handler = logging.FileHandler(os.environ.get("HOTWIRE_TEST_RDKAFKA_LOG", "/tmp/rdkafka.log"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    return logger
 
 
 class DeliveryLog:

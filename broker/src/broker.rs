@@ -129,6 +129,14 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Whether writes may be acknowledged now: always alone; in a cluster, while this broker
+    /// surely still leads the shard.
+    pub fn may_acknowledge(&self) -> bool {
+        self.shard
+            .as_ref()
+            .is_none_or(|role| role.may_acknowledge())
+    }
+
     /// Opens storage, recovers every topic and partition from it, and starts the flush pipeline.
     pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
         Self::open_with(config, None).await

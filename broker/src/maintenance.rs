@@ -17,7 +17,8 @@ use crate::log::retention;
 /// Rounds of compaction one tick may run when a backlog waits.
 const ROUNDS_PER_TICK: usize = 8;
 
-/// Runs until `shutdown`; returns early only if this broker was fenced off its storage root.
+/// Runs until `shutdown`; returns early only if this broker, running alone, was fenced off its
+/// storage root.
 pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), StorageError> {
     let period = Duration::from_millis(broker.config.compaction_interval_ms);
     let retention_period = Duration::from_millis(broker.config.retention_check_interval_ms);
@@ -32,7 +33,13 @@ pub async fn run(broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(),
         let retention_due = last_retention.elapsed() >= retention_period;
         match round(&broker, retention_due).await {
             Ok(()) => {}
-            Err(error @ StorageError::Fenced(_)) => return Err(error),
+            // Alone, a fence means another broker took the root: stop. In a cluster it may
+            // only mean that the lease is in doubt for now (etcd out of reach); the node
+            // closes the shard if it was really lost, which stops this task.
+            Err(error @ StorageError::Fenced(_)) if broker.shard.is_none() => return Err(error),
+            Err(error @ StorageError::Fenced(_)) => {
+                tracing::debug!(%error, "storage maintenance paused while the lease is in doubt");
+            }
             Err(error) => {
                 broker.events.maintenance_failures.inc();
                 tracing::warn!(%error, "storage maintenance failed; retrying next period");

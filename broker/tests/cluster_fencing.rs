@@ -24,19 +24,26 @@ use kafka_protocol::ResponseError;
 const TOPIC: &str = "fenced";
 
 fn produce_request(value: &str) -> ProduceRequest {
+    produce_to(TOPIC, value, -1, 0)
+}
+
+/// One record to partition 0 of `topic`, from `producer_id` (-1: not idempotent) at epoch 0
+/// and `sequence`.
+fn produce_to(topic: &str, value: &str, producer_id: i64, sequence: i32) -> ProduceRequest {
+    let epoch = if producer_id < 0 { -1 } else { 0 };
     let batch: Bytes = encode_batch(
         [Bytes::from(value.to_string())],
         Compression::None,
-        -1,
-        -1,
-        0,
+        producer_id,
+        epoch,
+        sequence,
     )
     .into();
     ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_name(TopicName(StrBytes::from(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch))])])
@@ -44,7 +51,12 @@ fn produce_request(value: &str) -> ProduceRequest {
 
 /// (error code, base offset) of a produce answered by `client`.
 fn produce(client: &mut Client, value: &str) -> (i16, i64) {
-    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &produce_request(value));
+    answer(client, &produce_request(value))
+}
+
+/// (error code, base offset) of `request` answered by `client`.
+fn answer(client: &mut Client, request: &ProduceRequest) -> (i16, i64) {
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, request);
     let answer = &response.responses[0].partition_responses[0];
     (answer.error_code, answer.base_offset)
 }
@@ -242,4 +254,57 @@ fn a_cluster_broker_reports_what_it_leads_in_its_metrics() {
         .filter_map(|s| scraped.get(&format!("hotwire_flush_objects_total{{shard=\"{s}\"}}")))
         .sum();
     assert!(flushed >= 1.0, "{scraped:?}");
+}
+
+/// While etcd is out of reach a leader refuses writes; when it is sure of its lease again, a
+/// batch an idempotent producer had pipelined behind a refused one must not be appended (a
+/// gap) nor answered OUT_OF_ORDER_SEQUENCE_NUMBER (which makes librdkafka bump its epoch and
+/// renumber, hence duplicate, what it had in flight elsewhere): it is refused retriably until
+/// the refused batch comes back.
+#[test]
+fn an_idempotent_producer_keeps_its_order_across_an_etcd_outage() {
+    let mut etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let broker = start_in_cluster(&storage, &etcd.cluster_url("outage"), "1", &[]);
+    let mut client = broker.connect();
+    wait_leader(&mut client, |l| l == 1, Duration::from_secs(20));
+    const PRODUCER: i64 = 77;
+    let send = |client: &mut Client, value: &str, sequence: i32| {
+        answer(client, &produce_to(TOPIC, value, PRODUCER, sequence))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send(&mut client, "a", 0).0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never accepted a write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    etcd.kill();
+    // Past the 1 s lease: the leader cannot be sure of it any more.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(send(&mut client, "b", 1).0, not_leader);
+
+    etcd.restart();
+    // Sure again once a write elsewhere is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answer(&mut client, &produce_to("probe", "p", -1, 0)).0 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "writes never resumed after etcd returned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        send(&mut client, "c", 2).0,
+        not_leader,
+        "the batch behind the refused one"
+    );
+    assert_eq!(send(&mut client, "b", 1), (0, 1));
+    assert_eq!(send(&mut client, "c", 2), (0, 2));
+    assert_eq!(send(&mut client, "c", 2), (0, 2), "a retry is a duplicate");
+    assert_eq!(values(&mut client), ["a", "b", "c"]);
 }

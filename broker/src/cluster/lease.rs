@@ -118,6 +118,7 @@ async fn keep_alive(
 ) {
     let id = state.borrow().id;
     let mut wait = ttl / 3;
+    let mut failing = Failing::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -129,6 +130,7 @@ async fn keep_alive(
                 let ttl = Duration::from_secs(granted as u64);
                 state.send_modify(|s| s.valid_until = deadline(sent, ttl));
                 wait = ttl / 3;
+                failing.renewed(id);
             }
             Ok(None) => {
                 tracing::warn!(
@@ -140,9 +142,55 @@ async fn keep_alive(
             }
             Err(error) => {
                 let valid = state.borrow().is_valid();
-                tracing::warn!(lease = id, %error, valid, "cannot renew the etcd lease");
+                failing.failed(id, &error, valid);
                 wait = ttl / 6;
             }
         }
+    }
+}
+
+/// How long apart repeated renewal failures are logged.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Renewal failures since the last success, so that an etcd outage is logged when it starts,
+/// every few seconds while it lasts and when it ends, rather than at every attempt.
+#[derive(Default)]
+struct Failing {
+    since: Option<Instant>,
+    attempts: u64,
+    logged: Option<Instant>,
+}
+
+impl Failing {
+    fn failed(&mut self, id: i64, error: &EtcdError, valid: bool) {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        self.attempts += 1;
+        if self
+            .logged
+            .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_INTERVAL)
+        {
+            self.logged = Some(now);
+            tracing::warn!(
+                lease = id,
+                %error,
+                valid,
+                attempts = self.attempts,
+                failing_s = now.duration_since(since).as_secs_f64(),
+                "cannot renew the etcd lease"
+            );
+        }
+    }
+
+    fn renewed(&mut self, id: i64) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                lease = id,
+                attempts = self.attempts,
+                failed_for_s = since.elapsed().as_secs_f64(),
+                "etcd lease renewed again"
+            );
+        }
+        *self = Self::default();
     }
 }

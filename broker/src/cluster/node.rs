@@ -38,10 +38,7 @@ pub struct Engine {
 impl Engine {
     /// Whether this engine's broker may still acknowledge writes.
     pub fn may_acknowledge(&self) -> bool {
-        self.broker
-            .shard
-            .as_ref()
-            .is_none_or(|role| role.may_acknowledge())
+        self.broker.may_acknowledge()
     }
 }
 

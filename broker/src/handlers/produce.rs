@@ -165,12 +165,28 @@ async fn append(
             Some(message),
         );
     }
+    // In a cluster, a leader whose lease is in doubt (etcd out of reach) refuses writes until
+    // it is sure again; batches pipelined behind a refused one then wait for it (see
+    // ProducerStates::refuse), as they do behind one refused for want of cache space.
+    if !broker.may_acknowledge() {
+        partition.refuse(batches.iter().map(|b| &b.header));
+        let message = "this broker's lease on the partition is in doubt".to_string();
+        return Staged::Failed(ResponseError::NotLeaderOrFollower, Some(message));
+    }
     // Room for all the batches at once, so a request never holds part of the cache while it
     // waits for the rest (see CacheSpace::reserve_all).
     let lens: Vec<usize> = batches.iter().map(|b| b.range.len()).collect();
     let mut slices = match broker.space.reserve_all(&lens).await {
         Ok(slices) => slices.into_iter(),
-        Err(error) => return Staged::Failed(error, None),
+        Err(error) => {
+            if matches!(
+                error,
+                ResponseError::RequestTimedOut | ResponseError::KafkaStorageError
+            ) {
+                partition.refuse(batches.iter().map(|b| &b.header));
+            }
+            return Staged::Failed(error, None);
+        }
     };
     let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
     for (batch, max_timestamp) in batches.into_iter().zip(max_timestamps) {
@@ -194,6 +210,9 @@ async fn append(
         Err(AppendError::Sequence(error)) => {
             let code = match error {
                 SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                // Retriable and "not persisted": the client waits for its requests in flight
+                // and resends from the refused batch, with the same sequences.
+                SequenceError::AfterRefused { .. } => ResponseError::NotLeaderOrFollower,
                 _ => ResponseError::OutOfOrderSequenceNumber,
             };
             Staged::Failed(code, Some(error.to_string()))

@@ -172,6 +172,16 @@ impl Partition {
         })
     }
 
+    /// Remembers that these batches were refused for a passing reason before being appended,
+    /// so that idempotent producers' batches pipelined behind them are refused until they come
+    /// back (see [`ProducerStates::refuse`]).
+    pub fn refuse<'a>(&self, headers: impl IntoIterator<Item = &'a BatchHeader>) {
+        let mut state = self.state.lock();
+        for header in headers {
+            state.producers.refuse(header);
+        }
+    }
+
     /// Installs producer state rebuilt from storage (at start, before any append).
     pub fn restore_producers(&self, producers: ProducerStates) {
         self.state.lock().producers = producers;

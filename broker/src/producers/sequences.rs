@@ -9,6 +9,14 @@
 //! `producer_id_expiration_ms` is forgotten, and at most `max_producers_per_partition` are kept
 //! (the least recently active goes first), so random producer ids cannot grow it without end.
 //! A forgotten producer is treated as a new one: its next batch is appended.
+//!
+//! A batch this broker refuses for a passing reason before appending it (its lease in doubt, no
+//! cache space, failing storage) is remembered too: the client retries it, but batches it had
+//! pipelined behind it may arrive first, once the reason has passed. Appending one of those
+//! would leave a gap, and answering it OUT_OF_ORDER_SEQUENCE_NUMBER makes librdkafka bump its
+//! epoch and renumber every queued message from sequence 0, duplicating those that this broker
+//! appended but had not yet acknowledged. So such a batch is refused too (retriably) until the
+//! refused one comes back.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
@@ -30,12 +38,21 @@ struct WrittenBatch {
     last_offset: i64,
 }
 
+/// The first batch of a producer refused for a passing reason and not yet sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Refusal {
+    epoch: i16,
+    sequence: i32,
+}
+
 #[derive(Clone, Debug)]
 struct ProducerEntry {
     epoch: i16,
+    /// Empty for a producer known only by a refusal.
     batches: VecDeque<WrittenBatch>,
     /// When it last wrote here (ms since the epoch).
     last_active_ms: i64,
+    refused: Option<Refusal>,
 }
 
 /// Bounds on the producers remembered per partition.
@@ -105,6 +122,20 @@ pub enum SequenceError {
         /// First sequence of the batch.
         got: i32,
     },
+    /// Follows a batch of the same producer that this broker refused for a passing reason and
+    /// that was not sent again yet (see the module documentation): retriable.
+    #[error(
+        "producer {producer_id}: sequence {got} follows sequence {refused}, which was refused \
+         and not sent again yet"
+    )]
+    AfterRefused {
+        /// Producer id.
+        producer_id: i64,
+        /// First sequence of the refused batch.
+        refused: i32,
+        /// First sequence of this batch.
+        got: i32,
+    },
     /// An epoch older than the producer's current one (a zombie instance).
     #[error("producer {producer_id} epoch {got} is older than its current epoch {current}")]
     StaleEpoch {
@@ -167,6 +198,21 @@ impl ProducerStates {
                 got: header.producer_epoch,
             });
         }
+        if let Some(written) = entry.duplicate_of(header.producer_epoch, first, last) {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: written.base_offset,
+                last_offset: written.last_offset,
+            });
+        }
+        if let Some(refused) = entry.refused {
+            if refused.epoch == header.producer_epoch && sequence_after(first, refused.sequence) {
+                return Err(SequenceError::AfterRefused {
+                    producer_id: header.producer_id,
+                    refused: refused.sequence,
+                    got: first,
+                });
+            }
+        }
         if header.producer_epoch > entry.epoch {
             return if first == 0 {
                 Ok(SequenceCheck::Append)
@@ -178,20 +224,11 @@ impl ProducerStates {
                 })
             };
         }
-        if let Some(written) = entry
-            .batches
-            .iter()
-            .find(|b| b.first_sequence == first && b.last_sequence == last)
-        {
-            return Ok(SequenceCheck::Duplicate {
-                base_offset: written.base_offset,
-                last_offset: written.last_offset,
-            });
-        }
-        let expected = entry
-            .batches
-            .back()
-            .map_or(0, |b| increment_sequence(b.last_sequence, 1));
+        // Known only by a refusal: as trusted as an unknown producer.
+        let Some(previous) = entry.batches.back() else {
+            return Ok(SequenceCheck::Append);
+        };
+        let expected = increment_sequence(previous.last_sequence, 1);
         if first != expected {
             return Err(SequenceError::OutOfOrder {
                 producer_id: header.producer_id,
@@ -217,6 +254,68 @@ impl ProducerStates {
         if header.producer_id < 0 {
             return;
         }
+        let entry = self.entry(header, now_ms, limits);
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == REMEMBERED_BATCHES {
+            entry.batches.pop_front();
+        }
+        let last_sequence = increment_sequence(header.base_sequence, header.last_offset_delta);
+        entry.batches.push_back(WrittenBatch {
+            first_sequence: header.base_sequence,
+            last_sequence,
+            base_offset,
+            last_offset: base_offset + i64::from(header.last_offset_delta),
+        });
+        // Written up to (or past) the refused batch, or in a newer epoch: the order is back.
+        if entry.refused.is_some_and(|r| {
+            r.epoch < header.producer_epoch
+                || (r.epoch == header.producer_epoch && !sequence_after(r.sequence, last_sequence))
+        }) {
+            entry.refused = None;
+        }
+    }
+
+    /// Remembers that a batch was refused for a passing reason before being appended, so that
+    /// the producer's batches pipelined behind it wait for it (see the module documentation).
+    /// A retried batch already written, or one of an older epoch, leaves nothing to remember.
+    pub fn refuse(&mut self, header: &BatchHeader) {
+        self.refuse_at(header, now_ms(), limits());
+    }
+
+    fn refuse_at(&mut self, header: &BatchHeader, now_ms: i64, limits: ProducerLimits) {
+        if header.producer_id < 0
+            || !matches!(
+                self.check_at(header, now_ms, limits),
+                Ok(SequenceCheck::Append) | Err(SequenceError::OutOfOrder { .. })
+            )
+        {
+            return;
+        }
+        let first = header.base_sequence;
+        let entry = self.entry(header, now_ms, limits);
+        match entry.refused {
+            // An earlier refused batch is the one to wait for.
+            Some(r) if r.epoch == header.producer_epoch && !sequence_after(r.sequence, first) => {}
+            _ => {
+                entry.refused = Some(Refusal {
+                    epoch: header.producer_epoch,
+                    sequence: first,
+                })
+            }
+        }
+    }
+
+    /// The live entry of `header`'s producer, created (for its epoch, with no batch) if there
+    /// is none, within the limits.
+    fn entry(
+        &mut self,
+        header: &BatchHeader,
+        now_ms: i64,
+        limits: ProducerLimits,
+    ) -> &mut ProducerEntry {
         self.forget_expired(now_ms, limits);
         if let Some(entry) = self.producers.get(&header.producer_id) {
             if entry.expired(now_ms, limits) {
@@ -235,21 +334,10 @@ impl ProducerStates {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(REMEMBERED_BATCHES),
                 last_active_ms: now_ms,
+                refused: None,
             });
         entry.last_active_ms = now_ms;
-        if header.producer_epoch != entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-        }
-        if entry.batches.len() == REMEMBERED_BATCHES {
-            entry.batches.pop_front();
-        }
-        entry.batches.push_back(WrittenBatch {
-            first_sequence: header.base_sequence,
-            last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
-            base_offset,
-            last_offset: base_offset + i64::from(header.last_offset_delta),
-        });
+        entry
     }
 
     /// Drops producers idle past the expiration, at most once a tenth of it (each sweep walks
@@ -298,6 +386,24 @@ impl ProducerEntry {
     fn expired(&self, now_ms: i64, limits: ProducerLimits) -> bool {
         now_ms.saturating_sub(self.last_active_ms) >= limits.expiration_ms
     }
+
+    /// The remembered batch of `epoch` with exactly these sequences.
+    fn duplicate_of(&self, epoch: i16, first: i32, last: i32) -> Option<&WrittenBatch> {
+        (epoch == self.epoch)
+            .then(|| {
+                self.batches
+                    .iter()
+                    .find(|b| b.first_sequence == first && b.last_sequence == last)
+            })
+            .flatten()
+    }
+}
+
+/// Whether sequence `a` comes after `b`, sequences wrapping from `i32::MAX` to 0 (within half
+/// the range: a client never has more in flight).
+fn sequence_after(a: i32, b: i32) -> bool {
+    let distance = (i64::from(a) - i64::from(b)).rem_euclid(i64::from(i32::MAX) + 1);
+    distance > 0 && distance < 1 << 30
 }
 
 #[cfg(test)]
@@ -426,5 +532,65 @@ mod tests {
             states.check(&batch(-1, -1, -1, 3)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    #[test]
+    fn batches_behind_a_refused_one_wait_for_it() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(7, 0, 0, 10), 0);
+        // 10..=14 refused (lease in doubt); 15.. was pipelined behind it and arrives once the
+        // reason has passed: refused too, retriably, not appended nor out of order.
+        states.refuse(&batch(7, 0, 10, 5));
+        assert!(matches!(
+            states.check(&batch(7, 0, 15, 5)),
+            Err(SequenceError::AfterRefused {
+                refused: 10,
+                got: 15,
+                ..
+            })
+        ));
+        // Refusing the later one keeps waiting for the earlier.
+        states.refuse(&batch(7, 0, 15, 5));
+        // The retried batch is appended, and then the order is back.
+        assert_eq!(states.check(&batch(7, 0, 10, 5)), Ok(SequenceCheck::Append));
+        states.record(&batch(7, 0, 10, 5), 10);
+        assert_eq!(states.check(&batch(7, 0, 15, 5)), Ok(SequenceCheck::Append));
+        // A refused retry of a batch already written leaves nothing to wait for.
+        states.refuse(&batch(7, 0, 10, 5));
+        assert_eq!(states.check(&batch(7, 0, 15, 5)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_for_unknown_producers_and_new_epochs() {
+        let mut states = ProducerStates::default();
+        states.refuse(&batch(8, 0, 40, 1));
+        assert!(matches!(
+            states.check(&batch(8, 0, 41, 1)),
+            Err(SequenceError::AfterRefused { .. })
+        ));
+        // Earlier sequences of the unknown producer are trusted as before.
+        assert_eq!(states.check(&batch(8, 0, 39, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(states.check(&batch(8, 0, 40, 1)), Ok(SequenceCheck::Append));
+        states.record(&batch(8, 0, 40, 1), 0);
+        assert_eq!(states.check(&batch(8, 0, 41, 1)), Ok(SequenceCheck::Append));
+
+        // A new epoch's first batch refused: its second waits; an older epoch is stale.
+        states.refuse(&batch(8, 1, 0, 1));
+        assert!(matches!(
+            states.check(&batch(8, 1, 1, 1)),
+            Err(SequenceError::AfterRefused { .. })
+        ));
+        assert_eq!(states.check(&batch(8, 1, 0, 1)), Ok(SequenceCheck::Append));
+        states.record(&batch(8, 1, 0, 1), 1);
+        assert_eq!(states.check(&batch(8, 1, 1, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn sequence_order_wraps() {
+        assert!(sequence_after(1, 0));
+        assert!(!sequence_after(0, 0));
+        assert!(!sequence_after(0, 1));
+        assert!(sequence_after(0, i32::MAX));
+        assert!(!sequence_after(i32::MAX, 0));
     }
 }

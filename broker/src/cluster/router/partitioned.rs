@@ -52,16 +52,18 @@ pub async fn produce_target(node: &Node, request: &ProduceRequest) -> Target {
         let id = topic_id(node, &t.name.0, t.topic_id);
         t.partition_data
             .iter()
-            .map(move |p| place(node, id, p.index, true))
+            .map(move |p| place(node, id, p.index, false))
     }))
 }
 
+/// Produce goes to the shard's engine even while its lease is in doubt: the engine refuses it
+/// there, where the refusal is remembered (see `ProducerStates::refuse`).
 const PRODUCE: Shape<ProduceRequest, TopicProduceData, PartitionProduceData> = Shape {
     topics: |r| &mut r.topic_data,
     key: |t| (t.name.0.as_str(), t.topic_id),
     partitions: |t| &mut t.partition_data,
     index: |p| p.index,
-    writes: true,
+    writes: false,
 };
 
 /// A produce request split by shard and staged on each engine (in request order), awaiting

@@ -63,7 +63,8 @@ pub(super) struct Shape<R, T, P> {
     pub(super) key: fn(&T) -> (&str, Uuid),
     pub(super) partitions: fn(&mut T) -> &mut Vec<P>,
     pub(super) index: fn(&P) -> i32,
-    /// Whether the request writes (a leader that may not acknowledge refuses it).
+    /// Whether a leader that may not acknowledge refuses it here (produce is refused in the
+    /// engine instead, see `PRODUCE`).
     pub(super) writes: bool,
 }
 
