@@ -82,6 +82,13 @@ impl Offsets {
             let table = self.table.clone();
             Some(Ok(self.log.submit_then(records, move |base| {
                 for (i, (key, commit)) in keyed.into_iter().enumerate() {
+                    tracing::trace!(
+                        group = key.group,
+                        partition = key.partition,
+                        offset = commit.offset,
+                        log_offset = base + i as i64,
+                        "commit applied"
+                    );
                     if let Err(error) = table.set(key, &commit, base + i as i64) {
                         // Only if the table filled between the check and now.
                         tracing::error!(%error, "durable commit not applied");
@@ -236,6 +243,13 @@ pub fn replay_into(table: &OffsetTable, records: &[LoggedRecord]) {
                         table.apply_persisted(&key, commit.offset, *based_on);
                     }
                     (Some(commit), None) => {
+                        tracing::trace!(
+                            group,
+                            partition,
+                            offset = commit.offset,
+                            log_offset = offset,
+                            "commit replayed"
+                        );
                         if let Err(error) = table.set(key, commit, *offset) {
                             tracing::error!(%error, "committed offset dropped at replay");
                         }
