@@ -267,11 +267,10 @@ impl Broker {
             .map_or(0, |c| (i64::from(c.shard) + 1) << PRODUCER_ID_SHARD_SHIFT);
         let producer_ids = ProducerIds::with_floor(internal.clone(), &history, id_floor);
         let window = TailWindow {
-            since_object: ObjectId(
-                recovered
-                    .next_object
-                    .0
-                    .saturating_sub(2 * config.flush_max_in_flight as u64 + 2),
+            since_object: producer_tail_start(
+                recovered.next_object,
+                recovered.fence,
+                config.flush_max_in_flight,
             ),
             min_bytes: PRODUCER_TAIL_BYTES,
         };
@@ -382,4 +381,35 @@ pub(crate) fn latest_group_snapshots(history: Vec<InternalRecord>) -> Vec<serde_
         }
     }
     latest.into_iter().filter_map(|(_, s)| s).collect()
+}
+
+/// The first flush object whose batches a client may still retry: the last few the previous
+/// run (or, taking a shard over, the previous leader: its objects end at the fence, not at this
+/// epoch's first id) wrote, as many as it could have had unacknowledged.
+fn producer_tail_start(
+    next_object: ObjectId,
+    fence: Option<dfs_adapter::Fence>,
+    max_in_flight: usize,
+) -> ObjectId {
+    let end = fence.map_or(next_object, |fence| fence.end);
+    ObjectId(end.0.saturating_sub(2 * max_in_flight as u64 + 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_tail_of_a_taken_over_shard_is_the_previous_leaders_last_objects() {
+        assert_eq!(producer_tail_start(ObjectId(100), None, 4), ObjectId(90));
+        let base = dfs_adapter::epoch_base(3);
+        let fence = dfs_adapter::Fence {
+            end: ObjectId(dfs_adapter::epoch_base(2) + 57),
+            resume: ObjectId(base),
+        };
+        assert_eq!(
+            producer_tail_start(ObjectId(base), Some(fence), 4),
+            ObjectId(dfs_adapter::epoch_base(2) + 47)
+        );
+    }
 }
