@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Produce latency of a 3-broker cluster against a single broker, same workload and total load,
 measured by `hotwire-bench compare` in alternating rounds (both on this host's fs://, the
-cluster's brokers sharing one root, etcd on loopback).
+cluster's brokers sharing one root, etcd on loopback; with --s3, both on one Garage server
+started here, whose binary HOTWIRE_GARAGE_BIN names).
 
     bench/cluster/latency.py --broker target/release/hotwire \\
         --bench target/release/hotwire-bench -w bench/workloads/batched.toml --scale 0.25 \\
@@ -9,6 +10,7 @@ cluster's brokers sharing one root, etcd on loopback).
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 from cluster import Cluster  # noqa: E402
 from conftest import Broker  # noqa: E402
+from s3_server import Garage  # noqa: E402
 
 
 def main():
@@ -33,11 +36,18 @@ def main():
                         help="extra flag for the single broker (repeatable), e.g. "
                              "--single-arg=--wal-file-mib --single-arg=0 for the cluster's "
                              "file-per-flush layout")
+    parser.add_argument("--s3", action="store_true",
+                        help="both on S3 (a Garage server started here) instead of fs://")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hotwire-cluster-latency-"))
-    single = Broker(Path(args.broker), work / "single", extra_args=args.single_arg).start()
-    cluster = Cluster(Path(args.broker), work / "cluster", shards=args.shards)
+    garage = None
+    if args.s3:
+        garage = Garage(os.environ["HOTWIRE_GARAGE_BIN"], work / "garage")
+        garage.start()
+    single = Broker(Path(args.broker), work / "single", extra_args=args.single_arg,
+                    storage=garage).start()
+    cluster = Cluster(Path(args.broker), work / "cluster", storage=garage, shards=args.shards)
     try:
         subprocess.run([args.bench, "compare", "-w", args.workload,
                         "--bootstrap-a", single.bootstrap, "--label-a", "1 broker",
@@ -47,6 +57,8 @@ def main():
     finally:
         cluster.kill()
         single.kill9()
+        if garage is not None:
+            garage.kill()
 
 
 if __name__ == "__main__":
