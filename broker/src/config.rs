@@ -303,6 +303,20 @@ impl Default for Config {
     }
 }
 
+/// Commands besides running the broker.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Operates a cluster through its etcd: its status, draining a broker.
+    Admin {
+        /// The cluster, as brokers are given it: `etcd://host:port[,host:port...]/name`.
+        #[arg(long, env = "HOTWIRE_CLUSTER")]
+        cluster: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::cluster::admin::AdminAction,
+    },
+}
+
 /// Command line; every option can also come from `HOTWIRE_<NAME>` in the environment.
 #[derive(Debug, Parser)]
 #[command(
@@ -311,6 +325,9 @@ impl Default for Config {
     about = "Hotwire: a Kafka-compatible broker over shared storage"
 )]
 pub struct Args {
+    /// Something other than running the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file (keys as the long option names, with underscores).
     #[arg(long, env = "HOTWIRE_CONFIG")]
     pub config: Option<PathBuf>,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use hotwire_broker::broker::Broker;
+use hotwire_broker::cluster::admin::{self, AdminAction};
 use hotwire_broker::cluster::model::BrokerInfo;
 use hotwire_broker::cluster::{ClusterConfig, Member, Node};
-use hotwire_broker::config::{Args, Config};
+use hotwire_broker::config::{Args, Command, Config};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -16,7 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = match Config::load(Args::parse()) {
+    let mut args = Args::parse();
+    if let Some(Command::Admin { cluster, action }) = args.command.take() {
+        return admin(&cluster, &action);
+    }
+    let config = match Config::load(args) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("hotwire: {error}");
@@ -50,6 +55,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `hotwire admin`: prints what the command returns, or the error.
+fn admin(cluster: &str, action: &AdminAction) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hotwire admin: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(admin::run(cluster, action)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("hotwire admin: {error}");
             ExitCode::FAILURE
         }
     }

@@ -308,3 +308,77 @@ fn an_idempotent_producer_keeps_its_order_across_an_etcd_outage() {
     assert_eq!(send(&mut client, "c", 2), (0, 2), "a retry is a duplicate");
     assert_eq!(values(&mut client), ["a", "b", "c"]);
 }
+
+/// `hotwire admin` with `args` against `cluster`: (success, what it printed).
+fn admin(cluster: &str, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+        .args(["admin", "--cluster", cluster])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+/// Waits until `hotwire admin status` prints `line`.
+fn wait_status(cluster: &str, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, text) = admin(cluster, &["status"]);
+        if ok && text.contains(line) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {line:?} in:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_operator_drains_a_broker_with_hotwire_admin() {
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("admin");
+    let start = |node: &str| start_in_cluster(&storage, &cluster, node, &[]);
+    let brokers = [start("1"), start("2")];
+    wait_status(&cluster, "2 shards, controller");
+    let balanced = |text: &str| text.matches("leads 1 shard(s)").count() == 2;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !balanced(&admin(&cluster, &["status"]).1) {
+        assert!(
+            Instant::now() < deadline,
+            "the shards never spread over both brokers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (ok, text) = admin(&cluster, &["drain", "1", "--wait", "30"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("broker 1 is draining; it leads 0 shard(s)"),
+        "{text}"
+    );
+    let status = wait_status(&cluster, "leads 0 shard(s) (draining)");
+    assert!(
+        status.contains("  0: leader 2,") && status.contains("  1: leader 2,"),
+        "{status}"
+    );
+    // The drained broker's shard is served by the other one.
+    let mut client = brokers[1].connect();
+    produce_until_ok(&mut client, "after the drain");
+
+    let (ok, text) = admin(&cluster, &["undrain", "1"]);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !balanced(&admin(&cluster, &["status"]).1) {
+        assert!(
+            Instant::now() < deadline,
+            "broker 1 never received a shard again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (ok, text) = admin("etcd://127.0.0.1:1/admin", &["status"]);
+    assert!(!ok && text.contains("hotwire admin:"), "{text}");
+}

@@ -6,6 +6,7 @@
 //! leads a shard, at an epoch that etcd raises at every change of leader; moving a shard is
 //! reopening its root on another broker, with no data copied. See docs/architecture.md.
 
+pub mod admin;
 pub mod etcd;
 pub mod lease;
 pub mod member;
