@@ -6,6 +6,7 @@ use std::time::Duration;
 use dfs_adapter::{
     Catalog, FlushConfig, FlushPipeline, ObjectId, RootClaim, StorageError, Store, WalConfig,
 };
+use futures::{StreamExt, TryStreamExt};
 use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -274,12 +275,24 @@ impl Broker {
             ),
             min_bytes: PRODUCER_TAIL_BYTES,
         };
-        for topic in topics.list() {
-            for partition in &topic.partitions {
-                let states = producers::recovery::rebuild(&store, partition, window).await?;
+        // Several partitions at once: on an object store each tail read is a round trip or
+        // more, and a take-over waits for all of them.
+        let partitions: Vec<Arc<Partition>> = topics
+            .list()
+            .iter()
+            .flat_map(|topic| topic.partitions.iter().cloned())
+            .collect();
+        futures::stream::iter(partitions.into_iter().map(|partition| {
+            let store = &store;
+            async move {
+                let states = producers::recovery::rebuild(store, &partition, window).await?;
                 partition.restore_producers(states);
+                Ok::<(), ColdReadError>(())
             }
-        }
+        }))
+        .buffer_unordered(PRODUCER_REBUILD_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
         let groups = GroupCoordinator::new(
             GroupConfig {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -356,6 +369,9 @@ const PRODUCER_ID_SHARD_SHIFT: u32 = 40;
 
 /// Stored data of each partition read back at start to rebuild idempotent producers' state.
 const PRODUCER_TAIL_BYTES: u64 = 4 << 20;
+
+/// Partitions whose producer state is rebuilt at once at start-up or take-over.
+const PRODUCER_REBUILD_CONCURRENCY: usize = 16;
 
 /// Groups to restore: the last snapshot of every group not deleted since, and an Empty group
 /// for every group that only has committed offsets (Kafka lists those too).
