@@ -144,7 +144,7 @@ impl Broker {
     }
 
     /// Opens a broker; with a [`ShardContext`], as the leader of one shard of a cluster: its
-    /// writes are fenced by epoch (no root claim, no local WAL), its topics come from the
+    /// writes are fenced by epoch (no root claim; on `fs://` a WAL of its epoch), its topics come from the
     /// cluster, and nothing becomes visible or acknowledged once it no longer leads.
     pub async fn open_with(
         config: Config,
@@ -166,7 +166,8 @@ impl Broker {
             .as_deref()
             .map(dfs_adapter::fs_path)
             .transpose()?;
-        if shard.is_none() && (wal_dir.is_some() || (store.is_local() && config.wal_file_mib > 0)) {
+        // A shard's leader writes a WAL directory of its own epoch, never an older leader's.
+        if wal_dir.is_some() || (store.is_local() && config.wal_file_mib > 0) {
             store
                 .use_wal(WalConfig {
                     dir: wal_dir,

@@ -82,6 +82,11 @@ impl Catalog {
                 .or_default()
                 .push(chunk.clone());
         }
+        // An adopted object whose every chunk lies below its partition's log start is kept
+        // (empty) for compaction to fold and delete like any other.
+        for id in &recovered.flush_objects {
+            by_object.entry(*id).or_default();
+        }
         let now = Instant::now();
         let wal: BTreeMap<ObjectId, WalObject> = by_object
             .into_iter()

@@ -120,6 +120,15 @@ pub struct Fence {
     pub resume: ObjectId,
 }
 
+/// Where the flush-object sequence continues at `next`: across every fence that ends there,
+/// to its `resume`.
+pub(crate) fn follow_fences(fences: &[Fence], mut next: ObjectId) -> ObjectId {
+    while let Some(fence) = fences.iter().find(|f| f.end == next && f.resume > next) {
+        next = fence.resume;
+    }
+    next
+}
+
 impl ManifestState {
     /// The recorded log start of `key`, if one was ever moved.
     pub fn log_start(&self, key: &PartitionKey) -> Option<i64> {

@@ -4,7 +4,7 @@ use futures::StreamExt;
 use tracing::{error, info, warn};
 
 use crate::format::{self, Footer, FOOTER_LEN};
-use crate::manifest::{Checkpoint, Fence, ManifestState};
+use crate::manifest::{follow_fences, Checkpoint, Fence, ManifestState};
 use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::{ChunkLocation, ObjectId, StorageError, Store};
 
@@ -27,6 +27,9 @@ pub struct Recovered {
     pub next_object: ObjectId,
     /// Number of adopted objects.
     pub objects: usize,
+    /// The adopted flush objects, in order (also those of which no chunk is left above its
+    /// partition's log start: compaction must still fold them, so that they are deleted).
+    pub flush_objects: Vec<ObjectId>,
     /// Objects that were invalid or came after a gap or an invalid object, or that a fenced
     /// writer wrote after its fence; all deleted.
     pub discarded: Vec<ObjectId>,
@@ -108,16 +111,7 @@ impl Store {
         if let Some(newest) = ids.iter().find(|id| my_epoch > 0 && id.epoch() > my_epoch) {
             return Err(newer_writer(newest.epoch(), my_epoch));
         }
-        let follow_fences = |mut next: ObjectId| {
-            while let Some(fence) = state
-                .fences
-                .iter()
-                .find(|f| f.end == next && f.resume > next)
-            {
-                next = fence.resume;
-            }
-            next
-        };
+        let follow_fences = |next: ObjectId| follow_fences(&state.fences, next);
         let mut fenced_out = Vec::new();
 
         let mut chunks: Vec<ChunkLocation> = state
@@ -125,7 +119,7 @@ impl Store {
             .iter()
             .flat_map(|s| s.chunks.clone())
             .collect();
-        let mut adopted = 0usize;
+        let mut adopted = Vec::new();
         let mut next_object = match &manifest {
             Some(_) => state.wal_from,
             None => ids.first().copied().unwrap_or(ObjectId(0)),
@@ -154,7 +148,7 @@ impl Store {
             match validated.expect("one validation per id") {
                 Ok(found) => {
                     chunks.extend(found);
-                    adopted += 1;
+                    adopted.push(id);
                     next_object = id.next();
                 }
                 Err(StorageError::Corrupt { object, reason }) => {
@@ -171,7 +165,10 @@ impl Store {
         drop(validations);
         // The WAL (when in use) continues where the flush object files end.
         let from_wal = match self.wal() {
-            Some(wal) => Some(wal.recover(next_object, max_in_flight).await?),
+            Some(wal) => Some(
+                wal.recover(next_object, &state.fences, max_in_flight)
+                    .await?,
+            ),
             None => None,
         };
         next_object = follow_fences(next_object);
@@ -193,9 +190,9 @@ impl Store {
             self.sync_wal_dir().await?;
         }
         if let Some(found) = from_wal {
-            for (_, found_chunks) in found.objects {
+            for (id, found_chunks) in found.objects {
                 chunks.extend(found_chunks);
-                adopted += 1;
+                adopted.push(id);
             }
             next_object = found.next_object;
             discarded.extend(found.discarded);
@@ -216,7 +213,7 @@ impl Store {
                 .is_none_or(|start| c.last_offset >= start)
         });
         info!(
-            objects = adopted,
+            objects = adopted.len(),
             chunks = chunks.len(),
             discarded = discarded.len(),
             next = %next_object,
@@ -226,7 +223,8 @@ impl Store {
             chunks,
             manifest,
             next_object,
-            objects: adopted,
+            objects: adopted.len(),
+            flush_objects: adopted,
             discarded,
             fence,
         })

@@ -268,7 +268,9 @@ impl Store {
     /// Writes flush objects into an append-only WAL of preallocated, reused files (see
     /// [`WalConfig`]) instead of one object each: a flush then costs one data write and one
     /// `fdatasync`, with no file creation and no directory sync. Call it once, after
-    /// [`Store::claim_root`] and before [`Store::recover`] (which then recovers the WAL too).
+    /// [`Store::claim_root`] or [`Store::set_writer_epoch`] and before [`Store::recover`]
+    /// (which then recovers the WAL too). With a writer epoch, the WAL is a directory of that
+    /// epoch's own under the one named below, and older epochs' are only read and retired.
     ///
     /// - `fs://` store, no [`WalConfig::dir`]: the WAL is `wal/` under the root. Flush objects
     ///   written as files before stay readable and are recovered, compacted and deleted as
@@ -288,7 +290,7 @@ impl Store {
                 )))
             }
         };
-        let wal = WalLog::open(&dir, config, owner).await?;
+        let wal = WalLog::open(&dir, config, owner, self.writer_epoch()).await?;
         self.inner
             .wal
             .set(Arc::new(wal))

@@ -244,7 +244,8 @@ impl Node {
         }
         let mut config = self.config.clone();
         config.storage = shards::storage_url(&self.config.storage, shard);
-        config.wal_file_mib = 0;
+        // A WAL beside the store lives on one host's disk, where the next leader cannot read
+        // it; the WAL inside an `fs://` root is shared like the root (one directory per epoch).
         config.wal = None;
         config.auto_create_topics = false;
         config.metrics_listen = None;

@@ -23,6 +23,7 @@ mod file;
 mod owner;
 mod record;
 mod scan;
+mod writers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ use crate::dirsync::DirSyncer;
 use crate::{ObjectId, StorageError};
 use file::WalFile;
 use record::{footprint, RecordHeader};
+use writers::Lineage;
 
 /// WAL file suffix.
 const SUFFIX: &str = ".hwl";
@@ -109,6 +111,9 @@ pub(crate) struct WalLog {
     state: Mutex<State>,
     /// A spare file is being created and prepared in the background.
     preparing: AtomicBool,
+    /// With a writer epoch: `dir` is that epoch's own directory, beside older epochs' (see
+    /// `writers`).
+    lineage: Option<Lineage>,
     /// The exclusive lock on `<dir>/LOCK`, held for the WAL's life.
     _lock: std::fs::File,
 }
@@ -182,11 +187,14 @@ impl WalLog {
     /// Opens the WAL in `dir` (created if missing), locks it and raises the run epoch. Call
     /// once the store's root is claimed, then [`WalLog::recover`] before writing. With
     /// `owner` (a WAL beside, not inside, its store), the directory is tied to that store URL:
-    /// a WAL must never be replayed into another store.
+    /// a WAL must never be replayed into another store. With a `writer_epoch` above 0 (a
+    /// cluster leader), this writer's files go to a directory of that epoch's own under `dir`
+    /// and older epochs' are only read (see `writers`).
     pub(crate) async fn open(
         dir: &Path,
         config: WalConfig,
         owner: Option<&str>,
+        writer_epoch: u32,
     ) -> Result<WalLog, StorageError> {
         if config.file_bytes < record::ALIGN * 2 {
             return Err(StorageError::InvalidArgument(format!(
@@ -201,19 +209,40 @@ impl WalLog {
                 context: format!("create WAL directory {}", dir.display()),
                 source,
             })?;
-        let lock = crate::claim::lock_dir(dir, uuid::Uuid::new_v4())?;
+        let lineage = (writer_epoch > 0).then(|| Lineage {
+            base: dir.to_path_buf(),
+            epoch: writer_epoch,
+        });
+        let dir = match &lineage {
+            Some(lineage) => {
+                let own = lineage.own_dir();
+                tokio::fs::create_dir_all(&own)
+                    .await
+                    .map_err(|source| StorageError::Io {
+                        context: format!("create WAL directory {}", own.display()),
+                        source,
+                    })?;
+                crate::dirsync::fsync_dir(dir).await?;
+                own
+            }
+            None => dir.to_path_buf(),
+        };
+        let lock = crate::claim::lock_dir(&dir, uuid::Uuid::new_v4())?;
         if let Some(store) = owner {
-            owner::check_or_record(dir, store).await?;
+            // Under the lock: two stores starting on one directory cannot both record.
+            owner::check_or_record(lineage.as_ref().map_or(dir.as_path(), |l| &l.base), store)
+                .await?;
         }
-        let epoch = epoch::advance(dir).await?;
-        info!(dir = %dir.display(), epoch, "WAL opened");
+        let epoch = epoch::advance(&dir).await?;
+        info!(dir = %dir.display(), epoch, writer_epoch, "WAL opened");
         Ok(WalLog {
-            dir: dir.to_path_buf(),
+            dir_sync: DirSyncer::new(dir.clone()),
+            dir,
             config,
             epoch,
-            dir_sync: DirSyncer::new(dir.to_path_buf()),
             state: Mutex::new(State::default()),
             preparing: AtomicBool::new(false),
+            lineage,
             _lock: lock,
         })
     }
@@ -492,8 +521,9 @@ impl WalLog {
     }
 
     /// Forgets deleted object `id`; a file left with nothing live becomes free (or is
-    /// deleted, beyond the spare files).
+    /// deleted, beyond the spare files; an older writer's is always deleted).
     pub(crate) async fn delete(&self, id: ObjectId) -> Result<(), StorageError> {
+        let mut retired = None;
         let surplus = {
             let mut state = self.lock();
             let Some(placement) = state.placements.remove(&id) else {
@@ -509,7 +539,9 @@ impl WalLog {
                 .is_some_and(|(file, _)| file.number == number);
             if emptied {
                 state.live.remove(&number);
-                if !is_current {
+                if writers::is_foreign(number) {
+                    retired = Some(placement.file);
+                } else if !is_current {
                     state.free.push_back(placement.file);
                 }
             }
@@ -521,6 +553,9 @@ impl WalLog {
         };
         if let Some(file) = surplus {
             self.remove_file(&file).await?;
+        }
+        if let (Some(file), Some(lineage)) = (retired, &self.lineage) {
+            lineage.retire(&file.path).await?;
         }
         Ok(())
     }
@@ -561,6 +596,7 @@ pub(crate) fn owns(name: &str) -> bool {
     scan::parse_name(name).is_some()
         || epoch::owns(name)
         || owner::owns(name)
+        || writers::parse_dir_name(name).is_some()
         || name == crate::claim::LOCK_FILE
 }
 

@@ -10,17 +10,32 @@
 //! only records in the pipeline's in-flight window can be missing or torn after a crash. A
 //! record of the window that survived beyond a torn one is left in place and overwritten; the
 //! next run's larger epoch keeps it out of any later chain.
+//!
+//! A cluster leader's chain runs through the directories of the leaders before it (see
+//! `writers`): it follows the fences recorded in the checkpoint (skipping what a fenced leader
+//! wrote after its fence), runs are ordered by writer epoch first and run epoch second, and
+//! what it does not adopt from an older leader's files is deleted, never blanked or reused.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
 use super::file::WalFile;
 use super::record::{RecordHeader, HEADER_LEN};
+use super::writers::foreign_number;
 use super::{Placement, WalLog, SUFFIX};
 use crate::format::parse_object;
+use crate::manifest::{follow_fences, Fence};
 use crate::{ChunkLocation, ObjectId, StorageError};
+
+/// Orders runs: a later writer epoch, then a later run of one writer, is newer.
+type Run = (u32, u64);
+
+fn run_of(header: &RecordHeader) -> Run {
+    (header.object.epoch(), header.epoch)
+}
 
 /// What the WAL held.
 pub(crate) struct WalRecovered {
@@ -44,16 +59,17 @@ struct ChainEnd {
 
 impl WalLog {
     /// Recovers the chain starting at object `start` (records of older objects are skipped:
-    /// they are in segments already). `max_in_flight` is the pipeline's, as for
+    /// they are in segments already), jumping over `fences`. `max_in_flight` is the pipeline's, as for
     /// [`crate::Store::recover`]: if records reach further past the first missing or invalid
     /// one than a crash can explain, nothing is changed and this fails with
     /// [`StorageError::Corrupt`].
     pub(crate) async fn recover(
         self: &Arc<Self>,
         start: ObjectId,
+        fences: &[Fence],
         max_in_flight: usize,
     ) -> Result<WalRecovered, StorageError> {
-        let files = self.open_files().await?;
+        let (files, older_dirs) = self.open_files().await?;
         let mut heads: Vec<(RecordHeader, Arc<WalFile>)> = Vec::new();
         for file in &files {
             if let Some(head) = file.header_at(0).await.map_err(io(file))? {
@@ -62,8 +78,8 @@ impl WalLog {
         }
         heads.sort_by_key(|(h, f)| (h.object, h.epoch, f.number));
 
-        let mut expected = start;
-        let mut last_epoch = 0u64;
+        let mut expected = follow_fences(fences, start);
+        let mut last: Run = (0, 0);
         let mut objects: Vec<(ObjectId, Vec<ChunkLocation>)> = Vec::new();
         let mut placements: Vec<(ObjectId, Placement)> = Vec::new();
         let mut chain: HashSet<u64> = HashSet::new();
@@ -85,12 +101,13 @@ impl WalLog {
                     .and_then(|n| offset.checked_add(n))
                     .filter(|n| *n <= file.capacity);
                 let Some(next) = next else { break };
-                if header.epoch < last_epoch {
+                if run_of(&header) < last {
                     break;
                 }
                 if header.object < expected && objects.is_empty() {
-                    // Folded into segments already.
-                    last_epoch = header.epoch;
+                    // Folded into segments already (or, in a fenced leader's file, written
+                    // after its fence).
+                    last = run_of(&header);
                     offset = next;
                     continue;
                 }
@@ -117,8 +134,8 @@ impl WalLog {
                         ));
                         objects.push((expected, chunks));
                         chain.insert(file.number);
-                        last_epoch = header.epoch;
-                        expected = expected.next();
+                        last = run_of(&header);
+                        expected = follow_fences(fences, expected.next());
                         offset = next;
                         tail = Some((file.clone(), next));
                     }
@@ -135,9 +152,9 @@ impl WalLog {
             current = heads
                 .iter()
                 .filter(|(h, f)| {
-                    h.object == expected && h.epoch >= last_epoch && f.number != file.number
+                    h.object == expected && run_of(h) >= last && f.number != file.number
                 })
-                .max_by_key(|(h, _)| h.epoch)
+                .max_by_key(|(h, _)| run_of(h))
                 .map(|(_, f)| f.clone());
         }
         let end = end.unwrap_or(ChainEnd {
@@ -146,7 +163,7 @@ impl WalLog {
             after: None,
         });
         let discarded = self
-            .check_crash_window(&end, &heads, last_epoch, max_in_flight)
+            .check_crash_window(&end, &heads, last, max_in_flight)
             .await?;
         if !discarded.is_empty() {
             warn!(first = %end.object, reason = %end.reason, count = discarded.len(),
@@ -154,10 +171,16 @@ impl WalLog {
         }
 
         // Files that could pass for a continuation later are blanked before anything new is
-        // written; the rest of the non-chain files are free.
+        // written; the rest of the non-chain files are free. An older writer's are deleted:
+        // never written by this one (it may still hold them).
         let mut free = Vec::new();
+        let mut retired = Vec::new();
         for file in &files {
             if chain.contains(&file.number) {
+                continue;
+            }
+            if super::writers::is_foreign(file.number) {
+                retired.push(file.clone());
                 continue;
             }
             let head = heads.iter().find(|(_, f)| f.number == file.number);
@@ -166,7 +189,14 @@ impl WalLog {
             }
             free.push(file.clone());
         }
-        let next_file = files.iter().map(|f| f.number + 1).max().unwrap_or(0);
+        let next_file = files
+            .iter()
+            .filter(|f| !super::writers::is_foreign(f.number))
+            .map(|f| f.number + 1)
+            .max()
+            .unwrap_or(0);
+        // Appends continue in this writer's own last file only.
+        let tail = tail.filter(|(file, _)| !super::writers::is_foreign(file.number));
         let surplus = {
             let mut state = self.lock();
             state.next_file = next_file;
@@ -187,6 +217,14 @@ impl WalLog {
         for file in &surplus {
             self.remove_file(file).await?;
         }
+        if let Some(lineage) = &self.lineage {
+            for file in &retired {
+                lineage.retire(&file.path).await?;
+            }
+            for dir in &older_dirs {
+                lineage.retire_dir_if_empty(dir).await?;
+            }
+        }
         info!(adopted = objects.len(), files = files.len(), next = %expected, epoch = self.epoch,
             "WAL recovered");
         Ok(WalRecovered {
@@ -196,27 +234,57 @@ impl WalLog {
         })
     }
 
-    /// Opens every WAL file in the directory (stray names are logged and left alone).
-    async fn open_files(&self) -> Result<Vec<Arc<WalFile>>, StorageError> {
+    /// Opens every WAL file of this writer's directory (for reading and writing) and, with a
+    /// writer epoch, of older writers' directories (for reading only; those directories are
+    /// returned too). Stray names are left alone.
+    async fn open_files(&self) -> Result<(Vec<Arc<WalFile>>, Vec<PathBuf>), StorageError> {
+        let mut files = self.open_dir(&self.dir, None).await?;
+        let mut older_dirs = Vec::new();
+        if let Some(lineage) = &self.lineage {
+            for (epoch, dir) in lineage.predecessors().await? {
+                files.extend(self.open_dir(&dir, Some(epoch)).await?);
+                if dir != lineage.base {
+                    older_dirs.push(dir);
+                }
+            }
+        }
+        files.sort_by_key(|f| f.number);
+        Ok((files, older_dirs))
+    }
+
+    /// Opens the WAL files of `dir`: this writer's own, or (`older`: its epoch) an older
+    /// writer's, read-only and numbered apart.
+    async fn open_dir(
+        &self,
+        dir: &Path,
+        older: Option<u32>,
+    ) -> Result<Vec<Arc<WalFile>>, StorageError> {
         let dir_io = |source| StorageError::Io {
-            context: format!("list {}", self.dir.display()),
+            context: format!("list {}", dir.display()),
             source,
         };
-        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(dir_io)?;
+        let mut entries = tokio::fs::read_dir(dir).await.map_err(dir_io)?;
         let mut files = Vec::new();
         while let Some(entry) = entries.next_entry().await.map_err(dir_io)? {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(number) = parse_name(name) else {
+            let Some(mut number) = parse_name(name) else {
                 continue;
             };
+            if let Some(epoch) = older {
+                let Some(foreign) = foreign_number(epoch, number) else {
+                    warn!(file = %entry.path().display(), "ignoring an older writer's WAL file numbered beyond range");
+                    continue;
+                };
+                number = foreign;
+            }
             let path = entry.path();
             let opened = tokio::task::spawn_blocking({
                 let path = path.clone();
                 move || -> std::io::Result<(std::fs::File, u64)> {
                     let file = std::fs::OpenOptions::new()
                         .read(true)
-                        .write(true)
+                        .write(older.is_none())
                         .open(&path)?;
                     let len = file.metadata()?.len();
                     Ok((file, len))
@@ -238,7 +306,6 @@ impl WalLog {
                 self.config.file_bytes,
             )));
         }
-        files.sort_by_key(|f| f.number);
         Ok(files)
     }
 
@@ -249,7 +316,7 @@ impl WalLog {
         &self,
         end: &ChainEnd,
         heads: &[(RecordHeader, Arc<WalFile>)],
-        last_epoch: u64,
+        last: Run,
         max_in_flight: usize,
     ) -> Result<Vec<ObjectId>, StorageError> {
         let mut later: Vec<ObjectId> = Vec::new();
@@ -263,13 +330,13 @@ impl WalLog {
         runs.extend(
             heads
                 .iter()
-                .filter(|(h, _)| h.object > end.object && h.epoch >= last_epoch)
+                .filter(|(h, _)| h.object > end.object && run_of(h) >= last)
                 .map(|(_, f)| (f.clone(), 0)),
         );
         for (file, mut offset) in runs {
             let mut previous = end.object;
             while let Some(header) = file.header_at(offset).await.map_err(io(&file))? {
-                if header.epoch < last_epoch || header.object <= previous {
+                if run_of(&header) < last || header.object <= previous {
                     break;
                 }
                 later.push(header.object);

@@ -26,6 +26,21 @@ pub async fn produce(
     model: &mut Model,
     partitions: i32,
 ) {
+    if let Err(error) = try_produce(rng, store, catalog, next_object, model, partitions).await {
+        panic!("a flush failed: {error}");
+    }
+}
+
+/// As [`produce`], for a writer whose writes may fail (a fenced leader whose WAL directory the
+/// new leader retired): stops at the first failed flush and returns its error.
+pub async fn try_produce(
+    rng: &mut fastrand::Rng,
+    store: &Store,
+    catalog: &Catalog,
+    next_object: &mut ObjectId,
+    model: &mut Model,
+    partitions: i32,
+) -> Result<(), std::sync::Arc<dfs_adapter::StorageError>> {
     let per_object = rng.usize(1..4);
     let config = dfs_adapter::FlushConfig {
         max_batches: per_object,
@@ -45,11 +60,19 @@ pub async fn produce(
         *next += records;
     }
     for _ in 0..batches / per_object {
-        let (object, chunks) = events.durable().await;
-        catalog.add_flush(object, &chunks);
-        *next_object = (*next_object).max(object.next());
+        match events.next().await {
+            dfs_adapter::FlushEvent::Durable { object, chunks, .. } => {
+                catalog.add_flush(object, &chunks);
+                *next_object = (*next_object).max(object.next());
+            }
+            dfs_adapter::FlushEvent::Failed { error, .. } => {
+                pipeline.abandon().await;
+                return Err(error);
+            }
+        }
     }
     pipeline.shutdown().await;
+    Ok(())
 }
 
 /// Reads back every partition from what recovery found, and checks it against the model: all

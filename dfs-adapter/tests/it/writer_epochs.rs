@@ -2,17 +2,19 @@
 //! be writing (paused, cut off, or with writes in flight). Randomized trials of successive
 //! leaders, each leaving a zombie behind that keeps writing for a while after the takeover:
 //! every leader recovers exactly what was acknowledged (nothing a zombie wrote after its fence),
-//! and a zombie that knows it lost the shard can neither write nor delete.
-//! `HOTWIRE_EPOCH_TRIALS` sets the number of seeds, `HOTWIRE_EPOCH_SEED` runs one.
+//! and a zombie that knows it lost the shard can neither write nor delete. The same trials run
+//! with flush objects as files and in the append-only WAL (each leader its own directory,
+//! zombies appending to and reusing theirs). `HOTWIRE_EPOCH_TRIALS` sets the number of seeds,
+//! `HOTWIRE_EPOCH_SEED` runs one.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dfs_adapter::{Catalog, CompactionConfig, ObjectId, Recovered, StorageError, Store};
+use dfs_adapter::{Catalog, CompactionConfig, ObjectId, Recovered, StorageError, Store, WalConfig};
 
 use crate::common::*;
-use crate::model::{check_contents, produce, Model};
+use crate::model::{check_contents, produce, try_produce, Model};
 
 /// A leader's handles on the root, and the switch that says whether it still leads.
 struct Leader {
@@ -22,7 +24,16 @@ struct Leader {
     leads: Arc<AtomicBool>,
 }
 
-async fn take_over(root: &Path, epoch: u32) -> (Leader, Recovered) {
+/// Where flush objects go.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// One file each.
+    Files,
+    /// The append-only WAL, in files of this many bytes (a 4 KiB page per small record).
+    Wal(u64),
+}
+
+async fn take_over(root: &Path, epoch: u32, layout: Layout) -> (Leader, Recovered) {
     let store = Store::open(&format!("fs://{}", root.display()))
         .await
         .unwrap();
@@ -31,6 +42,26 @@ async fn take_over(root: &Path, epoch: u32) -> (Leader, Recovered) {
     store
         .set_writer_epoch(epoch, Arc::new(move || flag.load(Ordering::SeqCst)))
         .unwrap();
+    if let Layout::Wal(file_bytes) = layout {
+        let config = WalConfig {
+            file_bytes,
+            spare_files: 1,
+            peak_window: std::time::Duration::ZERO,
+            ..WalConfig::default()
+        };
+        // The same epoch reopened: the last engine's background tasks may hold its WAL's lock
+        // a moment longer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match store.use_wal(config.clone()).await {
+                Ok(()) => break,
+                Err(StorageError::RootHeld { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
     let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
     let catalog = Catalog::open(store.clone(), &recovered).await.unwrap();
     let leader = Leader {
@@ -42,8 +73,13 @@ async fn take_over(root: &Path, epoch: u32) -> (Leader, Recovered) {
     (leader, recovered)
 }
 
-async fn trial(seed: u64) {
+async fn trial(seed: u64, wal: bool) {
     let mut rng = fastrand::Rng::with_seed(seed);
+    let layout = if wal {
+        Layout::Wal(4096 * rng.u64(2..6))
+    } else {
+        Layout::Files
+    };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let partitions = rng.i32(1..5);
@@ -62,8 +98,8 @@ async fn trial(seed: u64) {
     let mut epoch = 0;
     for turn in 0..leaders {
         epoch += rng.u32(1..3);
-        let context = format!("seed {seed} leader {turn} at epoch {epoch} ({config:?})");
-        let (mut leader, recovered) = take_over(root, epoch).await;
+        let context = format!("seed {seed} {layout:?} leader {turn} at epoch {epoch} ({config:?})");
+        let (mut leader, recovered) = take_over(root, epoch, layout).await;
         assert!(
             leader.next_object.epoch() == epoch,
             "{context}: {}",
@@ -75,7 +111,9 @@ async fn trial(seed: u64) {
             // The old leader has not noticed yet: its writes land after the takeover.
             for _ in 0..rng.usize(0..3) {
                 if rng.bool() {
-                    produce(
+                    // Its WAL directory may be gone already (the new leader retires what
+                    // it does not adopt): then its write fails, as a fenced writer's may.
+                    let _ = try_produce(
                         &mut rng,
                         &old.store,
                         &old.catalog,
@@ -138,7 +176,7 @@ async fn trial(seed: u64) {
                 // A restart at the same epoch (the same leader, its process restarted before
                 // its lease expired is not possible; this is the engine reopened).
                 drop(leader);
-                let (again, recovered) = take_over(root, epoch).await;
+                let (again, recovered) = take_over(root, epoch, layout).await;
                 leader = again;
                 check_contents(&leader.store, &recovered, &model, &context).await;
             }
@@ -151,15 +189,15 @@ async fn trial(seed: u64) {
     }
     // One more takeover after the last zombie wrote too.
     if let Some((mut old, mut its_view)) = zombie.take() {
-        let (last, recovered) = take_over(root, epoch + 1).await;
+        let (last, recovered) = take_over(root, epoch + 1, layout).await;
         check_contents(
             &last.store,
             &recovered,
             &model,
-            &format!("seed {seed} final"),
+            &format!("seed {seed} {layout:?} final"),
         )
         .await;
-        produce(
+        let _ = try_produce(
             &mut rng,
             &old.store,
             &old.catalog,
@@ -169,24 +207,53 @@ async fn trial(seed: u64) {
         )
         .await;
         drop(last);
-        let (after, recovered) = take_over(root, epoch + 2).await;
+        let (after, recovered) = take_over(root, epoch + 2, layout).await;
         check_contents(
             &after.store,
             &recovered,
             &model,
-            &format!("seed {seed} after the last zombie"),
+            &format!("seed {seed} {layout:?} after the last zombie"),
         )
         .await;
+        // Once everything is compacted, no older leader's WAL is kept.
+        while after
+            .catalog
+            .compact(&config, &|_| true)
+            .await
+            .unwrap()
+            .is_some()
+        {}
+        // Deletions wait one period: two calls delete all that was folded.
+        after.catalog.delete_obsolete().await.unwrap();
+        after.catalog.delete_obsolete().await.unwrap();
+        if wal {
+            assert_eq!(
+                wal_dirs(root),
+                vec![format!("w{:010}", epoch + 2)],
+                "seed {seed} {layout:?}: older leaders' WAL directories left behind"
+            );
+        }
     }
 }
 
-#[tokio::test]
-async fn successive_leaders_recover_exactly_what_was_acknowledged_whatever_zombies_write() {
+/// The writer-epoch directories under `wal/`.
+fn wal_dirs(root: &Path) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(root.join("wal"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+async fn trials(wal: bool) {
     if let Some(seed) = std::env::var("HOTWIRE_EPOCH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        trial(seed).await;
+        trial(seed, wal).await;
         return;
     }
     let trials = std::env::var("HOTWIRE_EPOCH_TRIALS")
@@ -194,14 +261,24 @@ async fn successive_leaders_recover_exactly_what_was_acknowledged_whatever_zombi
         .and_then(|s| s.parse().ok())
         .unwrap_or(30u64);
     for seed in 0..trials {
-        trial(seed).await;
+        trial(seed, wal).await;
     }
+}
+
+#[tokio::test]
+async fn successive_leaders_recover_exactly_what_was_acknowledged_whatever_zombies_write() {
+    trials(false).await;
+}
+
+#[tokio::test]
+async fn successive_leaders_share_the_wal_safely_whatever_zombies_write() {
+    trials(true).await;
 }
 
 #[tokio::test]
 async fn a_leader_of_an_older_epoch_cannot_open_a_root_a_newer_one_wrote() {
     let dir = tempfile::tempdir().unwrap();
-    let (newer, _) = take_over(dir.path(), 5).await;
+    let (newer, _) = take_over(dir.path(), 5, Layout::Files).await;
     drop(newer);
     let store = Store::open(&format!("fs://{}", dir.path().display()))
         .await
@@ -217,7 +294,7 @@ async fn a_leader_of_an_older_epoch_cannot_open_a_root_a_newer_one_wrote() {
 #[tokio::test]
 async fn a_fenced_writer_can_neither_write_nor_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, _) = take_over(dir.path(), 1).await;
+    let (leader, _) = take_over(dir.path(), 1, Layout::Files).await;
     let mut model = Model::default();
     let mut next = leader.next_object;
     produce(
