@@ -220,6 +220,18 @@ fn a_paused_leader_acknowledges_nothing_after_its_shard_moved() {
     wait_leader(&mut back, |l| l == old, Duration::from_secs(20));
     assert_eq!(produce_until_ok(&mut back, "back"), 2);
     assert_eq!(values(&mut back), ["before", "after", "back"]);
+    // Each leader appended to the WAL in a directory of its own epoch, and the one that came
+    // back holds only its own (the older ones were retired or are read-only to it).
+    let epochs_in_wal: Vec<String> = std::fs::read_dir(root.path().join("shards"))
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path().join("wal")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('w'))
+        .collect();
+    assert!(
+        !epochs_in_wal.is_empty(),
+        "no leader wrote the append-only WAL"
+    );
 }
 
 #[test]

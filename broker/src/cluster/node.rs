@@ -256,6 +256,10 @@ impl Node {
         config.hot_cache_mib = (self.config.hot_cache_mib / share).max(32);
         config.cold_cache_mib = (self.config.cold_cache_mib / share).max(16);
         config.fetch_memory_mib = (self.config.fetch_memory_mib / share).max(16);
+        // Likewise the WAL's files (each shard keeps a few spares prepared): 0 stays 0.
+        if self.config.wal_file_mib > 0 {
+            config.wal_file_mib = (self.config.wal_file_mib / share as u64).max(4);
+        }
         let context = ShardContext {
             shard,
             epoch: u32::try_from(epoch).unwrap_or(0),
