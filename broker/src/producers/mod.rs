@@ -6,3 +6,6 @@ pub mod sequences;
 
 pub use ids::ProducerIds;
 pub use sequences::{ProducerLimits, ProducerStates, SequenceCheck, SequenceError};
+
+#[cfg(test)]
+mod sequence_trials;
