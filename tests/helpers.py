@@ -431,6 +431,9 @@ def make_group_consumer(bootstrap, group, conf=None):
     """A group consumer: librdkafka's defaults except group.id and what `conf` sets."""
     base = {"bootstrap.servers": bootstrap, "group.id": group}
     base.update(conf or {})
+    if os.environ.get("HOTWIRE_TEST_RDKAFKA_DEBUG"):
+        base["debug"] = os.environ["HOTWIRE_TEST_RDKAFKA_DEBUG"]
+        base["logger"] = _debug_logger()
     return Consumer(base)
 
 

@@ -5,7 +5,8 @@ must end up holding exactly the numbered sequence produced (nothing lost, nothin
 nothing reordered), and committed offsets must never go backwards.
 
 `HOTWIRE_CLUSTER_TRIALS` sets the number of randomized failover trials (default 20, as the
-issue asks; more for a long run); `HOTWIRE_CLUSTER_SEED` fixes their seed.
+issue asks; more for a long run): each kills -9, pauses or restarts the leader of a random
+partition, or takes etcd down for up to 4 s; `HOTWIRE_CLUSTER_SEED` fixes their seed.
 """
 
 import contextlib
@@ -338,8 +339,17 @@ def test_randomized_failover_trials(cluster):
             leaders = cluster.leaders(topic)
             partition = rng.randrange(PARTITIONS)
             victim = cluster.broker(leaders[partition])
-            action = rng.choice(["kill", "pause", "restart"])
+            action = rng.choice(["kill", "pause", "restart", "etcd"])
             started = time.monotonic()
+            if action == "etcd":
+                # etcd down for up to a few lease TTLs: the leaders stop acknowledging once
+                # their deadline passes and resume with the same shards when it returns.
+                cluster.etcd.kill()
+                time.sleep(rng.uniform(0.2, 4))
+                cluster.etcd.start()
+                producer.wait_acked(producer.acked + 300, 90, f"trial {trial} ({action}) ")
+                failovers.append((action, time.monotonic() - started))
+                continue
             if action == "kill":
                 victim.kill9()
             elif action == "pause":

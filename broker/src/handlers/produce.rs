@@ -212,7 +212,9 @@ async fn append(
                 SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
                 // Retriable and "not persisted": the client waits for its requests in flight
                 // and resends from the refused batch, with the same sequences.
-                SequenceError::AfterRefused { .. } => ResponseError::NotLeaderOrFollower,
+                SequenceError::AfterRefused { .. } | SequenceError::GapAfterRecovery { .. } => {
+                    ResponseError::NotLeaderOrFollower
+                }
                 _ => ResponseError::OutOfOrderSequenceNumber,
             };
             Staged::Failed(code, Some(error.to_string()))

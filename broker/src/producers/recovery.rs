@@ -70,5 +70,6 @@ pub async fn rebuild(
             states.record(&header, header.base_offset);
         }
     }
+    states.mark_restored();
     Ok(states)
 }

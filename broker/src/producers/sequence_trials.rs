@@ -2,10 +2,12 @@
 //! librdkafka behaves): up to five batches in flight on one connection, delivered in the order
 //! sent; after a retriable error the partition drains (sends nothing until every request in
 //! flight is answered), then the batches to retry go first, in sequence order, before any new
-//! one. The broker refuses batches for passing
-//! reasons at random, and some acknowledgements are lost (the client retries a batch that was
-//! appended). Whatever the interleaving, the log must hold every batch exactly once, in order,
-//! a retried batch must get its original offsets, and the client must never be answered
+//! one. The broker refuses batches for passing reasons at random, some acknowledgements are
+//! lost (the client retries a batch that was appended), an appended batch is acknowledged only
+//! once durable, and the partition moves to a new engine at random: what was not durable yet
+//! is lost (its requests fail retriably) and the new engine rebuilds producer state from the
+//! durable log. Whatever the interleaving, the log must hold every batch exactly once, in
+//! order, a retried batch must get its original offsets, and the client must never be answered
 //! OUT_OF_ORDER_SEQUENCE_NUMBER (librdkafka would bump its epoch and renumber, duplicating
 //! what was appended but not acknowledged). `PROPTEST_CASES` runs more.
 
@@ -30,6 +32,10 @@ enum Step {
     Refuse,
     /// The broker handles it, but the answer is lost (the client will retry it).
     LoseAnswer,
+    /// The oldest appended batch becomes durable (and is answered).
+    Durable,
+    /// The partition moves to a new engine (a take-over or a restart).
+    Move,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -38,6 +44,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Deliver),
         1 => Just(Step::Refuse),
         1 => Just(Step::LoseAnswer),
+        4 => Just(Step::Durable),
+        1 => Just(Step::Move),
     ]
 }
 
@@ -51,6 +59,11 @@ struct Trial {
     next_offset: i64,
     /// Acknowledged to the client.
     acked: Vec<bool>,
+    /// How many batches of the log are durable.
+    durable: usize,
+    /// Answers waiting for durability: the batch, the log length it needs, whether the
+    /// answer will be lost.
+    waiting: VecDeque<(usize, usize, bool)>,
     /// Sent and not yet handled by the broker, in order.
     wire: VecDeque<usize>,
     /// Answered retriably (or unanswered), waiting to be sent again.
@@ -92,6 +105,8 @@ impl Trial {
             offsets: vec![None; n],
             next_offset: 0,
             acked: vec![false; n],
+            durable: 0,
+            waiting: VecDeque::new(),
             wire: VecDeque::new(),
             retry: BTreeSet::new(),
             next_new: 0,
@@ -135,7 +150,8 @@ impl Trial {
             self.history.push(format!("{batch}: refused"));
             return Ok(());
         }
-        let answer = match self.states.check(&header) {
+        let lose = matches!(step, Step::LoseAnswer);
+        match self.states.check(&header) {
             Ok(SequenceCheck::Append) => {
                 prop_assert_eq!(
                     batch,
@@ -148,7 +164,8 @@ impl Trial {
                 self.states.record(&header, base);
                 self.log.push(batch);
                 self.offsets[batch] = Some((base, self.next_offset - 1));
-                "appended".to_string()
+                self.waiting.push_back((batch, self.log.len(), lose));
+                self.history.push(format!("{batch}: appended"));
             }
             Ok(SequenceCheck::Duplicate {
                 base_offset,
@@ -160,13 +177,18 @@ impl Trial {
                     "a duplicate answered with other offsets; history: {:?}",
                     self.history
                 );
-                "duplicate".to_string()
+                // Answered once the original is durable.
+                let position = self.log.iter().position(|b| *b == batch).unwrap_or(0);
+                self.waiting.push_back((batch, position + 1, lose));
+                self.history.push(format!("{batch}: duplicate"));
             }
-            Err(SequenceError::AfterRefused { .. }) => {
+            Err(
+                error @ (SequenceError::AfterRefused { .. }
+                | SequenceError::GapAfterRecovery { .. }),
+            ) => {
                 self.retry.insert(batch);
                 self.draining = true;
-                self.history.push(format!("{batch}: after a refused one"));
-                return Ok(());
+                self.history.push(format!("{batch}: {error}"));
             }
             Err(error) => {
                 return Err(TestCaseError::fail(format!(
@@ -174,16 +196,55 @@ impl Trial {
                     self.history
                 )))
             }
-        };
-        if matches!(step, Step::LoseAnswer) {
-            self.retry.insert(batch);
-            self.draining = true;
-            self.history.push(format!("{batch}: {answer}, answer lost"));
-        } else {
-            self.acked[batch] = true;
-            self.history.push(format!("{batch}: {answer}"));
         }
         Ok(())
+    }
+
+    /// The oldest appended batch becomes durable; the answers it releases go out.
+    fn make_durable(&mut self) {
+        if self.durable < self.log.len() {
+            self.durable += 1;
+        }
+        while let Some(&(batch, needs, lose)) = self.waiting.front() {
+            if needs > self.durable {
+                break;
+            }
+            self.waiting.pop_front();
+            if lose {
+                self.retry.insert(batch);
+                self.draining = true;
+                self.history.push(format!("{batch}: durable, answer lost"));
+            } else {
+                self.acked[batch] = true;
+                self.history.push(format!("{batch}: acknowledged"));
+            }
+        }
+    }
+
+    /// A new engine takes the partition over: what was not durable is gone, its requests fail
+    /// retriably, and producer state is rebuilt from the durable log.
+    fn move_partition(&mut self) {
+        for (batch, _, _) in self.waiting.drain(..) {
+            self.retry.insert(batch);
+            self.draining = true;
+        }
+        for batch in self.log.drain(self.durable..) {
+            self.offsets[batch] = None;
+        }
+        self.next_offset = self
+            .log
+            .last()
+            .and_then(|b| self.offsets[*b])
+            .map_or(0, |(_, last)| last + 1);
+        let mut states = ProducerStates::default();
+        for batch in &self.log {
+            let (base, _) = self.offsets[*batch].expect("a durable batch has offsets");
+            states.record(&self.headers[*batch], base);
+        }
+        states.mark_restored();
+        self.states = states;
+        self.history
+            .push(format!("moved with {} durable", self.durable));
     }
 
     /// Runs until every batch is acknowledged, with nothing refused or lost.
@@ -192,7 +253,9 @@ impl Trial {
             if self.acked.iter().all(|a| *a) {
                 return Ok(());
             }
-            if self.wire.is_empty() {
+            if !self.waiting.is_empty() {
+                self.make_durable();
+            } else if self.wire.is_empty() {
                 self.send();
             } else {
                 self.deliver(Step::Deliver)?;
@@ -213,9 +276,17 @@ proptest! {
         steps in proptest::collection::vec(step(), 0..300),
     ) {
         let mut trial = Trial::new(first_sequence, &counts);
+        if first_sequence != 0 {
+            // A producer far into its sequences wrote its first batch here before.
+            trial.send();
+            trial.deliver(Step::Deliver)?;
+            trial.make_durable();
+        }
         for step in steps {
             match step {
                 Step::Send => trial.send(),
+                Step::Durable => trial.make_durable(),
+                Step::Move => trial.move_partition(),
                 other => trial.deliver(other)?,
             }
         }

@@ -53,6 +53,9 @@ struct ProducerEntry {
     /// When it last wrote here (ms since the epoch).
     last_active_ms: i64,
     refused: Option<Refusal>,
+    /// Known only from storage (rebuilt at start-up or take-over), with no batch appended
+    /// here since: see [`SequenceError::GapAfterRecovery`].
+    restored: bool,
 }
 
 /// Bounds on the producers remembered per partition.
@@ -136,6 +139,26 @@ pub enum SequenceError {
         /// First sequence of this batch.
         got: i32,
     },
+    /// Shortly after this broker recovered the partition (started, or took it over), a gap
+    /// after the last batch that storage holds from a producer that has appended nothing here
+    /// since (or, for a producer storage does not know, a first batch not at sequence 0): most
+    /// likely requests the client had in flight to the previous leader, the earlier ones
+    /// refused there and this one arriving here first. Retriable, like [`Self::AfterRefused`]:
+    /// answering OUT_OF_ORDER would make librdkafka bump its epoch and renumber, duplicating
+    /// what was appended but not acknowledged (or, were this the first batch it has in flight,
+    /// fail fatally); appending it would leave a gap.
+    #[error(
+        "producer {producer_id}: sequence {got} leaves a gap after {expected}, the next one \
+         after what storage holds; retriable until the producer writes here"
+    )]
+    GapAfterRecovery {
+        /// Producer id.
+        producer_id: i64,
+        /// Next sequence expected.
+        expected: i32,
+        /// First sequence of this batch.
+        got: i32,
+    },
     /// An epoch older than the producer's current one (a zombie instance).
     #[error("producer {producer_id} epoch {got} is older than its current epoch {current}")]
     StaleEpoch {
@@ -154,7 +177,15 @@ pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     /// When expired producers were last swept out.
     swept_ms: i64,
+    /// Until when (ms since the epoch) a gap is presumed to be requests split by a move (see
+    /// [`SequenceError::GapAfterRecovery`]); 0 when the state was not rebuilt from storage.
+    recovered_until_ms: i64,
 }
+
+/// How long after the state is rebuilt from storage a gap is presumed to be requests split by
+/// the move (a client resends its refused batch within its retry backoff and a metadata
+/// refresh: well under a second).
+const RECOVERY_GRACE_MS: i64 = 10_000;
 
 /// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
@@ -181,12 +212,20 @@ impl ProducerStates {
             return Ok(SequenceCheck::Append);
         }
         // An unknown producer (first batch, state older than what was recovered, or expired)
-        // is trusted.
+        // is trusted; except, just after a recovery, one that does not start at sequence 0:
+        // its earlier batches may be in flight, refused by the previous leader.
         let Some(entry) = self
             .producers
             .get(&header.producer_id)
             .filter(|e| !e.expired(now_ms, limits))
         else {
+            if header.base_sequence != 0 && now_ms < self.recovered_until_ms {
+                return Err(SequenceError::GapAfterRecovery {
+                    producer_id: header.producer_id,
+                    expected: 0,
+                    got: header.base_sequence,
+                });
+            }
             return Ok(SequenceCheck::Append);
         };
         let first = header.base_sequence;
@@ -229,6 +268,13 @@ impl ProducerStates {
             return Ok(SequenceCheck::Append);
         };
         let expected = increment_sequence(previous.last_sequence, 1);
+        if first != expected && entry.restored && now_ms < self.recovered_until_ms {
+            return Err(SequenceError::GapAfterRecovery {
+                producer_id: header.producer_id,
+                expected,
+                got: first,
+            });
+        }
         if first != expected {
             return Err(SequenceError::OutOfOrder {
                 producer_id: header.producer_id,
@@ -255,6 +301,7 @@ impl ProducerStates {
             return;
         }
         let entry = self.entry(header, now_ms, limits);
+        entry.restored = false;
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -289,7 +336,9 @@ impl ProducerStates {
         if header.producer_id < 0
             || !matches!(
                 self.check_at(header, now_ms, limits),
-                Ok(SequenceCheck::Append) | Err(SequenceError::OutOfOrder { .. })
+                Ok(SequenceCheck::Append)
+                    | Err(SequenceError::OutOfOrder { .. })
+                    | Err(SequenceError::GapAfterRecovery { .. })
             )
         {
             return;
@@ -335,6 +384,7 @@ impl ProducerStates {
                 batches: VecDeque::with_capacity(REMEMBERED_BATCHES),
                 last_active_ms: now_ms,
                 refused: None,
+                restored: false,
             });
         entry.last_active_ms = now_ms;
         entry
@@ -369,6 +419,16 @@ impl ProducerStates {
                 "producer state forgotten: max_producers_per_partition reached"
             );
         }
+    }
+
+    /// Marks every producer known now as known only from storage: until it appends here, a
+    /// gap is [`SequenceError::GapAfterRecovery`] (retriable) rather than out of order. Called
+    /// once the state is rebuilt from storage.
+    pub fn mark_restored(&mut self) {
+        for entry in self.producers.values_mut() {
+            entry.restored = true;
+        }
+        self.recovered_until_ms = now_ms().saturating_add(RECOVERY_GRACE_MS);
     }
 
     /// Number of producers tracked.
@@ -530,6 +590,56 @@ mod tests {
         assert!(states.is_empty());
         assert_eq!(
             states.check(&batch(-1, -1, -1, 3)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn a_gap_after_recovery_is_retriable_until_the_producer_writes_here() {
+        // Rebuilt from storage: the producer's last stored batch is 0..=9.
+        let mut states = ProducerStates::default();
+        states.record(&batch(7, 0, 0, 10), 0);
+        states.mark_restored();
+        // 10..=14 was refused by the previous leader; 15.. arrives here first.
+        assert!(matches!(
+            states.check(&batch(7, 0, 15, 5)),
+            Err(SequenceError::GapAfterRecovery {
+                expected: 10,
+                got: 15,
+                ..
+            })
+        ));
+        // Retries and the next batch are appended as usual.
+        assert_eq!(
+            states.check(&batch(7, 0, 0, 10)),
+            Ok(SequenceCheck::Duplicate {
+                base_offset: 0,
+                last_offset: 9
+            })
+        );
+        states.record(&batch(7, 0, 10, 5), 10);
+        // Once it wrote here, a gap is out of order again.
+        assert!(matches!(
+            states.check(&batch(7, 0, 20, 5)),
+            Err(SequenceError::OutOfOrder { expected: 15, .. })
+        ));
+    }
+
+    #[test]
+    fn after_recovery_an_unknown_producer_starts_at_zero_or_waits() {
+        let mut states = ProducerStates::default();
+        // Not rebuilt from storage: an unknown producer is trusted wherever it starts.
+        assert_eq!(states.check(&batch(8, 0, 30, 5)), Ok(SequenceCheck::Append));
+        states.mark_restored();
+        assert!(matches!(
+            states.check(&batch(8, 0, 30, 5)),
+            Err(SequenceError::GapAfterRecovery { got: 30, .. })
+        ));
+        assert_eq!(states.check(&batch(8, 0, 0, 5)), Ok(SequenceCheck::Append));
+        // Past the grace period it is trusted again (its state may have expired).
+        let later = now_ms() + RECOVERY_GRACE_MS + 1;
+        assert_eq!(
+            states.check_at(&batch(8, 0, 30, 5), later, limits()),
             Ok(SequenceCheck::Append)
         );
     }
