@@ -61,7 +61,8 @@ trap summary EXIT
 
 have_test_clients() {
     command -v kcat >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
-        command -v etcd >/dev/null 2>&1 &&
+        command -v etcd >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 &&
+        pkg-config --exists libibverbs librdmacm >/dev/null 2>&1 &&
         "$PYTHON" -c 'import confluent_kafka, pytest' >/dev/null 2>&1
 }
 
