@@ -15,7 +15,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use proptest::prelude::*;
 
-use super::sequences::{increment_sequence, ProducerStates, SequenceCheck, SequenceError};
+use super::sequences::{
+    increment_sequence, test_batch, ProducerStates, SequenceCheck, SequenceError,
+};
 use crate::log::record_batch::BatchHeader;
 
 /// librdkafka's max.in.flight for an idempotent producer.
@@ -81,18 +83,7 @@ impl Trial {
         let headers = counts
             .iter()
             .map(|&count| {
-                let header = BatchHeader {
-                    base_offset: 0,
-                    batch_length: 100,
-                    attributes: 0,
-                    last_offset_delta: count - 1,
-                    base_timestamp: 0,
-                    max_timestamp: 0,
-                    producer_id: 42,
-                    producer_epoch: 0,
-                    base_sequence: sequence,
-                    record_count: count,
-                };
+                let header = test_batch(42, 0, sequence, count);
                 sequence = increment_sequence(sequence, count);
                 header
             })

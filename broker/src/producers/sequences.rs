@@ -466,8 +466,26 @@ fn sequence_after(a: i32, b: i32) -> bool {
     distance > 0 && distance < 1 << 30
 }
 
+/// A batch header for tests: `count` records of `producer_id` at `epoch` from sequence `first`.
+#[cfg(test)]
+pub(crate) fn test_batch(producer_id: i64, epoch: i16, first: i32, count: i32) -> BatchHeader {
+    BatchHeader {
+        base_offset: 0,
+        batch_length: 100,
+        attributes: 0,
+        last_offset_delta: count - 1,
+        base_timestamp: 0,
+        max_timestamp: 0,
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: first,
+        record_count: count,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_batch as batch;
     use super::*;
 
     #[test]
@@ -507,21 +525,6 @@ mod tests {
             "producer 3 was the least recently active"
         );
         assert!(states.check_at(&batch(2, 0, 7, 1), 1_400, limits).is_err());
-    }
-
-    fn batch(producer_id: i64, epoch: i16, first: i32, count: i32) -> BatchHeader {
-        BatchHeader {
-            base_offset: 0,
-            batch_length: 100,
-            attributes: 0,
-            last_offset_delta: count - 1,
-            base_timestamp: 0,
-            max_timestamp: 0,
-            producer_id,
-            producer_epoch: epoch,
-            base_sequence: first,
-            record_count: count,
-        }
     }
 
     #[test]
