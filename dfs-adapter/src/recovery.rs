@@ -99,7 +99,21 @@ impl Store {
             .unwrap_or_default();
         self.delete_unlisted_segments(&state).await?;
         let mut ids = self.list_objects().await?;
+        // In a cluster on an object store the shard's objects are sections of its leaders'
+        // flush streams: found through the markers, then walked like objects of their own.
+        let stream_scan = match self.stream() {
+            Some(stream) => {
+                let scan = stream.scan(self, my_epoch).await?;
+                for (id, at) in &scan.objects {
+                    stream.remember(*id, at.clone());
+                    ids.push(*id);
+                }
+                Some(scan)
+            }
+            None => None,
+        };
         ids.sort_unstable();
+        ids.dedup();
         let folded: Vec<ObjectId> = ids
             .iter()
             .copied()
@@ -183,8 +197,10 @@ impl Store {
         // Newest first: if we crash half-way, what is left still starts with an invalid object
         // or a gap, and the next recovery finishes the job.
         for id in discarded.iter().rev() {
-            let key = id.key();
-            self.delete_key(&key).await?;
+            if self.stream().is_some_and(|s| s.forget(id)) {
+                continue; // the sweep deletes the stream object once all of it is dead
+            }
+            self.delete_key(&id.key()).await?;
         }
         if !discarded.is_empty() {
             self.sync_wal_dir().await?;
@@ -206,6 +222,11 @@ impl Store {
                 resume: first_of_epoch,
             });
             next_object = first_of_epoch;
+        }
+        if let (Some(stream), Some(scan)) = (self.stream(), &stream_scan) {
+            stream
+                .drop_stale_markers(self, my_epoch, &scan.markers, &adopted)
+                .await?;
         }
         chunks.retain(|c| {
             state
@@ -273,6 +294,7 @@ impl Store {
             .try_for_each_concurrent(DELETE_CONCURRENCY, |id| async move {
                 match self.wal_holding(id) {
                     Some(wal) => wal.delete(*id).await,
+                    None if self.stream().is_some_and(|s| s.forget(id)) => Ok(()),
                     None => self.delete_key(&id.key()).await,
                 }
             })
@@ -311,27 +333,42 @@ impl Store {
     }
 
     /// Reads and checks one object: footer (one ranged read of the tail), index, data CRC.
+    ///
+    /// An object in a flush stream is read from its section of the stream object.
     async fn validate_object(&self, id: ObjectId) -> Result<Vec<ChunkLocation>, StorageError> {
-        let key = id.key();
+        let (store, key, base, size) = match self.stream_holding(&id) {
+            Some((stream, at)) => (
+                stream.stream.root(),
+                at.key.to_string(),
+                at.position,
+                at.len,
+            ),
+            None => {
+                let key = id.key();
+                let size = self
+                    .op()
+                    .stat(&key)
+                    .await
+                    .map_err(StorageError::backend(format!("stat {key}")))?
+                    .content_length();
+                (self, key, 0, size)
+            }
+        };
         let corrupt = |reason: String| StorageError::corrupt(&key, reason);
-        let size = self
-            .op()
-            .stat(&key)
-            .await
-            .map_err(StorageError::backend(format!("stat {key}")))?
-            .content_length();
         let footer_start = size
             .checked_sub(FOOTER_LEN)
             .ok_or_else(|| corrupt(format!("{size} bytes is shorter than a footer")))?;
-        let tail = self.read_buffer(&key, footer_start, FOOTER_LEN).await?;
+        let tail = store
+            .read_buffer(&key, base + footer_start, FOOTER_LEN)
+            .await?;
         let footer = Footer::decode(&tail.to_bytes(), id, size).map_err(corrupt)?;
         let range = footer.index_range();
-        let index = self
-            .read_buffer(&key, range.start, range.end - range.start)
+        let index = store
+            .read_buffer(&key, base + range.start, range.end - range.start)
             .await?;
         let chunks = format::decode_index(&index.to_bytes(), &footer, id).map_err(corrupt)?;
         // Reads the whole data region; compaction will keep recovery's object count small.
-        let data = self.read_buffer(&key, 0, footer.data_len).await?;
+        let data = store.read_buffer(&key, base, footer.data_len).await?;
         format::check_data(data, &footer).map_err(corrupt)?;
         Ok(chunks)
     }

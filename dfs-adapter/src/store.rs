@@ -17,9 +17,11 @@ use crate::manifest::MANIFEST_DIR;
 use crate::oplog::TracingInterceptor;
 use crate::slicing::Slicing;
 use crate::storage_url::StorageUrl;
+use crate::stream::ShardStream;
 use crate::topics::TOPICS_DIR;
 use crate::types::{SEGMENT_DIR, WAL_DIR};
 use crate::wal_log::{WalConfig, WalLog};
+use crate::FlushStream;
 use crate::{ObjectId, StorageError};
 
 /// Reads of whole objects [`Store::read_objects`] keeps in flight on a store (not the WAL).
@@ -51,6 +53,9 @@ struct Inner {
     lease: std::sync::OnceLock<Arc<LeaseGate>>,
     /// The append-only WAL, once [`Store::use_wal`] opened it: flush objects live there.
     wal: std::sync::OnceLock<Arc<WalLog>>,
+    /// A cluster leader's flush stream, once [`Store::use_stream`] attached it: flush objects
+    /// are sections of the broker's stream objects.
+    stream: std::sync::OnceLock<Arc<ShardStream>>,
     /// In a cluster: the epoch this store writes at and whether it still may.
     writer: std::sync::OnceLock<WriterEpoch>,
 }
@@ -189,6 +194,7 @@ impl Store {
                 counters: Counters::default(),
                 lease: std::sync::OnceLock::new(),
                 wal: std::sync::OnceLock::new(),
+                stream: std::sync::OnceLock::new(),
                 writer: std::sync::OnceLock::new(),
             }),
         })
@@ -214,6 +220,9 @@ impl Store {
         // WAL reads and writes are local file operations, not store requests: not counted.
         if let Some(wal) = self.wal_holding(object) {
             return wal.read(*object, position, len).await;
+        }
+        if let Some((stream, at)) = self.stream_holding(object) {
+            return stream.stream.read(&at, position, len).await;
         }
         let key = object.key();
         let buffer = self.read_buffer(&key, position, len).await?;
@@ -297,6 +306,46 @@ impl Store {
             .map_err(|_| StorageError::InvalidArgument("the WAL is already in use".into()))
     }
 
+    /// Writes this shard's flush objects as sections of `stream`, the flush stream of the
+    /// broker that leads it as shard number `shard` (see [`FlushStream`]). Call it once, after
+    /// [`Store::set_writer_epoch`] and before [`Store::recover`] (which then also finds the
+    /// shard's objects in the streams of earlier leaders). It first records, durably, in this
+    /// root that this epoch's leader writes that stream.
+    pub async fn use_stream(&self, stream: FlushStream, shard: u32) -> Result<(), StorageError> {
+        let epoch = self.writer_epoch();
+        if epoch == 0 {
+            return Err(StorageError::InvalidArgument(
+                "a flush stream needs a writer epoch (a cluster leader)".into(),
+            ));
+        }
+        if self.wal().is_some() {
+            return Err(StorageError::InvalidArgument(
+                "a store writes either the WAL or a flush stream".into(),
+            ));
+        }
+        self.check_lease()?;
+        let attached = Arc::new(ShardStream::new(stream, shard));
+        attached.mark(self, epoch).await?;
+        self.inner
+            .stream
+            .set(attached)
+            .map_err(|_| StorageError::InvalidArgument("a flush stream is already in use".into()))
+    }
+
+    /// The flush stream, when in use.
+    pub(crate) fn stream(&self) -> Option<&Arc<ShardStream>> {
+        self.inner.stream.get()
+    }
+
+    /// The stream and the place of `object`, if it is one of this shard's objects there.
+    pub(crate) fn stream_holding(
+        &self,
+        object: &ObjectId,
+    ) -> Option<(&Arc<ShardStream>, crate::stream::Located)> {
+        let stream = self.stream()?;
+        stream.locate(object).map(|at| (stream, at))
+    }
+
     /// Whether flushes are made durable on a local device (an `fs://` store, or a WAL in
     /// front of an object store), so that many small ones cost little.
     pub fn flushes_locally(&self) -> bool {
@@ -333,6 +382,9 @@ impl Store {
         self.check_lease()?;
         if let Some(wal) = self.wal_holding(object) {
             return wal.delete(*object).await;
+        }
+        if self.stream().is_some_and(|s| s.forget(object)) {
+            return Ok(()); // the sweep deletes the stream object once all of it is dead
         }
         let key = object.key();
         self.delete_key(&key).await?;
@@ -396,10 +448,12 @@ impl Store {
         data: Buffer,
     ) -> Result<(), StorageError> {
         let key = object.key();
-        let expected = data.len() as u64;
         self.check_lease()?;
         if let Some(wal) = self.wal_holding(&object) {
             return wal.write(object, data).await;
+        }
+        if let (Some(stream), false) = (self.stream(), object.is_segment()) {
+            return stream.write(object, data).await;
         }
         if let Some(local) = &self.inner.local {
             let dir = if object.is_segment() {
@@ -409,7 +463,14 @@ impl Store {
             };
             check_dir(&local.root.join(dir)).await?;
         }
-        let mut request = self.inner.write_op.writer_with(&key);
+        self.put(&key, data).await?;
+        self.sync_dir_of(&key).await
+    }
+
+    /// Writes `key` whole (see [`Store::write_object`]) and, on `fs`, checks its size.
+    async fn put(&self, key: &str, data: Buffer) -> Result<(), StorageError> {
+        let expected = data.len() as u64;
+        let mut request = self.inner.write_op.writer_with(key);
         let mut puts = 1;
         if let Some((chunk, concurrent)) = self.inner.slicing.for_len(expected) {
             request = request.chunk(chunk).concurrent(concurrent);
@@ -444,7 +505,28 @@ impl Store {
                 ));
             }
         }
-        self.sync_dir_of(&key).await
+        Ok(())
+    }
+
+    /// Writes an object at any `key` whole and durably: on `fs` its directory is created (and
+    /// made durable) first when missing, and synced after the write.
+    pub(crate) async fn write_key(&self, key: &str, data: Buffer) -> Result<(), StorageError> {
+        let dir = match &self.inner.local {
+            Some(local) => {
+                let dir = match key.rsplit_once('/') {
+                    Some((parent, _)) => local.root.join(parent),
+                    None => local.root.clone(),
+                };
+                ensure_dir(&local.root, &dir).await?;
+                Some(dir)
+            }
+            None => None,
+        };
+        self.put(key, data).await?;
+        match dir {
+            Some(dir) => crate::dirsync::fsync_dir(&dir).await,
+            None => Ok(()),
+        }
     }
 
     /// Requests issued so far.
@@ -614,6 +696,35 @@ async fn check_dir(dir: &Path) -> Result<(), StorageError> {
         context: format!("flush object directory {}", dir.display()),
         source,
     })
+}
+
+/// Creates `dir` (below `root`) when missing, and makes each directory it created durable in
+/// its parent.
+async fn ensure_dir(root: &Path, dir: &Path) -> Result<(), StorageError> {
+    if tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let mut created = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| p.starts_with(root) && *p != root) {
+        if tokio::fs::metadata(path).await.is_ok() {
+            break;
+        }
+        created.push(path.to_path_buf());
+        at = path.parent();
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| StorageError::Io {
+            context: format!("create directory {}", dir.display()),
+            source,
+        })?;
+    for path in created.iter().rev() {
+        if let Some(parent) = path.parent() {
+            fsync_dir(parent).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the root with its object directories and fsyncs every directory whose entries changed,

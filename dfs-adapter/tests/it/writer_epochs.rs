@@ -4,14 +4,21 @@
 //! every leader recovers exactly what was acknowledged (nothing a zombie wrote after its fence),
 //! and a zombie that knows it lost the shard can neither write nor delete. The same trials run
 //! with flush objects as files and in the append-only WAL (each leader its own directory,
-//! zombies appending to and reusing theirs). `HOTWIRE_EPOCH_TRIALS` sets the number of seeds,
+//! zombies appending to and reusing theirs), and as sections of flush streams (each leader a
+//! stream of its own, as each broker process has; sweeps of dead stream objects in between).
+//! `HOTWIRE_EPOCH_TRIALS` sets the number of seeds,
 //! `HOTWIRE_EPOCH_SEED` runs one.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use dfs_adapter::{Catalog, CompactionConfig, ObjectId, Recovered, StorageError, Store, WalConfig};
+use dfs_adapter::{
+    Catalog, CompactionConfig, FlushStream, ObjectId, Recovered, StorageError, Store, StreamConfig,
+    WalConfig,
+};
 
 use crate::common::*;
 use crate::model::{check_contents, produce, try_produce, Model};
@@ -22,6 +29,18 @@ struct Leader {
     catalog: Catalog,
     next_object: ObjectId,
     leads: Arc<AtomicBool>,
+    /// Its broker's flush stream ([`Layout::Stream`]).
+    stream: Option<FlushStream>,
+}
+
+impl Leader {
+    /// Deletes every stream object of which all sections are dead (no grace).
+    async fn sweep(&self) {
+        if let Some(stream) = &self.stream {
+            let shards = BTreeMap::from([(0, self.store.clone())]);
+            stream.sweep(&shards, Duration::ZERO).await.unwrap();
+        }
+    }
 }
 
 /// Where flush objects go.
@@ -31,10 +50,31 @@ enum Layout {
     Files,
     /// The append-only WAL, in files of this many bytes (a 4 KiB page per small record).
     Wal(u64),
+    /// Sections of a flush stream under the cluster root, the shard's root below it.
+    Stream,
+}
+
+/// The shard's root under the trial's directory.
+fn shard_root(root: &Path, layout: Layout) -> PathBuf {
+    match layout {
+        Layout::Stream => root.join("shards/00000"),
+        _ => root.to_path_buf(),
+    }
 }
 
 async fn take_over(root: &Path, epoch: u32, layout: Layout) -> (Leader, Recovered) {
-    let store = Store::open(&format!("fs://{}", root.display()))
+    reopen(root, epoch, layout, None).await
+}
+
+/// [`take_over`], with the stream of the process that reopens the shard (a process writes one
+/// stream; one epoch is only ever led by one process).
+async fn reopen(
+    root: &Path,
+    epoch: u32,
+    layout: Layout,
+    stream: Option<FlushStream>,
+) -> (Leader, Recovered) {
+    let store = Store::open(&format!("fs://{}", shard_root(root, layout).display()))
         .await
         .unwrap();
     let leads = Arc::new(AtomicBool::new(true));
@@ -62,6 +102,19 @@ async fn take_over(root: &Path, epoch: u32, layout: Layout) -> (Leader, Recovere
             }
         }
     }
+    let mut stream = stream;
+    if let Layout::Stream = layout {
+        if stream.is_none() {
+            let cluster_root = Store::open(&format!("fs://{}", root.display()))
+                .await
+                .unwrap();
+            let name = format!("leader-e{epoch}-{}", fastrand::u32(..));
+            stream =
+                Some(FlushStream::start(cluster_root, &name, StreamConfig::default()).unwrap());
+        }
+        let started = stream.clone().unwrap();
+        store.use_stream(started, 0).await.unwrap();
+    }
     let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
     let catalog = Catalog::open(store.clone(), &recovered).await.unwrap();
     let leader = Leader {
@@ -69,16 +122,16 @@ async fn take_over(root: &Path, epoch: u32, layout: Layout) -> (Leader, Recovere
         catalog,
         next_object: recovered.next_object,
         leads,
+        stream,
     };
     (leader, recovered)
 }
 
-async fn trial(seed: u64, wal: bool) {
+async fn trial(seed: u64, layout: Layout) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let layout = if wal {
-        Layout::Wal(4096 * rng.u64(2..6))
-    } else {
-        Layout::Files
+    let layout = match layout {
+        Layout::Wal(_) => Layout::Wal(4096 * rng.u64(2..6)),
+        other => other,
     };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -159,6 +212,9 @@ async fn trial(seed: u64, wal: bool) {
                 }
                 6 => {
                     leader.catalog.delete_obsolete().await.unwrap();
+                    if rng.bool() {
+                        leader.sweep().await;
+                    }
                 }
                 _ => {
                     let partition = rng.i32(0..partitions);
@@ -175,8 +231,9 @@ async fn trial(seed: u64, wal: bool) {
             if step == 0 && rng.u8(0..4) == 0 {
                 // A restart at the same epoch (the same leader, its process restarted before
                 // its lease expired is not possible; this is the engine reopened).
+                let stream = leader.stream.clone();
                 drop(leader);
-                let (again, recovered) = take_over(root, epoch, layout).await;
+                let (again, recovered) = reopen(root, epoch, layout, stream).await;
                 leader = again;
                 check_contents(&leader.store, &recovered, &model, &context).await;
             }
@@ -226,14 +283,54 @@ async fn trial(seed: u64, wal: bool) {
         // Deletions wait one period: two calls delete all that was folded.
         after.catalog.delete_obsolete().await.unwrap();
         after.catalog.delete_obsolete().await.unwrap();
-        if wal {
+        if let Layout::Wal(_) = layout {
             assert_eq!(
                 wal_dirs(root),
                 vec![format!("w{:010}", epoch + 2)],
                 "seed {seed} {layout:?}: older leaders' WAL directories left behind"
             );
         }
+        if let Layout::Stream = layout {
+            // A later leader adopts nothing from the older streams: their markers go, and
+            // a sweep then finds every stream object dead.
+            drop(after);
+            let (last, recovered) = take_over(root, epoch + 3, layout).await;
+            let context = format!("seed {seed} {layout:?} after compaction");
+            check_contents(&last.store, &recovered, &model, &context).await;
+            assert_eq!(
+                files_in(&shard_root(root, layout).join("streams")),
+                vec![format!(
+                    "{:010}-{}.marker",
+                    epoch + 3,
+                    last.stream.as_ref().unwrap().name()
+                )],
+                "{context}: stale stream markers left behind"
+            );
+            last.sweep().await;
+            let left: Vec<String> = files_in(&root.join("streams"));
+            assert!(left.is_empty(), "{context}: stream objects left: {left:?}");
+        }
     }
+}
+
+/// Names of the files under `dir`, recursively, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(at) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// The writer-epoch directories under `wal/`.
@@ -248,12 +345,12 @@ fn wal_dirs(root: &Path) -> Vec<String> {
     dirs
 }
 
-async fn trials(wal: bool) {
+async fn trials(layout: Layout) {
     if let Some(seed) = std::env::var("HOTWIRE_EPOCH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        trial(seed, wal).await;
+        trial(seed, layout).await;
         return;
     }
     let trials = std::env::var("HOTWIRE_EPOCH_TRIALS")
@@ -261,18 +358,23 @@ async fn trials(wal: bool) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30u64);
     for seed in 0..trials {
-        trial(seed, wal).await;
+        trial(seed, layout).await;
     }
 }
 
 #[tokio::test]
 async fn successive_leaders_recover_exactly_what_was_acknowledged_whatever_zombies_write() {
-    trials(false).await;
+    trials(Layout::Files).await;
 }
 
 #[tokio::test]
 async fn successive_leaders_share_the_wal_safely_whatever_zombies_write() {
-    trials(true).await;
+    trials(Layout::Wal(0)).await;
+}
+
+#[tokio::test]
+async fn successive_leaders_find_their_objects_in_each_others_flush_streams() {
+    trials(Layout::Stream).await;
 }
 
 #[tokio::test]
