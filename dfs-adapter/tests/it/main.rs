@@ -9,6 +9,7 @@ mod pipeline;
 mod recovery;
 mod root;
 mod shared_objects;
+mod streams;
 mod topics;
 mod wal;
 mod writer_epochs;
