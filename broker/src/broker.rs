@@ -61,6 +61,9 @@ pub struct ShardContext {
     pub may_write: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The cluster's topics (etcd holds them, not the shard's root).
     pub topics: Vec<dfs_adapter::TopicRecord>,
+    /// On an object store, the broker's flush stream: the shard's flush objects become
+    /// sections of its stream objects, one PUT per flush for every shard the broker leads.
+    pub stream: Option<dfs_adapter::FlushStream>,
 }
 
 /// The shard a broker serves in a cluster, and its epoch.
@@ -177,6 +180,13 @@ impl Broker {
                 })
                 .await?;
         }
+        let stream = shard
+            .as_ref()
+            .and_then(|c| c.stream.clone().map(|s| (s, c.shard)));
+        let streamed = stream.is_some() && config.wal.is_none() && !store.is_local();
+        if let (Some((stream, index)), true) = (stream, streamed) {
+            store.use_stream(stream, index).await?;
+        }
         let records = match &shard {
             Some(context) => context.topics.clone(),
             None => store.list_topics().await?,
@@ -222,7 +232,11 @@ impl Broker {
         }
         let (health_tx, storage_health) = watch::channel(StorageHealth::default());
         let flush = FlushConfig {
-            group_commit: config.flush_group_commit.unwrap_or(store.flushes_locally()),
+            // With a stream, the stream applies the flush policies once more for all shards
+            // together: a shard hands its batches over at once rather than waiting twice.
+            group_commit: config
+                .flush_group_commit
+                .unwrap_or(store.flushes_locally() || streamed),
             max_delay: config.flush_interval(),
             max_bytes: config.flush_max_bytes,
             max_batches: config.flush_max_batches,

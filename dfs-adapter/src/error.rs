@@ -64,6 +64,12 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the backend said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::Backend { source, .. }
+            if source.kind() == opendal::ErrorKind::NotFound)
+    }
+
     /// Whether retrying the failed operation may help.
     ///
     /// Backend errors are retryable unless OpenDAL marks them permanent. Errors OpenDAL already

@@ -79,6 +79,31 @@ impl Render for Node {
                 "hotwire_cluster_takeover_last_seconds{{shard=\"{shard}\"}} {seconds}"
             );
         }
+        if let Some(stream) = self.stream() {
+            let stats = stream.stats();
+            for (name, help, value) in [
+                (
+                    "hotwire_cluster_stream_objects",
+                    "Objects this broker's flush stream wrote (one request each, for all its shards).",
+                    stats.objects,
+                ),
+                (
+                    "hotwire_cluster_stream_sections",
+                    "Shards' flush objects packed into them.",
+                    stats.sections,
+                ),
+                (
+                    "hotwire_cluster_stream_bytes",
+                    "Bytes the flush stream wrote.",
+                    stats.bytes,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {value}"
+                );
+            }
+        }
         let mut families = Families::default();
         for engine in &engines {
             families.add(&engine.broker.metrics.render(), engine.shard);

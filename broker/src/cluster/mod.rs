@@ -16,6 +16,7 @@ pub mod node;
 pub mod plan;
 pub mod router;
 pub mod shards;
+mod stream;
 pub mod view;
 
 use std::time::Duration;

@@ -72,6 +72,8 @@ pub struct Node {
     synced: Mutex<(i64, Vec<(u32, i32)>)>,
     /// When load was last measured, and each shard's flushed bytes then.
     load: Mutex<(Instant, BTreeMap<u32, u64>)>,
+    /// On an object store: the flush stream every engine writes (set once `run` starts).
+    stream: std::sync::OnceLock<Option<dfs_adapter::FlushStream>>,
 }
 
 impl Node {
@@ -92,6 +94,7 @@ impl Node {
             handovers: Mutex::default(),
             synced: Mutex::default(),
             load: Mutex::new((Instant::now(), BTreeMap::new())),
+            stream: std::sync::OnceLock::new(),
         })
     }
 
@@ -110,6 +113,11 @@ impl Node {
         self.engines.read().values().cloned().collect()
     }
 
+    /// The flush stream every engine writes, on an object store.
+    pub fn stream(&self) -> Option<&dfs_adapter::FlushStream> {
+        self.stream.get().and_then(Option::as_ref)
+    }
+
     /// The last hand-overs this broker took (for metrics and tests).
     pub fn handovers(&self) -> Vec<Handover> {
         self.handovers.lock().clone()
@@ -118,6 +126,22 @@ impl Node {
     /// Opens and closes engines as the cluster view says, until `shutdown`; then flushes and
     /// closes every engine and leaves the cluster.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let stream = match super::stream::open(&self.config, self.member.node_id()).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "no flush stream: each shard writes objects of its own");
+                None
+            }
+        };
+        if let Some(stream) = &stream {
+            tokio::spawn(super::stream::sweep(
+                stream.clone(),
+                self.config.clone(),
+                self.shards(),
+                shutdown.child_token(),
+            ));
+        }
+        let _ = self.stream.set(stream);
         let mut views = self.member.subscribe();
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.cluster_poll_ms));
         loop {
@@ -265,6 +289,7 @@ impl Node {
             epoch: u32::try_from(epoch).unwrap_or(0),
             may_write,
             topics: self.member.view().topics.values().cloned().collect(),
+            stream: self.stream.get().cloned().flatten(),
         };
         let broker = Broker::open_with(config, Some(context)).await?;
         let stop = CancellationToken::new();

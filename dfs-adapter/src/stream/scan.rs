@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::format::{self, Entry, FOOTER_LEN};
 use super::{
@@ -194,8 +194,24 @@ impl FlushStream {
 }
 
 /// Reads the table of stream object `key` (`size` from the listing, 0 if it did not say).
-/// `None` when the object is not a valid stream object.
+/// `None` when the object is not a valid stream object, or is gone: only a sweep deletes stream
+/// objects, and only dead ones, so one deleted between the listing and the read held nothing
+/// anyone needs.
 pub(crate) async fn read_table(
+    root: &Store,
+    key: &str,
+    size: u64,
+) -> Result<Option<Vec<Entry>>, StorageError> {
+    match read_table_of(root, key, size).await {
+        Err(e) if e.is_not_found() => {
+            debug!(%key, "stream object swept meanwhile");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+async fn read_table_of(
     root: &Store,
     key: &str,
     size: u64,
