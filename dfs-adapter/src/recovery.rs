@@ -103,7 +103,9 @@ impl Store {
         // flush streams: found through the markers, then walked like objects of their own.
         let stream_scan = match self.stream() {
             Some(stream) => {
-                let scan = stream.scan(self, my_epoch).await?;
+                // Folded or fenced-out sections are dead: not even their tables are read.
+                let live = |id| !crate::stream::section_is_dead(&state, id);
+                let scan = stream.scan(self, my_epoch, live).await?;
                 for (id, at) in &scan.objects {
                     stream.remember(*id, at.clone());
                     ids.push(*id);

@@ -11,7 +11,8 @@
 //! Layout, relative to the cluster's storage root:
 //!
 //! ```text
-//! streams/<stream>/<seq, 20 digits>.hfs     stream objects (sections of several shards)
+//! streams/<stream>/<seq, 20 digits>-<shard>.<id hex>_....hfs   stream objects: sections of
+//!                                              several shards, named in the key (up to 32)
 //! shards/<k>/streams/<epoch, 10 digits>-<stream>.marker  the leader at that epoch writes it
 //! ```
 //!
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{ObjectId, StorageError, Store};
 use format::Entry;
+pub(crate) use sweep::section_is_dead;
 pub use sweep::SweepReport;
 
 /// Directory (prefix) of stream objects under the cluster root, and of markers under a shard's
@@ -103,8 +105,6 @@ pub(crate) struct StreamInner {
     seq: AtomicU64,
     /// Tables of stream objects read or written, by key (immutable once written).
     tables: Mutex<HashMap<Arc<str>, Arc<Vec<Entry>>>>,
-    /// One scan of other streams' tables at a time: shards taken over together share it.
-    scanning: tokio::sync::Mutex<()>,
     /// When each stream object was first seen dead by a sweep.
     dead_since: Mutex<HashMap<Arc<str>, std::time::Instant>>,
     stats: Mutex<StreamStats>,
@@ -130,7 +130,6 @@ impl FlushStream {
             config,
             seq: AtomicU64::new(0),
             tables: Mutex::default(),
-            scanning: tokio::sync::Mutex::new(()),
             dead_since: Mutex::default(),
             stats: Mutex::default(),
         });
@@ -204,8 +203,19 @@ impl StreamInner {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn object_key(&self, seq: u64) -> String {
-        format!("{STREAMS_DIR}{}/{seq:020}{OBJECT_SUFFIX}", self.name)
+    /// The key of stream object `seq` holding `entries`: their shards and object ids are in
+    /// the name (when there are at most [`MAX_NAMED`]), so that a listing alone tells a
+    /// recovering shard which objects hold its sections and a sweep which are dead.
+    fn object_key(&self, seq: u64, entries: &[Entry]) -> String {
+        let mut key = format!("{STREAMS_DIR}{}/{seq:020}", self.name);
+        if entries.len() <= MAX_NAMED {
+            for (i, entry) in entries.iter().enumerate() {
+                let separator = if i == 0 { '-' } else { '_' };
+                key.push_str(&format!("{separator}{}.{:x}", entry.shard, entry.object.0));
+            }
+        }
+        key.push_str(OBJECT_SUFFIX);
+        key
     }
 
     fn record_written(&self, key: &Arc<str>, entries: &[Entry], bytes: u64) {
@@ -287,11 +297,45 @@ fn parse_marker_name(name: &str) -> Option<(u32, &str)> {
     valid_name(stream).then_some((epoch, stream))
 }
 
-fn parse_object_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(OBJECT_SUFFIX)?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+/// Sections named in an object's key at most (keys stay well below S3's 1,024 bytes).
+const MAX_NAMED: usize = 32;
+
+/// A stream object's name: its sequence number, and the (shard, object id) of its sections
+/// when the name lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ObjectName {
+    pub(crate) seq: u64,
+    pub(crate) named: Option<Vec<(u32, ObjectId)>>,
+}
+
+fn parse_object_name(name: &str) -> Option<ObjectName> {
+    let stem = name.strip_suffix(OBJECT_SUFFIX)?;
+    let (digits, list) = match stem.split_once('-') {
+        Some((digits, list)) => (digits, Some(list)),
+        None => (stem, None),
+    };
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq = digits.parse().ok()?;
+    let named = match list {
+        None => None,
+        Some(list) => {
+            let mut sections = Vec::new();
+            for item in list.split('_') {
+                let (shard, id) = item.split_once('.')?;
+                if shard.is_empty() || !shard.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                sections.push((
+                    shard.parse().ok()?,
+                    ObjectId(u64::from_str_radix(id, 16).ok()?),
+                ));
+            }
+            Some(sections)
+        }
+    };
+    Some(ObjectName { seq, named })
 }
 
 #[cfg(test)]
@@ -308,8 +352,30 @@ mod tests {
         assert_eq!(parse_marker_name("000000000x-n1.marker"), None);
         assert_eq!(parse_marker_name("0000000007-.marker"), None);
         assert_eq!(parse_marker_name("0000000007-a b.marker"), None);
-        assert_eq!(parse_object_name("00000000000000000012.hfs"), Some(12));
-        assert_eq!(parse_object_name("00000000000000000012.hwf"), None);
+        assert_eq!(
+            parse_object_name("00000000000000000012.hfs"),
+            Some(ObjectName {
+                seq: 12,
+                named: None
+            })
+        );
+        assert_eq!(
+            parse_object_name("00000000000000000012-3.1f_10.20000000000.hfs"),
+            Some(ObjectName {
+                seq: 12,
+                named: Some(vec![(3, ObjectId(0x1f)), (10, ObjectId(1 << 41))])
+            })
+        );
+        for bad in [
+            "00000000000000000012.hwf",
+            "00000000000000000012-.hfs",
+            "00000000000000000012-3.hfs",
+            "00000000000000000012-3.zz.hfs",
+            "00000000000000000012-x.1.hfs",
+            "0000000000000000012-3.1.hfs",
+        ] {
+            assert_eq!(parse_object_name(bad), None, "{bad}");
+        }
         assert_eq!(marker_key(7, "n1-ab"), "streams/0000000007-n1-ab.marker");
         assert!(valid_name("n1-0a1b"));
         assert!(!valid_name("a/b"));

@@ -9,8 +9,8 @@ use tracing::{debug, info, warn};
 
 use super::format::{self, Entry, FOOTER_LEN};
 use super::{
-    lock, marker_key, parse_marker_name, parse_object_name, FlushStream, Located, ShardStream,
-    STREAMS_DIR,
+    lock, marker_key, parse_marker_name, parse_object_name, FlushStream, Located, ObjectName,
+    ShardStream, STREAMS_DIR,
 };
 use crate::{ObjectId, StorageError, Store};
 
@@ -41,12 +41,16 @@ impl ShardStream {
         shard_root.write_key(&marker_key(epoch, name), body).await
     }
 
-    /// Lists the markers of the shard's root and collects the shard's sections from the
-    /// streams they name. A marker of an epoch newer than `my_epoch` is refused (`Fenced`).
+    /// Lists the markers of the shard's root and collects the shard's sections that `wanted`
+    /// selects (recovery leaves out those folded into segments or inside fences) from the
+    /// streams the markers name. A marker of an epoch newer than `my_epoch` is refused
+    /// (`Fenced`). Only the tables of objects holding a wanted section are read (their names
+    /// say which; an object whose name does not list its sections is read too).
     pub(crate) async fn scan(
         &self,
         shard_root: &Store,
         my_epoch: u32,
+        wanted: impl Fn(ObjectId) -> bool,
     ) -> Result<ShardScan, StorageError> {
         let markers = read_markers(shard_root).await?;
         if let Some(newer) = markers.iter().find(|m| m.epoch > my_epoch) {
@@ -56,21 +60,45 @@ impl ShardStream {
             )));
         }
         let streams: BTreeSet<&str> = markers.iter().map(|m| m.stream.as_str()).collect();
-        let mut objects = BTreeMap::new();
+        let mut candidates = Vec::new();
         for name in streams {
-            for (key, entries) in self.stream.tables(name).await? {
-                for entry in entries.iter().filter(|e| e.shard == self.shard) {
-                    // Keys sort by sequence: a later copy (a retried write whose first attempt
-                    // was stored after all) replaces an earlier one; both hold the same bytes.
-                    objects.insert(
-                        entry.object,
-                        Located {
-                            key: key.clone(),
-                            position: entry.position,
-                            len: entry.len,
-                        },
-                    );
+            for listed in self.stream.list_stream(name).await? {
+                let holds_wanted = listed.name.named.as_ref().is_none_or(|named| {
+                    named
+                        .iter()
+                        .any(|(shard, id)| *shard == self.shard && wanted(*id))
+                });
+                if holds_wanted {
+                    candidates.push(listed);
                 }
+            }
+        }
+        let stream = &self.stream;
+        let tables: Vec<(Arc<str>, Option<Arc<Vec<Entry>>>)> = futures::stream::iter(candidates)
+            .map(|listed| async move {
+                let table = stream.table(&listed.key, listed.size).await?;
+                Ok::<_, StorageError>((listed.key, table))
+            })
+            .buffered(TABLE_READS)
+            .try_collect()
+            .await?;
+        let mut objects = BTreeMap::new();
+        for (key, table) in tables {
+            let Some(table) = table else { continue };
+            for entry in table
+                .iter()
+                .filter(|e| e.shard == self.shard && wanted(e.object))
+            {
+                // Keys sort by sequence: a later copy (a retried write whose first attempt
+                // was stored after all) replaces an earlier one; both hold the same bytes.
+                objects.insert(
+                    entry.object,
+                    Located {
+                        key: key.clone(),
+                        position: entry.position,
+                        len: entry.len,
+                    },
+                );
             }
         }
         Ok(ShardScan { objects, markers })
@@ -143,53 +171,63 @@ async fn stat_len(store: &Store, key: &str) -> Result<u64, StorageError> {
         .content_length())
 }
 
-impl FlushStream {
-    /// The tables of every object of stream `name`, in sequence order; objects whose table
-    /// cannot be read as a table (torn on `fs`, foreign) are skipped with a warning.
-    pub(crate) async fn tables(
-        &self,
-        name: &str,
-    ) -> Result<Vec<(Arc<str>, Arc<Vec<Entry>>)>, StorageError> {
-        let _one_at_a_time = self.inner.scanning.lock().await;
-        let dir = format!("{STREAMS_DIR}{name}/");
-        let root = &self.inner.store;
-        let entries = match root.op().list(&dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StorageError::backend(format!("list {dir}"))(e)),
-        };
-        let mut keys: Vec<(Arc<str>, u64)> = entries
-            .iter()
-            .filter(|e| e.path() != dir && e.metadata().is_file())
-            .filter(|e| parse_object_name(e.name()).is_some())
-            .map(|e| (Arc::from(e.path()), e.metadata().content_length()))
-            .collect();
-        keys.sort();
-        let missing: Vec<(Arc<str>, u64)> = {
-            let tables = lock(&self.inner.tables);
-            keys.iter()
-                .filter(|(key, _)| !tables.contains_key(key))
-                .cloned()
-                .collect()
-        };
-        let read: Vec<(Arc<str>, Option<Vec<Entry>>)> = futures::stream::iter(missing)
-            .map(|(key, size)| async move {
-                let table = read_table(root, &key, size).await?;
-                Ok::<_, StorageError>((key, table))
+/// A stream object as listed.
+pub(crate) struct Listed {
+    pub(crate) key: Arc<str>,
+    /// From the listing; 0 when the service did not say.
+    pub(crate) size: u64,
+    pub(crate) name: ObjectName,
+}
+
+/// The stream objects under `dir`, in sequence order (recursively: every stream's, when `dir`
+/// is the streams directory itself).
+pub(crate) async fn list_objects(
+    root: &Store,
+    dir: &str,
+    recursive: bool,
+) -> Result<Vec<Listed>, StorageError> {
+    let entries = match root.op().list_with(dir).recursive(recursive).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::backend(format!("list {dir}"))(e)),
+    };
+    let mut listed: Vec<Listed> = entries
+        .iter()
+        .filter(|e| e.path() != dir && e.metadata().is_file())
+        .filter_map(|e| {
+            parse_object_name(e.name()).map(|name| Listed {
+                key: Arc::from(e.path()),
+                size: e.metadata().content_length(),
+                name,
             })
-            .buffered(TABLE_READS)
-            .try_collect()
-            .await?;
-        let mut tables = lock(&self.inner.tables);
-        for (key, table) in read {
-            if let Some(table) = table {
-                tables.insert(key, Arc::new(table));
-            }
+        })
+        .collect();
+    listed.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(listed)
+}
+
+impl FlushStream {
+    /// The objects of stream `name`, in sequence order.
+    pub(crate) async fn list_stream(&self, name: &str) -> Result<Vec<Listed>, StorageError> {
+        list_objects(&self.inner.store, &format!("{STREAMS_DIR}{name}/"), false).await
+    }
+
+    /// The table of stream object `key` (cached: objects never change), `None` when it is
+    /// not a valid stream object or is gone.
+    pub(crate) async fn table(
+        &self,
+        key: &Arc<str>,
+        size: u64,
+    ) -> Result<Option<Arc<Vec<Entry>>>, StorageError> {
+        if let Some(table) = lock(&self.inner.tables).get(key) {
+            return Ok(Some(table.clone()));
         }
-        Ok(keys
-            .into_iter()
-            .filter_map(|(key, _)| tables.get(&key).map(|t| (key, t.clone())))
-            .collect())
+        let Some(table) = read_table(&self.inner.store, key, size).await? else {
+            return Ok(None);
+        };
+        let table = Arc::new(table);
+        lock(&self.inner.tables).insert(key.clone(), table.clone());
+        Ok(Some(table))
     }
 }
 

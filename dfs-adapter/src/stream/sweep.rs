@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
-use super::format::Entry;
-use super::scan::read_table;
-use super::{lock, parse_object_name, FlushStream, STREAMS_DIR};
+use super::scan::list_objects;
+use super::{lock, FlushStream, STREAMS_DIR};
 use crate::manifest::ManifestState;
-use crate::{StorageError, Store};
+use crate::{ObjectId, StorageError, Store};
 
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,39 +37,26 @@ impl FlushStream {
         grace: Duration,
     ) -> Result<SweepReport, StorageError> {
         let root = &self.inner.store;
-        let listed = match root.op().list_with(STREAMS_DIR).recursive(true).await {
-            Ok(listed) => listed,
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(StorageError::backend(format!("list {STREAMS_DIR}"))(e)),
-        };
-        let objects: Vec<(Arc<str>, u64)> = listed
-            .iter()
-            .filter(|e| e.metadata().is_file() && parse_object_name(e.name()).is_some())
-            .map(|e| (Arc::from(e.path()), e.metadata().content_length()))
-            .collect();
+        let objects = list_objects(root, STREAMS_DIR, true).await?;
         let mut report = SweepReport {
             objects: objects.len(),
             ..SweepReport::default()
         };
-        let mut tables: Vec<(Arc<str>, Arc<Vec<Entry>>)> = Vec::with_capacity(objects.len());
-        for (key, size) in &objects {
-            let cached = lock(&self.inner.tables).get(key).cloned();
-            let table = match cached {
-                Some(table) => table,
-                None => match read_table(root, key, *size).await? {
-                    Some(table) => {
-                        let table = Arc::new(table);
-                        lock(&self.inner.tables).insert(key.clone(), table.clone());
-                        table
-                    }
+        // What each object holds: from its name, else from its table.
+        let mut tables: Vec<(Arc<str>, Vec<(u32, ObjectId)>)> = Vec::with_capacity(objects.len());
+        for listed in &objects {
+            let sections = match &listed.name.named {
+                Some(named) => named.clone(),
+                None => match self.table(&listed.key, listed.size).await? {
+                    Some(table) => table.iter().map(|e| (e.shard, e.object)).collect(),
                     None => continue, // not (yet) a whole stream object: kept
                 },
             };
-            tables.push((key.clone(), table));
+            tables.push((listed.key.clone(), sections));
         }
         let referenced: std::collections::BTreeSet<u32> = tables
             .iter()
-            .flat_map(|(_, t)| t.iter().map(|e| e.shard))
+            .flat_map(|(_, t)| t.iter().map(|(shard, _)| *shard))
             .collect();
         let mut states: HashMap<u32, Option<ManifestState>> = HashMap::new();
         for shard in referenced {
@@ -84,14 +70,14 @@ impl FlushStream {
         let mut deletable = Vec::new();
         {
             let mut dead_since = lock(&self.inner.dead_since);
-            let listed: HashSet<&Arc<str>> = objects.iter().map(|(k, _)| k).collect();
+            let listed: HashSet<&Arc<str>> = objects.iter().map(|o| &o.key).collect();
             dead_since.retain(|key, _| listed.contains(key));
             for (key, table) in &tables {
-                let dead = table.iter().all(|entry| {
+                let dead = table.iter().all(|(shard, id)| {
                     states
-                        .get(&entry.shard)
+                        .get(shard)
                         .and_then(Option::as_ref)
-                        .is_some_and(|state| section_is_dead(state, entry))
+                        .is_some_and(|state| section_is_dead(state, *id))
                 });
                 if !dead {
                     continue;
@@ -119,7 +105,7 @@ impl FlushStream {
         }
         // Tables of objects gone (swept by another broker) leave the cache; one written since
         // the listing is read again by the next sweep.
-        let listed: HashSet<Arc<str>> = objects.into_iter().map(|(k, _)| k).collect();
+        let listed: HashSet<Arc<str>> = objects.into_iter().map(|o| o.key).collect();
         lock(&self.inner.tables).retain(|key, _| listed.contains(key));
         Ok(report)
     }
@@ -127,26 +113,21 @@ impl FlushStream {
 
 /// Whether a section is no longer anyone's: folded into segments, or written by a leader after
 /// its fence.
-fn section_is_dead(state: &ManifestState, entry: &Entry) -> bool {
-    entry.object < state.wal_from
+pub(crate) fn section_is_dead(state: &ManifestState, object: ObjectId) -> bool {
+    object < state.wal_from
         || state
             .fences
             .iter()
-            .any(|fence| fence.end <= entry.object && entry.object < fence.resume)
+            .any(|fence| fence.end <= object && object < fence.resume)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Fence, ObjectId};
+    use crate::Fence;
 
-    fn entry(id: u64) -> Entry {
-        Entry {
-            shard: 0,
-            object: ObjectId(id),
-            position: 0,
-            len: 1,
-        }
+    fn entry(id: u64) -> ObjectId {
+        ObjectId(id)
     }
 
     #[test]
@@ -159,11 +140,11 @@ mod tests {
             }],
             ..ManifestState::default()
         };
-        assert!(section_is_dead(&state, &entry(9)));
-        assert!(!section_is_dead(&state, &entry(10)));
-        assert!(!section_is_dead(&state, &entry(11)));
-        assert!(section_is_dead(&state, &entry(12)));
-        assert!(section_is_dead(&state, &entry(19)));
-        assert!(!section_is_dead(&state, &entry(20)));
+        assert!(section_is_dead(&state, entry(9)));
+        assert!(!section_is_dead(&state, entry(10)));
+        assert!(!section_is_dead(&state, entry(11)));
+        assert!(section_is_dead(&state, entry(12)));
+        assert!(section_is_dead(&state, entry(19)));
+        assert!(!section_is_dead(&state, entry(20)));
     }
 }

@@ -90,7 +90,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Writes one stream object holding `batch` and tells every section's shard the outcome.
 async fn write(inner: Arc<StreamInner>, batch: Vec<Section>) {
     let seq = inner.next_seq();
-    let key = inner.object_key(seq);
     let mut entries = Vec::with_capacity(batch.len());
     let mut parts = Vec::with_capacity(batch.len() + 1);
     let mut position = 0u64;
@@ -106,6 +105,7 @@ async fn write(inner: Arc<StreamInner>, batch: Vec<Section>) {
         parts.extend(section.data.clone());
     }
     parts.push(encode_trailer(&entries));
+    let key = inner.object_key(seq, &entries);
     let data = Buffer::from(parts);
     let size = data.len() as u64;
     debug!(%key, sections = batch.len(), bytes = size, "writing stream object");
