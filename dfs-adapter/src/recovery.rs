@@ -336,41 +336,34 @@ impl Store {
 
     /// Reads and checks one object: footer (one ranged read of the tail), index, data CRC.
     ///
-    /// An object in a flush stream is read from its section of the stream object.
+    /// An object in a flush stream is its section of the stream object, read whole (its
+    /// length is known from the stream's table) and checked in memory.
     async fn validate_object(&self, id: ObjectId) -> Result<Vec<ChunkLocation>, StorageError> {
-        let (store, key, base, size) = match self.stream_holding(&id) {
-            Some((stream, at)) => (
-                stream.stream.root(),
-                at.key.to_string(),
-                at.position,
-                at.len,
-            ),
-            None => {
-                let key = id.key();
-                let size = self
-                    .op()
-                    .stat(&key)
-                    .await
-                    .map_err(StorageError::backend(format!("stat {key}")))?
-                    .content_length();
-                (self, key, 0, size)
-            }
-        };
+        if let Some((stream, at)) = self.stream_holding(&id) {
+            let bytes = stream.stream.read(&at, 0, at.len).await?;
+            return format::parse_object(id, &bytes)
+                .map_err(|reason| StorageError::corrupt(at.key.to_string(), reason));
+        }
+        let key = id.key();
         let corrupt = |reason: String| StorageError::corrupt(&key, reason);
+        let size = self
+            .op()
+            .stat(&key)
+            .await
+            .map_err(StorageError::backend(format!("stat {key}")))?
+            .content_length();
         let footer_start = size
             .checked_sub(FOOTER_LEN)
             .ok_or_else(|| corrupt(format!("{size} bytes is shorter than a footer")))?;
-        let tail = store
-            .read_buffer(&key, base + footer_start, FOOTER_LEN)
-            .await?;
+        let tail = self.read_buffer(&key, footer_start, FOOTER_LEN).await?;
         let footer = Footer::decode(&tail.to_bytes(), id, size).map_err(corrupt)?;
         let range = footer.index_range();
-        let index = store
-            .read_buffer(&key, base + range.start, range.end - range.start)
+        let index = self
+            .read_buffer(&key, range.start, range.end - range.start)
             .await?;
         let chunks = format::decode_index(&index.to_bytes(), &footer, id).map_err(corrupt)?;
         // Reads the whole data region; compaction will keep recovery's object count small.
-        let data = store.read_buffer(&key, base, footer.data_len).await?;
+        let data = self.read_buffer(&key, 0, footer.data_len).await?;
         format::check_data(data, &footer).map_err(corrupt)?;
         Ok(chunks)
     }

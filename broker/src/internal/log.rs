@@ -228,12 +228,16 @@ impl InternalLog {
     /// Every record stored so far, in offset order, each once (a record that two stored
     /// chunks both hold is taken from the first).
     async fn read_stored(&self, store: &Store) -> Result<Vec<LoggedRecord>, InternalLogError> {
+        use futures::StreamExt;
         let mut records = Vec::new();
         let mut next = i64::MIN;
-        for chunk in self.partition.stored_chunks() {
-            let bytes = cold_read::load_chunk(store, &chunk)
-                .await
-                .map_err(|e| InternalLogError::Replay(e.to_string()))?;
+        // A few reads in flight, results in order: on an object store each chunk is a round
+        // trip, and a shard's new leader serves nothing until its groups' state is back.
+        let mut loads = futures::stream::iter(self.partition.stored_chunks())
+            .map(|chunk| async move { cold_read::load_chunk(store, &chunk).await })
+            .buffered(REPLAY_READS);
+        while let Some(loaded) = loads.next().await {
+            let bytes = loaded.map_err(|e| InternalLogError::Replay(e.to_string()))?;
             for (offset, record) in decode_batches(bytes).map_err(InternalLogError::Replay)? {
                 if offset < next {
                     continue;
@@ -248,6 +252,9 @@ impl InternalLog {
         Ok(records)
     }
 }
+
+/// Chunks of the internal log read at once during its replay.
+const REPLAY_READS: usize = 16;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

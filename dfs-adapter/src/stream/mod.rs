@@ -143,11 +143,6 @@ impl FlushStream {
         &self.inner.name
     }
 
-    /// The cluster's storage root it writes in.
-    pub(crate) fn root(&self) -> &Store {
-        &self.inner.store
-    }
-
     /// What it has written so far.
     pub fn stats(&self) -> StreamStats {
         *lock(&self.inner.stats)
