@@ -101,7 +101,7 @@ class Cluster:
     """etcd plus `size` brokers on one storage root."""
 
     def __init__(self, binary, base_dir, storage=None, size=3, shards=8, lease_s=1,
-                 extra_args=()):
+                 extra_args=(), per_broker_args=None):
         self.base_dir = Path(base_dir)
         self.etcd = Etcd(self.base_dir / "etcd").start()
         name = f"c{uuid.uuid4().hex[:8]}"
@@ -117,8 +117,10 @@ class Cluster:
                 "--group-min-session-timeout-ms", "1000",
                 "--group-initial-rebalance-delay-ms", "0",
                 *[str(a) for a in extra_args]]
+        own = per_broker_args or [[] for _ in range(size)]
         self.brokers = [
-            ClusterBroker(binary, self.base_dir / f"node{n}", n, storage_url, env, args)
+            ClusterBroker(binary, self.base_dir / f"node{n}", n, storage_url, env,
+                          [*args, *own[n - 1]])
             for n in range(1, size + 1)
         ]
         self.name = name

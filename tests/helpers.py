@@ -6,6 +6,7 @@ Every wait here has a deadline. `make_consumer`/`consume_all` never join their g
 consumers (`make_group_consumer`, `GroupMember`) subscribe and commit.
 """
 
+import collections
 import json
 import os
 import shutil
@@ -116,10 +117,12 @@ class DeliveryLog:
     def __init__(self):
         self.delivered = []  # Delivery, in report order
         self.failed = []  # (KafkaError, key, value)
+        self.failed_at = []  # (monotonic time, partition) of each failure
 
     def __call__(self, err, msg):
         if err is not None:
             self.failed.append((err, msg.key(), msg.value()))
+            self.failed_at.append((time.monotonic(), msg.partition()))
         else:
             # (msg.timestamp() is not reported back by librdkafka 2.0.2's delivery reports)
             self.delivered.append(Delivery(msg.partition(), msg.offset(), msg.key(), msg.value()))
@@ -127,7 +130,11 @@ class DeliveryLog:
     def assert_no_failures(self):
         if self.failed:
             sample = "\n".join(f"  {err} key={short(k)}" for err, k, _ in self.failed[:10])
-            raise AssertionError(f"{len(self.failed)} delivery failures, e.g.:\n{sample}")
+            by_partition = collections.Counter(p for _, p in self.failed_at)
+            span = self.failed_at[-1][0] - self.failed_at[0][0] if self.failed_at else 0
+            raise AssertionError(f"{len(self.failed)} delivery failures (by partition "
+                                 f"{dict(by_partition)}, reported over {span:.1f} s), "
+                                 f"e.g.:\n{sample}")
 
 
 def produce_all(producer, topic, messages, timeout=180.0):

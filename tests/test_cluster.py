@@ -208,7 +208,7 @@ def sequence_producer(family, bootstrap, topic, tag, rate):
 @pytest.mark.clients
 @pytest.mark.parametrize("family", ["confluent-kafka", "kafka-python", "aiokafka"])
 @xfail_known_bugs
-def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family):
+def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family, storage_backend):
     topic = "kill9"
     create_topic(cluster.bootstrap, topic, PARTITIONS)
     cluster.wait_topic_everywhere(topic)
@@ -241,9 +241,24 @@ def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family):
     verify_numbered_log(read_values(cluster.bootstrap, topic, PARTITIONS), topic, PARTITIONS,
                         b"k", producer.sent)
     assert_commits_kept(cluster.bootstrap, reader)
+    if storage_backend is not None:
+        assert_flushes_went_to_streams(storage_backend, cluster)
+
+
+def assert_flushes_went_to_streams(s3, cluster):
+    """On an object store every broker writes one flush stream for the shards it leads: the
+    shards' roots hold stream markers and no flush objects of their own."""
+    keys = list(s3.list_objects(f"{cluster.name}/"))
+    own_flush_objects = [k for k in keys if "/wal/" in k and k.endswith(".hwf")]
+    markers = [k for k in keys if "/shards/" in k and k.endswith(".marker")]
+    stream_objects = [k for k in keys if k.startswith(f"{cluster.name}/streams/")]
+    assert not own_flush_objects, f"shards wrote flush objects of their own: {own_flush_objects[:5]}"
+    assert markers, f"no stream markers among {keys[:20]}"
+    assert stream_objects, f"no stream objects among {keys[:20]}"
 
 
 @xfail_known_bugs
+@pytest.mark.backends
 def test_a_paused_leader_acknowledges_nothing_after_its_shards_moved(cluster):
     topic = "paused"
     create_topic(cluster.bootstrap, topic, PARTITIONS)
@@ -317,7 +332,13 @@ def test_without_etcd_brokers_stop_acknowledging_and_resume_when_it_returns(outa
                         b"e", producer.sent)
 
 
+# On S3 only when asked (HOTWIRE_CLUSTER_TRIALS_S3=1): take-overs on the local Garage are
+# slow enough that idempotent records time out in the client (docs/cluster.md, "Not done yet").
+ON_S3_TOO = pytest.mark.backends if os.environ.get("HOTWIRE_CLUSTER_TRIALS_S3") else (lambda t: t)
+
+
 @xfail_known_bugs
+@ON_S3_TOO
 def test_randomized_failover_trials(cluster):
     trials = int(os.environ.get("HOTWIRE_CLUSTER_TRIALS", "20"))
     seed = int(os.environ.get("HOTWIRE_CLUSTER_SEED", str(random.randrange(1 << 30))))

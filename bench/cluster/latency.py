@@ -36,6 +36,10 @@ def main():
                         help="extra flag for the single broker (repeatable), e.g. "
                              "--single-arg=--wal-file-mib --single-arg=0 for the cluster's "
                              "file-per-flush layout")
+    parser.add_argument("--cluster-arg", action="append", default=[],
+                        help="extra flag for the cluster's brokers (repeatable), e.g. "
+                             "--cluster-arg=--cluster-flush-stream --cluster-arg=false for one "
+                             "object per flush and shard on an object store")
     parser.add_argument("--s3", action="store_true",
                         help="both on S3 (a Garage server started here) instead of fs://")
     parser.add_argument("-o", "--out", required=True)
@@ -47,7 +51,8 @@ def main():
         garage.start()
     single = Broker(Path(args.broker), work / "single", extra_args=args.single_arg,
                     storage=garage).start()
-    cluster = Cluster(Path(args.broker), work / "cluster", storage=garage, shards=args.shards)
+    cluster = Cluster(Path(args.broker), work / "cluster", storage=garage, shards=args.shards,
+                      extra_args=args.cluster_arg)
     try:
         subprocess.run([args.bench, "compare", "-w", args.workload,
                         "--bootstrap-a", single.bootstrap, "--label-a", "1 broker",

@@ -217,6 +217,10 @@ pub struct Config {
     pub cluster_lease_s: u64,
     /// How often the cluster is read from etcd, in milliseconds. Default 100.
     pub cluster_poll_ms: u64,
+    /// On an object store, whether each broker writes one flush stream for all the shards it
+    /// leads (one object per flush) rather than one object per flush and shard. Default true;
+    /// `false` is kept to measure the difference.
+    pub cluster_flush_stream: bool,
     /// Rack reported in Metadata.
     pub rack: Option<String>,
 }
@@ -297,6 +301,7 @@ impl Default for Config {
             cluster: None,
             cluster_shards: 16,
             cluster_lease_s: 2,
+            cluster_flush_stream: true,
             cluster_poll_ms: 100,
             rack: None,
         }
@@ -479,6 +484,8 @@ pub struct Args {
     cluster_lease_s: Option<u64>,
     #[arg(long, env = "HOTWIRE_CLUSTER_POLL_MS")]
     cluster_poll_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_CLUSTER_FLUSH_STREAM")]
+    cluster_flush_stream: Option<bool>,
     #[arg(long, env = "HOTWIRE_RACK")]
     rack: Option<String>,
 }
@@ -575,6 +582,7 @@ impl Config {
             cluster_shards,
             cluster_lease_s,
             cluster_poll_ms,
+            cluster_flush_stream,
             auto_create_topics,
             default_partitions,
             max_frame_bytes,

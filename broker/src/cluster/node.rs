@@ -126,13 +126,14 @@ impl Node {
     /// Opens and closes engines as the cluster view says, until `shutdown`; then flushes and
     /// closes every engine and leaves the cluster.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let stream = match super::stream::open(&self.config, self.member.node_id()).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "no flush stream: each shard writes objects of its own");
-                None
-            }
-        };
+        let stream =
+            match super::stream::open(&self.config, self.member.node_id(), self.shards()).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "no flush stream: each shard writes objects of its own");
+                    None
+                }
+            };
         if let Some(stream) = &stream {
             tokio::spawn(super::stream::sweep(
                 stream.clone(),

@@ -21,8 +21,12 @@ const SWEEP_GRACE: Duration = Duration::from_secs(30);
 /// Opens this process's flush stream when the cluster's storage is an object store; `None` on
 /// `fs://`, where each shard's leader appends to a WAL of its own epoch instead (one fsync per
 /// flush and shard costs little; a PUT per flush and shard costs a request each).
-pub async fn open(config: &Config, node_id: i32) -> anyhow::Result<Option<FlushStream>> {
-    if config.storage.starts_with("fs:") {
+pub async fn open(
+    config: &Config,
+    node_id: i32,
+    shards: u32,
+) -> anyhow::Result<Option<FlushStream>> {
+    if config.storage.starts_with("fs:") || !config.cluster_flush_stream {
         return Ok(None);
     }
     let root = Store::open_with(&config.storage, config.slicing()).await?;
@@ -32,9 +36,17 @@ pub async fn open(config: &Config, node_id: i32) -> anyhow::Result<Option<FlushS
         root,
         &name,
         StreamConfig {
+            // As a single broker's flushes on an object store: each object is a request.
+            group_commit: config.flush_group_commit.unwrap_or(false),
             max_delay: config.flush_interval(),
             max_bytes: config.flush_max_bytes,
-            max_in_flight: config.flush_max_in_flight,
+            // As many as the shards' own windows could have in flight together: the stream
+            // never holds a section back that its shard alone would have written (on a slow
+            // store four in flight for a whole broker queued more than it packed).
+            max_in_flight: config
+                .flush_max_in_flight
+                .max(1)
+                .saturating_mul(shards.max(1) as usize),
         },
     )?;
     tracing::info!(stream = %name, "writing one flush stream for every shard led");

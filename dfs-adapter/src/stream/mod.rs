@@ -53,7 +53,12 @@ const OBJECT_SUFFIX: &str = ".hfs";
 /// How a flush stream packs and writes.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
-    /// While objects are being written, pending sections wait at most this long.
+    /// Group commit: with no object being written, pending sections are written at once. Off,
+    /// they wait for one of the limits below, as a single broker's flushes do on an object
+    /// store, where every object is a billed request.
+    pub group_commit: bool,
+    /// Pending sections wait at most this long (while objects are being written, with group
+    /// commit).
     pub max_delay: Duration,
     /// ... or until this many bytes are pending.
     pub max_bytes: usize,
@@ -64,6 +69,7 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
+            group_commit: false,
             max_delay: Duration::from_millis(5),
             max_bytes: 8 << 20,
             max_in_flight: 4,

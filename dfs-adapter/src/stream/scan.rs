@@ -19,6 +19,9 @@ const TABLE_READS: usize = 16;
 /// Bytes read from an object's end at first: the footer and, nearly always, the whole table.
 const TAIL_GUESS: u64 = 16 << 10;
 
+/// A stream object's table, shared.
+type Table = Arc<Vec<Entry>>;
+
 /// A marker found in a shard's root.
 pub(crate) struct FoundMarker {
     pub(crate) epoch: u32,
@@ -74,7 +77,7 @@ impl ShardStream {
             }
         }
         let stream = &self.stream;
-        let tables: Vec<(Arc<str>, Option<Arc<Vec<Entry>>>)> = futures::stream::iter(candidates)
+        let tables: Vec<(Arc<str>, Option<Table>)> = futures::stream::iter(candidates)
             .map(|listed| async move {
                 let table = stream.table(&listed.key, listed.size).await?;
                 Ok::<_, StorageError>((listed.key, table))

@@ -11,6 +11,9 @@ use super::{lock, FlushStream, STREAMS_DIR};
 use crate::manifest::ManifestState;
 use crate::{ObjectId, StorageError, Store};
 
+/// The (shard, object id) of each section of a stream object.
+type Sections = Vec<(u32, ObjectId)>;
+
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -43,7 +46,7 @@ impl FlushStream {
             ..SweepReport::default()
         };
         // What each object holds: from its name, else from its table.
-        let mut tables: Vec<(Arc<str>, Vec<(u32, ObjectId)>)> = Vec::with_capacity(objects.len());
+        let mut tables: Vec<(Arc<str>, Sections)> = Vec::with_capacity(objects.len());
         for listed in &objects {
             let sections = match &listed.name.named {
                 Some(named) => named.clone(),

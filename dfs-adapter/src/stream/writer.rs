@@ -1,9 +1,8 @@
 //! The stream's writer task: sections from every shard in, one stored object per flush out.
 //!
-//! It applies the flush policies one level up: with no object being written it writes what is
-//! pending at once (group commit); while objects are being written, pending sections wait at
-//! most `max_delay` or until `max_bytes` are pending, and at most `max_in_flight` objects are
-//! written at once. A failed write fails every section in it: each shard's pipeline retries its
+//! It applies the flush policies one level up: pending sections wait at most `max_delay` or
+//! until `max_bytes` are pending (with group commit, not at all while no object is being
+//! written), and at most `max_in_flight` objects are written at once. A failed write fails every section in it: each shard's pipeline retries its
 //! own flush object (same id, same bytes), which then rides a later stream object.
 
 use std::sync::Arc;
@@ -45,7 +44,7 @@ pub(super) async fn run(inner: Arc<StreamInner>, mut sections: mpsc::UnboundedRe
     loop {
         // Seal while there is room and the policies say so.
         while !pending.sections.is_empty() && writes.len() < config.max_in_flight.max(1) {
-            let due = writes.is_empty()
+            let due = (config.group_commit && writes.is_empty())
                 || pending.bytes >= config.max_bytes as u64
                 || pending
                     .since
