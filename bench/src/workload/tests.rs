@@ -63,6 +63,7 @@ fn every_shipped_workload_parses_and_validates() {
         seen,
         [
             "batched",
+            "batched-16p",
             "catch-up",
             "fragmented",
             "max-throughput",

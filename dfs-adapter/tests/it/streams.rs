@@ -27,6 +27,16 @@ async fn stream(root: &Path, name: &str, config: StreamConfig) -> FlushStream {
     FlushStream::start(cluster, name, config).unwrap()
 }
 
+/// Sections wait 20 ms for each other, one object at a time: shards writing together share
+/// objects.
+fn packing() -> StreamConfig {
+    StreamConfig {
+        max_delay: Duration::from_millis(20),
+        max_in_flight: 1,
+        ..StreamConfig::default()
+    }
+}
+
 fn stream_objects(root: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for dir in std::fs::read_dir(root.join("streams")).unwrap().flatten() {
@@ -84,13 +94,7 @@ async fn write_all(
 async fn shards_flushing_together_share_stream_objects_and_other_leaders_find_them() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    // Sections wait for each other while an object is being written.
-    let config = StreamConfig {
-        max_delay: Duration::from_millis(20),
-        max_in_flight: 1,
-        ..StreamConfig::default()
-    };
-    let first = stream(root, "n1-a", config).await;
+    let first = stream(root, "n1-a", packing()).await;
     let shards = write_all(root, 1, &first, 20).await;
     let stats = first.stats();
     assert_eq!(stats.sections, 3 * 20);
@@ -125,12 +129,7 @@ async fn shards_flushing_together_share_stream_objects_and_other_leaders_find_th
 async fn a_sweep_deletes_a_stream_object_only_when_every_shard_is_done_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let config = StreamConfig {
-        max_delay: Duration::from_millis(20),
-        max_in_flight: 1,
-        ..StreamConfig::default()
-    };
-    let writer = stream(root, "n1-a", config).await;
+    let writer = stream(root, "n1-a", packing()).await;
     let shards = write_all(root, 1, &writer, 8).await;
     let roots: BTreeMap<u32, Store> = shards
         .iter()
