@@ -73,11 +73,47 @@ async fn round(broker: &Arc<Broker>, retention_due: bool) -> Result<(), StorageE
     Ok(())
 }
 
+/// Flush objects a leader may leave unfolded when it hands its shard over.
+const HANDOVER_UNFOLDED: usize = 16;
+
+/// Folds flush objects into segments, round after round, until at most [`HANDOVER_UNFOLDED`]
+/// are left or `limit` passed: a leader about to hand its shard over does this while it still
+/// serves (so new flushes keep arriving), so that the next leader replays a few objects rather
+/// than everything since the last periodic round (on an object store each replayed object is a
+/// request, and a shard that keeps moving would otherwise never be compacted at all). Returns
+/// the rounds run.
+pub async fn compact_before_handover(broker: &Arc<Broker>, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut config = broker.config.compaction();
+    config.min_objects = 1;
+    config.min_bytes = 0;
+    let mut rounds = 0;
+    while Instant::now() < deadline && broker.catalog.flush_objects() > HANDOVER_UNFOLDED {
+        let round = compact_with(broker, config.clone());
+        match tokio::time::timeout_at(deadline.into(), round).await {
+            Ok(Ok(true)) => rounds += 1,
+            Ok(Ok(false)) | Err(_) => break,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "compaction before a hand-over failed");
+                break;
+            }
+        }
+    }
+    rounds
+}
+
 /// One compaction round; true if it compacted something.
 async fn compact_once(broker: &Arc<Broker>) -> Result<bool, StorageError> {
+    compact_with(broker, broker.config.compaction()).await
+}
+
+/// One compaction round under `config`; true if it compacted something.
+async fn compact_with(
+    broker: &Arc<Broker>,
+    config: dfs_adapter::CompactionConfig,
+) -> Result<bool, StorageError> {
     let catalog = broker.catalog.clone();
     let topics = broker.topics.clone();
-    let config = broker.config.compaction();
     let started = Instant::now();
     let work = async move {
         let keep = |key: &dfs_adapter::PartitionKey| topics.partition(key).is_some();

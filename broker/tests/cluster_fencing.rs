@@ -365,22 +365,51 @@ fn an_operator_drains_a_broker_with_hotwire_admin() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (ok, text) = admin(&cluster, &["drain", "1", "--wait", "30"]);
+    // Drain the leader of partition 0, which holds 40 flush objects: too few for a periodic
+    // compaction (64), too many to hand over unfolded (16), so the leader folds them first.
+    let mut probe = brokers[0].connect();
+    let drained = wait_leader(&mut probe, |l| l > 0, Duration::from_secs(20));
+    let other = 3 - drained;
+    let mut client = brokers[(drained - 1) as usize].connect();
+    let before: Vec<String> = (0..40).map(|i| format!("before the drain {i}")).collect();
+    for value in &before {
+        produce_until_ok(&mut client, value);
+    }
+    let segments = || {
+        (0..2)
+            .filter_map(|k| std::fs::read_dir(root.path().join(format!("shards/{k:05}/seg"))).ok())
+            .map(|dir| dir.count())
+            .sum::<usize>()
+    };
+    assert_eq!(segments(), 0, "compacted before the drain");
+
+    let drained_id = drained.to_string();
+    let (ok, text) = admin(&cluster, &["drain", &drained_id, "--wait", "30"]);
     assert!(ok, "{text}");
     assert!(
-        text.contains("broker 1 is draining; it leads 0 shard(s)"),
+        text.contains(&format!(
+            "broker {drained} is draining; it leads 0 shard(s)"
+        )),
         "{text}"
     );
     let status = wait_status(&cluster, "leads 0 shard(s) (draining)");
     assert!(
-        status.contains("  0: leader 2,") && status.contains("  1: leader 2,"),
+        status.contains(&format!("  0: leader {other},"))
+            && status.contains(&format!("  1: leader {other},")),
         "{status}"
     );
-    // The drained broker's shard is served by the other one.
-    let mut client = brokers[1].connect();
+    assert!(
+        segments() > 0,
+        "the shard was handed over without compacting it"
+    );
+    // The drained broker's shard is served by the other one, with everything written before.
+    let mut client = brokers[(other - 1) as usize].connect();
     produce_until_ok(&mut client, "after the drain");
+    let mut expected = before.clone();
+    expected.push("after the drain".to_string());
+    assert_eq!(values(&mut client), expected);
 
-    let (ok, text) = admin(&cluster, &["undrain", "1"]);
+    let (ok, text) = admin(&cluster, &["undrain", &drained_id]);
     assert!(ok, "{text}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !balanced(&admin(&cluster, &["status"]).1) {

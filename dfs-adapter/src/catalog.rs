@@ -36,6 +36,9 @@ pub struct Catalog {
     /// recovery deletes flush objects below `wal_from` by itself, and under group commit a
     /// round folds tens of thousands of them, which a checkpoint need not list.
     folded: Mutex<(Vec<ObjectId>, Vec<ObjectId>)>,
+    /// Held for a whole compaction round: rounds pick the oldest flush objects, so two at once
+    /// (the periodic one and a leader's last before a hand-over) would fold the same ones.
+    pub(crate) compacting: tokio::sync::Mutex<()>,
 }
 
 /// A delivered flush object awaiting compaction.
@@ -113,6 +116,7 @@ impl Catalog {
             committed: tokio::sync::Mutex::new(Committed { seq, state }),
             ripe: Mutex::new(Vec::new()),
             folded: Mutex::new((Vec::new(), Vec::new())),
+            compacting: tokio::sync::Mutex::new(()),
         })
     }
 

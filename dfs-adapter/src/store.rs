@@ -570,6 +570,27 @@ impl Store {
             .map_err(StorageError::backend(format!("delete {key}")))
     }
 
+    /// Deletes `keys` with as few requests as the store allows (S3: DeleteObjects, up to 1,000
+    /// keys each: callers pass at most that many), so that a sweep of hundreds of objects costs
+    /// one request, not hundreds.
+    pub(crate) async fn delete_keys(&self, keys: &[Arc<str>]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.check_lease()?;
+        // One DeleteObjects request (the sweep passes at most 1,000 keys).
+        self.inner.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        let paths: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
+        self.op()
+            .delete_iter(paths)
+            .await
+            .map_err(StorageError::backend(format!(
+                "delete {} keys from {}",
+                keys.len(),
+                keys[0]
+            )))
+    }
+
     /// The underlying operator (with retry, timeout and logging layers).
     pub(crate) fn op(&self) -> &Operator {
         &self.inner.op

@@ -24,6 +24,10 @@ const LOAD_PERIOD: Duration = Duration::from_secs(5);
 /// How long a planned hand-over waits for the shard's pending data to become durable.
 const HANDOVER_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long a leader asked to hand a shard over may spend compacting it first (while it still
+/// serves): what it folds, the next leader does not replay.
+const HANDOVER_COMPACT_LIMIT: Duration = Duration::from_secs(10);
+
 /// One shard this broker leads.
 pub struct Engine {
     /// The shard.
@@ -135,10 +139,18 @@ impl Node {
                 }
             };
         if let Some(stream) = &stream {
+            // The live broker with the lowest node id sweeps.
+            let member = self.member.clone();
+            let is_sweeper = Box::new(move || {
+                let view = member.view();
+                let lowest = view.brokers.iter().map(|b| b.info.node_id).min();
+                lowest == Some(member.node_id())
+            });
             tokio::spawn(super::stream::sweep(
                 stream.clone(),
                 self.config.clone(),
                 self.shards(),
+                is_sweeper,
                 shutdown.child_token(),
             ));
         }
@@ -240,6 +252,28 @@ impl Node {
         }
         let node = self.clone();
         tokio::spawn(async move {
+            if planned && release {
+                if let Some(engine) = node.engine(shard) {
+                    let started = Instant::now();
+                    let rounds = maintenance::compact_before_handover(
+                        &engine.broker,
+                        HANDOVER_COMPACT_LIMIT,
+                    )
+                    .await;
+                    tracing::info!(
+                        shard,
+                        rounds,
+                        ms = started.elapsed().as_millis() as u64,
+                        "compacted before the hand-over"
+                    );
+                    if !node.still_moving(shard, engine.epoch) {
+                        // The move was cancelled (its target went away) or the shard was lost
+                        // meanwhile: the next pass decides again.
+                        node.busy.lock().remove(&shard);
+                        return;
+                    }
+                }
+            }
             // Out of the map first: requests for the shard are refused from here on.
             let engine = node.engines.write().remove(&shard);
             if let Some(engine) = engine {
@@ -257,6 +291,20 @@ impl Node {
             }
             node.busy.lock().remove(&shard);
         });
+    }
+
+    /// Whether this broker still leads `shard` at `epoch` under a live lease and is asked to
+    /// hand it over.
+    fn still_moving(&self, shard: u32, epoch: i32) -> bool {
+        match self.member.lease() {
+            Some(lease) if lease.alive => self
+                .member
+                .view()
+                .led_by(self.member.node_id(), lease.id)
+                .get(&shard)
+                .is_some_and(|a| a.epoch == epoch && a.moving_to.is_some()),
+            _ => false,
+        }
     }
 
     async fn open(&self, shard: u32, assignment: ShardAssignment) -> anyhow::Result<Arc<Engine>> {

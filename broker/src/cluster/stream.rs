@@ -53,8 +53,16 @@ pub async fn open(
     Ok(Some(stream))
 }
 
-/// Sweeps every stream of the cluster every [`SWEEP_EVERY`] until `stop`.
-pub async fn sweep(stream: FlushStream, config: Config, shards: u32, stop: CancellationToken) {
+/// Sweeps every stream of the cluster every [`SWEEP_EVERY`] until `stop`, while `is_sweeper`
+/// says this broker is the one that sweeps. One broker is enough (any may: death is final), and
+/// on a busy store the listings and deletions of every broker at once competed with flushes.
+pub async fn sweep(
+    stream: FlushStream,
+    config: Config,
+    shards: u32,
+    is_sweeper: Box<dyn Fn() -> bool + Send + Sync>,
+    stop: CancellationToken,
+) {
     let mut roots = BTreeMap::new();
     for shard in 0..shards {
         let url = shards::storage_url(&config.storage, shard);
@@ -74,6 +82,9 @@ pub async fn sweep(stream: FlushStream, config: Config, shards: u32, stop: Cance
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if !is_sweeper() {
+            continue;
         }
         match stream.sweep(&roots, SWEEP_GRACE).await {
             Ok(report) => tracing::debug!(?report, "stream sweep"),

@@ -103,6 +103,7 @@ impl Catalog {
         config: &CompactionConfig,
         keep: &(dyn Fn(&PartitionKey) -> bool + Sync),
     ) -> Result<Option<Compacted>, StorageError> {
+        let _round = self.compacting.lock().await;
         let sources = self.pick_sources(config);
         let Some(last_source) = sources.last().map(|(id, _)| *id) else {
             return Ok(None);

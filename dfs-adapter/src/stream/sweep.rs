@@ -11,6 +11,9 @@ use super::{lock, FlushStream, STREAMS_DIR};
 use crate::manifest::ManifestState;
 use crate::{ObjectId, StorageError, Store};
 
+/// Keys per delete request (S3's DeleteObjects takes up to 1,000).
+const DELETE_BATCH: usize = 1000;
+
 /// The (shard, object id) of each section of a stream object.
 type Sections = Vec<(u32, ObjectId)>;
 
@@ -92,11 +95,13 @@ impl FlushStream {
                 }
             }
         }
-        for key in &deletable {
-            root.delete_key(key).await?;
-            lock(&self.inner.tables).remove(key);
-            lock(&self.inner.dead_since).remove(key);
-            debug!(%key, "deleted a dead stream object");
+        for batch in deletable.chunks(DELETE_BATCH) {
+            root.delete_keys(batch).await?;
+            for key in batch {
+                lock(&self.inner.tables).remove(key);
+                lock(&self.inner.dead_since).remove(key);
+                debug!(%key, "deleted a dead stream object");
+            }
         }
         report.deleted = deletable.len();
         if report.deleted > 0 {
