@@ -11,7 +11,7 @@ use hotcache::{HotCache, HotCacheConfig, HotCacheError};
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 
-use crate::cold::ColdReader;
+use crate::cold::{ColdReader, ColdRuntime};
 use crate::config::Config;
 use crate::durability::{flush_sink, StorageHealth};
 use crate::groups::{GroupConfig, GroupCoordinator, GroupSnapshot};
@@ -64,6 +64,8 @@ pub struct ShardContext {
     /// On an object store, the broker's flush stream: the shard's flush objects become
     /// sections of its stream objects, one PUT per flush for every shard the broker leads.
     pub stream: Option<dfs_adapter::FlushStream>,
+    /// The process's cold-read runtime, shared by the shards it leads (see [`ColdRuntime`]).
+    pub cold_runtime: Option<Arc<ColdRuntime>>,
 }
 
 /// The shard a broker serves in a cluster, and its epoch.
@@ -319,8 +321,14 @@ impl Broker {
             Arc::new(InternalGroupStore::new(offsets.clone())),
             restored_groups(history.clone(), &offsets),
         );
-        let cold =
-            Arc::new(ColdReader::new(store.clone(), &config).map_err(StartError::ColdRuntime)?);
+        let cold = Arc::new(
+            ColdReader::new(
+                store.clone(),
+                &config,
+                shard.as_ref().and_then(|c| c.cold_runtime.clone()),
+            )
+            .map_err(StartError::ColdRuntime)?,
+        );
         let metrics = Arc::new(Metrics::new(
             &events,
             StateCollector {

@@ -13,6 +13,7 @@ use super::member::Member;
 use super::model::ShardAssignment;
 use super::shards;
 use crate::broker::{Broker, ShardContext};
+use crate::cold::ColdRuntime;
 use crate::config::Config;
 use crate::maintenance;
 use crate::metrics::Events;
@@ -78,6 +79,9 @@ pub struct Node {
     load: Mutex<(Instant, BTreeMap<u32, u64>)>,
     /// On an object store: the flush stream every engine writes (set once `run` starts).
     stream: std::sync::OnceLock<Option<dfs_adapter::FlushStream>>,
+    /// The cold-read runtime every engine shares (started with the first engine; it outlives
+    /// them all: see `ColdRuntime`).
+    cold_runtime: Mutex<Option<Arc<ColdRuntime>>>,
 }
 
 impl Node {
@@ -99,6 +103,7 @@ impl Node {
             synced: Mutex::default(),
             load: Mutex::new((Instant::now(), BTreeMap::new())),
             stream: std::sync::OnceLock::new(),
+            cold_runtime: Mutex::default(),
         })
     }
 
@@ -293,6 +298,21 @@ impl Node {
         });
     }
 
+    /// The process's cold-read runtime (`None` with `cold_isolation` off), started on first use.
+    fn cold_runtime(&self) -> std::io::Result<Option<Arc<ColdRuntime>>> {
+        if !self.config.cold_isolation {
+            return Ok(None);
+        }
+        let mut runtime = self.cold_runtime.lock();
+        if runtime.is_none() {
+            *runtime = Some(Arc::new(ColdRuntime::start(
+                self.config.cold_read_threads,
+                self.config.cold_read_nice,
+            )?));
+        }
+        Ok(runtime.clone())
+    }
+
     /// Whether this broker still leads `shard` at `epoch` under a live lease and is asked to
     /// hand it over.
     fn still_moving(&self, shard: u32, epoch: i32) -> bool {
@@ -339,6 +359,7 @@ impl Node {
             may_write,
             topics: self.member.view().topics.values().cloned().collect(),
             stream: self.stream.get().cloned().flatten(),
+            cold_runtime: self.cold_runtime()?,
         };
         let broker = Broker::open_with(config, Some(context)).await?;
         let stop = CancellationToken::new();

@@ -54,7 +54,7 @@ type ChunkKey = (ObjectId, u64);
 pub struct ColdReader {
     shared: Arc<Shared>,
     /// `None` with isolation off.
-    runtime: Option<ColdRuntime>,
+    runtime: Option<Arc<ColdRuntime>>,
 }
 
 struct Shared {
@@ -71,8 +71,13 @@ struct Shared {
 }
 
 impl ColdReader {
-    /// A reader over `store` sized by `config`.
-    pub fn new(store: Store, config: &Config) -> std::io::Result<Self> {
+    /// A reader over `store` sized by `config`, on `runtime` if given (a cluster's shards
+    /// share their process's), else on a runtime of its own (with `cold_isolation`).
+    pub fn new(
+        store: Store,
+        config: &Config,
+        runtime: Option<Arc<ColdRuntime>>,
+    ) -> std::io::Result<Self> {
         let in_flight_kib = u32::try_from(config.cold_read_in_flight_mib.saturating_mul(1024))
             .unwrap_or(u32::MAX)
             .max(1);
@@ -111,13 +116,13 @@ impl ColdReader {
             in_flight_kib,
             pace: ColdPace::new(config.cold_read_max_mib_per_s),
         });
-        let runtime = if config.cold_isolation {
-            Some(ColdRuntime::start(
+        let runtime = match runtime {
+            _ if !config.cold_isolation => None,
+            Some(runtime) => Some(runtime),
+            None => Some(Arc::new(ColdRuntime::start(
                 config.cold_read_threads,
                 config.cold_read_nice,
-            )?)
-        } else {
-            None
+            )?)),
         };
         Ok(ColdReader { shared, runtime })
     }

@@ -1,4 +1,10 @@
 //! The catch-up readers' own tokio runtime.
+//!
+//! In a cluster the shards a process leads share one, which lives as long as the process:
+//! OpenDAL's HTTP client is process-wide, and a pooled connection belongs to the runtime that
+//! opened it, so a runtime dropped with a handed-over shard broke connections that the broker's
+//! flush stream and other shards then picked from the pool ("dispatch task is gone", a retry
+//! and a second of backoff in an acks=all flush).
 
 use tokio::runtime::{Handle, Runtime};
 
