@@ -332,13 +332,8 @@ def test_without_etcd_brokers_stop_acknowledging_and_resume_when_it_returns(outa
                         b"e", producer.sent)
 
 
-# On S3 only when asked (HOTWIRE_CLUSTER_TRIALS_S3=1): take-overs on the local Garage are
-# slow enough that idempotent records time out in the client (docs/cluster.md, "Not done yet").
-ON_S3_TOO = pytest.mark.backends if os.environ.get("HOTWIRE_CLUSTER_TRIALS_S3") else (lambda t: t)
-
-
 @xfail_known_bugs
-@ON_S3_TOO
+@pytest.mark.backends
 def test_randomized_failover_trials(cluster):
     trials = int(os.environ.get("HOTWIRE_CLUSTER_TRIALS", "20"))
     seed = int(os.environ.get("HOTWIRE_CLUSTER_SEED", str(random.randrange(1 << 30))))
