@@ -211,3 +211,70 @@ async fn junk_and_torn_stream_objects_are_skipped_not_trusted() {
     let report = other.sweep(&roots, Duration::ZERO).await.unwrap();
     assert_eq!(report.deleted, 0, "unknown shards keep their objects");
 }
+
+#[tokio::test]
+async fn a_failed_stream_write_fails_every_section_and_each_shard_retries_until_the_store_is_back()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The stream's directory is a file: every PUT of the stream fails, as on a full or broken
+    // store.
+    std::fs::create_dir_all(root.join("streams")).unwrap();
+    let blocker = root.join("streams/n1-a");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let broken = stream(root, "n1-a", packing()).await;
+    let config = FlushConfig {
+        max_batches: 1,
+        ..lazy_config()
+    };
+    let mut running = Vec::new();
+    for shard in 0..SHARDS {
+        let store = shard_store(root, shard, 1).await;
+        store.use_stream(broken.clone(), shard).await.unwrap();
+        let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+        let (pipeline, events) = start(&store, config.clone(), recovered.next_object);
+        pipeline.submit(batch(shard as i32, 0, 1)).unwrap();
+        running.push((pipeline, events, recovered.next_object));
+    }
+    // Each shard hears of the failure of its own object, and nothing is durable.
+    for (_, events, first) in running.iter_mut() {
+        match events.next().await {
+            FlushEvent::Failed { object, .. } => assert_eq!(object, *first),
+            FlushEvent::Durable { object, .. } => panic!("{object:?} durable on a broken store"),
+        }
+    }
+    assert_eq!(broken.stats().objects, 0);
+
+    // The store comes back: each shard's retried object (same id) becomes durable, once.
+    std::fs::remove_file(&blocker).unwrap();
+    for (pipeline, mut events, first) in running {
+        loop {
+            match events.next().await {
+                FlushEvent::Failed { object, .. } => assert_eq!(object, first),
+                FlushEvent::Durable { object, .. } => {
+                    assert_eq!(object, first);
+                    break;
+                }
+            }
+        }
+        pipeline.shutdown().await;
+    }
+    // Another broker finds each shard's batch exactly once.
+    let second = stream(root, "n2-b", StreamConfig::default()).await;
+    for shard in 0..SHARDS {
+        let store = shard_store(root, shard, 2).await;
+        store.use_stream(second.clone(), shard).await.unwrap();
+        let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+        assert_eq!(recovered.objects, 1, "shard {shard}");
+        assert_eq!(recovered.chunks.len(), 1, "shard {shard}");
+        let chunk = &recovered.chunks[0];
+        let bytes = store
+            .read_range(&chunk.object, chunk.position, chunk.len)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            format!("[p{shard} 0..0]")
+        );
+    }
+}
