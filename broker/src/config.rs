@@ -217,6 +217,10 @@ pub struct Config {
     pub cluster_lease_s: u64,
     /// How often the cluster is read from etcd, in milliseconds. Default 100.
     pub cluster_poll_ms: u64,
+    /// Smallest gap in produce load (bytes/s flushed) between the busiest and the idlest broker
+    /// for which the controller moves shards although every broker leads as many; 0 never
+    /// moves for load alone. Default 8 MiB/s.
+    pub cluster_load_min_gap_bytes_s: u64,
     /// On an object store, whether each broker writes one flush stream for all the shards it
     /// leads (one object per flush) rather than one object per flush and shard. Default true;
     /// `false` is kept to measure the difference.
@@ -303,6 +307,7 @@ impl Default for Config {
             cluster_lease_s: 2,
             cluster_flush_stream: true,
             cluster_poll_ms: 100,
+            cluster_load_min_gap_bytes_s: 8 << 20,
             rack: None,
         }
     }
@@ -484,6 +489,8 @@ pub struct Args {
     cluster_lease_s: Option<u64>,
     #[arg(long, env = "HOTWIRE_CLUSTER_POLL_MS")]
     cluster_poll_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_CLUSTER_LOAD_MIN_GAP_BYTES_S")]
+    cluster_load_min_gap_bytes_s: Option<u64>,
     #[arg(long, env = "HOTWIRE_CLUSTER_FLUSH_STREAM")]
     cluster_flush_stream: Option<bool>,
     #[arg(long, env = "HOTWIRE_RACK")]
@@ -582,6 +589,7 @@ impl Config {
             cluster_shards,
             cluster_lease_s,
             cluster_poll_ms,
+            cluster_load_min_gap_bytes_s,
             cluster_flush_stream,
             auto_create_topics,
             default_partitions,

@@ -192,6 +192,7 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     cluster.shards = config.cluster_shards;
     cluster.lease_ttl = Duration::from_secs(config.cluster_lease_s);
     cluster.poll = Duration::from_millis(config.cluster_poll_ms);
+    cluster.load_min_gap = config.cluster_load_min_gap_bytes_s;
     let listen = config.listen;
     let listener = TcpListener::bind(listen)
         .await

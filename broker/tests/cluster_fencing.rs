@@ -1,10 +1,12 @@
-//! Fencing in a cluster of broker processes on one storage root (etcd started on loopback):
-//! a leader paused with SIGSTOP until its shard moved acknowledges nothing when it resumes, and
+//! Broker processes in a cluster on one storage root (etcd started on loopback). Fencing: a
+//! leader paused with SIGSTOP until its shard moved acknowledges nothing when it resumes, and
 //! the log — as the new leader serves it, and as the old one recovers it when the shard comes
-//! back to it — holds exactly what was acknowledged.
+//! back to it — holds exactly what was acknowledged. Planned moves: drains, and moves for
+//! load, lose and duplicate nothing.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -422,4 +424,161 @@ fn an_operator_drains_a_broker_with_hotwire_admin() {
 
     let (ok, text) = admin("etcd://127.0.0.1:1/admin", &["status"]);
     assert!(!ok && text.contains("hotwire admin:"), "{text}");
+}
+
+/// Shard -> leader, as `hotwire admin status` prints them.
+fn shard_leaders(cluster: &str) -> BTreeMap<u32, i32> {
+    let (_, text) = admin(cluster, &["status"]);
+    text.lines()
+        .filter_map(|line| {
+            let (shard, rest) = line.trim().split_once(": leader ")?;
+            let leader = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+            Some((shard.parse().ok()?, leader.parse().ok()?))
+        })
+        .collect()
+}
+
+/// One acks=all batch of `count` records of `size` bytes to `partition` of `topic`:
+/// (error code, base offset).
+fn produce_batch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    count: usize,
+    size: usize,
+) -> (i16, i64) {
+    let values = (0..count).map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; size]));
+    let batch: Bytes = encode_batch(values, Compression::None, -1, -1, 0).into();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    answer(client, &request)
+}
+
+#[test]
+fn the_controller_moves_shards_for_load_when_counts_are_even() {
+    const BUSY: &str = "busy";
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("load");
+    let start = |node: &str| {
+        BrokerProcess::start_shared(
+            &storage,
+            free_port(),
+            &[
+                "--node-id",
+                node,
+                "--cluster",
+                &cluster,
+                "--cluster-shards",
+                "4",
+                "--cluster-lease-s",
+                "1",
+                "--cluster-poll-ms",
+                "50",
+                "--cluster-load-min-gap-bytes-s",
+                "50000",
+                "--default-partitions",
+                "32",
+            ],
+        )
+    };
+    let brokers = [start("1"), start("2")];
+    wait_status(&cluster, "4 shards, controller");
+    let even = |leaders: &BTreeMap<u32, i32>| {
+        leaders.len() == 4 && leaders.values().filter(|l| **l == 1).count() == 2
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !even(&shard_leaders(&cluster)) {
+        assert!(Instant::now() < deadline, "shards never spread 2 and 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = shard_leaders(&cluster);
+
+    // One partition in each of broker 1's two shards receives all the load: broker 1 flushes
+    // ~2 MB/s, broker 2 nothing, counts are even (2 and 2).
+    let mut client = brokers[0].connect();
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str(BUSY))))]))
+        .with_allow_auto_topic_creation(true);
+    let metadata: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+    let topic = &metadata.topics[0];
+    assert_eq!(topic.partitions.len(), 32);
+    let mut hot: BTreeMap<u32, i32> = BTreeMap::new(); // shard -> partition
+    for p in 0..32 {
+        let shard = hotwire_broker::cluster::shards::of_partition(
+            topic.topic_id,
+            p,
+            hotwire_broker::cluster::model::ClusterSettings {
+                shards: 4,
+                placement: hotwire_broker::cluster::shards::PLACEMENT,
+            },
+        );
+        if before[&shard] == 1 {
+            hot.entry(shard).or_insert(p);
+        }
+    }
+    assert_eq!(
+        hot.len(),
+        2,
+        "broker 1's shards {before:?} hold no partition"
+    );
+
+    let mut acked: BTreeMap<i32, i64> = hot.values().map(|p| (*p, 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut checked = Instant::now();
+    let moved = loop {
+        for partition in acked.keys().copied().collect::<Vec<_>>() {
+            // Once moved, the partition's producer would follow it to its new leader: here it
+            // stops, so that the count of records it holds is known.
+            if let (0, offset) = produce_batch(&mut client, BUSY, partition, 16, 4096) {
+                assert_eq!(offset, acked[&partition], "partition {partition}");
+                *acked.get_mut(&partition).unwrap() += 16;
+            }
+        }
+        if checked.elapsed() > Duration::from_millis(500) {
+            checked = Instant::now();
+            let now = shard_leaders(&cluster);
+            if let Some((&shard, _)) = hot.iter().find(|(shard, _)| now[shard] == 2) {
+                if even(&now) {
+                    break shard;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no busy shard moved: {:?}",
+            shard_leaders(&cluster)
+        );
+    };
+    let after = shard_leaders(&cluster);
+    eprintln!("shards {before:?} -> {after:?}; busy shards {hot:?}; acked {acked:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|(s, l)| hot.contains_key(s) && **l == 1)
+            .count(),
+        1,
+        "one busy shard each: {after:?}"
+    );
+
+    // The moved partition's records are all on its new leader, the next one follows them.
+    let partition = hot[&moved];
+    let mut client = brokers[1].connect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let offset = loop {
+        match produce_batch(&mut client, BUSY, partition, 1, 10) {
+            (0, offset) => break offset,
+            (code, _) => assert!(Instant::now() < deadline, "refused with {code}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(offset, acked[&partition], "records lost or duplicated");
 }

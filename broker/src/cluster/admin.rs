@@ -178,7 +178,10 @@ mod tests {
     fn status_names_leaders_epochs_moves_and_drains() {
         let mut view = ClusterView {
             revision: 42,
-            settings: Some(ClusterSettings { shards: 2 }),
+            settings: Some(ClusterSettings {
+                shards: 2,
+                placement: crate::cluster::shards::PLACEMENT,
+            }),
             controller: Some((1, 7)),
             draining: vec![2],
             ..Default::default()

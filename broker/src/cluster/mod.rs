@@ -61,6 +61,9 @@ pub struct ClusterConfig {
     pub poll: Duration,
     /// Time limit of one etcd request on one endpoint.
     pub request_timeout: Duration,
+    /// As controller, the smallest gap in load (bytes/s flushed) between the busiest and the
+    /// idlest broker for which shards move although counts are even; 0: never for load.
+    pub load_min_gap: u64,
 }
 
 impl ClusterConfig {
@@ -102,6 +105,7 @@ impl ClusterConfig {
             shards: 16,
             poll: Duration::from_millis(100),
             request_timeout: Duration::from_millis(500),
+            load_min_gap: 8 << 20,
         })
     }
 }

@@ -92,6 +92,10 @@ impl Keys {
 pub struct ClusterSettings {
     /// Number of shards: the units of leadership and of storage.
     pub shards: u32,
+    /// How partitions and groups map to shards ([`super::shards`]); clusters created before
+    /// placements were versioned hold 0.
+    #[serde(default)]
+    pub placement: u32,
 }
 
 /// A live broker, as it registered itself.

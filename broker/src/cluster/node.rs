@@ -19,6 +19,9 @@ use crate::maintenance;
 use crate::metrics::Events;
 use crate::server::frames::RequestMemory;
 
+/// Each led shard's epoch and bytes flushed so far.
+type FlushedBytes = BTreeMap<u32, (i32, u64)>;
+
 /// How often each shard's load is measured and published.
 const LOAD_PERIOD: Duration = Duration::from_secs(5);
 
@@ -75,8 +78,8 @@ pub struct Node {
     handovers: Mutex<Vec<Handover>>,
     /// The view revision and engines the topics were last applied to.
     synced: Mutex<(i64, Vec<(u32, i32)>)>,
-    /// When load was last measured, and each shard's flushed bytes then.
-    load: Mutex<(Instant, BTreeMap<u32, u64>)>,
+    /// When load was last measured, and each shard's epoch and flushed bytes then.
+    load: Mutex<(Instant, FlushedBytes)>,
     /// On an object store: the flush stream every engine writes (set once `run` starts).
     stream: std::sync::OnceLock<Option<dfs_adapter::FlushStream>>,
     /// The cold-read runtime every engine shares (started with the first engine; it outlives
@@ -110,6 +113,11 @@ impl Node {
     /// The cluster's shard count.
     pub fn shards(&self) -> u32 {
         self.member.settings().shards
+    }
+
+    /// The cluster's fixed settings (shard count and placement).
+    pub fn settings(&self) -> super::model::ClusterSettings {
+        self.member.settings()
     }
 
     /// The engine of `shard`, if this broker leads it now.
@@ -381,24 +389,28 @@ impl Node {
     }
 
     /// Bytes per second flushed for each shard led, over the last `LOAD_PERIOD` (`None` until
-    /// a period has passed).
+    /// a period has passed). A shard led for only part of the period (at this epoch) is left
+    /// out rather than reported low: the controller moves nothing for load until its leader
+    /// has measured every shard.
     fn measure_load(&self) -> Option<BTreeMap<u32, u64>> {
         let mut last = self.load.lock();
         let elapsed = last.0.elapsed();
         if elapsed < LOAD_PERIOD {
             return None;
         }
-        let now: BTreeMap<u32, u64> = self
+        let now: FlushedBytes = self
             .engines()
             .iter()
-            .map(|e| (e.shard, e.broker.pipeline.stats().bytes_written))
+            .map(|e| (e.shard, (e.epoch, e.broker.pipeline.stats().bytes_written)))
             .collect();
         let rates = now
             .iter()
-            .map(|(shard, bytes)| {
-                let before = last.1.get(shard).copied().unwrap_or(*bytes);
-                let rate = (bytes.saturating_sub(before) as f64 / elapsed.as_secs_f64()) as u64;
-                (*shard, rate)
+            .filter_map(|(shard, (epoch, bytes))| {
+                let (then_epoch, before) = last.1.get(shard)?;
+                (then_epoch == epoch).then(|| {
+                    let rate = bytes.saturating_sub(*before) as f64 / elapsed.as_secs_f64();
+                    (*shard, rate as u64)
+                })
             })
             .collect();
         *last = (Instant::now(), now);

@@ -27,6 +27,8 @@ pub enum Change {
         shard: u32,
         /// Broker that receives it.
         to: i32,
+        /// Why it moves.
+        why: MoveReason,
     },
     /// The broker a move was heading to is gone: the leader keeps the shard.
     CancelMove {
@@ -35,8 +37,25 @@ pub enum Change {
     },
 }
 
+/// Why the controller moves a shard that has a live leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoveReason {
+    /// Its leader leads two shards more than another broker, or is draining.
+    Count,
+    /// Counts are even but the measured loads are not (see [`LoadRule`]).
+    Load,
+}
+
+/// When measured load alone moves shards (counts being even).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadRule {
+    /// The smallest gap, in bytes/s, between the busiest and the idlest broker worth a move.
+    pub min_gap: u64,
+}
+
 /// What the controller should change, given every shard's assignment, the live brokers and
-/// each shard's measured load (bytes/s written; shards not measured count as 0).
+/// each shard's measured load (bytes/s written, as its current leader measured it over a whole
+/// period; shards not measured count as 0 for the choices below).
 ///
 /// - A shard whose leader is gone (unregistered, or registered again under another lease) or
 ///   that was released goes to the target of its move if that broker lives, else to the live
@@ -47,13 +66,20 @@ pub enum Change {
 /// - Then, while the busiest broker leads two shards more than the idlest and has no move under
 ///   way, one of its shards is moved there: the one whose load best evens the two brokers' loads.
 ///   One move per broker at a time, so a rebalance never takes more than a shard from each
-///   broker out of service at once. Counts decide and load only chooses, so moves never
-///   oscillate.
+///   broker out of service at once.
+/// - Then, with `rule` given, nothing else to change or under way, and every led shard
+///   measured: if the busiest broker's load exceeds the idlest's by at least `rule.min_gap` and
+///   by a third of its own, the move (a shard from the busiest, if it leads more shards) or the
+///   swap (a shard each way, if counts are equal) that narrows that gap most, provided it at
+///   least halves it. Each such step lowers the sum of the squared broker loads, so with steady
+///   loads moves stop; noise is absorbed by the thresholds and by the controller's pause
+///   between load moves.
 pub fn plan(
     shards: &BTreeMap<u32, ShardAssignment>,
     live: &[LiveBroker],
     draining: &[i32],
     load: &BTreeMap<u32, u64>,
+    rule: Option<LoadRule>,
 ) -> Vec<Change> {
     let lease_of: BTreeMap<i32, i64> = live.iter().map(|b| (b.info.node_id, b.lease)).collect();
     let is_live = |node: i32, lease: i64| lease_of.get(&node) == Some(&lease);
@@ -138,10 +164,97 @@ pub fn plan(
             target.0 += 1;
             target.1 += moved;
             moving_from.push(leader);
-            changes.push(Change::Move { shard, to });
+            changes.push(Change::Move {
+                shard,
+                to,
+                why: MoveReason::Count,
+            });
+        }
+    }
+    let all_measured = || {
+        shards
+            .iter()
+            .filter(|(_, a)| a.leader.is_some_and(|l| is_live(l, a.lease)))
+            .all(|(shard, _)| load.contains_key(shard))
+    };
+    if let Some(rule) = rule {
+        if changes.is_empty() && moving_from.is_empty() && all_measured() {
+            let led_by = |node: i32| -> Vec<(u32, u64)> {
+                shards
+                    .iter()
+                    .filter(|(_, a)| a.leader == Some(node) && is_live(node, a.lease))
+                    .map(|(shard, _)| (*shard, shard_load(shard)))
+                    .collect()
+            };
+            changes.extend(even_load(&count, &takes, &led_by, rule));
         }
     }
     changes
+}
+
+/// The load move or swap of [`plan`]'s last rule, if one is worth making.
+fn even_load(
+    count: &BTreeMap<i32, (usize, u64)>,
+    takes: &impl Fn(&i32) -> bool,
+    led_by: &impl Fn(i32) -> Vec<(u32, u64)>,
+    rule: LoadRule,
+) -> Vec<Change> {
+    let takers = || count.iter().filter(|(node, _)| takes(node));
+    let Some((&busy, &(n_busy, l_busy))) = takers().max_by_key(|(node, (_, l))| (*l, -**node))
+    else {
+        return Vec::new();
+    };
+    let Some((&idle, &(n_idle, l_idle))) = takers().min_by_key(|(node, (_, l))| (*l, **node))
+    else {
+        return Vec::new();
+    };
+    let gap = l_busy.saturating_sub(l_idle);
+    if busy == idle || rule.min_gap == 0 || gap < rule.min_gap || gap.saturating_mul(3) < l_busy {
+        return Vec::new();
+    }
+    // Moving net load x from busy to idle leaves a gap of |gap - 2x|.
+    let left = |x: u64| (gap as i128 - 2 * x as i128).unsigned_abs();
+    let mut idle_shards = led_by(idle);
+    idle_shards.sort_by_key(|(shard, l)| (*l, *shard));
+    // (gap left, whether a swap: one move rather than two among equals, shard from busy,
+    // shard from idle if a swap)
+    let mut best: Option<(u128, bool, u32, Option<u32>)> = None;
+    for (shard, l) in led_by(busy) {
+        if n_busy > n_idle {
+            let option = (left(l), false, shard, None);
+            best = Some(best.map_or(option, |b| b.min(option)));
+        }
+        // The idle broker's shard whose load is closest to l - gap/2: the two either side.
+        let wanted = l.saturating_sub(gap / 2);
+        let at = idle_shards.partition_point(|(_, x)| *x < wanted);
+        for (other, x) in idle_shards[at.saturating_sub(1)..(at + 1).min(idle_shards.len())]
+            .iter()
+            .copied()
+        {
+            if x < l {
+                let option = (left(l - x), true, shard, Some(other));
+                best = Some(best.map_or(option, |b| b.min(option)));
+            }
+        }
+    }
+    match best {
+        Some((left, _, shard, back)) if left * 2 <= gap as u128 => {
+            let mut moves = vec![Change::Move {
+                shard,
+                to: idle,
+                why: MoveReason::Load,
+            }];
+            if let Some(other) = back {
+                moves.push(Change::Move {
+                    shard: other,
+                    to: busy,
+                    why: MoveReason::Load,
+                });
+            }
+            moves
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn shard_of(change: &Change) -> u32 {
@@ -211,12 +324,23 @@ mod tests {
 
     /// Applies plans until nothing changes, moving shards as their leaders would release them.
     fn settle(
-        mut shards: BTreeMap<u32, ShardAssignment>,
+        shards: BTreeMap<u32, ShardAssignment>,
         live: &[LiveBroker],
         draining: &[i32],
     ) -> BTreeMap<u32, ShardAssignment> {
+        settle_loaded(shards, live, draining, &BTreeMap::new(), None)
+    }
+
+    /// [`settle`] with steady loads and a load rule.
+    fn settle_loaded(
+        mut shards: BTreeMap<u32, ShardAssignment>,
+        live: &[LiveBroker],
+        draining: &[i32],
+        load: &BTreeMap<u32, u64>,
+        rule: Option<LoadRule>,
+    ) -> BTreeMap<u32, ShardAssignment> {
         for _ in 0..100 {
-            let changes = plan(&shards, live, draining, &BTreeMap::new());
+            let changes = plan(&shards, live, draining, load, rule);
             if changes.is_empty() {
                 return shards;
             }
@@ -262,7 +386,7 @@ mod tests {
             .map(|s| (s, led(1 + (s as i32 % 3), 10 * (1 + (s as i64 % 3)), 4)))
             .collect();
         let live = [broker(1, 10), broker(3, 30)];
-        let changes = plan(&shards, &live, &[], &BTreeMap::new());
+        let changes = plan(&shards, &live, &[], &BTreeMap::new(), None);
         assert_eq!(
             changes,
             [
@@ -288,7 +412,7 @@ mod tests {
         let shards: BTreeMap<_, _> = [(0, led(1, 10, 2)), (1, led(2, 20, 2))].into();
         let live = [broker(1, 11), broker(2, 20)];
         assert_eq!(
-            plan(&shards, &live, &[], &BTreeMap::new()),
+            plan(&shards, &live, &[], &BTreeMap::new(), None),
             [Change::Assign {
                 shard: 0,
                 to: 1,
@@ -303,12 +427,20 @@ mod tests {
             .map(|s| (s, led(1 + (s as i32 % 2), 10 * (1 + s as i64 % 2), 1)))
             .collect();
         let live = [broker(1, 10), broker(2, 20), broker(3, 30)];
-        let changes = plan(&shards, &live, &[], &BTreeMap::new());
+        let changes = plan(&shards, &live, &[], &BTreeMap::new(), None);
         assert_eq!(
             changes,
             [
-                Change::Move { shard: 0, to: 3 },
-                Change::Move { shard: 1, to: 3 }
+                Change::Move {
+                    shard: 0,
+                    to: 3,
+                    why: MoveReason::Count
+                },
+                Change::Move {
+                    shard: 1,
+                    to: 3,
+                    why: MoveReason::Count
+                }
             ]
         );
         let settled = settle(shards, &live, &[]);
@@ -333,7 +465,7 @@ mod tests {
         .into();
         let live = [broker(1, 10), broker(2, 20)];
         assert_eq!(
-            plan(&shards, &live, &[], &BTreeMap::new()),
+            plan(&shards, &live, &[], &BTreeMap::new(), None),
             [Change::Assign {
                 shard: 0,
                 to: 2,
@@ -348,7 +480,7 @@ mod tests {
         moving.moving_to = Some(2);
         let shards: BTreeMap<_, _> = [(0, moving)].into();
         assert_eq!(
-            plan(&shards, &[broker(1, 10)], &[], &BTreeMap::new()),
+            plan(&shards, &[broker(1, 10)], &[], &BTreeMap::new(), None),
             [Change::CancelMove { shard: 0 }]
         );
     }
@@ -378,7 +510,7 @@ mod tests {
         let load: BTreeMap<u32, u64> = [(0, 900), (1, 800), (2, 10), (3, 20), (4, 5)].into();
         let live = [broker(1, 10), broker(2, 20)];
         assert_eq!(
-            plan(&shards, &live, &[], &load),
+            plan(&shards, &live, &[], &load, None),
             [Change::Assign {
                 shard: 4,
                 to: 2,
@@ -393,20 +525,132 @@ mod tests {
         let shards: BTreeMap<_, _> = shards.into_iter().chain([(5, led(1, 10, 1))]).collect();
         let load: BTreeMap<u32, u64> =
             [(0, 900), (1, 800), (5, 30), (2, 10), (3, 20), (4, 5)].into();
-        let changes = plan(&shards, &live, &[], &load);
+        let changes = plan(&shards, &live, &[], &load, None);
         assert!(
-            changes.contains(&Change::Move { shard: 0, to: 3 }),
+            changes.contains(&Change::Move {
+                shard: 0,
+                to: 3,
+                why: MoveReason::Count
+            }),
             "{changes:?}"
         );
         assert!(
-            changes.contains(&Change::Move { shard: 4, to: 3 }),
+            changes.contains(&Change::Move {
+                shard: 4,
+                to: 3,
+                why: MoveReason::Count
+            }),
             "{changes:?}"
         );
+    }
+
+    const RULE: Option<LoadRule> = Some(LoadRule { min_gap: 100 });
+
+    fn load_move(shard: u32, to: i32) -> Change {
+        Change::Move {
+            shard,
+            to,
+            why: MoveReason::Load,
+        }
+    }
+
+    #[test]
+    fn even_counts_with_uneven_loads_swap_the_shards_that_even_them() {
+        let shards: BTreeMap<_, _> = [
+            (0, led(1, 10, 1)),
+            (1, led(1, 10, 1)),
+            (2, led(2, 20, 1)),
+            (3, led(2, 20, 1)),
+        ]
+        .into();
+        let load: BTreeMap<u32, u64> = [(0, 900), (1, 800), (2, 10), (3, 20)].into();
+        let live = [broker(1, 10), broker(2, 20)];
+        assert_eq!(
+            plan(&shards, &live, &[], &load, RULE),
+            [load_move(0, 2), load_move(3, 1)]
+        );
+        let settled = settle_loaded(shards.clone(), &live, &[], &load, RULE);
+        assert_eq!(counts(&settled), [(1, 2), (2, 2)].into());
+        assert_eq!(settled[&0].leader, Some(2));
+        assert_eq!(settled[&1].leader, Some(1));
+        assert!(
+            plan(&shards, &live, &[], &load, None).is_empty(),
+            "no load moves without the rule"
+        );
+    }
+
+    #[test]
+    fn a_broker_leading_more_shards_gives_one_away_for_load() {
+        let shards: BTreeMap<_, _> = [
+            (0, led(1, 10, 1)),
+            (1, led(1, 10, 1)),
+            (2, led(1, 10, 1)),
+            (3, led(2, 20, 1)),
+            (4, led(2, 20, 1)),
+        ]
+        .into();
+        let load: BTreeMap<u32, u64> = [(0, 500), (1, 400), (2, 10), (3, 10), (4, 10)].into();
+        let live = [broker(1, 10), broker(2, 20)];
+        assert_eq!(plan(&shards, &live, &[], &load, RULE), [load_move(1, 2)]);
+    }
+
+    #[test]
+    fn load_moves_wait_for_a_real_gap_for_every_measure_and_for_other_moves() {
+        let shards: BTreeMap<_, _> = [(0, led(1, 10, 1)), (1, led(2, 20, 1))]
+            .into_iter()
+            .chain([(2, led(1, 10, 1)), (3, led(2, 20, 1))])
+            .collect();
+        let live = [broker(1, 10), broker(2, 20)];
+        let quiet = |load: &[(u32, u64)]| {
+            let load: BTreeMap<u32, u64> = load.iter().copied().collect();
+            plan(&shards, &live, &[], &load, RULE).is_empty()
+        };
+        assert!(
+            !quiet(&[(0, 300), (2, 300), (1, 0), (3, 0)]),
+            "a gap of 600"
+        );
+        assert!(quiet(&[(0, 50), (2, 40), (1, 0), (3, 0)]), "below min_gap");
+        assert!(
+            quiet(&[(0, 600), (2, 500), (1, 400), (3, 400)]),
+            "a gap under a third of the busiest broker's load"
+        );
+        assert!(quiet(&[(0, 1000), (2, 0), (1, 0), (3, 0)]), "one hot shard");
+        assert!(quiet(&[(0, 300), (2, 300), (1, 0)]), "shard 3 not measured");
+        let mut moving = shards.clone();
+        moving.get_mut(&1).unwrap().moving_to = Some(1);
+        let load: BTreeMap<u32, u64> = [(0, 300), (2, 300), (1, 0), (3, 0)].into();
+        assert!(
+            plan(&moving, &live, &[], &load, RULE).is_empty(),
+            "a move under way"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn steady_loads_settle_with_even_counts(
+            loads in proptest::collection::vec(0u64..10_000, 1..24),
+            brokers in 1i32..5,
+            first in proptest::collection::vec(0i32..5, 24),
+        ) {
+            let live: Vec<_> = (1..=brokers).map(|n| broker(n, 10 * n as i64)).collect();
+            let shards: BTreeMap<_, _> = (0..loads.len() as u32)
+                .map(|s| {
+                    let node = 1 + first[s as usize] % brokers;
+                    (s, led(node, 10 * node as i64, 1))
+                })
+                .collect();
+            let load: BTreeMap<u32, u64> = (0..).zip(loads.iter().copied()).collect();
+            // `settle_loaded` panics if the moves never stop.
+            let settled = settle_loaded(shards, &live, &[], &load, RULE);
+            let c = counts(&settled);
+            let (max, min) = (c.values().max().unwrap(), c.values().min().unwrap());
+            proptest::prop_assert!(c.len() < live.len() || max - min <= 1, "{c:?}");
+        }
     }
 
     #[test]
     fn with_no_live_broker_nothing_is_assigned() {
         let shards = (0..3).map(|s| (s, ShardAssignment::default())).collect();
-        assert!(plan(&shards, &[], &[], &BTreeMap::new()).is_empty());
+        assert!(plan(&shards, &[], &[], &BTreeMap::new(), None).is_empty());
     }
 }

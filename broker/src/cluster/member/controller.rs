@@ -1,9 +1,17 @@
 //! The controller role: taking it when it is free, and applying the plan while holding it.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
 use super::{put, Member};
 use crate::cluster::etcd::{Compare, Op};
-use crate::cluster::plan::{apply, plan, Change};
+use crate::cluster::plan::{apply, plan, Change, MoveReason};
 use crate::cluster::view::ClusterView;
+
+/// Least time between two rounds of moves for load alone: a moved shard's load is measured
+/// again by its new leader (a whole 5 s period) and the clients have settled before the
+/// controller judges the loads again.
+const LOAD_MOVE_PAUSE: Duration = Duration::from_secs(30);
 
 impl Member {
     /// Tries to become the controller (the key is attached to the lease: it goes with it).
@@ -32,12 +40,21 @@ impl Member {
     /// controller and the shard's key being as read.
     pub(super) async fn control(&self, view: &ClusterView) {
         let assignments = view.assignments();
-        let load = view
-            .brokers
+        // Each shard's load as its current leader measured it (a former leader's report of a
+        // shard it no longer leads is stale).
+        let load: BTreeMap<u32, u64> = assignments
             .iter()
-            .flat_map(|b| b.info.load.iter().map(|(s, l)| (*s, *l)))
+            .filter_map(|(shard, a)| {
+                let leader = view.broker(a.leader?)?;
+                Some((*shard, *leader.info.load.get(shard)?))
+            })
             .collect();
-        let changes = plan(&assignments, &view.brokers, &view.draining, &load);
+        let paused = self
+            .last_load_move
+            .lock()
+            .is_some_and(|at| at.elapsed() < LOAD_MOVE_PAUSE);
+        let rule = self.load_rule.filter(|_| !paused);
+        let changes = plan(&assignments, &view.brokers, &view.draining, &load, rule);
         let me = self.info.node_id.to_string().into_bytes();
         for change in changes {
             let shard = match change {
@@ -60,15 +77,25 @@ impl Member {
                     &[],
                 )
                 .await;
+            let why = match change {
+                Change::Move { why, .. } => Some(why),
+                _ => None,
+            };
             match outcome {
-                Ok(outcome) if outcome.succeeded => tracing::info!(
-                    shard,
-                    from = ?before.leader,
-                    to = ?after.leader,
-                    moving_to = ?after.moving_to,
-                    epoch = after.epoch,
-                    "shard assignment changed"
-                ),
+                Ok(outcome) if outcome.succeeded => {
+                    if why == Some(MoveReason::Load) {
+                        *self.last_load_move.lock() = Some(Instant::now());
+                    }
+                    tracing::info!(
+                        shard,
+                        from = ?before.leader,
+                        to = ?after.leader,
+                        moving_to = ?after.moving_to,
+                        ?why,
+                        epoch = after.epoch,
+                        "shard assignment changed"
+                    )
+                }
                 Ok(_) => return, // the view is stale: the next read plans again
                 Err(error) => {
                     tracing::warn!(%error, "cannot write a shard assignment");

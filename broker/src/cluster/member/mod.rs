@@ -30,6 +30,10 @@ pub struct Member {
     stop: CancellationToken,
     /// Stopped by [`Member::halt`]: the lease's last state stays, as a stopped process's would.
     halted: std::sync::atomic::AtomicBool,
+    /// As controller: when shards move for load alone (`None`: never).
+    load_rule: Option<super::plan::LoadRule>,
+    /// As controller: when shards last moved for load alone.
+    last_load_move: Mutex<Option<std::time::Instant>>,
 }
 
 impl Member {
@@ -50,6 +54,10 @@ impl Member {
             view: watch::Sender::new(Arc::new(ClusterView::default())),
             stop: CancellationToken::new(),
             halted: Default::default(),
+            load_rule: (config.load_min_gap > 0).then_some(super::plan::LoadRule {
+                min_gap: config.load_min_gap,
+            }),
+            last_load_move: Mutex::new(None),
         });
         let (registered_tx, registered) = tokio::sync::oneshot::channel();
         tokio::spawn(member.clone().run(config.clone(), registered_tx));
@@ -366,7 +374,10 @@ async fn settle_settings(
     keys: &Keys,
     shards: u32,
 ) -> Result<ClusterSettings, ClusterError> {
-    let wanted = ClusterSettings { shards };
+    let wanted = ClusterSettings {
+        shards,
+        placement: super::shards::PLACEMENT,
+    };
     let outcome = etcd
         .txn(
             &[Compare::CreateRevision(keys.config(), 0)],

@@ -56,7 +56,7 @@ fn groups_of(body: &RequestKind) -> Vec<String> {
 pub fn route(node: &Node, body: &RequestKind) -> GroupTarget {
     let shards: Vec<u32> = groups_of(body)
         .iter()
-        .map(|g| shards::of_group(g, node.shards()))
+        .map(|g| shards::of_group(g, node.settings()))
         .collect();
     match shards.first() {
         Some(first) if shards.iter().all(|s| s == first) => match node.engine(*first) {
@@ -169,7 +169,7 @@ pub fn find_coordinator(
     let view = node.member.view();
     let assignments = view.assignments();
     let resolve = |key: &str| -> Option<CoordinatorAddress> {
-        let shard = shards::of_group(key, node.shards());
+        let shard = shards::of_group(key, node.settings());
         let leader = assignments.get(&shard)?.leader?;
         let broker = view.broker(leader)?;
         Some(CoordinatorAddress {

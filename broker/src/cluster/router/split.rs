@@ -31,7 +31,7 @@ pub(super) fn place(node: &Node, topic_id: Option<Uuid>, partition: i32, writes:
     if partition < 0 || partition >= record.partitions {
         return Place::Refused(ResponseError::UnknownTopicOrPartition);
     }
-    match node.engine(shards::of_partition(record.id, partition, node.shards())) {
+    match node.engine(shards::of_partition(record.id, partition, node.settings())) {
         Some(engine) if !writes || engine.may_acknowledge() => Place::Engine(engine),
         _ => Place::Refused(ResponseError::NotLeaderOrFollower),
     }

@@ -272,7 +272,7 @@ fn describe(node: &Node, view: &ClusterView, topic: &TopicRecord) -> MetadataRes
     let live = |n: i32| view.broker(n).is_some();
     let partitions = (0..topic.partitions)
         .map(|index| {
-            let shard = shards::of_partition(topic.id, index, node.shards());
+            let shard = shards::of_partition(topic.id, index, node.settings());
             let assignment = assignments.get(&shard).copied().unwrap_or_default();
             let partition = MetadataResponsePartition::default().with_partition_index(index);
             match assignment.leader.filter(|l| live(*l)) {
