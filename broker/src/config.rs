@@ -681,6 +681,15 @@ impl Config {
                         .into(),
                 );
             }
+            if self.rdma_shm_socket.is_some() || self.rdma_verbs_listen.is_some() {
+                return invalid(
+                    "rdma_shm_socket",
+                    "the one-sided (RDMA) path is not served in a cluster yet: its windows \
+                     and offset table belong to one broker's arena, not to a shard that moves; \
+                     run it on a single broker"
+                        .into(),
+                );
+            }
             if !(1..=4096).contains(&self.cluster_shards) {
                 return invalid("cluster_shards", "must be 1 to 4096".into());
             }
@@ -964,6 +973,17 @@ mod tests {
             let err = Config::load(args(&listen)).unwrap_err().to_string();
             assert!(err.contains("rdma_token"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_cluster_broker_refuses_what_it_cannot_serve() {
+        let cluster = ["--cluster", "etcd://127.0.0.1:2379"];
+        let with = |extra: &[&str]| Config::load(args(&[&cluster[..], extra].concat()));
+        assert!(with(&[]).is_ok());
+        let err = with(&["--rdma-shm-socket", "/tmp/s", "--rdma-token", "t"]).unwrap_err();
+        assert!(err.to_string().contains("not served in a cluster"), "{err}");
+        let err = with(&["--wal", "/tmp/w"]).unwrap_err();
+        assert!(err.to_string().contains("wal"), "{err}");
     }
 
     #[test]
