@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole Hotwire test suite, as CI runs it:
 #   1. installs the real Kafka clients the end-to-end tests drive (Debian: kcat,
-#      python3-confluent-kafka, python3-pytest; curl to list S3 objects; etcd-server for the
+#      python3-confluent-kafka, python3-pytest; curl to list S3 objects; openssl for the TLS
+#      tests' certificates; etcd-server for the
 #      cluster tests), only if something is
 #      missing, and the newest clients (confluent-kafka on the newest librdkafka, kafka-python,
 #      aiokafka) in a venv, .venv-clients, with the python3 on PATH, only if the pinned versions
@@ -61,12 +62,13 @@ trap summary EXIT
 
 have_test_clients() {
     command -v kcat >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
+        command -v openssl >/dev/null 2>&1 &&
         command -v etcd >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 &&
         pkg-config --exists libibverbs librdmacm >/dev/null 2>&1 &&
         "$PYTHON" -c 'import confluent_kafka, pytest' >/dev/null 2>&1
 }
 
-step "install test clients (kcat, python3-confluent-kafka, python3-pytest, curl) and etcd"
+step "install test clients (kcat, python3-confluent-kafka, python3-pytest, curl, openssl) and etcd"
 if have_test_clients; then
     echo "already installed"
 else
@@ -76,8 +78,9 @@ else
     $SUDO apt-get update
     # libibverbs/librdmacm headers and clang (bindgen) build the rdma crate's verbs provider.
     # etcd-server: the coordination service the cluster tests start on loopback.
+    # openssl: the TLS tests' certificate authorities and certificates.
     $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest \
-        curl ca-certificates etcd-server libibverbs-dev librdmacm-dev pkg-config clang libclang-dev
+        curl ca-certificates openssl etcd-server libibverbs-dev librdmacm-dev pkg-config clang libclang-dev
     have_test_clients || { echo "test clients still missing after apt-get install" >&2; exit 1; }
 fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"

@@ -17,6 +17,22 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Listeners, as Kafka's `listeners`: `PROTOCOL://host:port` each, named by the security
+    /// protocol it speaks (`PLAINTEXT`, `SSL`), at most one per protocol; an empty host binds
+    /// every address. Empty: one PLAINTEXT listener on `listen`.
+    pub listeners: Vec<String>,
+    /// Addresses given to clients in Metadata and FindCoordinator, per listener, as Kafka's
+    /// `advertised.listeners`: `PROTOCOL://host:port`. A listener not named here advertises its
+    /// own address (PLAINTEXT: `advertised_listener` when set). Clients are always told the
+    /// address of the listener they came through.
+    pub advertised_listeners: Vec<String>,
+    /// PEM certificate chain of the SSL listener (the broker's certificate first).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, SSL clients must present a certificate one of them signed
+    /// (mutual TLS, Kafka's `ssl.client.auth=required`).
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Storage URL: `fs:///abs/path`, `fs://./relative`, `s3://bucket/prefix?endpoint=...`.
     pub storage: String,
     /// This broker's node id in Metadata.
@@ -234,6 +250,11 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: None,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             storage: "fs://./data".into(),
             node_id: 0,
             auto_create_topics: true,
@@ -345,6 +366,16 @@ pub struct Args {
     listen: Option<SocketAddr>,
     #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
+    #[arg(long, env = "HOTWIRE_LISTENERS", value_delimiter = ',')]
+    listeners: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENERS", value_delimiter = ',')]
+    advertised_listeners: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_TLS_CERT_FILE")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HOTWIRE_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
+    #[arg(long, env = "HOTWIRE_TLS_CLIENT_CA_FILE")]
+    tls_client_ca_file: Option<PathBuf>,
     #[arg(long, env = "HOTWIRE_STORAGE")]
     storage: Option<String>,
     #[arg(long, env = "HOTWIRE_NODE_ID")]
@@ -580,10 +611,21 @@ impl Config {
         if args.rack.is_some() {
             config.rack = args.rack.clone();
         }
+        for (given, field) in [
+            (&args.tls_cert_file, &mut config.tls_cert_file),
+            (&args.tls_key_file, &mut config.tls_key_file),
+            (&args.tls_client_ca_file, &mut config.tls_client_ca_file),
+        ] {
+            if given.is_some() {
+                field.clone_from(given);
+            }
+        }
         overlay!(
             config,
             args,
             listen,
+            listeners,
+            advertised_listeners,
             storage,
             node_id,
             cluster_shards,
@@ -854,15 +896,113 @@ impl Config {
         {
             return invalid("advertised_listener", "expected host:port".into());
         }
+        let listeners = self.parse_listeners()?;
+        if listeners
+            .iter()
+            .any(|l| l.protocol == SecurityProtocol::Ssl)
+            && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
+        {
+            return invalid(
+                "tls_cert_file",
+                "an SSL listener needs tls_cert_file and tls_key_file".into(),
+            );
+        }
         Ok(())
     }
 
-    /// Host and port given to clients in Metadata.
+    /// Host and port given to clients of the first listener (the cluster registers these).
     pub fn advertised(&self) -> (String, i32) {
-        self.advertised_listener
-            .as_deref()
-            .and_then(parse_host_port)
-            .unwrap_or_else(|| (self.listen.ip().to_string(), i32::from(self.listen.port())))
+        self.advertised_for(0)
+    }
+
+    /// Host and port given to clients that came through listener `index`.
+    pub fn advertised_for(&self, index: usize) -> (String, i32) {
+        let listeners = self.listeners();
+        let listener = listeners.get(index).or(listeners.first());
+        listener.map_or_else(
+            || (self.listen.ip().to_string(), i32::from(self.listen.port())),
+            |l| l.advertised.clone(),
+        )
+    }
+
+    /// The security protocol name of listener `index`.
+    pub fn protocol_of(&self, index: usize) -> &'static str {
+        self.listeners()
+            .get(index)
+            .map_or("PLAINTEXT", |l| l.protocol.name())
+    }
+
+    /// The listeners to serve (of a validated configuration).
+    pub fn listeners(&self) -> Vec<Listener> {
+        self.parse_listeners().unwrap_or_default()
+    }
+
+    fn parse_listeners(&self) -> Result<Vec<Listener>, ConfigError> {
+        let invalid = |key, reason: String| ConfigError::Invalid { key, reason };
+        let plaintext = format!("PLAINTEXT://{}", self.listen);
+        let given: Vec<&str> = if self.listeners.is_empty() {
+            vec![plaintext.as_str()]
+        } else {
+            self.listeners.iter().map(String::as_str).collect()
+        };
+        let mut advertised = Vec::new();
+        for entry in &self.advertised_listeners {
+            let (protocol, host_port) = split_listener(entry).ok_or_else(|| {
+                invalid(
+                    "advertised_listeners",
+                    format!("{entry:?}: {LISTENER_FORM}"),
+                )
+            })?;
+            let address = parse_host_port(host_port).ok_or_else(|| {
+                invalid(
+                    "advertised_listeners",
+                    format!("{entry:?}: expected host:port"),
+                )
+            })?;
+            advertised.push((protocol, address));
+        }
+        let mut listeners: Vec<Listener> = Vec::new();
+        for entry in given {
+            let (protocol, host_port) = split_listener(entry)
+                .ok_or_else(|| invalid("listeners", format!("{entry:?}: {LISTENER_FORM}")))?;
+            if listeners.iter().any(|l| l.protocol == protocol) {
+                return Err(invalid(
+                    "listeners",
+                    format!("more than one {} listener", protocol.name()),
+                ));
+            }
+            let addr = parse_bind_address(host_port).ok_or_else(|| {
+                invalid(
+                    "listeners",
+                    format!("{entry:?}: expected an IP address (or nothing) and a port"),
+                )
+            })?;
+            let own = match (protocol, &self.advertised_listener) {
+                (SecurityProtocol::Plaintext, Some(a)) => parse_host_port(a),
+                _ => None,
+            };
+            let advertised = advertised
+                .iter()
+                .find(|(p, _)| *p == protocol)
+                .map(|(_, a)| a.clone())
+                .or(own)
+                .unwrap_or_else(|| (addr.ip().to_string(), i32::from(addr.port())));
+            listeners.push(Listener {
+                protocol,
+                addr,
+                advertised,
+            });
+        }
+        if let Some((protocol, _)) = advertised
+            .iter()
+            .find(|(p, _)| !listeners.iter().any(|l| l.protocol == *p))
+        {
+            return Err(invalid(
+                "advertised_listeners",
+                format!("no {} listener to advertise", protocol.name()),
+            ));
+        }
+        Ok(listeners)
     }
 
     /// Flush time policy.
@@ -903,6 +1043,59 @@ impl Config {
             slice_bytes: self.storage_slice_mib.saturating_mul(1 << 20),
             concurrency: self.storage_slice_concurrency,
         }
+    }
+}
+
+const LISTENER_FORM: &str = "expected PROTOCOL://host:port, PROTOCOL one of PLAINTEXT, SSL";
+
+/// The security protocol a listener speaks (its name, as in Kafka's default
+/// `listener.security.protocol.map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecurityProtocol {
+    /// Kafka over plain TCP.
+    Plaintext,
+    /// Kafka over TLS.
+    Ssl,
+}
+
+impl SecurityProtocol {
+    /// Its name in `listeners`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Self::Plaintext, Self::Ssl]
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One listener to serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// What it speaks.
+    pub protocol: SecurityProtocol,
+    /// Where it binds.
+    pub addr: SocketAddr,
+    /// Host and port its clients are told.
+    pub advertised: (String, i32),
+}
+
+fn split_listener(entry: &str) -> Option<(SecurityProtocol, &str)> {
+    let (name, rest) = entry.trim().split_once("://")?;
+    Some((SecurityProtocol::parse(name)?, rest))
+}
+
+/// `ip:port`, `[ipv6]:port` or `:port` (every address).
+fn parse_bind_address(text: &str) -> Option<SocketAddr> {
+    match text.strip_prefix(':') {
+        Some(port) => Some(SocketAddr::from(([0, 0, 0, 0], port.parse().ok()?))),
+        None => text.parse().ok(),
     }
 }
 
@@ -984,6 +1177,67 @@ mod tests {
         assert!(err.to_string().contains("not served in a cluster"), "{err}");
         let err = with(&["--wal", "/tmp/w"]).unwrap_err();
         assert!(err.to_string().contains("wal"), "{err}");
+    }
+
+    #[test]
+    fn listeners_are_read_as_kafka_writes_them() {
+        let config = Config::load(args(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:19092,SSL://:19093",
+            "--advertised-listeners",
+            "SSL://broker-1.example.com:9093",
+            "--tls-cert-file",
+            "/c.pem",
+            "--tls-key-file",
+            "/k.pem",
+        ]))
+        .unwrap();
+        let listeners = config.listeners();
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(listeners[0].protocol, SecurityProtocol::Plaintext);
+        assert_eq!(listeners[0].advertised, ("127.0.0.1".to_string(), 19092));
+        assert_eq!(listeners[1].protocol, SecurityProtocol::Ssl);
+        assert_eq!(listeners[1].addr, SocketAddr::from(([0, 0, 0, 0], 19093)));
+        assert_eq!(
+            config.advertised_for(1),
+            ("broker-1.example.com".into(), 9093)
+        );
+        assert_eq!(config.advertised(), ("127.0.0.1".to_string(), 19092));
+    }
+
+    #[test]
+    fn bad_listeners_are_refused_with_the_reason() {
+        for (list, key, reason) in [
+            (
+                &["--listeners", "HTTP://127.0.0.1:1"][..],
+                "listeners",
+                "PROTOCOL://",
+            ),
+            (
+                &["--listeners", "PLAINTEXT://a.example:1"],
+                "listeners",
+                "IP address",
+            ),
+            (
+                &["--listeners", "PLAINTEXT://:1,PLAINTEXT://:2"],
+                "listeners",
+                "more than one",
+            ),
+            (&["--listeners", "SSL://:1"], "tls_cert_file", "needs"),
+            (
+                &["--advertised-listeners", "SSL://h:1"],
+                "advertised_listeners",
+                "no SSL listener",
+            ),
+            (
+                &["--advertised-listeners", "PLAINTEXT://h"],
+                "advertised_listeners",
+                "host:port",
+            ),
+        ] {
+            let err = Config::load(args(list)).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(reason), "{list:?}: {err}");
+        }
     }
 
     #[test]

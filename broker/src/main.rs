@@ -2,14 +2,16 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use hotwire_broker::broker::Broker;
 use hotwire_broker::cluster::admin::{self, AdminAction};
-use hotwire_broker::cluster::model::BrokerInfo;
+use hotwire_broker::cluster::model::{BrokerInfo, Endpoint};
 use hotwire_broker::cluster::{ClusterConfig, Member, Node};
-use hotwire_broker::config::{Args, Command, Config};
+use hotwire_broker::config::{Args, Command, Config, SecurityProtocol};
+use hotwire_broker::server::tls::{Tls, TlsFiles};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -88,18 +90,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.cluster.is_some() {
         return run_cluster(config).await;
     }
-    let listen = config.listen;
+    // TLS files are checked before the storage root is claimed.
+    let tls = load_tls(&config)?;
     let broker = Broker::open(config).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, storage = broker.store.url(), "hotwire serving Kafka");
+    let listeners = bind_listeners(&broker.config, tls).await?;
+    tracing::info!(storage = broker.store.url(), "hotwire serving Kafka");
 
     let shutdown = CancellationToken::new();
     if let Some(addr) = broker.config.metrics_listen {
         serve_metrics(addr, broker.metrics.clone(), &shutdown).await?;
     }
-    let mut serving = tokio::spawn(server::serve(listener, broker.clone(), shutdown.clone()));
+    let mut serving = serve_listeners(listeners, broker.clone(), &shutdown);
     let mut maintaining = tokio::spawn(maintenance::run(broker.clone(), shutdown.clone()));
     let mut rdma_tasks = Vec::new();
     let joined = std::sync::Arc::new(one_sided::JoinedSlots::default());
@@ -193,27 +194,34 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     cluster.lease_ttl = Duration::from_secs(config.cluster_lease_s);
     cluster.poll = Duration::from_millis(config.cluster_poll_ms);
     cluster.load_min_gap = config.cluster_load_min_gap_bytes_s;
-    let listen = config.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listeners = bind_listeners(&config, load_tls(&config)?).await?;
     let (host, port) = config.advertised();
+    let endpoints = config
+        .listeners()
+        .into_iter()
+        .map(|l| Endpoint {
+            protocol: l.protocol.name().to_string(),
+            host: l.advertised.0,
+            port: u16::try_from(l.advertised.1).unwrap_or(0),
+        })
+        .collect();
     let info = BrokerInfo {
         node_id: config.node_id,
         host,
         port: u16::try_from(port).unwrap_or(0),
         rack: config.rack.clone(),
+        endpoints,
         load: Default::default(),
     };
     tracing::info!(cluster = %url, node = info.node_id, "joining the cluster");
     let member = Member::join(&cluster, info).await?;
     let node = Node::new(member, config);
-    tracing::info!(%listen, storage = %node.config.storage, "hotwire serving Kafka in a cluster");
+    tracing::info!(storage = %node.config.storage, "hotwire serving Kafka in a cluster");
     let shutdown = CancellationToken::new();
     if let Some(addr) = node.config.metrics_listen {
         serve_metrics(addr, node.clone(), &shutdown).await?;
     }
-    let mut serving = tokio::spawn(server::serve(listener, node.clone(), shutdown.clone()));
+    let mut serving = serve_listeners(listeners, node.clone(), &shutdown);
     let engines_stop = CancellationToken::new();
     let mut running = tokio::spawn(node.clone().run(engines_stop.clone()));
     let mut terminate = signal(SignalKind::terminate())?;
@@ -235,6 +243,86 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     let _ = serving.await;
     tracing::info!("all shards flushed; left the cluster; bye");
     Ok(())
+}
+
+/// A bound listener: its socket, its index in `Config::listeners`, and TLS for an SSL one.
+type Bound = (TcpListener, usize, Option<Arc<Tls>>);
+
+/// The SSL listener's certificate and key, read from their files (none without an SSL
+/// listener).
+fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
+    let ssl = config
+        .listeners()
+        .iter()
+        .any(|l| l.protocol != SecurityProtocol::Plaintext);
+    if !ssl {
+        return Ok(None);
+    }
+    let files = TlsFiles {
+        cert: config.tls_cert_file.clone().unwrap_or_default(),
+        key: config.tls_key_file.clone().unwrap_or_default(),
+        client_ca: config.tls_client_ca_file.clone(),
+    };
+    Ok(Some(Arc::new(Tls::load(files)?)))
+}
+
+/// Binds every listener of `config`, the SSL one with `tls`; SIGHUP reloads `tls` from its
+/// files from then on (a failed reload keeps the current certificate).
+async fn bind_listeners(config: &Config, tls: Option<Arc<Tls>>) -> anyhow::Result<Vec<Bound>> {
+    let mut bound = Vec::new();
+    for (index, listener) in config.listeners().into_iter().enumerate() {
+        let tls = match listener.protocol {
+            SecurityProtocol::Plaintext => None,
+            _ => tls.clone(),
+        };
+        let addr = listener.addr;
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, protocol = listener.protocol.name(), advertised = ?listener.advertised, "listening");
+        bound.push((socket, index, tls));
+    }
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match tls.as_ref().map(|tls| tls.reload()) {
+                None => tracing::info!("SIGHUP: no TLS listener to reload"),
+                Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Some(Err(error)) => tracing::error!(
+                    %error,
+                    "SIGHUP: TLS not reloaded; the current certificate stays"
+                ),
+            }
+        }
+    });
+    Ok(bound)
+}
+
+/// Serves every bound listener; the task ends when one stops unexpectedly, or once all have
+/// drained after `shutdown`.
+fn serve_listeners<S: server::Service>(
+    listeners: Vec<Bound>,
+    service: Arc<S>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut serving = tokio::task::JoinSet::new();
+        for (socket, index, tls) in listeners {
+            serving.spawn(server::serve(
+                socket,
+                index,
+                tls,
+                service.clone(),
+                shutdown.clone(),
+            ));
+        }
+        while serving.join_next().await.is_some() {
+            if !shutdown.is_cancelled() {
+                return;
+            }
+        }
+    })
 }
 
 /// Serves `source`'s metrics at `GET /metrics` on `addr` until `shutdown`.

@@ -30,6 +30,7 @@ fn info(node_id: i32) -> BrokerInfo {
         host: "127.0.0.1".into(),
         port: 9000 + node_id as u16,
         rack: None,
+        endpoints: Vec::new(),
         load: Default::default(),
     }
 }

@@ -193,6 +193,7 @@ mod tests {
                     host: "10.0.0.1".into(),
                     port: 9092,
                     rack: (node == 1).then(|| "a".to_string()),
+                    endpoints: Vec::new(),
                     load: Default::default(),
                 },
                 lease: 7,

@@ -110,10 +110,38 @@ pub struct BrokerInfo {
     /// Rack, if configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
+    /// The advertised address of each of its listeners, by security protocol name (`host` and
+    /// `port` are its first listener's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
     /// Bytes per second written to each shard it leads (measured, refreshed every few
     /// seconds): the controller balances by it where counts are equal.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub load: std::collections::BTreeMap<u32, u64>,
+}
+
+/// One listener's advertised address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener's security protocol (`PLAINTEXT`, `SSL`).
+    pub protocol: String,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+}
+
+impl BrokerInfo {
+    /// Where clients of a `protocol` listener reach this broker: that listener's address, or
+    /// the first listener's if it registered none of that protocol.
+    pub fn address(&self, protocol: &str) -> (String, i32) {
+        self.endpoints
+            .iter()
+            .find(|e| e.protocol == protocol)
+            .map_or((self.host.clone(), i32::from(self.port)), |e| {
+                (e.host.clone(), i32::from(e.port))
+            })
+    }
 }
 
 /// A registered broker with the lease its registration hangs on.
@@ -162,5 +190,33 @@ mod tests {
         assert_eq!(keys.shard_of(keys.shard(7).as_bytes()), Some(7));
         assert_eq!(keys.shard_of(b"/hotwire/c1/brokers/0000000001"), None);
         assert_eq!(keys.shard_of(b"/hotwire/c1/shards/x"), None);
+    }
+
+    #[test]
+    fn a_broker_is_reached_through_the_listener_a_client_used() {
+        let old: BrokerInfo =
+            serde_json::from_str(r#"{"node_id":1,"host":"h","port":9092}"#).unwrap();
+        assert!(
+            old.endpoints.is_empty(),
+            "registrations without endpoints still parse"
+        );
+        assert_eq!(old.address("SSL"), ("h".to_string(), 9092));
+        let info = BrokerInfo {
+            endpoints: vec![
+                Endpoint {
+                    protocol: "PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 9092,
+                },
+                Endpoint {
+                    protocol: "SSL".into(),
+                    host: "public.example".into(),
+                    port: 9093,
+                },
+            ],
+            ..old
+        };
+        assert_eq!(info.address("SSL"), ("public.example".to_string(), 9093));
+        assert_eq!(info.address("PLAINTEXT"), ("h".to_string(), 9092));
     }
 }

@@ -307,6 +307,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 rack: None,
+                endpoints: Vec::new(),
                 load: BTreeMap::new(),
             },
             lease,

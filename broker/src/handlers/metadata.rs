@@ -18,7 +18,12 @@ use crate::log::topics::{validate_name, Topic, TopicError};
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Answers a Metadata request.
-pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+    listener: usize,
+) -> MetadataResponse {
     // v0 asks for every topic with an empty list; v1+ with a null one.
     let wanted = match request.topics {
         Some(list) if !(version == 0 && list.is_empty()) => Some(list),
@@ -45,7 +50,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             }
         }
     }
-    let (host, port) = broker.config.advertised();
+    let (host, port) = broker.config.advertised_for(listener);
     let node = BrokerId(broker.config.node_id);
     let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

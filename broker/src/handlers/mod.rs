@@ -26,10 +26,10 @@ pub mod sync_group;
 
 use std::sync::Arc;
 
+use crate::server::Origin;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use std::net::SocketAddr;
 
 use tokio::task::JoinHandle;
 
@@ -62,7 +62,8 @@ pub enum InFlight {
 /// deletion) take effect in the order they arrived on the connection; reads, and the waits for
 /// durability, run concurrently.
 /// Responses are still written in request order by the connection.
-pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAddr>) -> InFlight {
+pub async fn start(broker: Arc<Broker>, request: Request, origin: Origin) -> InFlight {
+    let peer = origin.peer;
     let Request {
         api_key,
         version,
@@ -119,7 +120,7 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
             }))
         }
         RequestKind::FindCoordinator(r) => {
-            let (host, port) = broker.config.advertised();
+            let (host, port) = broker.config.advertised_for(origin.listener);
             let this = find_coordinator::CoordinatorAddress {
                 node_id: broker.config.node_id,
                 host,
@@ -166,7 +167,7 @@ pub async fn start(broker: Arc<Broker>, request: Request, peer: Option<SocketAdd
             InFlight::Ready(reply(ResponseKind::ApiVersions(api_versions::handle())))
         }
         RequestKind::Metadata(r) => InFlight::Ready(reply(ResponseKind::Metadata(
-            metadata::handle(&broker, r, version).await,
+            metadata::handle(&broker, r, version, origin.listener).await,
         ))),
         RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
             create_topics::handle(broker.as_ref(), r, version).await,

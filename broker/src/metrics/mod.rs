@@ -53,6 +53,8 @@ pub struct Events {
     pub request_memory_waits: Counter,
     /// Connections closed at accept because their address had `max_connections_per_ip` open.
     pub connections_refused: Counter,
+    /// Connections to the SSL listener closed because their TLS handshake failed or timed out.
+    pub tls_handshake_failures: Counter,
     /// Failed flush attempts (each retried).
     pub flush_failures: Counter,
     /// Cold reads answered with a storage error.
@@ -96,6 +98,7 @@ impl Default for Events {
             backpressure_timeouts: Counter::default(),
             fetch_budget_waits: Counter::default(),
             connections_refused: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             request_memory_waits: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
@@ -195,6 +198,11 @@ impl Metrics {
             "connections_refused",
             "Connections closed at accept because their address had max_connections_per_ip open",
             e.connections_refused,
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Connections to the SSL listener closed because their TLS handshake failed or timed out",
+            e.tls_handshake_failures,
         );
         registry.register(
             "request_memory_waits",

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{FrameError, FramePermit, FrameReader};
+use super::service::Origin;
 use super::Service;
 use crate::handlers::{self, InFlight, Reply};
 use crate::protocol::{decode_request, ProtocolError};
@@ -26,10 +26,20 @@ use crate::protocol::{decode_request, ProtocolError};
 /// Socket reads are buffered this much (per connection, outside the request memory).
 const READ_BUFFER_BYTES: usize = 8 << 10;
 
-/// Serves `stream` until the client leaves, sends something unservable, or shutdown begins.
-pub async fn serve<S: Service>(stream: TcpStream, broker: Arc<S>, shutdown: CancellationToken) {
-    let peer = stream.peer_addr().ok();
-    let (read, mut out) = stream.into_split();
+/// Serves a connection, read from `read` and answered on `out` (the halves of a TCP or TLS
+/// stream), until the client leaves, sends something unservable, or shutdown begins.
+pub async fn serve<S, R, W>(
+    read: R,
+    mut out: W,
+    origin: Origin,
+    broker: Arc<S>,
+    shutdown: CancellationToken,
+) where
+    S: Service,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = origin.peer;
     // Small pipelined requests come in with one read system call, as before: the frame reader
     // itself reads only what the current frame still needs.
     let read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
@@ -96,7 +106,7 @@ pub async fn serve<S: Service>(stream: TcpStream, broker: Arc<S>, shutdown: Canc
                 }
             };
             let in_flight = match decode_request(frame) {
-                Ok(request) => broker.clone().start(request, peer).await,
+                Ok(request) => broker.clone().start(request, origin).await,
                 Err(error) => {
                     let reply = reply_to_undecodable(&error);
                     if matches!(reply, Reply::Close) {
@@ -124,15 +134,13 @@ pub async fn serve<S: Service>(stream: TcpStream, broker: Arc<S>, shutdown: Canc
 /// Writes `frame` with its length prefix, straight from the response's buffer: no copy is kept
 /// per connection, and whatever the frame holds (a fetch's memory budget) lasts until it is
 /// written. max_frame_bytes bounds requests only; responses are bounded by their handlers
-/// (fetch_max_bytes).
-async fn write_frame(
-    out: &mut tokio::net::tcp::OwnedWriteHalf,
-    frame: Bytes,
-) -> std::io::Result<()> {
+/// (fetch_max_bytes). The flush sends what TLS buffered (nothing to do on TCP).
+async fn write_frame(out: &mut (impl AsyncWrite + Unpin), frame: Bytes) -> std::io::Result<()> {
     let len = u32::try_from(frame.len())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"))?;
     let mut buf = Bytes::copy_from_slice(&len.to_be_bytes()).chain(frame);
-    out.write_all_buf(&mut buf).await
+    out.write_all_buf(&mut buf).await?;
+    out.flush().await
 }
 
 /// When a connection has been quiet or stalled too long.

@@ -16,13 +16,22 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Service;
+use super::tls::Tls;
+use super::{Origin, Service};
 
 /// How long open connections get to finish their in-flight requests after shutdown begins.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Serves connections until `shutdown` is cancelled, then lets the open ones drain.
-pub async fn serve<S: Service>(listener: TcpListener, broker: Arc<S>, shutdown: CancellationToken) {
+/// Serves connections on listener number `index` (of `Config::listeners`) until `shutdown` is
+/// cancelled, then lets the open ones drain. With `tls`, each connection first completes a TLS
+/// handshake within `request_read_timeout_ms`, or is closed (and counted).
+pub async fn serve<S: Service>(
+    listener: TcpListener,
+    index: usize,
+    tls: Option<Arc<Tls>>,
+    broker: Arc<S>,
+    shutdown: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(broker.config().max_connections));
     let per_ip = PerIp::new(broker.config().max_connections_per_ip);
     let connections = TaskTracker::new();
@@ -56,9 +65,36 @@ pub async fn serve<S: Service>(listener: TcpListener, broker: Arc<S>, shutdown: 
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        let origin = Origin {
+            peer: Some(peer),
+            listener: index,
+        };
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         connections.spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            super::connection::serve(stream, broker, shutdown).await;
+            match acceptor {
+                None => {
+                    let (read, write) = stream.into_split();
+                    super::connection::serve(read, write, origin, broker, shutdown).await;
+                }
+                Some(acceptor) => {
+                    let limit = Duration::from_millis(broker.config().request_read_timeout_ms);
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let (read, write) = tokio::io::split(stream);
+                            super::connection::serve(read, write, origin, broker, shutdown).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            broker.events().tls_handshake_failures.inc();
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            broker.events().tls_handshake_failures.inc();
+                        }
+                    }
+                }
+            }
             tracing::debug!(%peer, "connection closed");
             drop((permit, slot));
         });

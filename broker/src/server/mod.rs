@@ -4,6 +4,7 @@ pub mod connection;
 pub mod frames;
 pub mod listener;
 pub mod service;
+pub mod tls;
 
 pub use listener::serve;
-pub use service::Service;
+pub use service::{Origin, Service};

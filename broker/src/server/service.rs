@@ -12,6 +12,16 @@ use crate::metrics::Events;
 use crate::protocol::Request;
 use crate::server::frames::RequestMemory;
 
+/// Where a connection came from, given with each of its requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The listener it came through (an index into `Config::listeners`): Metadata and
+    /// FindCoordinator answer with that listener's advertised addresses.
+    pub listener: usize,
+}
+
 /// Serves decoded requests; the connection layer needs only this.
 pub trait Service: Send + Sync + 'static {
     /// Connection limits and timeouts.
@@ -24,7 +34,7 @@ pub trait Service: Send + Sync + 'static {
     fn start(
         self: Arc<Self>,
         request: Request,
-        peer: Option<SocketAddr>,
+        origin: Origin,
     ) -> impl Future<Output = InFlight> + Send;
 }
 
@@ -44,9 +54,9 @@ impl Service for Broker {
     fn start(
         self: Arc<Self>,
         request: Request,
-        peer: Option<SocketAddr>,
+        origin: Origin,
     ) -> impl Future<Output = InFlight> + Send {
-        handlers::start(self, request, peer)
+        handlers::start(self, request, origin)
     }
 }
 
@@ -66,8 +76,8 @@ impl Service for Node {
     fn start(
         self: Arc<Self>,
         request: Request,
-        peer: Option<SocketAddr>,
+        origin: Origin,
     ) -> impl Future<Output = InFlight> + Send {
-        router::start(self, request, peer)
+        router::start(self, request, origin)
     }
 }

@@ -165,6 +165,7 @@ pub fn find_coordinator(
     node: &Node,
     request: FindCoordinatorRequest,
     version: i16,
+    protocol: &str,
 ) -> FindCoordinatorResponse {
     let view = node.member.view();
     let assignments = view.assignments();
@@ -172,10 +173,11 @@ pub fn find_coordinator(
         let shard = shards::of_group(key, node.settings());
         let leader = assignments.get(&shard)?.leader?;
         let broker = view.broker(leader)?;
+        let (host, port) = broker.info.address(protocol);
         Some(CoordinatorAddress {
             node_id: broker.info.node_id,
-            host: broker.info.host.clone(),
-            port: i32::from(broker.info.port),
+            host,
+            port,
         })
     };
     find_coordinator::handle_with(&resolve, request, version)

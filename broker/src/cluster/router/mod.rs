@@ -8,7 +8,7 @@ mod partitioned;
 mod split;
 mod topics;
 
-use std::net::SocketAddr;
+use crate::server::Origin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -18,7 +18,7 @@ use crate::handlers::{self, api_versions, InFlight, Reply};
 use crate::protocol::{encode_response, Request};
 
 /// Serves one request of a cluster broker.
-pub async fn start(node: Arc<Node>, request: Request, peer: Option<SocketAddr>) -> InFlight {
+pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFlight {
     let Request {
         api_key,
         version,
@@ -41,14 +41,14 @@ pub async fn start(node: Arc<Node>, request: Request, peer: Option<SocketAddr>) 
             client_id: client_id.clone(),
             body,
         };
-        handlers::start(engine.broker.clone(), request, peer)
+        handlers::start(engine.broker.clone(), request, origin)
     };
     match body {
         RequestKind::ApiVersions(_) => {
             InFlight::Ready(reply(ResponseKind::ApiVersions(api_versions::handle())))
         }
         RequestKind::Metadata(r) => InFlight::Ready(reply(ResponseKind::Metadata(
-            topics::metadata(&node, r, version).await,
+            topics::metadata(&node, r, version, node.config.protocol_of(origin.listener)).await,
         ))),
         RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
             topics::create(&node, r, version).await,
@@ -57,7 +57,7 @@ pub async fn start(node: Arc<Node>, request: Request, peer: Option<SocketAddr>) 
             topics::delete(&node, r, version).await,
         ))),
         RequestKind::FindCoordinator(r) => InFlight::Ready(reply(ResponseKind::FindCoordinator(
-            groups::find_coordinator(&node, r, version),
+            groups::find_coordinator(&node, r, version, node.config.protocol_of(origin.listener)),
         ))),
         RequestKind::Produce(r) => match partitioned::produce_target(&node, &r).await {
             partitioned::Target::One(engine) => forward(engine, RequestKind::Produce(r)).await,

@@ -202,7 +202,12 @@ pub async fn delete(
 }
 
 /// Metadata: every live broker, and each partition's leader and epoch.
-pub async fn metadata(node: &Node, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn metadata(
+    node: &Node,
+    request: MetadataRequest,
+    version: i16,
+    protocol: &str,
+) -> MetadataResponse {
     let wanted = match request.topics {
         Some(list) if !(version == 0 && list.is_empty()) => Some(list),
         _ => None,
@@ -248,10 +253,11 @@ pub async fn metadata(node: &Node, request: MetadataRequest, version: i16) -> Me
         .brokers
         .iter()
         .map(|b| {
+            let (host, port) = b.info.address(protocol);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.info.node_id))
-                .with_host(str_bytes(b.info.host.clone()))
-                .with_port(i32::from(b.info.port))
+                .with_host(str_bytes(host))
+                .with_port(port)
                 .with_rack(b.info.rack.clone().map(str_bytes))
         })
         .collect();
