@@ -8,8 +8,9 @@ SSL port are refused (and counted) while the broker keeps serving everyone else.
 CA, only clients holding a certificate it signed get in. SIGHUP loads a new certificate for new
 connections, and a broken one is refused while the current one stays.
 
-Certificates come from the `openssl` command (scripts/test.sh installs it). Marked `clients`:
-the module runs with Debian's clients and again with the newest ones.
+Certificates come from the `openssl` command (scripts/test.sh installs it). The tests run with
+Debian's clients; those marked `clients` (kafka-python, aiokafka, the librdkafka round trip) run
+again with the newest ones.
 """
 
 import asyncio
@@ -24,8 +25,6 @@ from confluent_kafka import Producer
 
 from conftest import free_port
 from helpers import consume_all, kcat, wait_until
-
-pytestmark = pytest.mark.clients
 
 MESSAGES = 50
 
@@ -126,6 +125,7 @@ def produce_and_read_back(bootstrap, conf, topic):
     return [r.value.decode() for r in records[0]]
 
 
+@pytest.mark.clients
 def test_librdkafka_clients_produce_and_consume_over_ssl_and_are_told_its_address(
         broker_factory, pki):
     broker = ssl_broker(broker_factory, pki)
@@ -148,6 +148,7 @@ def test_librdkafka_clients_produce_and_consume_over_ssl_and_are_told_its_addres
     assert out.split() == [b"one", b"two"]
 
 
+@pytest.mark.clients
 def test_kafka_python_produces_and_consumes_over_ssl(broker_factory, pki):
     kafka = pytest.importorskip("kafka", minversion="3.0")
     broker = ssl_broker(broker_factory, pki)
@@ -167,6 +168,7 @@ def test_kafka_python_produces_and_consumes_over_ssl(broker_factory, pki):
     assert got == [f"m-{i}" for i in range(MESSAGES)]
 
 
+@pytest.mark.clients
 def test_aiokafka_produces_and_consumes_over_ssl(broker_factory, pki):
     aiokafka = pytest.importorskip("aiokafka")
     from aiokafka.helpers import create_ssl_context

@@ -26,6 +26,12 @@ pub struct Config {
     /// own address (PLAINTEXT: `advertised_listener` when set). Clients are always told the
     /// address of the listener they came through.
     pub advertised_listeners: Vec<String>,
+    /// SASL mechanisms offered on SASL listeners (Kafka's `sasl.enabled.mechanisms`): any of
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`. Default all three.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// How long a failed SASL authentication waits before its answer and the connection's close
+    /// (Kafka's `connection.failed.authentication.delay.ms`): slows password guessing.
+    pub sasl_failed_authentication_delay_ms: u64,
     /// PEM certificate chain of the SSL listener (the broker's certificate first).
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1).
@@ -252,6 +258,11 @@ impl Default for Config {
             advertised_listener: None,
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
+            sasl_enabled_mechanisms: crate::security::sasl::MECHANISMS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            sasl_failed_authentication_delay_ms: 100,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -346,6 +357,19 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::cluster::admin::AdminAction,
     },
+    /// Manages SASL/SCRAM users: of a single broker (`--storage`, the broker's storage URL) or
+    /// of a cluster (`--cluster`).
+    Users {
+        /// A single broker's storage URL.
+        #[arg(long, env = "HOTWIRE_STORAGE")]
+        storage: Option<String>,
+        /// A cluster: `etcd://host:port[,host:port...]/name`.
+        #[arg(long, env = "HOTWIRE_CLUSTER")]
+        cluster: Option<String>,
+        /// What to do.
+        #[command(subcommand)]
+        action: crate::security::users::UsersAction,
+    },
 }
 
 /// Command line; every option can also come from `HOTWIRE_<NAME>` in the environment.
@@ -370,6 +394,10 @@ pub struct Args {
     listeners: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENERS", value_delimiter = ',')]
     advertised_listeners: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
+    sasl_enabled_mechanisms: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_SASL_FAILED_AUTHENTICATION_DELAY_MS")]
+    sasl_failed_authentication_delay_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_TLS_CERT_FILE")]
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "HOTWIRE_TLS_KEY_FILE")]
@@ -626,6 +654,8 @@ impl Config {
             listen,
             listeners,
             advertised_listeners,
+            sasl_enabled_mechanisms,
+            sasl_failed_authentication_delay_ms,
             storage,
             node_id,
             cluster_shards,
@@ -897,14 +927,25 @@ impl Config {
             return invalid("advertised_listener", "expected host:port".into());
         }
         let listeners = self.parse_listeners()?;
-        if listeners
-            .iter()
-            .any(|l| l.protocol == SecurityProtocol::Ssl)
+        if listeners.iter().any(|l| l.protocol.is_tls())
             && (self.tls_cert_file.is_none() || self.tls_key_file.is_none())
         {
             return invalid(
                 "tls_cert_file",
-                "an SSL listener needs tls_cert_file and tls_key_file".into(),
+                "an SSL or SASL_SSL listener needs tls_cert_file and tls_key_file".into(),
+            );
+        }
+        if let Some(unknown) = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .find(|m| !crate::security::sasl::MECHANISMS.contains(&m.as_str()))
+        {
+            return invalid(
+                "sasl_enabled_mechanisms",
+                format!(
+                    "{unknown:?} is not one of {}",
+                    crate::security::sasl::MECHANISMS.join(", ")
+                ),
             );
         }
         Ok(())
@@ -1046,7 +1087,8 @@ impl Config {
     }
 }
 
-const LISTENER_FORM: &str = "expected PROTOCOL://host:port, PROTOCOL one of PLAINTEXT, SSL";
+const LISTENER_FORM: &str =
+    "expected PROTOCOL://host:port, PROTOCOL one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL";
 
 /// The security protocol a listener speaks (its name, as in Kafka's default
 /// `listener.security.protocol.map`).
@@ -1057,6 +1099,10 @@ pub enum SecurityProtocol {
     Plaintext,
     /// Kafka over TLS.
     Ssl,
+    /// Kafka over plain TCP, each connection authenticated with SASL first.
+    SaslPlaintext,
+    /// Kafka over TLS, each connection authenticated with SASL first.
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -1065,13 +1111,30 @@ impl SecurityProtocol {
         match self {
             Self::Plaintext => "PLAINTEXT",
             Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
         }
     }
 
+    /// Whether its connections are TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    /// Whether its connections authenticate with SASL.
+    pub fn is_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
     fn parse(name: &str) -> Option<Self> {
-        [Self::Plaintext, Self::Ssl]
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(name))
+        [
+            Self::Plaintext,
+            Self::Ssl,
+            Self::SaslPlaintext,
+            Self::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -1224,6 +1287,12 @@ mod tests {
                 "more than one",
             ),
             (&["--listeners", "SSL://:1"], "tls_cert_file", "needs"),
+            (&["--listeners", "SASL_SSL://:1"], "tls_cert_file", "needs"),
+            (
+                &["--sasl-enabled-mechanisms", "GSSAPI"],
+                "sasl_enabled_mechanisms",
+                "not one of",
+            ),
             (
                 &["--advertised-listeners", "SSL://h:1"],
                 "advertised_listeners",

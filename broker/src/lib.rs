@@ -19,4 +19,5 @@ pub mod one_sided;
 pub mod producers;
 pub mod protocol;
 pub mod records;
+pub mod security;
 pub mod server;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use hotwire_broker::broker::Broker;
-use hotwire_broker::cluster::admin::{self, AdminAction};
+use hotwire_broker::cluster::admin;
 use hotwire_broker::cluster::model::{BrokerInfo, Endpoint};
 use hotwire_broker::cluster::{ClusterConfig, Member, Node};
-use hotwire_broker::config::{Args, Command, Config, SecurityProtocol};
+use hotwire_broker::config::{Args, Command, Config};
+use hotwire_broker::security::users;
 use hotwire_broker::server::tls::{Tls, TlsFiles};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
 use tokio::net::TcpListener;
@@ -20,8 +21,19 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Command::Admin { cluster, action }) = args.command.take() {
-        return admin(&cluster, &action);
+    match args.command.take() {
+        Some(Command::Admin { cluster, action }) => {
+            return subcommand("admin", admin::run(&cluster, &action))
+        }
+        Some(Command::Users {
+            storage,
+            cluster,
+            action,
+        }) => {
+            let run = users::run(storage.as_deref(), cluster.as_deref(), &action);
+            return subcommand("users", run);
+        }
+        None => {}
     }
     let config = match Config::load(args) {
         Ok(config) => config,
@@ -62,25 +74,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// `hotwire admin`: prints what the command returns, or the error.
-fn admin(cluster: &str, action: &AdminAction) -> ExitCode {
+/// Runs a subcommand (`hotwire admin`, `hotwire users`): prints what it returns, or the error.
+fn subcommand<E: std::fmt::Display>(
+    name: &str,
+    command: impl std::future::Future<Output = Result<String, E>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("hotwire admin: cannot start the runtime: {error}");
+            eprintln!("hotwire {name}: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(admin::run(cluster, action)) {
+    match runtime.block_on(command) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("hotwire admin: {error}");
+            eprintln!("hotwire {name}: {error}");
             ExitCode::FAILURE
         }
     }
@@ -251,11 +266,7 @@ type Bound = (TcpListener, usize, Option<Arc<Tls>>);
 /// The SSL listener's certificate and key, read from their files (none without an SSL
 /// listener).
 fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
-    let ssl = config
-        .listeners()
-        .iter()
-        .any(|l| l.protocol != SecurityProtocol::Plaintext);
-    if !ssl {
+    if !config.listeners().iter().any(|l| l.protocol.is_tls()) {
         return Ok(None);
     }
     let files = TlsFiles {
@@ -271,10 +282,7 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
 async fn bind_listeners(config: &Config, tls: Option<Arc<Tls>>) -> anyhow::Result<Vec<Bound>> {
     let mut bound = Vec::new();
     for (index, listener) in config.listeners().into_iter().enumerate() {
-        let tls = match listener.protocol {
-            SecurityProtocol::Plaintext => None,
-            _ => tls.clone(),
-        };
+        let tls = listener.protocol.is_tls().then(|| tls.clone()).flatten();
         let addr = listener.addr;
         let socket = TcpListener::bind(addr)
             .await

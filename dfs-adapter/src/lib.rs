@@ -33,6 +33,7 @@ mod manifest;
 mod oplog;
 mod pipeline;
 mod process_identity;
+mod records;
 mod recovery;
 mod slicing;
 mod storage_url;

@@ -14,7 +14,8 @@ use opendal::ErrorKind;
 const TARGET: &str = "hotwire::storage";
 
 /// A [`LoggingInterceptor`] emitting `tracing` events: failures at `warn` (`error` for
-/// unexpected ones), everything else at `trace`.
+/// unexpected ones, `debug` for absent objects: an answer, e.g. to a lookup of a user that does
+/// not exist, which the caller reports if it matters), everything else at `trace`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TracingInterceptor;
 
@@ -33,6 +34,9 @@ impl LoggingInterceptor for TracingInterceptor {
         match err {
             Some(err) if err.kind() == ErrorKind::Unexpected => tracing::error!(
                 target: TARGET, service, %operation, %context, error = ?err, "{message}"
+            ),
+            Some(err) if err.kind() == ErrorKind::NotFound => tracing::debug!(
+                target: TARGET, service, %operation, %context, error = %err, "{message}"
             ),
             Some(err) => tracing::warn!(
                 target: TARGET, service, %operation, %context, error = %err, "{message}"

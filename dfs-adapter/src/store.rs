@@ -15,6 +15,7 @@ use crate::dirsync::{fsync_dir, DirSyncer};
 use crate::lease::LeaseGate;
 use crate::manifest::MANIFEST_DIR;
 use crate::oplog::TracingInterceptor;
+use crate::records::SECURITY_DIR;
 use crate::slicing::Slicing;
 use crate::storage_url::StorageUrl;
 use crate::stream::ShardStream;
@@ -103,6 +104,7 @@ struct LocalDirs {
     segments: DirSyncer,
     manifest: DirSyncer,
     topics: DirSyncer,
+    security: DirSyncer,
 }
 
 impl Store {
@@ -142,6 +144,7 @@ impl Store {
                     segments: DirSyncer::new(root.join(SEGMENT_DIR)),
                     manifest: DirSyncer::new(root.join(MANIFEST_DIR)),
                     topics: DirSyncer::new(root.join(TOPICS_DIR)),
+                    security: DirSyncer::new(root.join(SECURITY_DIR)),
                 };
                 (op, Some(local))
             }
@@ -670,6 +673,8 @@ impl Store {
             &local.manifest
         } else if key.starts_with(TOPICS_DIR) {
             &local.topics
+        } else if key.starts_with(SECURITY_DIR) {
+            &local.security
         } else {
             &local.wal
         };
@@ -751,7 +756,7 @@ async fn ensure_dir(root: &Path, dir: &Path) -> Result<(), StorageError> {
 /// Creates the root with its object directories and fsyncs every directory whose entries changed,
 /// so the layout survives a crash right after open.
 async fn prepare_fs_root(root: &Path) -> Result<(), StorageError> {
-    for sub in [WAL_DIR, SEGMENT_DIR, MANIFEST_DIR, TOPICS_DIR] {
+    for sub in [WAL_DIR, SEGMENT_DIR, MANIFEST_DIR, TOPICS_DIR, SECURITY_DIR] {
         let dir = root.join(sub);
         tokio::fs::create_dir_all(&dir)
             .await

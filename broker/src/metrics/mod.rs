@@ -55,6 +55,10 @@ pub struct Events {
     pub connections_refused: Counter,
     /// Connections to the SSL listener closed because their TLS handshake failed or timed out.
     pub tls_handshake_failures: Counter,
+    /// Successful SASL authentications.
+    pub sasl_authentications: Counter,
+    /// Failed SASL authentications (each answered after the failure delay, then closed).
+    pub sasl_authentication_failures: Counter,
     /// Failed flush attempts (each retried).
     pub flush_failures: Counter,
     /// Cold reads answered with a storage error.
@@ -99,6 +103,8 @@ impl Default for Events {
             fetch_budget_waits: Counter::default(),
             connections_refused: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            sasl_authentications: Counter::default(),
+            sasl_authentication_failures: Counter::default(),
             request_memory_waits: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
@@ -203,6 +209,16 @@ impl Metrics {
             "tls_handshake_failures",
             "Connections to the SSL listener closed because their TLS handshake failed or timed out",
             e.tls_handshake_failures,
+        );
+        registry.register(
+            "sasl_authentications",
+            "Successful SASL authentications",
+            e.sasl_authentications,
+        );
+        registry.register(
+            "sasl_authentication_failures",
+            "Failed SASL authentications (answered after the failure delay, then closed)",
+            e.sasl_authentication_failures,
         );
         registry.register(
             "request_memory_waits",

@@ -32,6 +32,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // v0 is advertised because librdkafka's feature check asks for it, but refused when used
+    // (it would carry raw SASL tokens outside Kafka frames): clients since Kafka 1.0 send v1.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The served range of `api`, if it is served.

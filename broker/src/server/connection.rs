@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{FrameError, FramePermit, FrameReader};
+use super::sasl_gate::Admit;
 use super::service::Origin;
 use super::Service;
 use crate::handlers::{self, InFlight, Reply};
@@ -40,6 +41,8 @@ pub async fn serve<S, R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let peer = origin.peer;
+    let mut origin = origin;
+    let mut gate = super::sasl_gate::Gate::new(&*broker, origin.listener);
     // Small pipelined requests come in with one read system call, as before: the frame reader
     // itself reads only what the current frame still needs.
     let read = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, read);
@@ -106,7 +109,15 @@ pub async fn serve<S, R, W>(
                 }
             };
             let in_flight = match decode_request(frame) {
-                Ok(request) => broker.clone().start(request, origin).await,
+                Ok(request) => match gate.admit(&request, &*broker, &mut origin).await {
+                    Admit::Serve => broker.clone().start(request, origin.clone()).await,
+                    Admit::Answer(in_flight) => in_flight,
+                    Admit::AnswerThenClose(in_flight) => {
+                        // The reader stops; the writer sends this answer, then closes.
+                        let _ = queue.send((in_flight, permit)).await;
+                        return;
+                    }
+                },
                 Err(error) => {
                     let reply = reply_to_undecodable(&error);
                     if matches!(reply, Reply::Close) {

@@ -68,6 +68,7 @@ pub async fn serve<S: Service>(
         let origin = Origin {
             peer: Some(peer),
             listener: index,
+            principal: None,
         };
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         connections.spawn(async move {

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod frames;
 pub mod listener;
+pub mod sasl_gate;
 pub mod service;
 pub mod tls;
 

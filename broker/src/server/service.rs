@@ -10,16 +10,19 @@ use crate::config::Config;
 use crate::handlers::{self, InFlight};
 use crate::metrics::Events;
 use crate::protocol::Request;
+use crate::security::credentials::{CredentialStore, EtcdCredentials, StoreCredentials};
 use crate::server::frames::RequestMemory;
 
 /// Where a connection came from, given with each of its requests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The client's address.
     pub peer: Option<SocketAddr>,
     /// The listener it came through (an index into `Config::listeners`): Metadata and
     /// FindCoordinator answer with that listener's advertised addresses.
     pub listener: usize,
+    /// Who the client authenticated as (`User:<name>`); `None` on listeners without SASL.
+    pub principal: Option<Arc<str>>,
 }
 
 /// Serves decoded requests; the connection layer needs only this.
@@ -30,6 +33,8 @@ pub trait Service: Send + Sync + 'static {
     fn request_memory(&self) -> &RequestMemory;
     /// Connection-level metrics.
     fn events(&self) -> &Events;
+    /// Where SASL credentials are read.
+    fn credentials(&self) -> Arc<dyn CredentialStore>;
     /// Starts serving one request.
     fn start(
         self: Arc<Self>,
@@ -49,6 +54,10 @@ impl Service for Broker {
 
     fn events(&self) -> &Events {
         &self.events
+    }
+
+    fn credentials(&self) -> Arc<dyn CredentialStore> {
+        Arc::new(StoreCredentials(self.store.clone()))
     }
 
     fn start(
@@ -71,6 +80,13 @@ impl Service for Node {
 
     fn events(&self) -> &Events {
         &self.events
+    }
+
+    fn credentials(&self) -> Arc<dyn CredentialStore> {
+        Arc::new(EtcdCredentials::new(
+            self.member.etcd().clone(),
+            self.member.keys().prefix(),
+        ))
     }
 
     fn start(

@@ -41,7 +41,7 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
             client_id: client_id.clone(),
             body,
         };
-        handlers::start(engine.broker.clone(), request, origin)
+        handlers::start(engine.broker.clone(), request, origin.clone())
     };
     match body {
         RequestKind::ApiVersions(_) => {

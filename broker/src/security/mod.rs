@@ -1,0 +1,7 @@
+//! Who a client is: SASL authentication (PLAIN, SCRAM-SHA-256/512) and where the SCRAM
+//! credentials are kept. TLS itself is the listener's (`server::tls`).
+
+pub mod credentials;
+pub mod sasl;
+pub mod scram;
+pub mod users;

@@ -1,0 +1,137 @@
+//! The connection's door on SASL listeners: until the client has authenticated, only
+//! ApiVersions, SaslHandshake and SaslAuthenticate pass; anything else closes the connection
+//! (as Kafka does). SaslHandshake and SaslAuthenticate are answered here on every listener, so
+//! the handlers never see them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
+use kafka_protocol::ResponseError;
+
+use super::{Origin, Service};
+use crate::handlers::{InFlight, Reply};
+use crate::protocol::{encode_response, Request};
+use crate::security::sasl::{Authenticator, Step};
+
+/// What to do with one request.
+pub enum Admit {
+    /// Serve it.
+    Serve,
+    /// Answer with this and read on.
+    Answer(InFlight),
+    /// Answer with this, then close the connection.
+    AnswerThenClose(InFlight),
+}
+
+/// One connection's SASL state.
+pub struct Gate {
+    /// `None` on listeners without SASL.
+    authenticator: Option<Authenticator>,
+    authenticated: bool,
+    failure_delay: Duration,
+}
+
+impl Gate {
+    /// The gate of a connection to `broker`'s listener number `listener`.
+    pub fn new<S: Service>(broker: &S, listener: usize) -> Self {
+        let config = broker.config();
+        let sasl = config
+            .listeners()
+            .get(listener)
+            .is_some_and(|l| l.protocol.is_sasl());
+        let authenticator = sasl.then(|| {
+            let enabled: Arc<[String]> = config.sasl_enabled_mechanisms.clone().into();
+            Authenticator::new(broker.credentials(), enabled)
+        });
+        Self {
+            authenticator,
+            authenticated: false,
+            failure_delay: Duration::from_millis(config.sasl_failed_authentication_delay_ms),
+        }
+    }
+
+    /// Whether `request` goes through, or is answered here; `origin` learns the principal.
+    pub async fn admit<S: Service>(
+        &mut self,
+        request: &Request,
+        broker: &S,
+        origin: &mut Origin,
+    ) -> Admit {
+        let answer = |response: ResponseKind| match encode_response(
+            request.api_key,
+            request.version,
+            request.correlation_id,
+            &response,
+        ) {
+            Ok(frame) => Reply::Frame(frame),
+            Err(_) => Reply::Close,
+        };
+        match &request.body {
+            RequestKind::SaslHandshake(handshake) => {
+                let v1 = request.version >= 1;
+                let Some(authenticator) = self
+                    .authenticator
+                    .as_mut()
+                    .filter(|_| !self.authenticated && v1)
+                else {
+                    let response = SaslHandshakeResponse::default()
+                        .with_error_code(ResponseError::IllegalSaslState.code());
+                    let reply = answer(ResponseKind::SaslHandshake(response));
+                    return Admit::AnswerThenClose(InFlight::Ready(reply));
+                };
+                let response = authenticator.handshake(handshake.mechanism.as_str());
+                let refused = response.error_code != 0;
+                let reply = InFlight::Ready(answer(ResponseKind::SaslHandshake(response)));
+                if refused {
+                    Admit::AnswerThenClose(reply)
+                } else {
+                    Admit::Answer(reply)
+                }
+            }
+            RequestKind::SaslAuthenticate(authenticate) => {
+                let Some(authenticator) =
+                    self.authenticator.as_mut().filter(|_| !self.authenticated)
+                else {
+                    let response = SaslAuthenticateResponse::default()
+                        .with_error_code(ResponseError::IllegalSaslState.code());
+                    let reply = answer(ResponseKind::SaslAuthenticate(response));
+                    return Admit::AnswerThenClose(InFlight::Ready(reply));
+                };
+                match authenticator.authenticate(&authenticate.auth_bytes).await {
+                    Step::Continue(response) => Admit::Answer(InFlight::Ready(answer(
+                        ResponseKind::SaslAuthenticate(response),
+                    ))),
+                    Step::Authenticated(principal, response) => {
+                        tracing::debug!(peer = ?origin.peer, %principal, "authenticated");
+                        broker.events().sasl_authentications.inc();
+                        self.authenticated = true;
+                        origin.principal = Some(principal.into());
+                        Admit::Answer(InFlight::Ready(answer(ResponseKind::SaslAuthenticate(
+                            response,
+                        ))))
+                    }
+                    Step::Failed(response) => {
+                        tracing::info!(peer = ?origin.peer, "SASL authentication failed");
+                        broker.events().sasl_authentication_failures.inc();
+                        let reply = answer(ResponseKind::SaslAuthenticate(response));
+                        let delay = self.failure_delay;
+                        Admit::AnswerThenClose(InFlight::Running(tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            reply
+                        })))
+                    }
+                }
+            }
+            _ if self.authenticator.is_none() || self.authenticated => Admit::Serve,
+            RequestKind::ApiVersions(_) => Admit::Serve,
+            _ => {
+                let api: ApiKey = request.api_key;
+                tracing::info!(peer = ?origin.peer, ?api, "request before SASL authentication; closing");
+                Admit::AnswerThenClose(InFlight::Ready(Reply::Close))
+            }
+        }
+    }
+}
