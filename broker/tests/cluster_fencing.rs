@@ -2,7 +2,7 @@
 //! leader paused with SIGSTOP until its shard moved acknowledges nothing when it resumes, and
 //! the log — as the new leader serves it, and as the old one recovers it when the shard comes
 //! back to it — holds exactly what was acknowledged. Planned moves: drains, and moves for
-//! load, lose and duplicate nothing.
+//! load, lose and duplicate nothing. Users kept in etcd authenticate on every broker.
 
 mod common;
 
@@ -17,7 +17,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, ResponseHeader, TopicName,
+    ProduceResponse, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -581,4 +582,72 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(offset, acked[&partition], "records lost or duplicated");
+}
+
+/// (error code) of a SASL/PLAIN login on a fresh connection of `client`.
+fn plain_login(client: &mut Client, user: &str, password: &str) -> i16 {
+    let handshake: SaslHandshakeResponse = client.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(handshake.error_code, 0);
+    let token = format!("\0{user}\0{password}");
+    let answer: SaslAuthenticateResponse = client.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+    );
+    answer.error_code
+}
+
+#[test]
+fn cluster_users_live_in_etcd_and_each_listener_advertises_its_own_addresses() {
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("sasl");
+    let users = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+        .args(["users", "--cluster", &cluster, "set", "alice"])
+        .env("HOTWIRE_USER_PASSWORD", "pa55")
+        .output()
+        .unwrap();
+    assert!(users.status.success(), "{users:?}");
+    let sasl_ports = [free_port(), free_port()];
+    let brokers: Vec<BrokerProcess> = (0..2)
+        .map(|i| {
+            let plain = free_port();
+            let listeners = format!("PLAINTEXT://{plain},SASL_PLAINTEXT://{}", sasl_ports[i]);
+            let node = (i + 1).to_string();
+            let args = [
+                "--node-id",
+                &node,
+                "--cluster",
+                &cluster,
+                "--cluster-shards",
+                "2",
+                "--cluster-lease-s",
+                "1",
+                "--listeners",
+                &listeners,
+            ];
+            BrokerProcess::start_shared(&storage, plain, &args)
+        })
+        .collect();
+    wait_status(&cluster, "2 shards, controller");
+    for (i, port) in sasl_ports.iter().enumerate() {
+        let mut client = Client::connect(*port);
+        assert_eq!(plain_login(&mut client, "alice", "wrong"), 58, "broker {i}");
+        let mut client = Client::connect(*port);
+        assert_eq!(plain_login(&mut client, "alice", "pa55"), 0, "broker {i}");
+        // Metadata through the SASL listener names every broker's SASL address.
+        let metadata: MetadataResponse =
+            client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        let mut ports: Vec<i32> = metadata.brokers.iter().map(|b| b.port).collect();
+        ports.sort();
+        let mut want: Vec<i32> = sasl_ports.iter().map(|p| i32::from(p.port())).collect();
+        want.sort();
+        assert_eq!(ports, want);
+    }
+    drop(brokers);
 }
