@@ -114,3 +114,21 @@ def test_kcat_metadata_listing(broker):
     out = kcat("-L", "-b", broker.bootstrap, timeout=60).stdout.decode()
     assert re.search(rf"broker \d+ at 127\.0\.0\.1:{broker.port}\b", out), out
     assert 'topic "listed" with 3 partitions:' in out, out
+
+
+def test_topic_configs_the_broker_cannot_honour_are_refused_with_the_reason(broker):
+    """cleanup.policy=compact, LogAppendTime and a broker-side compression.type would be ignored:
+    CreateTopics refuses them with INVALID_CONFIG and says why, and creates nothing."""
+    admin = admin_client(broker.bootstrap)
+    for name, value, reason in [("cleanup.policy", "compact", "no log compaction"),
+                                ("message.timestamp.type", "LogAppendTime", "CreateTime"),
+                                ("compression.type", "zstd", "as the producer compressed")]:
+        topic = f"refused-{name.replace('.', '-')}"
+        future = admin.create_topics([NewTopic(topic, 1, 1, config={name: value})],
+                                     request_timeout=30)[topic]
+        with pytest.raises(KafkaException) as refused:
+            future.result(30)
+        error = refused.value.args[0]
+        assert error.code() == KafkaError.INVALID_CONFIG, error
+        assert reason in error.str(), error
+        assert topic not in admin.list_topics(timeout=10).topics

@@ -77,7 +77,25 @@ pub fn produce_limits(configs: &BTreeMap<String, String>, broker: &Config) -> Pr
     }
 }
 
-/// Checks overrides given at topic creation: known names, well-formed values.
+/// Why a well-formed override is refused: values Kafka knows whose behaviour this broker does
+/// not have (accepting them would let a client believe it has it).
+fn unsupported(name: &str, value: &str) -> Option<&'static str> {
+    match name {
+        "cleanup.policy" if value.split(',').any(|p| p.trim() == "compact") => {
+            Some("there is no log compaction; only cleanup.policy=delete")
+        }
+        "message.timestamp.type" if value == "LogAppendTime" => {
+            Some("records keep the producer's timestamps (CreateTime)")
+        }
+        "compression.type" if value != "producer" => {
+            Some("batches are stored as the producer compressed them (compression.type=producer)")
+        }
+        _ => None,
+    }
+}
+
+/// Checks overrides given at topic creation: known names, well-formed values, behaviour this
+/// broker has.
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), String> {
     for (name, value) in configs {
         let Some(default) = default_of(name) else {
@@ -89,6 +107,9 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), String> {
         }
         if NON_NEGATIVE.contains(&name.as_str()) && value.parse::<i64>().is_ok_and(|v| v < 0) {
             return Err(format!("{name} must not be negative, got {value}"));
+        }
+        if let Some(reason) = unsupported(name, value) {
+            return Err(format!("{name}={value} is not supported: {reason}"));
         }
         let valid = match name.as_str() {
             "cleanup.policy" => value
@@ -128,6 +149,18 @@ mod tests {
     #[test]
     fn unknown_names_and_bad_values_fail() {
         assert!(validate(&one("retention.mss", "1")).is_err());
+        for (name, value) in [
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "delete,compact"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("compression.type", "zstd"),
+        ] {
+            let err = validate(&one(name, value)).unwrap_err();
+            assert!(err.contains("not supported"), "{name}={value}: {err}");
+        }
+        assert!(validate(&one("cleanup.policy", "delete")).is_ok());
+        assert!(validate(&one("message.timestamp.type", "CreateTime")).is_ok());
+        assert!(validate(&one("compression.type", "producer")).is_ok());
         assert!(validate(&one("retention.ms", "soon")).is_err());
         assert!(validate(&one("compression.type", "brotli")).is_err());
         assert!(validate(&one("max.message.bytes", "-1")).is_err());
