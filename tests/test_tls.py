@@ -210,9 +210,9 @@ def test_refused_and_silent_connections_to_the_ssl_port_do_not_disturb_the_broke
     conf = ssl_conf(pki["ca"].cert)
     # A client that trusts another CA, and a plaintext client on the SSL port.
     err = kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(pki["other"].cert)),
-                     "-L", "-m", "5")
+                     "-L", "-m", "2")
     assert "certificate verify failed" in err, err
-    kcat_fails("-b", broker.ssl_bootstrap, "-L", "-m", "5")
+    kcat_fails("-b", broker.ssl_bootstrap, "-L", "-m", "2")
     # Junk, a Kafka frame in the clear, and sockets closed at once.
     api_versions = b"\x00\x00\x00\x0e" + b"\x00\x12\x00\x00\x00\x00\x00\x01\x00\x04junk"
     for i in range(300):
@@ -243,9 +243,9 @@ def test_with_a_client_ca_only_clients_holding_its_certificates_get_in(broker_fa
     broker = ssl_broker(broker_factory, pki, extra=["--tls-client-ca-file", ca.cert])
     client = ca.issue("client")
     stranger = other.issue("stranger")
-    kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert)), "-L", "-m", "5")
+    kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert)), "-L", "-m", "2")
     kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert, stranger)),
-               "-L", "-m", "5")
+               "-L", "-m", "2")
     conf = ssl_conf(ca.cert, client)
     assert produce_and_read_back(broker.ssl_bootstrap, conf, "mtls") == \
         [f"mtls-{i}" for i in range(MESSAGES)]
@@ -264,7 +264,7 @@ def test_sighup_reloads_the_certificate_for_new_connections(broker_factory, pki)
     wait_until(lambda: "TLS certificate and key reloaded" in broker.log_path.read_text(), 10,
                "the reload logged")
     kcat("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(other.cert)), "-L")
-    kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert)), "-L", "-m", "5")
+    kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert)), "-L", "-m", "2")
     # A broken file is refused at the next SIGHUP; the current certificate stays.
     key.write_text("not a key\n")
     broker.proc.send_signal(1)

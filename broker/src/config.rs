@@ -26,6 +26,10 @@ pub struct Config {
     /// own address (PLAINTEXT: `advertised_listener` when set). Clients are always told the
     /// address of the listener they came through.
     pub advertised_listeners: Vec<String>,
+    /// Principals allowed everything the authorizer would refuse (Kafka's `super.users`), e.g.
+    /// `User:admin`; today: DescribeUserScramCredentials and AlterUserScramCredentials. A client
+    /// that did not authenticate is `User:ANONYMOUS`. Default none.
+    pub super_users: Vec<String>,
     /// SASL mechanisms offered on SASL listeners (Kafka's `sasl.enabled.mechanisms`): any of
     /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`. Default all three.
     pub sasl_enabled_mechanisms: Vec<String>,
@@ -258,6 +262,7 @@ impl Default for Config {
             advertised_listener: None,
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
+            super_users: Vec::new(),
             sasl_enabled_mechanisms: crate::security::sasl::MECHANISMS
                 .iter()
                 .map(|m| m.to_string())
@@ -394,6 +399,8 @@ pub struct Args {
     listeners: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENERS", value_delimiter = ',')]
     advertised_listeners: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_SUPER_USERS", value_delimiter = ',')]
+    super_users: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
     sasl_enabled_mechanisms: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_SASL_FAILED_AUTHENTICATION_DELAY_MS")]
@@ -654,6 +661,7 @@ impl Config {
             listen,
             listeners,
             advertised_listeners,
+            super_users,
             sasl_enabled_mechanisms,
             sasl_failed_authentication_delay_ms,
             storage,

@@ -4,4 +4,5 @@
 pub mod credentials;
 pub mod sasl;
 pub mod scram;
+pub mod user_admin;
 pub mod users;

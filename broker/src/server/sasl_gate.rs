@@ -1,7 +1,8 @@
 //! The connection's door on SASL listeners: until the client has authenticated, only
 //! ApiVersions, SaslHandshake and SaslAuthenticate pass; anything else closes the connection
 //! (as Kafka does). SaslHandshake and SaslAuthenticate are answered here on every listener, so
-//! the handlers never see them.
+//! the handlers never see them; so are Describe/AlterUserScramCredentials, which need the
+//! connection's principal and the credential store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use super::{Origin, Service};
 use crate::handlers::{InFlight, Reply};
 use crate::protocol::{encode_response, Request};
 use crate::security::sasl::{Authenticator, Step};
+use crate::security::user_admin;
 
 /// What to do with one request.
 pub enum Admit {
@@ -125,6 +127,26 @@ impl Gate {
                     }
                 }
             }
+            RequestKind::DescribeUserScramCredentials(describe)
+                if self.authenticator.is_none() || self.authenticated =>
+            {
+                let (store, allowed) = user_admin_access(broker, origin);
+                let describe = describe.clone();
+                later(request, async move {
+                    let response = user_admin::describe(&*store, describe, allowed).await;
+                    ResponseKind::DescribeUserScramCredentials(response)
+                })
+            }
+            RequestKind::AlterUserScramCredentials(alter)
+                if self.authenticator.is_none() || self.authenticated =>
+            {
+                let (store, allowed) = user_admin_access(broker, origin);
+                let alter = alter.clone();
+                later(request, async move {
+                    let response = user_admin::alter(&*store, alter, allowed).await;
+                    ResponseKind::AlterUserScramCredentials(response)
+                })
+            }
             _ if self.authenticator.is_none() || self.authenticated => Admit::Serve,
             RequestKind::ApiVersions(_) => Admit::Serve,
             _ => {
@@ -134,4 +156,27 @@ impl Gate {
             }
         }
     }
+}
+
+/// The credential store, and whether the connection's principal may manage users.
+fn user_admin_access<S: Service>(
+    broker: &S,
+    origin: &Origin,
+) -> (Arc<dyn crate::security::credentials::CredentialStore>, bool) {
+    let principal = origin.principal.as_deref().unwrap_or(user_admin::ANONYMOUS);
+    let allowed = broker.config().super_users.iter().any(|u| u == principal);
+    (broker.credentials(), allowed)
+}
+
+/// Answers `request` with what `response` resolves to, in a task of its own.
+fn later(
+    request: &Request,
+    response: impl std::future::Future<Output = ResponseKind> + Send + 'static,
+) -> Admit {
+    let (api_key, version, correlation_id) =
+        (request.api_key, request.version, request.correlation_id);
+    Admit::Answer(InFlight::Running(tokio::spawn(async move {
+        encode_response(api_key, version, correlation_id, &response.await)
+            .map_or(Reply::Close, Reply::Frame)
+    })))
 }
