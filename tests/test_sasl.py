@@ -19,11 +19,9 @@ import subprocess
 import threading
 
 import pytest
-from confluent_kafka import Producer
-
 from conftest import free_port
-from helpers import consume_all, kcat
-from test_tls import Authority, kcat_conf, kcat_fails, metric
+from helpers import kcat
+from test_tls import Authority, kcat_conf, kcat_fails, metric, produce_and_read_back
 
 MESSAGES = 30
 PASSWORD = "alice-secret-Pa55"
@@ -72,17 +70,6 @@ def sasl_conf(broker, mechanism, user="alice", password=PASSWORD, tls=True):
     if tls:
         conf["ssl.ca.location"] = str(broker.ca)
     return conf
-
-
-def produce_and_read_back(bootstrap, conf, topic):
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **conf})
-    failures = []
-    for i in range(MESSAGES):
-        producer.produce(topic, value=f"{topic}-{i}".encode(),
-                         on_delivery=lambda err, _msg: err and failures.append(err))
-    assert producer.flush(60) == 0 and not failures, failures[:3]
-    records = consume_all(bootstrap, topic, 1, timeout=60, conf=conf)
-    return [r.value.decode() for r in records[0]]
 
 
 @pytest.mark.parametrize("mechanism,tls", [

@@ -17,23 +17,8 @@ impl Store {
     /// atomically.
     pub async fn put_security_record(&self, name: &str, body: Vec<u8>) -> Result<(), StorageError> {
         let key = record_key(name)?;
-        if self.can_rename() {
-            let temp = format!("{key}{TEMP_SUFFIX}");
-            self.op()
-                .write(&temp, body)
-                .await
-                .map_err(StorageError::backend(format!("write {temp}")))?;
-            self.op()
-                .rename(&temp, &key)
-                .await
-                .map_err(StorageError::backend(format!("rename {temp} to {key}")))?;
-        } else {
-            self.op()
-                .write(&key, body)
-                .await
-                .map_err(StorageError::backend(format!("write {key}")))?;
-        }
-        self.sync_dir_of(&key).await
+        self.replace_small(&key, &format!("{key}{TEMP_SUFFIX}"), body)
+            .await
     }
 
     /// The record `security/<name>`, if there is one.

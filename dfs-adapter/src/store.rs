@@ -681,6 +681,34 @@ impl Store {
         syncer.sync().await
     }
 
+    /// Creates or replaces the small object `key` atomically and durably: on backends that can
+    /// rename, through `temp` (written, renamed into place, directory fsynced), so a crash
+    /// leaves the old or the new object, never a torn one; object stores publish a PUT
+    /// atomically.
+    pub(crate) async fn replace_small(
+        &self,
+        key: &str,
+        temp: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        if self.can_rename() {
+            self.op()
+                .write(temp, body)
+                .await
+                .map_err(StorageError::backend(format!("write {temp}")))?;
+            self.op()
+                .rename(temp, key)
+                .await
+                .map_err(StorageError::backend(format!("rename {temp} to {key}")))?;
+        } else {
+            self.op()
+                .write(key, body)
+                .await
+                .map_err(StorageError::backend(format!("write {key}")))?;
+        }
+        self.sync_dir_of(key).await
+    }
+
     /// Whether the backend can rename (used for atomic replacement of small objects).
     pub(crate) fn can_rename(&self) -> bool {
         self.inner.op.info().capability().rename

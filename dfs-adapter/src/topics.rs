@@ -42,23 +42,8 @@ impl Store {
         let body = serde_json::to_vec_pretty(topic).map_err(|e| {
             StorageError::InvalidArgument(format!("cannot encode topic {:?}: {e}", topic.name))
         })?;
-        if self.can_rename() {
-            let temp = format!("{TOPICS_DIR}{}{TEMP_SUFFIX}", topic.name);
-            self.op()
-                .write(&temp, body)
-                .await
-                .map_err(StorageError::backend(format!("write {temp}")))?;
-            self.op()
-                .rename(&temp, &key)
-                .await
-                .map_err(StorageError::backend(format!("rename {temp} to {key}")))?;
-            self.sync_topics_dir().await?;
-        } else {
-            self.op()
-                .write(&key, body)
-                .await
-                .map_err(StorageError::backend(format!("write {key}")))?;
-        }
+        let temp = format!("{TOPICS_DIR}{}{TEMP_SUFFIX}", topic.name);
+        self.replace_small(&key, &temp, body).await?;
         info!(topic = %topic.name, id = %topic.id, partitions = topic.partitions, "topic stored");
         Ok(())
     }
