@@ -21,9 +21,8 @@ import threading
 import pytest
 from conftest import free_port
 from helpers import kcat
-from test_tls import Authority, kcat_conf, kcat_fails, metric, produce_and_read_back
+from test_tls import MESSAGES, Authority, kcat_conf, kcat_fails, metric, produce_and_read_back
 
-MESSAGES = 30
 PASSWORD = "alice-secret-Pa55"
 ADMIN_PASSWORD = "admin-secret-Pa55"
 
