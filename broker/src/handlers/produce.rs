@@ -208,6 +208,8 @@ async fn append(
     match partition.append(copied, &broker.cache, &broker.pipeline) {
         Ok(appended) => Staged::Appended(partition.clone(), appended),
         Err(AppendError::Sequence(error)) => {
+            // Rare outside a move, and what a stalled idempotent producer needs explained.
+            tracing::info!(topic = %topic.name, index, %error, "batch refused by its sequence");
             let code = match error {
                 SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
                 // Retriable and "not persisted": the client waits for its requests in flight
