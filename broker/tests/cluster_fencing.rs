@@ -533,15 +533,30 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
     );
 
     let mut acked: BTreeMap<i32, i64> = hot.values().map(|p| (*p, 0)).collect();
+    // Batches answered with an error: not acknowledged, so possibly written (a plain producer
+    // is at least once, as on Kafka: a batch appended before the hand-over may be flushed by
+    // it although its answer was NOT_LEADER_OR_FOLLOWER).
+    let mut refused: BTreeMap<i32, Vec<i16>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut checked = Instant::now();
     let moved = loop {
         for partition in acked.keys().copied().collect::<Vec<_>>() {
             // Once moved, the partition's producer would follow it to its new leader: here it
             // stops, so that the count of records it holds is known.
-            if let (0, offset) = produce_batch(&mut client, BUSY, partition, 16, 4096) {
-                assert_eq!(offset, acked[&partition], "partition {partition}");
-                *acked.get_mut(&partition).unwrap() += 16;
+            match produce_batch(&mut client, BUSY, partition, 16, 4096) {
+                (0, offset) => {
+                    // Nothing acknowledged is lost, nothing acknowledged twice.
+                    let before = acked[&partition];
+                    let unsure = 16 * refused.get(&partition).map_or(0, Vec::len) as i64;
+                    assert!(
+                        offset >= before
+                            && offset <= before + unsure
+                            && (offset - before) % 16 == 0,
+                        "partition {partition}: offset {offset} after {before} acknowledged"
+                    );
+                    *acked.get_mut(&partition).unwrap() = offset + 16;
+                }
+                (code, _) => refused.entry(partition).or_default().push(code),
             }
         }
         if checked.elapsed() > Duration::from_millis(500) {
@@ -560,7 +575,9 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
         );
     };
     let after = shard_leaders(&cluster);
-    eprintln!("shards {before:?} -> {after:?}; busy shards {hot:?}; acked {acked:?}");
+    eprintln!(
+        "shards {before:?} -> {after:?}; busy shards {hot:?}; acked {acked:?}; refused {refused:?}"
+    );
     assert_eq!(
         after
             .iter()
@@ -581,7 +598,14 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(offset, acked[&partition], "records lost or duplicated");
+    // Every acknowledged record is on the new leader; beyond them only whole batches that were
+    // answered with an error.
+    let unsure = 16 * refused.get(&partition).map_or(0, Vec::len) as i64;
+    let before = acked[&partition];
+    assert!(
+        offset >= before && offset <= before + unsure && (offset - before) % 16 == 0,
+        "offset {offset} on the new leader after {before} acknowledged; refused {refused:?}"
+    );
 }
 
 /// (error code) of a SASL/PLAIN login on a fresh connection of `client`.
