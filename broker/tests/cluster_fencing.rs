@@ -2,7 +2,7 @@
 //! leader paused with SIGSTOP until its shard moved acknowledges nothing when it resumes, and
 //! the log — as the new leader serves it, and as the old one recovers it when the shard comes
 //! back to it — holds exactly what was acknowledged. Planned moves: drains, and moves for
-//! load, lose and duplicate nothing. Users kept in etcd authenticate on every broker.
+//! load, lose nothing acknowledged. Users kept in etcd authenticate on every broker.
 
 mod common;
 
