@@ -20,6 +20,19 @@ async fn shard_store(root: &Path, shard: u32, epoch: u32) -> Store {
     store
 }
 
+/// Shard `shard` recovered by a leader at epoch 2 writing to `stream`, as a take-over does:
+/// its store and what it recovered.
+async fn take_over(
+    root: &Path,
+    stream: &FlushStream,
+    shard: u32,
+) -> (Store, dfs_adapter::Recovered) {
+    let store = shard_store(root, shard, 2).await;
+    store.use_stream(stream.clone(), shard).await.unwrap();
+    let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+    (store, recovered)
+}
+
 async fn stream(root: &Path, name: &str, config: StreamConfig) -> FlushStream {
     let cluster = Store::open(&format!("fs://{}", root.display()))
         .await
@@ -108,9 +121,7 @@ async fn shards_flushing_together_share_stream_objects_and_other_leaders_find_th
     // Another broker takes every shard over and finds each shard's data, and only its own.
     let second = stream(root, "n2-b", StreamConfig::default()).await;
     for shard in 0..SHARDS {
-        let store = shard_store(root, shard, 2).await;
-        store.use_stream(second.clone(), shard).await.unwrap();
-        let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+        let (store, recovered) = take_over(root, &second, shard).await;
         assert_eq!(recovered.objects, 20, "shard {shard}");
         assert!(recovered.fence.is_some());
         for chunk in &recovered.chunks {
@@ -262,9 +273,7 @@ async fn a_failed_stream_write_fails_every_section_and_each_shard_retries_until_
     // Another broker finds each shard's batch exactly once.
     let second = stream(root, "n2-b", StreamConfig::default()).await;
     for shard in 0..SHARDS {
-        let store = shard_store(root, shard, 2).await;
-        store.use_stream(second.clone(), shard).await.unwrap();
-        let recovered = store.recover(MAX_IN_FLIGHT).await.unwrap();
+        let (store, recovered) = take_over(root, &second, shard).await;
         assert_eq!(recovered.objects, 1, "shard {shard}");
         assert_eq!(recovered.chunks.len(), 1, "shard {shard}");
         let chunk = &recovered.chunks[0];
