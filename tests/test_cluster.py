@@ -235,8 +235,13 @@ def test_kill9_of_a_leader_loses_and_duplicates_nothing(cluster, family, storage
         producer.wait_acked(producer.acked + 2000, 60, "after the restart ")
     finally:
         producer.finish()
-    wait_until(lambda: reader.consumed >= producer.acked, 120,
-               f"the group consuming {producer.acked} records")
+    try:
+        wait_until(lambda: reader.consumed >= producer.acked, 120,
+                   f"the group consuming {producer.acked} records")
+    except AssertionError:
+        raise AssertionError(f"the group consumed {reader.consumed} of {producer.acked} "
+                             f"acknowledged records in 120 s: errors {reader.errors[-10:]}, "
+                             f"positions {reader.notes[-4:]}")
     reader.stop()
     verify_numbered_log(read_values(cluster.bootstrap, topic, PARTITIONS), topic, PARTITIONS,
                         b"k", producer.sent)

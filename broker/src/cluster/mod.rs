@@ -14,6 +14,7 @@ mod metrics;
 pub mod model;
 pub mod node;
 pub mod plan;
+mod reconcile;
 pub mod router;
 pub mod shards;
 mod stream;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::member::Member;
 use super::model::ShardAssignment;
+use super::reconcile::{reconcile_steps, Step};
 use super::shards;
 use crate::broker::{Broker, ShardContext};
 use crate::cold::ColdRuntime;
@@ -202,23 +203,18 @@ impl Node {
             }
             _ => BTreeMap::new(),
         };
-        let open: Vec<(u32, i32)> = self
+        let open: BTreeMap<u32, i32> = self
             .engines
             .read()
             .values()
             .map(|e| (e.shard, e.epoch))
             .collect();
-        for (shard, epoch) in open {
-            match wanted.get(&shard) {
-                Some(a) if a.epoch == epoch && a.moving_to.is_none() => {}
-                Some(a) if a.epoch == epoch => self.spawn_close(shard, true, true),
-                _ => self.spawn_close(shard, false, false),
-            }
-        }
-        for (shard, assignment) in wanted {
-            let is_open = self.engines.read().contains_key(&shard);
-            if !is_open && assignment.moving_to.is_none() {
-                self.spawn_open(shard, assignment);
+        for step in reconcile_steps(&wanted, &open) {
+            match step {
+                Step::Open(shard, assignment) => self.spawn_open(shard, assignment),
+                Step::HandOver(shard) => self.spawn_close(shard, true, true),
+                Step::Close(shard) => self.spawn_close(shard, false, false),
+                Step::ReleaseUnopened(shard, epoch) => self.spawn_release_unopened(shard, epoch),
             }
         }
     }
@@ -300,6 +296,31 @@ impl Node {
                         Ok(false) => tracing::warn!(shard, "shard changed before its release"),
                         Err(error) => tracing::warn!(shard, %error, "cannot release shard"),
                     }
+                }
+            }
+            node.busy.lock().remove(&shard);
+        });
+    }
+
+    /// Releases a shard this broker was asked to move before it ever opened it (the move was
+    /// decided before this broker read the assignment that gave it the shard): it wrote
+    /// nothing at this epoch, so there is nothing to flush, and without the release the move's
+    /// target would wait for it forever.
+    fn spawn_release_unopened(self: &Arc<Self>, shard: u32, epoch: i32) {
+        if !self.busy.lock().insert(shard) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            // An open that finished before the busy mark was taken is handed over the usual way
+            // at the next pass.
+            if !node.engines.read().contains_key(&shard) && node.still_moving(shard, epoch) {
+                match node.member.release(shard, epoch).await {
+                    Ok(true) => {
+                        tracing::info!(shard, epoch, "shard handed over without opening it")
+                    }
+                    Ok(false) => tracing::warn!(shard, "shard changed before its release"),
+                    Err(error) => tracing::warn!(shard, %error, "cannot release shard"),
                 }
             }
             node.busy.lock().remove(&shard);
