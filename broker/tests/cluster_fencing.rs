@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::etcd::EtcdServer;
 use common::{encode_batch, free_port, BrokerProcess, Client};
+use hotwire_broker::cluster::model::ClusterSettings;
+use hotwire_broker::cluster::shards;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    ApiKey, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -136,6 +139,17 @@ fn values(client: &mut Client) -> Vec<String> {
 
 /// A broker of `cluster` with node id `node` on `storage`: 2 shards, a 1 s lease, a 50 ms poll.
 fn start_in_cluster(storage: &str, cluster: &str, node: &str, extra: &[&str]) -> BrokerProcess {
+    start_polling(storage, cluster, node, "50", extra)
+}
+
+/// As [`start_in_cluster`], reading the cluster from etcd every `poll_ms`.
+fn start_polling(
+    storage: &str,
+    cluster: &str,
+    node: &str,
+    poll_ms: &str,
+    extra: &[&str],
+) -> BrokerProcess {
     let mut args = vec![
         "--node-id",
         node,
@@ -146,7 +160,7 @@ fn start_in_cluster(storage: &str, cluster: &str, node: &str, extra: &[&str]) ->
         "--cluster-lease-s",
         "1",
         "--cluster-poll-ms",
-        "50",
+        poll_ms,
     ];
     args.extend_from_slice(extra);
     BrokerProcess::start_shared(storage, free_port(), &args)
@@ -425,6 +439,107 @@ fn an_operator_drains_a_broker_with_hotwire_admin() {
 
     let (ok, text) = admin("etcd://127.0.0.1:1/admin", &["status"]);
     assert!(!ok && text.contains("hotwire admin:"), "{text}");
+}
+
+/// Metadata and FindCoordinator name the leader etcd holds now, even on a broker whose last
+/// read of the cluster is seconds old: a stale answer sends clients back to a broker that has
+/// handed the shard over, and librdkafka 2.0 can then stay stuck on it (seen in the end-to-end
+/// kill -9 test: a group consumer stopped on one partition, with no error). Broker 1 (the
+/// controller) reads the cluster every 50 ms, broker 2 every 5 s; broker 1 is drained, and
+/// broker 2 is asked at once.
+#[test]
+fn metadata_names_the_leader_etcd_holds_between_a_brokers_reads() {
+    drain_the_fast_broker_and_ask_the_slow_one(true);
+}
+
+/// As above, FindCoordinator asked first (either answer refreshes the broker's view).
+#[test]
+fn find_coordinator_names_the_coordinator_etcd_holds_between_a_brokers_reads() {
+    drain_the_fast_broker_and_ask_the_slow_one(false);
+}
+
+fn drain_the_fast_broker_and_ask_the_slow_one(metadata_first: bool) {
+    const PARTITIONS: &[&str] = &["--default-partitions", "8"];
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("fresh");
+    let first = start_in_cluster(&storage, &cluster, "1", PARTITIONS);
+    wait_status(&cluster, "2 shards, controller 1");
+    let slow = start_polling(&storage, &cluster, "2", "5000", PARTITIONS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin(&cluster, &["status"])
+        .1
+        .matches("leads 1 shard(s)")
+        .count()
+        != 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the shards never spread over both brokers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut client = slow.connect();
+    wait_leader(&mut client, |l| l > 0, Duration::from_secs(30));
+    // A group whose coordinator moves with the drain: one in broker 1's shard.
+    let settings = ClusterSettings {
+        shards: 2,
+        placement: shards::PLACEMENT,
+    };
+    let drained_shard = shard_leaders(&cluster)
+        .into_iter()
+        .find_map(|(shard, leader)| (leader == 1).then_some(shard))
+        .expect("broker 1 leads a shard");
+    let group = (0..)
+        .map(|i| format!("group-{i}"))
+        .find(|g| shards::of_group(g, settings) == drained_shard)
+        .unwrap();
+
+    let (ok, text) = admin(&cluster, &["drain", "1", "--wait", "30"]);
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = admin(&cluster, &["status"]);
+        if text.contains("  0: leader 2,") && text.contains("  1: leader 2,") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain never completed:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Within tens of milliseconds of etcd naming broker 2 for every shard, while broker 2's
+    // own view is most likely seconds older.
+    let ask_metadata = |client: &mut Client| {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))]));
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request);
+        let leaders: Vec<i32> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_id.0)
+            .collect();
+        assert_eq!(leaders, vec![2; 8], "Metadata named a stale leader");
+    };
+    if metadata_first {
+        ask_metadata(&mut client);
+    }
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from(group))
+        .with_key_type(0);
+    let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &request);
+    assert_eq!(
+        (response.error_code, response.node_id.0),
+        (0, 2),
+        "FindCoordinator named a stale coordinator"
+    );
+    if !metadata_first {
+        ask_metadata(&mut client);
+    }
+    drop(first);
 }
 
 /// Shard -> leader, as `hotwire admin status` prints them.

@@ -4,7 +4,7 @@
 mod controller;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -15,6 +15,9 @@ use super::lease::{Lease, LeaseState};
 use super::model::{BrokerInfo, ClusterSettings, Keys, ShardAssignment};
 use super::view::ClusterView;
 use super::{ClusterConfig, ClusterError};
+
+/// How long [`Member::fresh_view`] waits for etcd before answering from the latest view.
+pub const FRESH_READ_LIMIT: Duration = Duration::from_millis(250);
 
 /// A broker's membership: registered under a lease, reading the cluster every poll period,
 /// and acting as the controller while it holds that role.
@@ -80,6 +83,26 @@ impl Member {
                 newer
             });
         }
+    }
+
+    /// The view as etcd holds it now, for answers that send clients somewhere (Metadata,
+    /// FindCoordinator): a view up to a poll period old can name a broker that has since
+    /// handed the shard over, after another broker already named its successor, and
+    /// librdkafka 2.0 can stay stuck on such a backward flip (fetching from a broker that
+    /// answers NOT_LEADER_OR_FOLLOWER while later metadata names the leader it believes it
+    /// has). One small read asks etcd for its revision; the whole cluster is read only when
+    /// something changed since the last read. Without an answer within
+    /// [`FRESH_READ_LIMIT`], the latest view.
+    pub async fn fresh_view(&self) -> Arc<ClusterView> {
+        let check = async {
+            let (_, revision) = self.etcd.get(&self.keys.config()).await.ok()?;
+            if revision > self.view().revision {
+                self.refresh().await;
+            }
+            Some(())
+        };
+        let _ = tokio::time::timeout(FRESH_READ_LIMIT, check).await;
+        self.view()
     }
 
     /// The cluster's name.

@@ -161,13 +161,13 @@ pub fn not_coordinator(body: RequestKind, version: i16) -> Option<ResponseKind> 
 }
 
 /// FindCoordinator: the leader of the group's shard.
-pub fn find_coordinator(
+pub async fn find_coordinator(
     node: &Node,
     request: FindCoordinatorRequest,
     version: i16,
     protocol: &str,
 ) -> FindCoordinatorResponse {
-    let view = node.member.view();
+    let view = node.member.fresh_view().await;
     let assignments = view.assignments();
     let resolve = |key: &str| -> Option<CoordinatorAddress> {
         let shard = shards::of_group(key, node.settings());

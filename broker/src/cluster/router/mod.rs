@@ -57,7 +57,8 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
             topics::delete(&node, r, version).await,
         ))),
         RequestKind::FindCoordinator(r) => InFlight::Ready(reply(ResponseKind::FindCoordinator(
-            groups::find_coordinator(&node, r, version, node.config.protocol_of(origin.listener)),
+            groups::find_coordinator(&node, r, version, node.config.protocol_of(origin.listener))
+                .await,
         ))),
         RequestKind::Produce(r) => match partitioned::produce_target(&node, &r).await {
             partitioned::Target::One(engine) => forward(engine, RequestKind::Produce(r)).await,

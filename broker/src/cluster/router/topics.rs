@@ -220,7 +220,7 @@ pub async fn metadata(
             .collect();
         ensure_topics(node, &names).await;
     }
-    let view = node.member.view();
+    let view = node.member.fresh_view().await;
     let mut topics = Vec::new();
     match wanted {
         None => topics.extend(view.topics.values().map(|t| describe(node, &view, t))),
