@@ -141,12 +141,12 @@ cargo test --release --workspace
 
 step "end-to-end tests (pytest, Debian's librdkafka and kcat)"
 HOTWIRE_BIN="$PWD/target/release/hotwire" \
-    timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$PYTHON" -m pytest -v tests/ "$@"
+    timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$PYTHON" -m pytest -v --durations=15 tests/ "$@"
 
 step "end-to-end tests (pytest -m clients, newest clients in $VENV)"
 rc=0
 HOTWIRE_BIN="$PWD/target/release/hotwire" \
-    timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$VENV/bin/python" -m pytest -v -m clients \
+    timeout --kill-after=30 "$PYTEST_TIMEOUT_S" "$VENV/bin/python" -m pytest -v --durations=15 -m clients \
     tests/ "$@" || rc=$?
 # 5: the extra arguments (e.g. -k restart) selected none of the client modules.
 if [[ $rc -ne 0 && $rc -ne 5 ]]; then exit "$rc"; fi
