@@ -1,6 +1,8 @@
 //! Who a client is: SASL authentication (PLAIN, SCRAM-SHA-256/512) and where the SCRAM
-//! credentials are kept. TLS itself is the listener's (`server::tls`).
+//! credentials are kept; what a principal may do (ACLs). TLS itself is the listener's
+//! (`server::tls`).
 
+pub mod acl;
 pub mod credentials;
 pub mod sasl;
 pub mod scram;
