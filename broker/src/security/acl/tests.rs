@@ -41,6 +41,16 @@ fn deny(name: &str, pattern: PatternType, principal: &str, operation: Operation)
     )
 }
 
+/// User:alice may do `operation` on the topic `name` (literal).
+fn alice(name: &str, operation: Operation) -> AclBinding {
+    allow(name, PatternType::Literal, "User:alice", operation)
+}
+
+/// User:alice may READ `name` (by `pattern`).
+fn alice_reads(name: &str, pattern: PatternType) -> [AclBinding; 1] {
+    [allow(name, pattern, "User:alice", Operation::Read)]
+}
+
 const ALICE: Requester = Requester {
     principal: "User:alice",
     host: "10.0.0.1",
@@ -113,36 +123,16 @@ fn super_users_may_do_anything() {
 
 #[test]
 fn literal_wildcard_and_prefixed_names_apply_as_kafka_matches_them() {
-    let literal = [allow(
-        "orders",
-        PatternType::Literal,
-        "User:alice",
-        Operation::Read,
-    )];
+    let literal = alice_reads("orders", PatternType::Literal);
     assert!(may(&literal, Operation::Read, "orders"));
     assert!(!may(&literal, Operation::Read, "orders-eu"));
-    let wildcard = [allow(
-        WILDCARD,
-        PatternType::Literal,
-        "User:alice",
-        Operation::Read,
-    )];
+    let wildcard = alice_reads(WILDCARD, PatternType::Literal);
     assert!(may(&wildcard, Operation::Read, "anything"));
-    let prefixed = [allow(
-        "orders-",
-        PatternType::Prefixed,
-        "User:alice",
-        Operation::Read,
-    )];
+    let prefixed = alice_reads("orders-", PatternType::Prefixed);
     assert!(may(&prefixed, Operation::Read, "orders-eu"));
     assert!(!may(&prefixed, Operation::Read, "orders"));
     // A prefixed "*" is the name "*" as a prefix, not a wildcard.
-    let star_prefix = [allow(
-        WILDCARD,
-        PatternType::Prefixed,
-        "User:alice",
-        Operation::Read,
-    )];
+    let star_prefix = alice_reads(WILDCARD, PatternType::Prefixed);
     assert!(!may(&star_prefix, Operation::Read, "orders"));
 }
 
@@ -171,12 +161,7 @@ fn other_types_principals_and_hosts_do_not_apply() {
         Operation::Read,
     )];
     assert!(may(&everyone, Operation::Read, "orders"));
-    let mut elsewhere = allow(
-        "orders",
-        PatternType::Literal,
-        "User:alice",
-        Operation::Read,
-    );
+    let mut elsewhere = alice("orders", Operation::Read);
     elsewhere.host = "10.0.0.2".into();
     assert!(!may(&[elsewhere.clone()], Operation::Read, "orders"));
     elsewhere.host = "10.0.0.1".into();
@@ -191,30 +176,15 @@ fn read_write_delete_alter_imply_describe_and_alter_configs_implies_describe_con
         Operation::Delete,
         Operation::Alter,
     ] {
-        let acl = [allow("t", PatternType::Literal, "User:alice", granted)];
+        let acl = [alice("t", granted)];
         assert!(may(&acl, Operation::Describe, "t"), "{granted:?}");
         assert!(!may(&acl, Operation::DescribeConfigs, "t"), "{granted:?}");
     }
-    let acl = [allow(
-        "t",
-        PatternType::Literal,
-        "User:alice",
-        Operation::AlterConfigs,
-    )];
+    let acl = [alice("t", Operation::AlterConfigs)];
     assert!(may(&acl, Operation::DescribeConfigs, "t"));
-    let acl = [allow(
-        "t",
-        PatternType::Literal,
-        "User:alice",
-        Operation::Describe,
-    )];
+    let acl = [alice("t", Operation::Describe)];
     assert!(!may(&acl, Operation::Read, "t"));
-    let acl = [allow(
-        "t",
-        PatternType::Literal,
-        "User:alice",
-        Operation::All,
-    )];
+    let acl = [alice("t", Operation::All)];
     assert!(may(&acl, Operation::Write, "t") && may(&acl, Operation::AlterConfigs, "t"));
 }
 
@@ -234,7 +204,7 @@ fn a_matching_deny_wins_and_names_its_operation_or_all() {
     assert!(may(&acls, Operation::Describe, "orders-secret"));
     assert!(may(&acls, Operation::Read, "orders-public"));
     let all = [
-        allow("t", PatternType::Literal, "User:alice", Operation::Read),
+        alice("t", Operation::Read),
         deny(WILDCARD, PatternType::Literal, ANY_USER, Operation::All),
     ];
     assert!(!may(&all, Operation::Read, "t"));
@@ -242,7 +212,7 @@ fn a_matching_deny_wins_and_names_its_operation_or_all() {
 
 #[test]
 fn bindings_keep_filter_values_out() {
-    let good = allow("t", PatternType::Literal, "User:alice", Operation::Read);
+    let good = alice("t", Operation::Read);
     assert_eq!(good.validate(), Ok(()));
     let mut any_op = good.clone();
     any_op.operation = Operation::Any;
@@ -289,12 +259,7 @@ fn filter(name: Option<&str>, pattern: PatternType) -> AclFilter {
 
 #[test]
 fn filters_select_by_pattern_as_describe_and_delete_acls_do() {
-    let literal = allow(
-        "orders-eu",
-        PatternType::Literal,
-        "User:alice",
-        Operation::Read,
-    );
+    let literal = alice("orders-eu", Operation::Read);
     let prefixed = allow(
         "orders-",
         PatternType::Prefixed,
