@@ -317,6 +317,9 @@ impl Broker {
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
                 max_groups: config.max_groups,
                 max_size: config.group_max_size,
+                // A shard of a cluster may be taken over from a broker whose clients are
+                // mid-rebalance: make them rejoin here.
+                rebalance_restored: shard.is_some(),
             },
             Arc::new(InternalGroupStore::new(offsets.clone())),
             restored_groups(history.clone(), &offsets),

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::cluster::{
+    admin, drain, group_led_by, shard_leaders, start_in_cluster, start_polling, wait_spread,
+    wait_status,
+};
 use common::etcd::EtcdServer;
 use common::{encode_batch, free_port, BrokerProcess, Client};
-use hotwire_broker::cluster::model::ClusterSettings;
-use hotwire_broker::cluster::shards;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -135,35 +137,6 @@ fn values(client: &mut Client) -> Vec<String> {
         }
     }
     values
-}
-
-/// A broker of `cluster` with node id `node` on `storage`: 2 shards, a 1 s lease, a 50 ms poll.
-fn start_in_cluster(storage: &str, cluster: &str, node: &str, extra: &[&str]) -> BrokerProcess {
-    start_polling(storage, cluster, node, "50", extra)
-}
-
-/// As [`start_in_cluster`], reading the cluster from etcd every `poll_ms`.
-fn start_polling(
-    storage: &str,
-    cluster: &str,
-    node: &str,
-    poll_ms: &str,
-    extra: &[&str],
-) -> BrokerProcess {
-    let mut args = vec![
-        "--node-id",
-        node,
-        "--cluster",
-        cluster,
-        "--cluster-shards",
-        "2",
-        "--cluster-lease-s",
-        "1",
-        "--cluster-poll-ms",
-        poll_ms,
-    ];
-    args.extend_from_slice(extra);
-    BrokerProcess::start_shared(storage, free_port(), &args)
 }
 
 #[test]
@@ -338,31 +311,6 @@ fn an_idempotent_producer_keeps_its_order_across_an_etcd_outage() {
     assert_eq!(values(&mut client), ["a", "b", "c"]);
 }
 
-/// `hotwire admin` with `args` against `cluster`: (success, what it printed).
-fn admin(cluster: &str, args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
-        .args(["admin", "--cluster", cluster])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
-/// Waits until `hotwire admin status` prints `line`.
-fn wait_status(cluster: &str, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, text) = admin(cluster, &["status"]);
-        if ok && text.contains(line) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {line:?} in:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn an_operator_drains_a_broker_with_hotwire_admin() {
     let etcd = EtcdServer::start();
@@ -467,49 +415,12 @@ fn drain_the_fast_broker_and_ask_the_slow_one(metadata_first: bool) {
     let first = start_in_cluster(&storage, &cluster, "1", PARTITIONS);
     wait_status(&cluster, "2 shards, controller 1");
     let slow = start_polling(&storage, &cluster, "2", "5000", PARTITIONS);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while admin(&cluster, &["status"])
-        .1
-        .matches("leads 1 shard(s)")
-        .count()
-        != 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the shards never spread over both brokers"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_spread(&cluster);
     let mut client = slow.connect();
     wait_leader(&mut client, |l| l > 0, Duration::from_secs(30));
     // A group whose coordinator moves with the drain: one in broker 1's shard.
-    let settings = ClusterSettings {
-        shards: 2,
-        placement: shards::PLACEMENT,
-    };
-    let drained_shard = shard_leaders(&cluster)
-        .into_iter()
-        .find_map(|(shard, leader)| (leader == 1).then_some(shard))
-        .expect("broker 1 leads a shard");
-    let group = (0..)
-        .map(|i| format!("group-{i}"))
-        .find(|g| shards::of_group(g, settings) == drained_shard)
-        .unwrap();
-
-    let (ok, text) = admin(&cluster, &["drain", "1", "--wait", "30"]);
-    assert!(ok, "{text}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = admin(&cluster, &["status"]);
-        if text.contains("  0: leader 2,") && text.contains("  1: leader 2,") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the drain never completed:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let group = group_led_by(&cluster, 1);
+    drain(&cluster, 1, 2);
     // Within tens of milliseconds of etcd naming broker 2 for every shard, while broker 2's
     // own view is most likely seconds older.
     let ask_metadata = |client: &mut Client| {
@@ -540,18 +451,6 @@ fn drain_the_fast_broker_and_ask_the_slow_one(metadata_first: bool) {
         ask_metadata(&mut client);
     }
     drop(first);
-}
-
-/// Shard -> leader, as `hotwire admin status` prints them.
-fn shard_leaders(cluster: &str) -> BTreeMap<u32, i32> {
-    let (_, text) = admin(cluster, &["status"]);
-    text.lines()
-        .filter_map(|line| {
-            let (shard, rest) = line.trim().split_once(": leader ")?;
-            let leader = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-            Some((shard.parse().ok()?, leader.parse().ok()?))
-        })
-        .collect()
 }
 
 /// One acks=all batch of `count` records of `size` bytes to `partition` of `topic`:

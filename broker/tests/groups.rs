@@ -3,25 +3,14 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::groups::{group, join, join_request, sync_request, text};
 use common::{BrokerProcess, Client};
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 /// No initial delay, so a single member's join completes at once.
 const FAST: &[&str] = &["--group-initial-rebalance-delay-ms", "0"];
-
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
-
-fn group(id: &str) -> GroupId {
-    GroupId(text(id))
-}
 
 /// The range the broker advertises for `api`.
 fn advertised(client: &mut Client, api: ApiKey) -> std::ops::RangeInclusive<i16> {
@@ -33,58 +22,6 @@ fn advertised(client: &mut Client, api: ApiKey) -> std::ops::RangeInclusive<i16>
         .find(|k| k.api_key == api as i16)
         .unwrap_or_else(|| panic!("{api:?} not advertised"));
     entry.min_version..=entry.max_version
-}
-
-fn join_request(group_id: &str, member_id: &str, metadata: &str) -> JoinGroupRequest {
-    JoinGroupRequest::default()
-        .with_group_id(group(group_id))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_member_id(text(member_id))
-        .with_protocol_type(text("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(text("range"))
-            .with_metadata(Bytes::from(metadata.to_string()))])
-}
-
-/// Joins as a new member in `version`, doing the MEMBER_ID_REQUIRED round trip from v4.
-fn join(client: &mut Client, version: i16, group_id: &str, metadata: &str) -> JoinGroupResponse {
-    let first: JoinGroupResponse = client.call(
-        ApiKey::JoinGroup,
-        version,
-        &join_request(group_id, "", metadata),
-    );
-    if version < 4 {
-        return first;
-    }
-    assert_eq!(
-        first.error_code,
-        ResponseError::MemberIdRequired.code(),
-        "JoinGroup v{version}"
-    );
-    assert!(first.member_id.starts_with("hotwire-test-"), "{first:?}");
-    client.call(
-        ApiKey::JoinGroup,
-        version,
-        &join_request(group_id, first.member_id.as_str(), metadata),
-    )
-}
-
-fn sync_request(group_id: &str, joined: &JoinGroupResponse) -> SyncGroupRequest {
-    let assignments = joined
-        .members
-        .iter()
-        .map(|m| {
-            SyncGroupRequestAssignment::default()
-                .with_member_id(m.member_id.clone())
-                .with_assignment(Bytes::from(format!("for:{}", m.member_id.as_str())))
-        })
-        .collect();
-    SyncGroupRequest::default()
-        .with_group_id(group(group_id))
-        .with_generation_id(joined.generation_id)
-        .with_member_id(joined.member_id.clone())
-        .with_assignments(assignments)
 }
 
 fn leave(client: &mut Client, version: i16, group_id: &str, member_id: &str) -> i16 {

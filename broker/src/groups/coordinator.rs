@@ -46,8 +46,9 @@ impl Drop for Inner {
 impl GroupCoordinator {
     /// A coordinator that carries on from `restored` (the last snapshot of each group, as Kafka
     /// loads its offsets topic): groups with members come back Stable, their members with fresh
-    /// sessions, so live clients keep heartbeating without a rebalance and dead ones expire;
-    /// groups without members come back Empty. Generations continue from the stored ones.
+    /// sessions, so live clients keep heartbeating without a rebalance and dead ones expire (or
+    /// rebalancing, with [`GroupConfig::rebalance_restored`]); groups without members come back
+    /// Empty. Generations continue from the stored ones.
     ///
     /// # Panics
     /// Outside a Tokio runtime, since it spawns the timer task.
@@ -60,7 +61,7 @@ impl GroupCoordinator {
         let initial_delay = Duration::from_millis(config.initial_rebalance_delay_ms.into());
         let mut groups = HashMap::with_capacity(restored.len());
         for snapshot in restored {
-            let group = Group::restore(snapshot, initial_delay, now);
+            let group = Group::restore(snapshot, initial_delay, config.rebalance_restored, now);
             if groups.contains_key(&group.id) {
                 tracing::warn!(group = %group.id, "two snapshots of one group; keeping the later");
             }

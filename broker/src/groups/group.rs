@@ -110,8 +110,15 @@ impl Group {
     }
 
     /// A group as it was persisted: Stable with its members when it had any (their sessions
-    /// start now), Empty otherwise.
-    pub(crate) fn restore(snapshot: GroupSnapshot, initial_delay: Duration, now: Instant) -> Self {
+    /// start now), or rebalancing when `rebalance` is set (see
+    /// [`GroupConfig::rebalance_restored`](super::GroupConfig::rebalance_restored)); Empty
+    /// when it had none.
+    pub(crate) fn restore(
+        snapshot: GroupSnapshot,
+        initial_delay: Duration,
+        rebalance: bool,
+        now: Instant,
+    ) -> Self {
         let mut group = Self::new(snapshot.group_id, initial_delay);
         group.generation = snapshot.generation_id;
         group.protocol_type = snapshot.protocol_type;
@@ -136,6 +143,9 @@ impl Group {
             .filter(|leader| group.members.contains_key(leader))
             .or_else(|| group.members.keys().next().cloned());
         group.set_state(GroupState::Stable);
+        if rebalance {
+            group.prepare_rebalance(now, "taken over from another coordinator");
+        }
         group
     }
 

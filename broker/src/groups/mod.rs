@@ -58,6 +58,14 @@ pub struct GroupConfig {
     pub max_groups: usize,
     /// Most members of one group, joined or awaiting their member id (`group_max_size`).
     pub max_size: usize,
+    /// Whether restored groups with members start with a rebalance instead of Stable. Set when
+    /// the coordinator takes groups over from another broker (a cluster hand-over): a client
+    /// whose OffsetFetch the old coordinator refused with NOT_COORDINATOR never asks again
+    /// until its next rebalance (librdkafka leaves those partitions unfetched), so the new
+    /// coordinator makes every member rejoin. A single broker restarting keeps Kafka's
+    /// behaviour (no rebalance): the restart broke every connection, and clients retry
+    /// requests lost with a connection.
+    pub rebalance_restored: bool,
 }
 
 impl Default for GroupConfig {
@@ -68,6 +76,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             max_groups: 100_000,
             max_size: 10_000,
+            rebalance_restored: false,
         }
     }
 }

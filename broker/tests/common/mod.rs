@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod etcd;
+pub mod groups;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -99,6 +99,7 @@ pub(super) fn config() -> GroupConfig {
         initial_rebalance_delay_ms: 100,
         max_groups: 1_000,
         max_size: 1_000,
+        rebalance_restored: false,
     }
 }
 

@@ -98,16 +98,21 @@ fn member(id: &str, instance: Option<&str>) -> MemberSnapshot {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn restored_groups_carry_on_where_they_were() {
-    let stable = GroupSnapshot {
+/// Group "g" Stable at generation 41, led by "live".
+fn stable_at_41(members: Vec<MemberSnapshot>) -> GroupSnapshot {
+    GroupSnapshot {
         group_id: "g".into(),
         generation_id: 41,
         protocol_type: Some("consumer".into()),
         protocol_name: Some("range".into()),
         leader: Some("live".into()),
-        members: vec![member("live", None), member("dead", Some("i-dead"))],
-    };
+        members,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restored_groups_carry_on_where_they_were() {
+    let stable = stable_at_41(vec![member("live", None), member("dead", Some("i-dead"))]);
     let empty = GroupSnapshot {
         generation_id: 7,
         protocol_type: Some("consumer".into()),
@@ -150,6 +155,40 @@ async fn restored_groups_carry_on_where_they_were() {
     let joined = join_new(&groups, "e", "x").await;
     assert_eq!(joined.generation_id, 8);
     let _ = store;
+}
+
+/// A coordinator that took a group over from another broker makes its members rejoin: one
+/// whose OffsetFetch the old coordinator refused (NOT_COORDINATOR) asks again only after a
+/// rebalance. Members that rejoin form the next generation; the others leave it.
+#[tokio::test(start_paused = true)]
+async fn groups_taken_over_rebalance_and_their_live_members_rejoin() {
+    let stable = stable_at_41(vec![member("live", None), member("gone", None)]);
+    let empty = GroupSnapshot::offsets_only("e");
+    let config = GroupConfig {
+        rebalance_restored: true,
+        ..config()
+    };
+    let (groups, _store) = start_with(config, vec![stable, empty]);
+    assert_eq!(
+        groups.describe_group("g").state,
+        GroupState::PreparingRebalance
+    );
+    assert_eq!(groups.describe_group("e").state, GroupState::Empty);
+    assert_eq!(
+        groups.heartbeat("g", 41, "live", None),
+        Err(ResponseError::RebalanceInProgress)
+    );
+    let rejoin = spawn_rejoin(&groups, "g", "live", "app");
+    // Keep the live member's session while the absent one's rebalance timeout runs out.
+    for _ in 0..(REBALANCE_MS / 3_000) {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = groups.heartbeat("g", 41, "live", None);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rejoined = rejoin.await.unwrap();
+    assert_eq!(rejoined.error, None);
+    assert_eq!(rejoined.generation_id, 42);
+    assert_eq!(rejoined.members.len(), 1, "only the live member rejoined");
 }
 
 #[tokio::test(start_paused = true)]
