@@ -41,6 +41,12 @@ def users(broker, *args, password=None):
 @pytest.fixture
 def sasl_broker(broker_factory, tmp_path):
     """A broker with PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners, and user alice."""
+    return start_sasl_broker(broker_factory, tmp_path)
+
+
+def start_sasl_broker(broker_factory, tmp_path, extra_args=()):
+    """A broker with PLAINTEXT, SASL_PLAINTEXT and SASL_SSL listeners, users alice and admin
+    (a super user), and `extra_args`."""
     pki = tmp_path / "pki"
     pki.mkdir()
     ca = Authority(pki, "ca")
@@ -54,6 +60,7 @@ def sasl_broker(broker_factory, tmp_path):
         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
         "--metrics-listen", f"127.0.0.1:{broker.metrics_port}",
         "--super-users", "User:admin",
+        *extra_args,
     ]
     broker.ca = ca.cert
     broker.sasl = f"127.0.0.1:{broker.sasl_port}"

@@ -26,6 +26,8 @@ use crate::offsets::group_store::{decode_snapshots, InternalGroupStore};
 use crate::offsets::{OffsetTable, Offsets};
 use crate::producers::recovery::TailWindow;
 use crate::producers::{self, ProducerIds};
+use crate::security::acl::store::{AclStoreError, StoreAcls};
+use crate::security::acl::Acls;
 use crate::server::frames::RequestMemory;
 
 /// Why the broker could not start.
@@ -47,6 +49,9 @@ pub enum StartError {
     /// The cold-read runtime could not start.
     #[error("cold-read runtime: {0}")]
     ColdRuntime(std::io::Error),
+    /// The stored ACLs could not be read.
+    #[error("ACLs: {0}")]
+    Acls(#[from] AclStoreError),
 }
 
 /// What a broker opened as one shard of a cluster is told.
@@ -66,6 +71,8 @@ pub struct ShardContext {
     pub stream: Option<dfs_adapter::FlushStream>,
     /// The process's cold-read runtime, shared by the shards it leads (see [`ColdRuntime`]).
     pub cold_runtime: Option<Arc<ColdRuntime>>,
+    /// The cluster's ACLs (etcd holds them).
+    pub acls: Arc<Acls>,
 }
 
 /// The shard a broker serves in a cluster, and its epoch.
@@ -132,6 +139,8 @@ pub struct Broker {
     pub request_memory: RequestMemory,
     /// One-sided sessions that may still open (`max_one_sided_sessions`), every provider.
     pub one_sided_sessions: Arc<tokio::sync::Semaphore>,
+    /// The ACLs in force: the storage root's, or the cluster's.
+    pub acls: Arc<Acls>,
 }
 
 impl Broker {
@@ -347,6 +356,17 @@ impl Broker {
             committed_offsets = offsets.table().groups().len(),
             "broker state replayed"
         );
+        let acls = match &shard {
+            Some(context) => context.acls.clone(),
+            None => Arc::new(
+                Acls::open(
+                    Arc::new(StoreAcls(store.clone())),
+                    config.authorizer_settings(),
+                    config.acl_authorizer,
+                )
+                .await?,
+            ),
+        };
         let fetch_budget = FetchBudget::new(config.fetch_memory_mib);
         let one_sided_sessions =
             Arc::new(tokio::sync::Semaphore::new(config.max_one_sided_sessions));
@@ -380,6 +400,7 @@ impl Broker {
             }),
             request_memory,
             one_sided_sessions,
+            acls,
         }))
     }
 

@@ -30,6 +30,14 @@ pub struct Config {
     /// `User:admin`; today: DescribeUserScramCredentials and AlterUserScramCredentials. A client
     /// that did not authenticate is `User:ANONYMOUS`. Default none.
     pub super_users: Vec<String>,
+    /// Whether ACLs are enforced (Kafka's `authorizer.class.name` set to its ACL authorizer):
+    /// every request is checked against the ACLs stored with CreateAcls, and a resource no ACL
+    /// names is refused unless `allow_everyone_if_no_acl_found`. Off (the default, as Kafka
+    /// without an authorizer): everything is allowed, and the ACL APIs answer SECURITY_DISABLED.
+    pub acl_authorizer: bool,
+    /// With `acl_authorizer`: whether a resource that no ACL names is open to everyone
+    /// (Kafka's `allow.everyone.if.no.acl.found`, default false).
+    pub allow_everyone_if_no_acl_found: bool,
     /// SASL mechanisms offered on SASL listeners (Kafka's `sasl.enabled.mechanisms`): any of
     /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`. Default all three.
     pub sasl_enabled_mechanisms: Vec<String>,
@@ -263,6 +271,8 @@ impl Default for Config {
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),
             super_users: Vec::new(),
+            acl_authorizer: false,
+            allow_everyone_if_no_acl_found: false,
             sasl_enabled_mechanisms: crate::security::sasl::MECHANISMS
                 .iter()
                 .map(|m| m.to_string())
@@ -401,6 +411,10 @@ pub struct Args {
     advertised_listeners: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_SUPER_USERS", value_delimiter = ',')]
     super_users: Option<Vec<String>>,
+    #[arg(long, env = "HOTWIRE_ACL_AUTHORIZER")]
+    acl_authorizer: Option<bool>,
+    #[arg(long, env = "HOTWIRE_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    allow_everyone_if_no_acl_found: Option<bool>,
     #[arg(long, env = "HOTWIRE_SASL_ENABLED_MECHANISMS", value_delimiter = ',')]
     sasl_enabled_mechanisms: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_SASL_FAILED_AUTHENTICATION_DELAY_MS")]
@@ -662,6 +676,8 @@ impl Config {
             listeners,
             advertised_listeners,
             super_users,
+            acl_authorizer,
+            allow_everyone_if_no_acl_found,
             sasl_enabled_mechanisms,
             sasl_failed_authentication_delay_ms,
             storage,
@@ -1083,6 +1099,14 @@ impl Config {
             max_bytes: (self.compaction_max_mib as u64) << 20,
             segment_target_bytes: (self.segment_target_mib as u64) << 20,
             chunk_bytes: (self.segment_chunk_kib as u64) << 10,
+        }
+    }
+
+    /// The authorizer's settings.
+    pub fn authorizer_settings(&self) -> crate::security::acl::AuthorizerSettings {
+        crate::security::acl::AuthorizerSettings {
+            super_users: self.super_users.clone(),
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
         }
     }
 

@@ -11,6 +11,8 @@ use hotwire_broker::cluster::admin;
 use hotwire_broker::cluster::model::{BrokerInfo, Endpoint};
 use hotwire_broker::cluster::{ClusterConfig, Member, Node};
 use hotwire_broker::config::{Args, Command, Config};
+use hotwire_broker::security::acl::store::EtcdAcls;
+use hotwire_broker::security::acl::Acls;
 use hotwire_broker::security::users;
 use hotwire_broker::server::tls::{Tls, TlsFiles};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
@@ -230,7 +232,14 @@ async fn run_cluster(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(cluster = %url, node = info.node_id, "joining the cluster");
     let member = Member::join(&cluster, info).await?;
-    let node = Node::new(member, config);
+    // Loaded before the listeners serve, so no request is judged against an empty set.
+    let acls = Acls::open(
+        Arc::new(EtcdAcls::new(member.etcd().clone(), member.keys().prefix())),
+        config.authorizer_settings(),
+        config.acl_authorizer,
+    )
+    .await?;
+    let node = Node::new(member, config, Arc::new(acls));
     tracing::info!(storage = %node.config.storage, "hotwire serving Kafka in a cluster");
     let shutdown = CancellationToken::new();
     if let Some(addr) = node.config.metrics_listen {

@@ -11,19 +11,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{
-    admin, drain, group_led_by, shard_leaders, start_in_cluster, start_polling, wait_spread,
-    wait_status,
+    admin, drain, group_led_by, set_user, shard_leaders, start_in_cluster, start_polling,
+    wait_spread, wait_status,
 };
 use common::etcd::EtcdServer;
-use common::{encode_batch, free_port, BrokerProcess, Client};
+use common::{encode_batch, free_port, plain_login, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-    TopicName,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -623,34 +621,13 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
 }
 
 /// (error code) of a SASL/PLAIN login on a fresh connection of `client`.
-fn plain_login(client: &mut Client, user: &str, password: &str) -> i16 {
-    let handshake: SaslHandshakeResponse = client.call(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-    );
-    assert_eq!(handshake.error_code, 0);
-    let token = format!("\0{user}\0{password}");
-    let answer: SaslAuthenticateResponse = client.call(
-        ApiKey::SaslAuthenticate,
-        2,
-        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
-    );
-    answer.error_code
-}
-
 #[test]
 fn cluster_users_live_in_etcd_and_each_listener_advertises_its_own_addresses() {
     let etcd = EtcdServer::start();
     let root = tempfile::tempdir().unwrap();
     let storage = format!("fs://{}", root.path().display());
     let cluster = etcd.cluster_url("sasl");
-    let users = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
-        .args(["users", "--cluster", &cluster, "set", "alice"])
-        .env("HOTWIRE_USER_PASSWORD", "pa55")
-        .output()
-        .unwrap();
-    assert!(users.status.success(), "{users:?}");
+    set_user(&cluster, "alice", "pa55");
     let sasl_ports = [free_port(), free_port()];
     let brokers: Vec<BrokerProcess> = (0..2)
         .map(|i| {

@@ -18,6 +18,7 @@ use crate::cold::ColdRuntime;
 use crate::config::Config;
 use crate::maintenance;
 use crate::metrics::Events;
+use crate::security::acl::Acls;
 use crate::server::frames::RequestMemory;
 
 /// Each led shard's epoch and bytes flushed so far.
@@ -86,11 +87,17 @@ pub struct Node {
     /// The cold-read runtime every engine shares (started with the first engine; it outlives
     /// them all: see `ColdRuntime`).
     cold_runtime: Mutex<Option<Arc<ColdRuntime>>>,
+    /// The cluster's ACLs, reread from etcd every [`ACL_REFRESH`].
+    pub acls: Arc<Acls>,
 }
 
+/// How often a broker rereads the cluster's ACLs: a change made through another broker counts
+/// here within this (Kafka's brokers also apply ACL changes asynchronously).
+pub const ACL_REFRESH: Duration = Duration::from_secs(1);
+
 impl Node {
-    /// A node for `member` with the process configuration `config`.
-    pub fn new(member: Arc<Member>, config: Config) -> Arc<Self> {
+    /// A node for `member` with the process configuration `config` and the cluster's `acls`.
+    pub fn new(member: Arc<Member>, config: Config, acls: Arc<Acls>) -> Arc<Self> {
         let events = Events::default();
         let request_memory = RequestMemory::new(
             config.max_request_memory_mib.saturating_mul(1 << 20),
@@ -108,6 +115,7 @@ impl Node {
             load: Mutex::new((Instant::now(), BTreeMap::new())),
             stream: std::sync::OnceLock::new(),
             cold_runtime: Mutex::default(),
+            acls,
         })
     }
 
@@ -169,6 +177,7 @@ impl Node {
             ));
         }
         let _ = self.stream.set(stream);
+        tokio::spawn(refresh_acls(self.acls.clone(), shutdown.child_token()));
         let mut views = self.member.subscribe();
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.cluster_poll_ms));
         loop {
@@ -389,6 +398,7 @@ impl Node {
             topics: self.member.view().topics.values().cloned().collect(),
             stream: self.stream.get().cloned().flatten(),
             cold_runtime: self.cold_runtime()?,
+            acls: self.acls.clone(),
         };
         let broker = Broker::open_with(config, Some(context)).await?;
         let stop = CancellationToken::new();
@@ -493,5 +503,21 @@ async fn close(engine: &Engine, planned: bool) {
         }
     } else {
         pipeline.abandon().await;
+    }
+}
+
+/// Rereads the ACLs every [`ACL_REFRESH`] until `stop` (keeping the last set while etcd is
+/// out of reach).
+async fn refresh_acls(acls: Arc<Acls>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ACL_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = acls.refresh().await {
+            tracing::debug!(%error, "cannot reread the ACLs; keeping the last ones");
+        }
     }
 }

@@ -36,6 +36,8 @@ use tokio::task::JoinHandle;
 use crate::broker::Broker;
 use crate::groups::ClientContext;
 use crate::protocol::{encode_response, Request};
+use crate::security::acl::Access;
+use crate::security::authorize::{self, Denied, KnownTopics, TopicNames};
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -56,13 +58,70 @@ pub enum InFlight {
     Running(JoinHandle<Reply>),
 }
 
-/// Runs the order-sensitive part of `request` now and the rest in its own task.
+/// Authorizes `request` (see [`authorize`]) and serves what the client may do.
+pub async fn start(broker: Arc<Broker>, request: Request, origin: Origin) -> InFlight {
+    let access = origin.access(&broker.acls);
+    match admit(request, &access, &BrokerTopics(&broker)) {
+        Ok((request, denied)) => serve(broker, request, origin, denied).await,
+        Err(refused) => InFlight::Ready(refused),
+    }
+}
+
+/// What of `request` `access` lets through, and what completes its response; or the reply
+/// to send instead when the client may not make it at all.
+pub fn admit(
+    request: Request,
+    access: &Access,
+    topics: TopicNames<'_>,
+) -> Result<(Request, Denied), Reply> {
+    let Request {
+        api_key,
+        version,
+        correlation_id,
+        client_id,
+        body,
+    } = request;
+    match authorize::admit(access, body, version, topics) {
+        Ok((body, denied)) => Ok((
+            Request {
+                api_key,
+                version,
+                correlation_id,
+                client_id,
+                body,
+            },
+            denied,
+        )),
+        Err(response) => Err(encode(api_key, version, correlation_id, &response)),
+    }
+}
+
+/// The topics of a broker, for the authorizer.
+pub struct BrokerTopics<'a>(pub &'a Broker);
+
+impl KnownTopics for BrokerTopics<'_> {
+    fn name_of(&self, id: uuid::Uuid) -> Option<String> {
+        self.0.topics.get_by_id(id).map(|t| t.name.clone())
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.0.topics.get(name).is_some()
+    }
+}
+
+/// Runs the order-sensitive part of an authorized `request` now and the rest in its own task;
+/// `denied` completes its response.
 ///
 /// Requests that change state (produce appends, offset commits and deletions, topic creation and
 /// deletion) take effect in the order they arrived on the connection; reads, and the waits for
 /// durability, run concurrently.
 /// Responses are still written in request order by the connection.
-pub async fn start(broker: Arc<Broker>, request: Request, origin: Origin) -> InFlight {
+pub async fn serve(
+    broker: Arc<Broker>,
+    request: Request,
+    origin: Origin,
+    denied: Denied,
+) -> InFlight {
     let peer = origin.peer;
     let Request {
         api_key,
@@ -74,8 +133,9 @@ pub async fn start(broker: Arc<Broker>, request: Request, origin: Origin) -> InF
     tracing::trace!(?api_key, version, correlation_id, ?client_id, "request");
     let latency = broker.events.request_latency(&format!("{api_key:?}"));
     let started = std::time::Instant::now();
-    let reply = move |response| {
+    let reply = move |mut response| {
         latency.observe(started.elapsed().as_secs_f64());
+        denied.apply(&mut response);
         encode(api_key, version, correlation_id, &response)
     };
     match body {

@@ -1,8 +1,10 @@
 //! Who a client is: SASL authentication (PLAIN, SCRAM-SHA-256/512) and where the SCRAM
-//! credentials are kept; what a principal may do (ACLs). TLS itself is the listener's
+//! credentials are kept; what a principal may do (ACLs, and the ACL APIs). TLS itself is the listener's
 //! (`server::tls`).
 
 pub mod acl;
+pub mod acl_admin;
+pub mod authorize;
 pub mod credentials;
 pub mod sasl;
 pub mod scram;

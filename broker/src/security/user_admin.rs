@@ -2,8 +2,8 @@
 //! Kafka's admin API (as `kafka-configs --alter --add-config SCRAM-SHA-256=...` and the admin
 //! clients do), on the same credential store as `hotwire users`.
 //!
-//! Until ACLs exist, only `super_users` may call them (Kafka asks for DESCRIBE / ALTER on the
-//! cluster): a client that did not authenticate is `User:ANONYMOUS`, as in Kafka.
+//! Callers need DESCRIBE / ALTER on the cluster (as in Kafka) with the ACL authorizer on, and
+//! must be `super_users` without it; a client that did not authenticate is `User:ANONYMOUS`.
 
 use std::collections::BTreeSet;
 
@@ -38,7 +38,9 @@ pub async fn describe(
     if !allowed {
         return response
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(message("only super_users may describe SCRAM credentials"));
+            .with_error_message(message(
+                "DESCRIBE on the cluster is required (super_users without an authorizer)",
+            ));
     }
     let stored = match store.list().await {
         Ok(stored) => stored,
@@ -122,7 +124,8 @@ pub async fn alter(
                     user,
                     Some((
                         ResponseError::ClusterAuthorizationFailed,
-                        "only super_users may alter SCRAM credentials".into(),
+                        "ALTER on the cluster is required (super_users without an authorizer)"
+                            .into(),
                     )),
                 )
             })

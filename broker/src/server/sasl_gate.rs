@@ -1,8 +1,8 @@
 //! The connection's door on SASL listeners: until the client has authenticated, only
 //! ApiVersions, SaslHandshake and SaslAuthenticate pass; anything else closes the connection
 //! (as Kafka does). SaslHandshake and SaslAuthenticate are answered here on every listener, so
-//! the handlers never see them; so are Describe/AlterUserScramCredentials, which need the
-//! connection's principal and the credential store.
+//! the handlers never see them; so are Describe/AlterUserScramCredentials and the ACL APIs,
+//! which need the connection's principal and the credential store or the ACLs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,9 @@ use kafka_protocol::ResponseError;
 use super::{Origin, Service};
 use crate::handlers::{InFlight, Reply};
 use crate::protocol::{encode_response, Request};
+use crate::security::acl::Operation;
 use crate::security::sasl::{Authenticator, Step};
-use crate::security::user_admin;
+use crate::security::{acl_admin, user_admin};
 
 /// What to do with one request.
 pub enum Admit {
@@ -130,7 +131,7 @@ impl Gate {
             RequestKind::DescribeUserScramCredentials(describe)
                 if self.authenticator.is_none() || self.authenticated =>
             {
-                let (store, allowed) = user_admin_access(broker, origin);
+                let (store, allowed) = user_admin_access(broker, origin, Operation::Describe);
                 let describe = describe.clone();
                 later(request, async move {
                     let response = user_admin::describe(&*store, describe, allowed).await;
@@ -140,12 +141,39 @@ impl Gate {
             RequestKind::AlterUserScramCredentials(alter)
                 if self.authenticator.is_none() || self.authenticated =>
             {
-                let (store, allowed) = user_admin_access(broker, origin);
+                let (store, allowed) = user_admin_access(broker, origin, Operation::Alter);
                 let alter = alter.clone();
                 later(request, async move {
                     let response = user_admin::alter(&*store, alter, allowed).await;
                     ResponseKind::AlterUserScramCredentials(response)
                 })
+            }
+            RequestKind::CreateAcls(create)
+                if self.authenticator.is_none() || self.authenticated =>
+            {
+                let (acls, access) = (broker.acls().clone(), origin.access(broker.acls()));
+                let create = create.clone();
+                later(request, async move {
+                    ResponseKind::CreateAcls(acl_admin::create(&acls, &access, create).await)
+                })
+            }
+            RequestKind::DeleteAcls(delete)
+                if self.authenticator.is_none() || self.authenticated =>
+            {
+                let (acls, access) = (broker.acls().clone(), origin.access(broker.acls()));
+                let delete = delete.clone();
+                later(request, async move {
+                    ResponseKind::DeleteAcls(acl_admin::delete(&acls, &access, delete).await)
+                })
+            }
+            RequestKind::DescribeAcls(describe)
+                if self.authenticator.is_none() || self.authenticated =>
+            {
+                let access = origin.access(broker.acls());
+                let response = acl_admin::describe(broker.acls(), &access, describe.clone());
+                Admit::Answer(InFlight::Ready(answer(ResponseKind::DescribeAcls(
+                    response,
+                ))))
             }
             _ if self.authenticator.is_none() || self.authenticated => Admit::Serve,
             RequestKind::ApiVersions(_) => Admit::Serve,
@@ -158,13 +186,20 @@ impl Gate {
     }
 }
 
-/// The credential store, and whether the connection's principal may manage users.
+/// The credential store, and whether the connection's principal may do `operation` to users:
+/// with the authorizer, as the cluster's ACLs say (Kafka: DESCRIBE / ALTER on the cluster);
+/// without it, super users only.
 fn user_admin_access<S: Service>(
     broker: &S,
     origin: &Origin,
+    operation: Operation,
 ) -> (Arc<dyn crate::security::credentials::CredentialStore>, bool) {
-    let principal = origin.principal.as_deref().unwrap_or(user_admin::ANONYMOUS);
-    let allowed = broker.config().super_users.iter().any(|u| u == principal);
+    let access = origin.access(broker.acls());
+    let allowed = if access.enforced() {
+        access.allows_cluster(operation)
+    } else {
+        access.is_super_user()
+    };
     (broker.credentials(), allowed)
 }
 

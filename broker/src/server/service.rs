@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::handlers::{self, InFlight};
 use crate::metrics::Events;
 use crate::protocol::Request;
+use crate::security::acl::{Access, Acls};
 use crate::security::credentials::{CredentialStore, EtcdCredentials, StoreCredentials};
 use crate::server::frames::RequestMemory;
 
@@ -25,6 +26,17 @@ pub struct Origin {
     pub principal: Option<Arc<str>>,
 }
 
+impl Origin {
+    /// What this client may do under `acls` (a client that did not authenticate is
+    /// `User:ANONYMOUS`, as in Kafka).
+    pub fn access(&self, acls: &Acls) -> Access {
+        let peer = self.peer;
+        acls.access_of(self.principal.clone(), || {
+            peer.map_or_else(String::new, |p| p.ip().to_string())
+        })
+    }
+}
+
 /// Serves decoded requests; the connection layer needs only this.
 pub trait Service: Send + Sync + 'static {
     /// Connection limits and timeouts.
@@ -35,6 +47,8 @@ pub trait Service: Send + Sync + 'static {
     fn events(&self) -> &Events;
     /// Where SASL credentials are read.
     fn credentials(&self) -> Arc<dyn CredentialStore>;
+    /// The ACLs in force.
+    fn acls(&self) -> &Arc<Acls>;
     /// Starts serving one request.
     fn start(
         self: Arc<Self>,
@@ -58,6 +72,10 @@ impl Service for Broker {
 
     fn credentials(&self) -> Arc<dyn CredentialStore> {
         Arc::new(StoreCredentials(self.store.clone()))
+    }
+
+    fn acls(&self) -> &Arc<Acls> {
+        &self.acls
     }
 
     fn start(
@@ -87,6 +105,10 @@ impl Service for Node {
             self.member.etcd().clone(),
             self.member.keys().prefix(),
         ))
+    }
+
+    fn acls(&self) -> &Arc<Acls> {
+        &self.acls
     }
 
     fn start(

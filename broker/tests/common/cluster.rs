@@ -1,6 +1,7 @@
 //! Broker processes in a cluster, and `hotwire admin` run against it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hotwire_broker::cluster::model::ClusterSettings;
@@ -21,6 +22,18 @@ pub fn start_polling(
     poll_ms: &str,
     extra: &[&str],
 ) -> BrokerProcess {
+    start_on(storage, cluster, node, poll_ms, free_port(), extra)
+}
+
+/// As [`start_polling`], with `addr` as the address clients are given first.
+pub fn start_on(
+    storage: &str,
+    cluster: &str,
+    node: &str,
+    poll_ms: &str,
+    addr: SocketAddr,
+    extra: &[&str],
+) -> BrokerProcess {
     let mut args = vec![
         "--node-id",
         node,
@@ -34,7 +47,17 @@ pub fn start_polling(
         poll_ms,
     ];
     args.extend_from_slice(extra);
-    BrokerProcess::start_shared(storage, free_port(), &args)
+    BrokerProcess::start_shared(storage, addr, &args)
+}
+
+/// Sets `user`'s SCRAM credentials in `cluster` with `hotwire users`.
+pub fn set_user(cluster: &str, user: &str, password: &str) {
+    let users = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+        .args(["users", "--cluster", cluster, "set", user])
+        .env("HOTWIRE_USER_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(users.status.success(), "{users:?}");
 }
 
 /// `hotwire admin` with `args` against `cluster`: (success, what it printed).

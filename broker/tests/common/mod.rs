@@ -12,7 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -472,4 +475,21 @@ pub fn scrape_metrics(addr: std::net::SocketAddr) -> std::collections::HashMap<S
         .filter_map(|l| l.rsplit_once(' '))
         .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
         .collect()
+}
+
+/// A SASL/PLAIN login on `client`: SaslAuthenticate's error code.
+pub fn plain_login(client: &mut Client, user: &str, password: &str) -> i16 {
+    let handshake: SaslHandshakeResponse = client.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(handshake.error_code, 0);
+    let token = format!("\0{user}\0{password}");
+    let answer: SaslAuthenticateResponse = client.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+    );
+    answer.error_code
 }

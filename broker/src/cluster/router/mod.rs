@@ -16,9 +16,15 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use super::node::{Engine, Node};
 use crate::handlers::{self, api_versions, InFlight, Reply};
 use crate::protocol::{encode_response, Request};
+use crate::security::authorize::KnownTopics;
 
 /// Serves one request of a cluster broker.
 pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFlight {
+    let access = origin.access(&node.acls);
+    let (request, denied) = match handlers::admit(request, &access, &NodeTopics(&node)) {
+        Ok(admitted) => admitted,
+        Err(refused) => return InFlight::Ready(refused),
+    };
     let Request {
         api_key,
         version,
@@ -28,11 +34,13 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
     } = request;
     let latency = node.events.request_latency(&format!("{api_key:?}"));
     let started = std::time::Instant::now();
-    let reply = move |response: ResponseKind| {
+    let completion = denied.clone();
+    let reply = move |mut response: ResponseKind| {
         latency.observe(started.elapsed().as_secs_f64());
+        completion.apply(&mut response);
         encode(api_key, version, correlation_id, &response)
     };
-    // Requests one engine serves whole go to it unchanged.
+    // Requests one engine serves whole go to it unchanged (already authorized).
     let forward = |engine: Arc<Engine>, body: RequestKind| {
         let request = Request {
             api_key,
@@ -41,7 +49,12 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
             client_id: client_id.clone(),
             body,
         };
-        handlers::start(engine.broker.clone(), request, origin.clone())
+        handlers::serve(
+            engine.broker.clone(),
+            request,
+            origin.clone(),
+            denied.clone(),
+        )
     };
     match body {
         RequestKind::ApiVersions(_) => {
@@ -135,6 +148,21 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
                 None => InFlight::Ready(Reply::Close),
             },
         },
+    }
+}
+
+/// The cluster's topics as this broker last read them, for the authorizer.
+struct NodeTopics<'a>(&'a Node);
+
+impl KnownTopics for NodeTopics<'_> {
+    fn name_of(&self, id: uuid::Uuid) -> Option<String> {
+        let view = self.0.member.view();
+        let name = view.topics.values().find(|t| t.id == id)?.name.clone();
+        Some(name)
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.0.member.view().topics.contains_key(name)
     }
 }
 

@@ -4,6 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod registry;
+pub mod store;
+
+pub use registry::{Access, Acls};
+
 /// A resource type (Kafka's codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ResourceType {

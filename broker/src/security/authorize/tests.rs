@@ -1,0 +1,334 @@
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::*;
+use crate::security::acl::store::StoreAcls;
+use crate::security::acl::{
+    AclBinding, AclFilter, Acls, AuthorizerSettings, Operation, PatternType, Permission,
+    ResourceType,
+};
+
+struct Known(&'static [&'static str]);
+
+impl KnownTopics for Known {
+    fn name_of(&self, _id: Uuid) -> Option<String> {
+        None
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.0.contains(&name)
+    }
+}
+
+fn alice(
+    operation: Operation,
+    resource_type: ResourceType,
+    name: &str,
+    pattern: PatternType,
+) -> AclBinding {
+    AclBinding {
+        resource_type,
+        name: name.into(),
+        pattern,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation,
+        permission: Permission::Allow,
+    }
+}
+
+/// alice may write topic `a`, describe every topic, and read groups `alice-*`.
+async fn acls(dir: &tempfile::TempDir, enabled: bool) -> Acls {
+    let store = dfs_adapter::Store::open(&format!("fs://{}", dir.path().display()))
+        .await
+        .unwrap();
+    let acls = Acls::open(
+        std::sync::Arc::new(StoreAcls(store)),
+        AuthorizerSettings::default(),
+        enabled,
+    )
+    .await
+    .unwrap();
+    let added = acls
+        .create(&[
+            alice(
+                Operation::Write,
+                ResourceType::Topic,
+                "a",
+                PatternType::Literal,
+            ),
+            alice(
+                Operation::Describe,
+                ResourceType::Topic,
+                "*",
+                PatternType::Literal,
+            ),
+            alice(
+                Operation::Read,
+                ResourceType::Group,
+                "alice-",
+                PatternType::Prefixed,
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(added, vec![true; 3]);
+    acls
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from(name.to_string()))
+}
+
+fn produce_to(topics: &[&str]) -> RequestKind {
+    let data = topics
+        .iter()
+        .map(|t| {
+            TopicProduceData::default()
+                .with_name(topic(t))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0)])
+        })
+        .collect();
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(data),
+    )
+}
+
+fn served(checked: Checked) -> (RequestKind, Denied) {
+    match checked {
+        Checked::Serve(body, denied) => (*body, denied),
+        Checked::Answer(response) => panic!("answered {response:?}"),
+    }
+}
+
+fn answered(checked: Checked) -> ResponseKind {
+    match checked {
+        Checked::Answer(response) => *response,
+        Checked::Serve(body, _) => panic!("served {body:?}"),
+    }
+}
+
+#[tokio::test]
+async fn produce_keeps_the_allowed_topics_and_answers_the_others_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let access = acls.access("User:alice", "10.0.0.1");
+    let (body, denied) = served(check(&access, produce_to(&["a", "b"]), 9, &Known(&[])));
+    let RequestKind::Produce(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topic_data.len(), 1);
+    assert_eq!(request.topic_data[0].name.as_str(), "a");
+    let mut response = ResponseKind::Produce(ProduceResponse::default());
+    denied.apply(&mut response);
+    let ResponseKind::Produce(response) = response else {
+        unreachable!()
+    };
+    assert_eq!(response.responses.len(), 1);
+    assert_eq!(response.responses[0].name.as_str(), "b");
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+
+    // Another principal, or alice from a host a binding does not name, gets nothing.
+    let bob = acls.access("User:bob", "10.0.0.1");
+    let (body, _) = served(check(&bob, produce_to(&["a"]), 9, &Known(&[])));
+    let RequestKind::Produce(request) = body else {
+        unreachable!()
+    };
+    assert!(request.topic_data.is_empty());
+}
+
+#[tokio::test]
+async fn a_transactional_producer_needs_write_on_its_transactional_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let access = acls.access("User:alice", "10.0.0.1");
+    let RequestKind::Produce(request) = produce_to(&["a"]) else {
+        unreachable!()
+    };
+    let request =
+        request.with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))));
+    let ResponseKind::Produce(response) = answered(check(
+        &access,
+        RequestKind::Produce(request),
+        9,
+        &Known(&[]),
+    )) else {
+        unreachable!()
+    };
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
+}
+
+#[tokio::test]
+async fn group_requests_need_read_on_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let access = acls.access("User:alice", "10.0.0.1");
+    let join = |group: &str| {
+        RequestKind::JoinGroup(
+            JoinGroupRequest::default().with_group_id(GroupId(StrBytes::from(group.to_string()))),
+        )
+    };
+    let ResponseKind::JoinGroup(refused) = answered(check(&access, join("bobs"), 5, &Known(&[])))
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        refused.error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
+    served(check(&access, join("alice-readers"), 5, &Known(&[])));
+}
+
+fn metadata(topics: Option<&[&str]>, create: bool) -> RequestKind {
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|n| MetadataRequestTopic::default().with_name(Some(topic(n))))
+            .collect()
+    });
+    RequestKind::Metadata(
+        MetadataRequest::default()
+            .with_topics(topics)
+            .with_allow_auto_topic_creation(create),
+    )
+}
+
+fn listed(names: &[&str]) -> ResponseKind {
+    let topics = names
+        .iter()
+        .map(|n| MetadataResponseTopic::default().with_name(Some(topic(n))))
+        .collect();
+    ResponseKind::Metadata(MetadataResponse::default().with_topics(topics))
+}
+
+fn names_and_errors(response: ResponseKind) -> Vec<(String, i16)> {
+    let ResponseKind::Metadata(response) = response else {
+        unreachable!()
+    };
+    response
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().to_string(), t.error_code))
+        .collect()
+}
+
+#[tokio::test]
+async fn metadata_shows_only_what_the_client_may_describe_and_creates_only_with_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let denied_code = ResponseError::TopicAuthorizationFailed.code();
+    // bob may describe nothing: every topic is hidden from a listing, and named ones refused.
+    let bob = acls.access("User:bob", "10.0.0.1");
+    let (_, filter) = served(check(&bob, metadata(None, false), 12, &Known(&["a", "b"])));
+    let mut response = listed(&["a", "b"]);
+    filter.apply(&mut response);
+    assert_eq!(names_and_errors(response), vec![]);
+    let (body, filter) = served(check(
+        &bob,
+        metadata(Some(&["a"]), false),
+        12,
+        &Known(&["a"]),
+    ));
+    let RequestKind::Metadata(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topics.unwrap().len(), 0);
+    let mut response = listed(&[]);
+    filter.apply(&mut response);
+    assert_eq!(names_and_errors(response), vec![("a".into(), denied_code)]);
+
+    // alice describes every topic, but creates none: a missing one she names is refused
+    // where the request would create it, and left to the handler where it would not.
+    let alice = acls.access("User:alice", "10.0.0.1");
+    let known = Known(&["a"]);
+    let (body, filter) = served(check(
+        &alice,
+        metadata(Some(&["a", "new"]), true),
+        12,
+        &known,
+    ));
+    let RequestKind::Metadata(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topics.unwrap().len(), 1);
+    let mut response = listed(&["a"]);
+    filter.apply(&mut response);
+    assert_eq!(
+        names_and_errors(response),
+        vec![("a".into(), 0), ("new".into(), denied_code)]
+    );
+    let (body, _) = served(check(&alice, metadata(Some(&["new"]), false), 12, &known));
+    let RequestKind::Metadata(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topics.unwrap().len(), 1);
+    // Metadata v0-3 always creates.
+    let (body, _) = served(check(&alice, metadata(Some(&["new"]), false), 3, &known));
+    let RequestKind::Metadata(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topics.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn without_the_authorizer_requests_pass_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, false).await;
+    let bob = acls.access("User:bob", "10.0.0.1");
+    let (body, _) = served(check(&bob, produce_to(&["a", "b"]), 9, &Known(&[])));
+    let RequestKind::Produce(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topic_data.len(), 2);
+}
+
+#[tokio::test]
+async fn acls_are_kept_in_the_storage_root_and_deleted_by_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = acls(&dir, true).await;
+    let everything = AclFilter {
+        resource_type: ResourceType::Any,
+        name: None,
+        pattern: PatternType::Any,
+        principal: None,
+        host: None,
+        operation: Operation::Any,
+        permission: Permission::Any,
+    };
+    let before = first.describe(&everything);
+    assert_eq!(before.len(), 3);
+    drop(first);
+    let store = dfs_adapter::Store::open(&format!("fs://{}", dir.path().display()))
+        .await
+        .unwrap();
+    let reopened = Acls::open(
+        std::sync::Arc::new(StoreAcls(store)),
+        AuthorizerSettings::default(),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened.describe(&everything), before);
+    let groups = AclFilter {
+        resource_type: ResourceType::Group,
+        ..everything.clone()
+    };
+    let deleted = reopened
+        .delete(&[groups, everything.clone()])
+        .await
+        .unwrap();
+    assert_eq!(deleted[0].len(), 1);
+    assert_eq!(deleted[1].len(), 3);
+    assert!(reopened.describe(&everything).is_empty());
+}
