@@ -2,6 +2,7 @@
 //! it, and the shards it leads.
 
 mod controller;
+mod shared_reads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct Member {
     load_rule: Option<super::plan::LoadRule>,
     /// As controller: when shards last moved for load alone.
     last_load_move: Mutex<Option<std::time::Instant>>,
+    /// [`Member::fresh_view`]'s reads, shared by concurrent callers.
+    fresh_reads: shared_reads::SharedReads,
 }
 
 impl Member {
@@ -61,6 +64,7 @@ impl Member {
                 min_gap: config.load_min_gap,
             }),
             last_load_move: Mutex::new(None),
+            fresh_reads: Default::default(),
         });
         let (registered_tx, registered) = tokio::sync::oneshot::channel();
         tokio::spawn(member.clone().run(config.clone(), registered_tx));
@@ -91,16 +95,19 @@ impl Member {
     /// librdkafka 2.0 can stay stuck on such a backward flip (fetching from a broker that
     /// answers NOT_LEADER_OR_FOLLOWER while later metadata names the leader it believes it
     /// has). One small read asks etcd for its revision; the whole cluster is read only when
-    /// something changed since the last read. Without an answer within
-    /// [`FRESH_READ_LIMIT`], the latest view.
+    /// something changed since the last read; concurrent callers share reads (see
+    /// `shared_reads`). Without an answer within [`FRESH_READ_LIMIT`], the latest view.
     pub async fn fresh_view(&self) -> Arc<ClusterView> {
-        let check = async {
-            let (_, revision) = self.etcd.get(&self.keys.config()).await.ok()?;
+        let arrived = tokio::time::Instant::now();
+        let check = self.fresh_reads.read_since(arrived, async {
+            let Ok((_, revision)) = self.etcd.get(&self.keys.config()).await else {
+                return false;
+            };
             if revision > self.view().revision {
                 self.refresh().await;
             }
-            Some(())
-        };
+            true
+        });
         let _ = tokio::time::timeout(FRESH_READ_LIMIT, check).await;
         self.view()
     }
