@@ -190,3 +190,30 @@ def test_kafka_pythons_admin_client_creates_describes_and_deletes_acls(acl_broke
     assert admin.describe_acls(applying)[0] == []
     admin.close()
     alice.close()
+
+
+def test_describe_cluster_and_authorized_operations_follow_the_acls(acl_broker):
+    """DescribeCluster, and the authorized operations of Metadata (describe_topics) and
+    DescribeCluster: everything for a super user, what the ACLs allow for alice."""
+    from confluent_kafka import TopicCollection
+    broker = acl_broker
+    admin = admin_client(broker)
+    topic = f"ops-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    create_acls(admin, [allow(AclOperation.WRITE, ResourceType.TOPIC, topic)])
+
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+    assert [(n.id, n.port) for n in cluster.nodes] == [(0, broker.sasl_ssl_port)]
+    assert cluster.controller.id == 0 and cluster.cluster_id
+    assert AclOperation.ALTER in cluster.authorized_operations
+    described = admin.describe_topics(TopicCollection([topic]),
+                                      include_authorized_operations=True)[topic].result(30)
+    assert AclOperation.DELETE in described.authorized_operations
+
+    alice = admin_client(broker, "alice", PASSWORD)
+    cluster = alice.describe_cluster(include_authorized_operations=True).result(30)
+    assert not cluster.authorized_operations, cluster.authorized_operations
+    described = alice.describe_topics(TopicCollection([topic]),
+                                      include_authorized_operations=True)[topic].result(30)
+    assert sorted(described.authorized_operations, key=lambda o: o.value) == \
+        [AclOperation.WRITE, AclOperation.DESCRIBE]

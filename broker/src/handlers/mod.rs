@@ -5,6 +5,7 @@ pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
@@ -229,6 +230,14 @@ pub async fn serve(
         RequestKind::Metadata(r) => InFlight::Ready(reply(ResponseKind::Metadata(
             metadata::handle(&broker, r, version, origin.listener).await,
         ))),
+        RequestKind::DescribeCluster(r) => {
+            let request = describe_cluster::metadata_request();
+            let version = describe_cluster::METADATA_VERSION;
+            let metadata = metadata::handle(&broker, request, version, origin.listener).await;
+            InFlight::Ready(reply(ResponseKind::DescribeCluster(
+                describe_cluster::from_metadata(metadata, &r),
+            )))
+        }
         RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
             create_topics::handle(broker.as_ref(), r, version).await,
         ))),

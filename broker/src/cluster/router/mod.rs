@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use super::node::{Engine, Node};
-use crate::handlers::{self, api_versions, InFlight, Reply};
+use crate::handlers::{self, api_versions, describe_cluster, InFlight, Reply};
 use crate::protocol::{encode_response, Request};
 use crate::security::authorize::KnownTopics;
 
@@ -63,6 +63,15 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
         RequestKind::Metadata(r) => InFlight::Ready(reply(ResponseKind::Metadata(
             topics::metadata(&node, r, version, node.config.protocol_of(origin.listener)).await,
         ))),
+        RequestKind::DescribeCluster(r) => {
+            let request = describe_cluster::metadata_request();
+            let version = describe_cluster::METADATA_VERSION;
+            let protocol = node.config.protocol_of(origin.listener);
+            let metadata = topics::metadata(&node, request, version, protocol).await;
+            InFlight::Ready(reply(ResponseKind::DescribeCluster(
+                describe_cluster::from_metadata(metadata, &r),
+            )))
+        }
         RequestKind::CreateTopics(r) => InFlight::Ready(reply(ResponseKind::CreateTopics(
             topics::create(&node, r, version).await,
         ))),

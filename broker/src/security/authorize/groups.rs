@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::{split_off, Checked, Denied};
+use super::{split_off, Checked, Parts};
 use crate::security::acl::{Access, Operation, ResourceType};
 
 const GROUP_DENIED: ResponseError = ResponseError::GroupAuthorizationFailed;
@@ -76,7 +76,7 @@ fn answer(response: ResponseKind) -> Checked {
 }
 
 fn serve(body: RequestKind, denied: DeniedGroups) -> Checked {
-    Checked::Serve(Box::new(body), Denied::Groups(denied))
+    Checked::Serve(Box::new(body), Parts::Groups(denied))
 }
 
 pub(super) fn check(access: &Access, body: RequestKind, version: i16) -> Checked {
@@ -219,7 +219,7 @@ pub(super) fn check(access: &Access, body: RequestKind, version: i16) -> Checked
                             .with_port(-1),
                     ));
                 }
-                return Checked::Serve(Box::new(RequestKind::FindCoordinator(r)), Denied::Nothing);
+                return Checked::Serve(Box::new(RequestKind::FindCoordinator(r)), Parts::Nothing);
             }
             let denied = split_off(
                 &mut r.coordinator_keys,
@@ -286,10 +286,10 @@ pub(super) fn check(access: &Access, body: RequestKind, version: i16) -> Checked
                         .with_producer_id(ProducerId(-1))
                         .with_producer_epoch(-1),
                 )),
-                None => Checked::Serve(Box::new(RequestKind::InitProducerId(r)), Denied::Nothing),
+                None => Checked::Serve(Box::new(RequestKind::InitProducerId(r)), Parts::Nothing),
             }
         }
-        other => Checked::Serve(Box::new(other), Denied::Nothing),
+        other => Checked::Serve(Box::new(other), Parts::Nothing),
     }
 }
 

@@ -5,7 +5,7 @@
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{MetadataRequest, RequestKind, ResponseKind};
 
-use super::{Checked, Denied, TopicNames};
+use super::{Checked, Parts, TopicNames};
 use crate::security::acl::{Access, Operation, ResourceType};
 
 /// What Metadata's answer must lose or gain.
@@ -87,7 +87,7 @@ pub(super) fn check(
     };
     Checked::Serve(
         Box::new(RequestKind::Metadata(request)),
-        Denied::Metadata(filter),
+        Parts::Metadata(filter),
     )
 }
 

@@ -10,7 +10,10 @@
 
 mod groups;
 mod metadata;
+mod operations;
 mod topics;
+
+pub use operations::OperationsFill;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use uuid::Uuid;
@@ -19,15 +22,34 @@ use super::acl::Access;
 
 /// What the authorizer made of a request.
 pub enum Checked {
-    /// Serve this (what is left of the request), then [`Denied::apply`] to the response.
-    Serve(Box<RequestKind>, Denied),
+    /// Serve this (what is left of the request), then [`Parts::apply`] to the response.
+    Serve(Box<RequestKind>, Parts),
     /// Answer this instead: the client may not make the request at all.
     Answer(Box<ResponseKind>),
 }
 
+/// What completes a served request's response: the parts taken out of it, and the
+/// authorized-operations fields it asked for.
+#[derive(Clone, Default)]
+pub struct Denied {
+    parts: Parts,
+    operations: Option<OperationsFill>,
+}
+
+impl Denied {
+    /// Completes `response` with the denied parts' errors (or filters it), then fills the
+    /// authorized operations the request asked for.
+    pub fn apply(self, response: &mut ResponseKind) {
+        self.parts.apply(response);
+        if let Some(operations) = self.operations {
+            operations.apply(response);
+        }
+    }
+}
+
 /// What was taken out of a request, and how to complete or filter its response.
 #[derive(Clone, Default)]
-pub enum Denied {
+pub enum Parts {
     /// Nothing.
     #[default]
     Nothing,
@@ -39,14 +61,14 @@ pub enum Denied {
     Metadata(metadata::MetadataFilter),
 }
 
-impl Denied {
+impl Parts {
     /// Completes `response` with the denied parts' errors, or filters it.
     pub fn apply(self, response: &mut ResponseKind) {
         match self {
-            Denied::Nothing => {}
-            Denied::Topics(denied) => denied.apply(response),
-            Denied::Groups(denied) => denied.apply(response),
-            Denied::Metadata(filter) => filter.apply(response),
+            Parts::Nothing => {}
+            Parts::Topics(denied) => denied.apply(response),
+            Parts::Groups(denied) => denied.apply(response),
+            Parts::Metadata(filter) => filter.apply(response),
         }
     }
 }
@@ -82,11 +104,18 @@ pub fn admit(
     version: i16,
     names: TopicNames<'_>,
 ) -> Result<(RequestKind, Denied), Box<ResponseKind>> {
+    let operations = OperationsFill::asked(access, &body, version);
     if !access.enforced() {
-        return Ok((body, Denied::Nothing));
+        return Ok((
+            body,
+            Denied {
+                parts: Parts::Nothing,
+                operations,
+            },
+        ));
     }
     match check(access, body, version, names) {
-        Checked::Serve(body, denied) => Ok((*body, denied)),
+        Checked::Serve(body, parts) => Ok((*body, Denied { parts, operations })),
         Checked::Answer(response) => Err(response),
     }
 }
@@ -94,7 +123,7 @@ pub fn admit(
 /// Checks `body` (of `version`) against what `access` allows.
 pub fn check(access: &Access, body: RequestKind, version: i16, names: TopicNames<'_>) -> Checked {
     if !access.enforced() {
-        return Checked::Serve(Box::new(body), Denied::Nothing);
+        return Checked::Serve(Box::new(body), Parts::Nothing);
     }
     match body {
         RequestKind::Metadata(r) => metadata::check(access, r, version, names),

@@ -99,7 +99,7 @@ fn produce_to(topics: &[&str]) -> RequestKind {
     )
 }
 
-fn served(checked: Checked) -> (RequestKind, Denied) {
+fn served(checked: Checked) -> (RequestKind, Parts) {
     match checked {
         Checked::Serve(body, denied) => (*body, denied),
         Checked::Answer(response) => panic!("answered {response:?}"),
@@ -331,4 +331,61 @@ async fn acls_are_kept_in_the_storage_root_and_deleted_by_filter() {
     assert_eq!(deleted[0].len(), 1);
     assert_eq!(deleted[1].len(), 3);
     assert!(reopened.describe(&everything).is_empty());
+}
+
+#[tokio::test]
+async fn authorized_operations_are_what_the_acls_allow_or_everything_without_the_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let asked = || {
+        RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_topics(None)
+                .with_include_topic_authorized_operations(true),
+        )
+    };
+    let fill = |acls: &Acls, principal: &str| {
+        let access = acls.access(principal, "10.0.0.1");
+        let (_, denied) = admit(&access, asked(), 12, &Known(&["a", "b"])).unwrap();
+        let mut response = listed(&["a", "b"]);
+        denied.apply(&mut response);
+        let ResponseKind::Metadata(response) = response else {
+            unreachable!()
+        };
+        response
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().unwrap().to_string(),
+                    t.topic_authorized_operations,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let bit = |op: Operation| 1 << i8::from(op);
+    let enforced = acls(&dir, true).await;
+    // alice may write a (which implies describing it) and describe everything.
+    assert_eq!(
+        fill(&enforced, "User:alice"),
+        vec![
+            ("a".into(), bit(Operation::Write) | bit(Operation::Describe)),
+            ("b".into(), bit(Operation::Describe)),
+        ]
+    );
+    drop(enforced);
+    let dir = tempfile::tempdir().unwrap();
+    let open = acls(&dir, false).await;
+    let everything = [
+        Operation::Read,
+        Operation::Write,
+        Operation::Create,
+        Operation::Describe,
+        Operation::Delete,
+        Operation::Alter,
+        Operation::DescribeConfigs,
+        Operation::AlterConfigs,
+    ]
+    .into_iter()
+    .fold(0, |bits, op| bits | bit(op));
+    assert_eq!(fill(&open, "User:bob")[0].1, everything);
 }

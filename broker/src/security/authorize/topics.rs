@@ -20,7 +20,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind, Res
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{split_off, Checked, Denied, TopicNames};
+use super::{split_off, Checked, Parts, TopicNames};
 use crate::security::acl::{Access, Operation, ResourceType};
 
 /// Kafka's DescribeConfigs resource types.
@@ -76,7 +76,7 @@ impl DeniedTopics {
 }
 
 fn served(body: RequestKind, denied: DeniedTopics) -> Checked {
-    Checked::Serve(Box::new(body), Denied::Topics(denied))
+    Checked::Serve(Box::new(body), Parts::Topics(denied))
 }
 
 fn may(access: &Access, operation: Operation, topic: &str) -> bool {
@@ -288,7 +288,7 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
                 DeniedTopics::DescribeConfigs(denied),
             )
         }
-        other => Checked::Serve(Box::new(other), Denied::Nothing),
+        other => Checked::Serve(Box::new(other), Parts::Nothing),
     }
 }
 
