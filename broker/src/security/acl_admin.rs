@@ -281,3 +281,101 @@ fn matching_acl(binding: AclBinding) -> DeleteAclsMatchingAcl {
         .with_operation(binding.operation.into())
         .with_permission_type(binding.permission.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+
+    use super::*;
+    use crate::security::acl::store::StoreAcls;
+    use crate::security::acl::AuthorizerSettings;
+
+    async fn acls(dir: &tempfile::TempDir, enabled: bool) -> Acls {
+        let store = dfs_adapter::Store::open(&format!("fs://{}", dir.path().display()))
+            .await
+            .unwrap();
+        let settings = AuthorizerSettings {
+            super_users: vec!["User:admin".into()],
+            allow_everyone_if_no_acl_found: false,
+        };
+        Acls::open(Arc::new(StoreAcls(store)), settings, enabled)
+            .await
+            .unwrap()
+    }
+
+    fn creation(resource_type: i8, name: &str, operation: i8) -> AclCreation {
+        AclCreation::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from(name.to_string()))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:alice"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(operation)
+            .with_permission_type(3)
+    }
+
+    #[tokio::test]
+    async fn each_creation_and_filter_is_judged_on_its_own_and_bad_ones_are_invalid_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let acls = acls(&dir, true).await;
+        let admin = acls.access("User:admin", "10.0.0.1");
+        let request = CreateAclsRequest::default().with_creations(vec![
+            creation(2, "t", 3),
+            creation(1, "t", 3),     // resource type ANY: filters only
+            creation(99, "t", 3),    // no such type
+            creation(2, "", 3),      // empty name
+            creation(4, "other", 8), // the cluster resource has one name
+            creation(2, "t", -7),    // no such operation
+        ]);
+        let codes: Vec<i16> = create(&acls, &admin, request)
+            .await
+            .results
+            .iter()
+            .map(|r| r.error_code)
+            .collect();
+        let invalid = ResponseError::InvalidRequest.code();
+        assert_eq!(codes, vec![0, invalid, invalid, invalid, invalid, invalid]);
+
+        let filter = |operation: i8| {
+            DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(None)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_operation(operation)
+                .with_permission_type(1)
+        };
+        let request = DeleteAclsRequest::default().with_filters(vec![filter(42), filter(1)]);
+        let results = delete(&acls, &admin, request).await.filter_results;
+        assert_eq!(results[0].error_code, invalid);
+        assert_eq!(results[1].error_code, 0);
+        assert_eq!(results[1].matching_acls.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn only_the_cluster_s_alterers_change_acls_and_nobody_without_the_authorizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = acls(&dir, true).await;
+        let alice = on.access("User:alice", "10.0.0.1");
+        let request = CreateAclsRequest::default().with_creations(vec![creation(2, "t", 3)]);
+        let refused = create(&on, &alice, request.clone()).await;
+        assert_eq!(
+            refused.results[0].error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+        drop(on);
+        let off = acls(&dir, false).await;
+        let admin = off.access("User:admin", "10.0.0.1");
+        let disabled = create(&off, &admin, request).await;
+        assert_eq!(
+            disabled.results[0].error_code,
+            ResponseError::SecurityDisabled.code()
+        );
+        let described = describe(&off, &admin, DescribeAclsRequest::default());
+        assert_eq!(described.error_code, ResponseError::SecurityDisabled.code());
+    }
+}
