@@ -551,7 +551,7 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
     let mut refused: BTreeMap<i32, Vec<i16>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut checked = Instant::now();
-    let moved = loop {
+    let (moved, after) = loop {
         for partition in acked.keys().copied().collect::<Vec<_>>() {
             // Once moved, the partition's producer would follow it to its new leader: here it
             // stops, so that the count of records it holds is known.
@@ -574,9 +574,9 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
         if checked.elapsed() > Duration::from_millis(500) {
             checked = Instant::now();
             let now = shard_leaders(&cluster);
-            if let Some((&shard, _)) = hot.iter().find(|(shard, _)| now[shard] == 2) {
+            if let Some((&shard, _)) = hot.iter().find(|(shard, _)| now.get(shard) == Some(&2)) {
                 if even(&now) {
-                    break shard;
+                    break (shard, now);
                 }
             }
         }
@@ -586,7 +586,6 @@ fn the_controller_moves_shards_for_load_when_counts_are_even() {
             shard_leaders(&cluster)
         );
     };
-    let after = shard_leaders(&cluster);
     eprintln!(
         "shards {before:?} -> {after:?}; busy shards {hot:?}; acked {acked:?}; refused {refused:?}"
     );
