@@ -11,6 +11,8 @@ use uuid::Uuid;
 use super::partition::Partition;
 use super::topic_config;
 
+mod changes;
+
 /// Kafka's limit on topic name length.
 const MAX_NAME_LEN: usize = 249;
 
@@ -20,7 +22,7 @@ pub struct Topic {
     pub name: String,
     /// Stable id (never reused, so data of a deleted topic is never adopted by a new one).
     pub id: Uuid,
-    /// Overrides given at creation.
+    /// Overrides (given at creation, changed by AlterConfigs).
     pub configs: BTreeMap<String, String>,
     /// Partitions, by index.
     pub partitions: Vec<Arc<Partition>>,
@@ -56,6 +58,16 @@ pub enum TopicError {
     /// Partition count below 1.
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// A partition count that would not grow the topic (partitions are never removed).
+    #[error("topic {topic} has {has} partitions; it can only grow, not to {asked}")]
+    PartitionsShrink {
+        /// The topic.
+        topic: String,
+        /// Partitions it has.
+        has: i32,
+        /// Partitions asked for.
+        asked: i32,
+    },
     /// More partitions than one topic may have (`max_partitions_per_topic`).
     #[error(
         "{requested} partitions exceed the limit of {limit} per topic (max_partitions_per_topic)"
@@ -69,6 +81,9 @@ pub enum TopicError {
     /// The broker's limits on topics or partitions in all would be exceeded.
     #[error("{0}")]
     PolicyViolation(String),
+    /// Other changes of the topic kept winning the race to replace its record.
+    #[error("topic {0} kept changing under this change; retry")]
+    Contended(String),
     /// A config override was refused.
     #[error("{0}")]
     InvalidConfig(String),
@@ -320,12 +335,17 @@ impl TopicRegistry {
     }
 
     /// Adds a topic that another place holds (a cluster's etcd), without storing it here.
-    /// Returns false if a topic of that name and id is there already; one of that name with
-    /// another id (deleted and created again elsewhere) is replaced.
+    /// Returns false if the topic is there already as `record` describes it; one that changed
+    /// (configs, more partitions) is updated in place, one of that name with another id
+    /// (deleted and created again elsewhere) is replaced.
     pub fn adopt(&self, record: &TopicRecord) -> bool {
         if let Some(known) = self.get(&record.name) {
             if known.id == record.id {
-                return false;
+                if known.record() == *record {
+                    return false;
+                }
+                self.swap(&known, record);
+                return true;
             }
             self.forget(&record.name);
         }
