@@ -248,6 +248,11 @@ impl Node {
                         opened_ms = handover.opened_in.as_millis() as u64,
                         "leading shard"
                     );
+                    // Topics created or changed while the shard opened, before a request
+                    // reaches it (the next `sync_topics` would be up to a poll period late).
+                    for record in node.member.view().topics.values() {
+                        engine.broker.topics.adopt(record);
+                    }
                     node.engines.write().insert(shard, engine);
                     let mut handovers = node.handovers.lock();
                     handovers.push(handover);

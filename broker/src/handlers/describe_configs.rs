@@ -7,8 +7,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 
+use std::collections::BTreeMap;
+
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::config::Config;
 use crate::log::topic_config;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -18,18 +21,30 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Describes each resource asked for.
+/// Describes each resource asked for, from this broker's topics.
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let overrides = |name: &str| broker.topics.get(name).map(|t| t.configs.clone());
+    handle_with(&broker.config, &overrides, request)
+}
+
+/// Describes each resource asked for; `overrides` gives a topic's overrides (`None`: no such
+/// topic), wherever the topics are held.
+pub fn handle_with(
+    config: &Config,
+    overrides: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
-        .map(|resource| describe(broker, resource, request.include_synonyms))
+        .map(|resource| describe(config, overrides, resource, request.include_synonyms))
         .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
 fn describe(
-    broker: &Broker,
+    config: &Config,
+    overrides: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
     resource: DescribeConfigsResource,
     synonyms: bool,
 ) -> DescribeConfigsResult {
@@ -37,10 +52,10 @@ fn describe(
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
     let entries: Vec<(String, String, i8)> = match resource.resource_type {
-        RESOURCE_TOPIC => match broker.topics.get(resource.resource_name.as_str()) {
-            Some(topic) => topic_config::DEFAULTS
+        RESOURCE_TOPIC => match overrides(resource.resource_name.as_str()) {
+            Some(configs) => topic_config::DEFAULTS
                 .iter()
-                .map(|(name, default)| match topic.configs.get(*name) {
+                .map(|(name, default)| match configs.get(*name) {
                     Some(value) => (name.to_string(), value.clone(), SOURCE_TOPIC),
                     None => (name.to_string(), default.to_string(), SOURCE_DEFAULT),
                 })
@@ -57,17 +72,17 @@ fn describe(
         RESOURCE_BROKER => vec![
             (
                 "auto.create.topics.enable".into(),
-                broker.config.auto_create_topics.to_string(),
+                config.auto_create_topics.to_string(),
                 SOURCE_STATIC_BROKER,
             ),
             (
                 "num.partitions".into(),
-                broker.config.default_partitions.to_string(),
+                config.default_partitions.to_string(),
                 SOURCE_STATIC_BROKER,
             ),
             (
                 "socket.request.max.bytes".into(),
-                broker.config.max_frame_bytes.to_string(),
+                config.max_frame_bytes.to_string(),
                 SOURCE_STATIC_BROKER,
             ),
         ],

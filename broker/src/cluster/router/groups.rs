@@ -5,25 +5,23 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
 use kafka_protocol::messages::{
-    DeleteGroupsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse,
-    JoinGroupResponse, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProducerId, RequestKind,
-    ResponseKind, SyncGroupResponse,
+    DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, ProducerId, RequestKind, ResponseKind, SyncGroupResponse,
 };
 use kafka_protocol::ResponseError;
 
 use crate::cluster::node::{Engine, Node};
 use crate::cluster::shards;
 use crate::handlers::find_coordinator::{self, CoordinatorAddress};
-use crate::handlers::{list_groups, str_bytes};
+use crate::handlers::list_groups;
 
 /// Where a group request goes.
 pub enum GroupTarget {
@@ -202,21 +200,4 @@ pub fn no_producer_ids() -> InitProducerIdResponse {
         .with_error_code(ResponseError::CoordinatorNotAvailable.code())
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
-}
-
-/// DescribeConfigs when this broker leads no shard yet.
-pub fn describe_configs_unavailable(request: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    DescribeConfigsResponse::default().with_results(
-        request
-            .resources
-            .into_iter()
-            .map(|r| {
-                DescribeConfigsResult::default()
-                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                    .with_error_message(Some(str_bytes("no shard served here yet; retry")))
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-            })
-            .collect(),
-    )
 }
