@@ -15,7 +15,7 @@ use common::cluster::{
     wait_spread, wait_status,
 };
 use common::etcd::EtcdServer;
-use common::{encode_batch, free_port, plain_login, BrokerProcess, Client};
+use common::{encode_batch, free_port, plain_login, produce_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -449,28 +449,6 @@ fn drain_the_fast_broker_and_ask_the_slow_one(metadata_first: bool) {
         ask_metadata(&mut client);
     }
     drop(first);
-}
-
-/// One acks=all batch of `count` records of `size` bytes to `partition` of `topic`:
-/// (error code, base offset).
-fn produce_batch(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    count: usize,
-    size: usize,
-) -> (i16, i64) {
-    let values = (0..count).map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; size]));
-    let batch: Bytes = encode_batch(values, Compression::None, -1, -1, 0).into();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch))])]);
-    answer(client, &request)
 }
 
 #[test]

@@ -135,16 +135,9 @@ async fn create_one(
         }
         Err(error) => {
             let code = match &error {
-                TopicError::Exists(_) => ResponseError::TopicAlreadyExists,
-                TopicError::InvalidName { .. } | TopicError::Unknown(_) => {
-                    ResponseError::InvalidTopicException
-                }
-                TopicError::InvalidPartitions(_) | TopicError::TooManyPartitions { .. } => {
-                    ResponseError::InvalidPartitions
-                }
-                TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
-                TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
-                TopicError::Storage(_) => ResponseError::KafkaStorageError,
+                // A name that cannot exist is invalid rather than unknown here.
+                TopicError::Unknown(_) => ResponseError::InvalidTopicException,
+                other => super::topic_changes::error_code(other),
             };
             fail(result, code, error.to_string())
         }

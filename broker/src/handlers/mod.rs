@@ -1,6 +1,8 @@
 //! Request handlers: one module per Kafka API.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
@@ -24,6 +26,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod topic_changes;
 
 use std::sync::Arc;
 
@@ -254,6 +257,17 @@ pub async fn serve(
         )),
         RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
             describe_configs::handle(&broker, r),
+        ))),
+        RequestKind::AlterConfigs(r) => InFlight::Ready(reply(ResponseKind::AlterConfigs(
+            alter_configs::alter(broker.as_ref(), r).await,
+        ))),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            InFlight::Ready(reply(ResponseKind::IncrementalAlterConfigs(
+                alter_configs::incremental(broker.as_ref(), r).await,
+            )))
+        }
+        RequestKind::CreatePartitions(r) => InFlight::Ready(reply(ResponseKind::CreatePartitions(
+            create_partitions::handle(broker.as_ref(), r).await,
         ))),
         other => {
             // Unreachable while `versions::SUPPORTED` and this match agree; close rather than

@@ -12,9 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -492,4 +494,28 @@ pub fn plain_login(client: &mut Client, user: &str, password: &str) -> i16 {
         &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
     );
     answer.error_code
+}
+
+/// One acks=all batch of `count` records of `size` bytes to `partition` of `topic`:
+/// (error code, base offset).
+pub fn produce_batch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    count: usize,
+    size: usize,
+) -> (i16, i64) {
+    let values = (0..count).map(|i| Bytes::from(vec![b'a' + (i % 26) as u8; size]));
+    let batch: Bytes = encode_batch(values, Compression::None, -1, -1, 0).into();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
 }

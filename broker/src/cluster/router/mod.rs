@@ -78,6 +78,17 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
         RequestKind::DeleteTopics(r) => InFlight::Ready(reply(ResponseKind::DeleteTopics(
             topics::delete(&node, r, version).await,
         ))),
+        RequestKind::AlterConfigs(r) => InFlight::Ready(reply(ResponseKind::AlterConfigs(
+            topics::alter_configs(&node, r).await,
+        ))),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            InFlight::Ready(reply(ResponseKind::IncrementalAlterConfigs(
+                topics::incremental_alter_configs(&node, r).await,
+            )))
+        }
+        RequestKind::CreatePartitions(r) => InFlight::Ready(reply(ResponseKind::CreatePartitions(
+            topics::create_partitions(&node, r).await,
+        ))),
         RequestKind::FindCoordinator(r) => InFlight::Ready(reply(ResponseKind::FindCoordinator(
             groups::find_coordinator(&node, r, version, node.config.protocol_of(origin.listener))
                 .await,
@@ -141,12 +152,9 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
                 groups::no_producer_ids(),
             ))),
         },
-        RequestKind::DescribeConfigs(r) => match node.engines().into_iter().next() {
-            Some(engine) => forward(engine, RequestKind::DescribeConfigs(r)).await,
-            None => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
-                groups::describe_configs_unavailable(r),
-            ))),
-        },
+        RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
+            topics::describe_configs(&node, r).await,
+        ))),
         RequestKind::ListGroups(r) => InFlight::Ready(reply(ResponseKind::ListGroups(
             groups::list_groups(&node, r, version),
         ))),

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use futures::future::BoxFuture;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    MetadataRequest, MetadataResponse, TopicName,
+    AlterConfigsRequest, AlterConfigsResponse, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -19,7 +23,10 @@ use crate::cluster::node::Node;
 use crate::cluster::shards;
 use crate::cluster::view::ClusterView;
 use crate::handlers::create_topics::{self, Created, TopicCreator};
-use crate::handlers::{delete_topics, metadata, str_bytes};
+use crate::handlers::topic_changes::TopicChanger;
+use crate::handlers::{
+    alter_configs, create_partitions, delete_topics, describe_configs, metadata, str_bytes,
+};
 use crate::log::topics::{validate_name, TopicError, TopicLimits, TopicRegistry};
 use dfs_adapter::TopicRecord;
 
@@ -69,6 +76,106 @@ impl TopicCreator for ClusterTopics<'_> {
             Ok((record.id, record.configs))
         })
     }
+}
+
+impl TopicChanger for ClusterTopics<'_> {
+    fn current<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<TopicRecord>> {
+        Box::pin(async move {
+            self.node
+                .member
+                .fresh_view()
+                .await
+                .topics
+                .get(name)
+                .cloned()
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        old: &'a TopicRecord,
+        new: TopicRecord,
+        validate_only: bool,
+    ) -> BoxFuture<'a, Result<bool, TopicError>> {
+        Box::pin(async move {
+            let view = self.node.member.view();
+            let held = view
+                .topics
+                .values()
+                .map(|t| usize::try_from(t.partitions).unwrap_or(0))
+                .sum();
+            TopicLimits::from(&self.node.config).check_change(old, &new, held)?;
+            if validate_only {
+                return Ok(true);
+            }
+            let replaced = replace_record(self.node, old, &new).await?;
+            if replaced {
+                tracing::info!(topic = %new.name, partitions = new.partitions, configs = ?new.configs, "topic changed in the cluster");
+            }
+            Ok(replaced)
+        })
+    }
+}
+
+/// Replaces the record in etcd if it is still `old`; then every local engine knows the change
+/// at once (other brokers at their next read of the cluster).
+async fn replace_record(
+    node: &Node,
+    old: &TopicRecord,
+    new: &TopicRecord,
+) -> Result<bool, TopicError> {
+    let key = node.member.keys().topic(&old.name);
+    let before = serde_json::to_vec(old).expect("topic records serialize");
+    let value = serde_json::to_vec(new).expect("topic records serialize");
+    let outcome = node
+        .member
+        .etcd()
+        .txn(
+            &[Compare::Value(key.clone(), before)],
+            &[Op::Put {
+                key,
+                value,
+                lease: None,
+            }],
+            &[],
+        )
+        .await
+        .map_err(|e| TopicError::PolicyViolation(format!("etcd: {e}")))?;
+    node.member.refresh().await;
+    node.sync_topics().await;
+    Ok(outcome.succeeded)
+}
+
+/// AlterConfigs.
+pub async fn alter_configs(node: &Node, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    alter_configs::alter(&ClusterTopics { node }, request).await
+}
+
+/// IncrementalAlterConfigs.
+pub async fn incremental_alter_configs(
+    node: &Node,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    alter_configs::incremental(&ClusterTopics { node }, request).await
+}
+
+/// DescribeConfigs, from the cluster's topics as etcd holds them now (a broker that leads no
+/// shard answers too, and a change made through another broker is seen at once).
+pub async fn describe_configs(
+    node: &Node,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let view = node.member.fresh_view().await;
+    let overrides = |name: &str| view.topics.get(name).map(|t| t.configs.clone());
+    describe_configs::handle_with(&node.config, &overrides, request)
+}
+
+/// CreatePartitions.
+pub async fn create_partitions(
+    node: &Node,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    create_partitions::handle(&ClusterTopics { node }, request).await
 }
 
 /// An empty in-memory store for the scratch validation (never written: validate only).

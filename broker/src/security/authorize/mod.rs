@@ -134,7 +134,10 @@ pub fn check(access: &Access, body: RequestKind, version: i16, names: TopicNames
         | RequestKind::DeleteRecords(_)
         | RequestKind::CreateTopics(_)
         | RequestKind::DeleteTopics(_)
-        | RequestKind::DescribeConfigs(_) => topics::check(access, body, names),
+        | RequestKind::DescribeConfigs(_)
+        | RequestKind::AlterConfigs(_)
+        | RequestKind::IncrementalAlterConfigs(_)
+        | RequestKind::CreatePartitions(_) => topics::check(access, body, names),
         body => groups::check(access, body, version),
     }
 }

@@ -389,3 +389,91 @@ async fn authorized_operations_are_what_the_acls_allow_or_everything_without_the
     .fold(0, |bits, op| bits | bit(op));
     assert_eq!(fill(&open, "User:bob")[0].1, everything);
 }
+
+#[tokio::test]
+async fn topic_changes_need_alter_configs_or_alter_on_the_topic_and_the_cluster() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let grant =
+        |operation, name: &str| alice(operation, ResourceType::Topic, name, PatternType::Literal);
+    acls.create(&[
+        grant(Operation::AlterConfigs, "a"),
+        grant(Operation::Alter, "b"),
+    ])
+    .await
+    .unwrap();
+    let access = acls.access("User:alice", "10.0.0.1");
+
+    let resource = |kind: i8, name: &'static str| {
+        AlterConfigsResource::default()
+            .with_resource_type(kind)
+            .with_resource_name(StrBytes::from_static_str(name))
+    };
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        resource(2, "a"),
+        resource(2, "b"),
+        resource(4, "0"),
+    ]);
+    let (body, denied) = served(check(
+        &access,
+        RequestKind::IncrementalAlterConfigs(request),
+        1,
+        &Known(&[]),
+    ));
+    let RequestKind::IncrementalAlterConfigs(request) = body else {
+        unreachable!()
+    };
+    let kept: Vec<&str> = request
+        .resources
+        .iter()
+        .map(|r| r.resource_name.as_str())
+        .collect();
+    assert_eq!(kept, ["a"]);
+    let mut response = ResponseKind::IncrementalAlterConfigs(Default::default());
+    denied.apply(&mut response);
+    let ResponseKind::IncrementalAlterConfigs(response) = response else {
+        unreachable!()
+    };
+    let codes: Vec<(&str, i16)> = response
+        .responses
+        .iter()
+        .map(|r| (r.resource_name.as_str(), r.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("b", ResponseError::TopicAuthorizationFailed.code()),
+            ("0", ResponseError::ClusterAuthorizationFailed.code())
+        ]
+    );
+
+    let grow = |name: &'static str| {
+        CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_count(3)
+    };
+    let request = CreatePartitionsRequest::default().with_topics(vec![grow("a"), grow("b")]);
+    let (body, denied) = served(check(
+        &access,
+        RequestKind::CreatePartitions(request),
+        3,
+        &Known(&[]),
+    ));
+    let RequestKind::CreatePartitions(request) = body else {
+        unreachable!()
+    };
+    assert_eq!(request.topics.len(), 1);
+    assert_eq!(request.topics[0].name.as_str(), "b");
+    let mut response = ResponseKind::CreatePartitions(Default::default());
+    denied.apply(&mut response);
+    let ResponseKind::CreatePartitions(response) = response else {
+        unreachable!()
+    };
+    assert_eq!(response.results[0].name.as_str(), "a");
+    assert_eq!(
+        response.results[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+}

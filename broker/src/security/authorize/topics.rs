@@ -2,6 +2,8 @@
 //! TOPIC_AUTHORIZATION_FAILED (configs of the cluster: CLUSTER_AUTHORIZATION_FAILED).
 
 use bytes::Bytes;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -9,6 +11,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -49,6 +52,12 @@ pub enum DeniedTopics {
     DeleteTopics(Vec<DeletableTopicResult>),
     /// DescribeConfigs.
     DescribeConfigs(Vec<DescribeConfigsResult>),
+    /// AlterConfigs.
+    AlterConfigs(Vec<AlterConfigsResourceResponse>),
+    /// IncrementalAlterConfigs.
+    IncrementalAlterConfigs(Vec<IncrementalResult>),
+    /// CreatePartitions.
+    CreatePartitions(Vec<CreatePartitionsTopicResult>),
 }
 
 impl DeniedTopics {
@@ -68,6 +77,15 @@ impl DeniedTopics {
                 r.responses.extend(denied)
             }
             (Self::DescribeConfigs(denied), ResponseKind::DescribeConfigs(r)) => {
+                r.results.extend(denied)
+            }
+            (Self::AlterConfigs(denied), ResponseKind::AlterConfigs(r)) => {
+                r.responses.extend(denied)
+            }
+            (Self::IncrementalAlterConfigs(denied), ResponseKind::IncrementalAlterConfigs(r)) => {
+                r.responses.extend(denied)
+            }
+            (Self::CreatePartitions(denied), ResponseKind::CreatePartitions(r)) => {
                 r.results.extend(denied)
             }
             (_, other) => tracing::error!(?other, "denied topics for another API's response"),
@@ -288,7 +306,80 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
                 DeniedTopics::DescribeConfigs(denied),
             )
         }
+        RequestKind::AlterConfigs(mut r) => {
+            let denied = split_off(
+                &mut r.resources,
+                |c| may_alter_configs(access, c.resource_type, &c.resource_name).is_none(),
+                |c| {
+                    let code = may_alter_configs(access, c.resource_type, &c.resource_name);
+                    AlterConfigsResourceResponse::default()
+                        .with_error_code(code.map_or(0, |c| c.code()))
+                        .with_error_message(denial_text(
+                            access,
+                            Operation::AlterConfigs,
+                            &c.resource_name,
+                        ))
+                        .with_resource_type(c.resource_type)
+                        .with_resource_name(c.resource_name)
+                },
+            );
+            served(
+                RequestKind::AlterConfigs(r),
+                DeniedTopics::AlterConfigs(denied),
+            )
+        }
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let denied = split_off(
+                &mut r.resources,
+                |c| may_alter_configs(access, c.resource_type, &c.resource_name).is_none(),
+                |c| {
+                    let code = may_alter_configs(access, c.resource_type, &c.resource_name);
+                    IncrementalResult::default()
+                        .with_error_code(code.map_or(0, |c| c.code()))
+                        .with_error_message(denial_text(
+                            access,
+                            Operation::AlterConfigs,
+                            &c.resource_name,
+                        ))
+                        .with_resource_type(c.resource_type)
+                        .with_resource_name(c.resource_name)
+                },
+            );
+            served(
+                RequestKind::IncrementalAlterConfigs(r),
+                DeniedTopics::IncrementalAlterConfigs(denied),
+            )
+        }
+        RequestKind::CreatePartitions(mut r) => {
+            let denied = split_off(
+                &mut r.topics,
+                |t| may(access, Operation::Alter, &t.name),
+                |t| {
+                    let text = denial_text(access, Operation::Alter, &t.name);
+                    CreatePartitionsTopicResult::default()
+                        .with_name(t.name)
+                        .with_error_code(TOPIC_DENIED.code())
+                        .with_error_message(text)
+                },
+            );
+            served(
+                RequestKind::CreatePartitions(r),
+                DeniedTopics::CreatePartitions(denied),
+            )
+        }
         other => Checked::Serve(Box::new(other), Parts::Nothing),
+    }
+}
+
+/// The error for altering the configs of resource `name` of `kind` without ALTER_CONFIGS on
+/// it (topics) or on the cluster (broker settings); `None` when allowed. Unknown kinds pass:
+/// the handler refuses them.
+fn may_alter_configs(access: &Access, kind: i8, name: &str) -> Option<ResponseError> {
+    match kind {
+        CONFIG_TOPIC => (!may(access, Operation::AlterConfigs, name)).then_some(TOPIC_DENIED),
+        CONFIG_BROKER | CONFIG_BROKER_LOGGER => (!access.allows_cluster(Operation::AlterConfigs))
+            .then_some(ResponseError::ClusterAuthorizationFailed),
+        _ => None,
     }
 }
 
