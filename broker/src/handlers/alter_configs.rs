@@ -36,50 +36,52 @@ const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
 /// One resource's outcome: nothing, or the error and its message.
 type Outcome = Result<(), (ResponseError, String)>;
 
+/// One resource of either request: its type, name, the config names it gives (to refuse one
+/// given twice) and what it asks.
+struct Asked {
+    kind: i8,
+    name: StrBytes,
+    configs: Vec<String>,
+    change: Change,
+}
+
+/// What a resource asks for its overrides.
+enum Change {
+    /// Exactly these (AlterConfigs).
+    Replace(BTreeMap<String, String>),
+    /// These operations: name, operation, value (IncrementalAlterConfigs).
+    Operate(Vec<(String, i8, Option<String>)>),
+}
+
 /// AlterConfigs: each resource's overrides become exactly those given.
 pub async fn alter(
     changer: &dyn TopicChanger,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
-    let twice = repeated(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in request.resources {
-        let key = (resource.resource_type, resource.resource_name.to_string());
-        let outcome = if twice.contains(&key) {
-            Err(listed_twice())
-        } else {
-            let names = repeated(resource.configs.iter().map(|c| c.name.to_string()));
-            let configs: BTreeMap<String, String> = resource
-                .configs
+    let asked = request.resources.into_iter().map(|r| Asked {
+        kind: r.resource_type,
+        name: r.resource_name,
+        configs: r.configs.iter().map(|c| c.name.to_string()).collect(),
+        change: Change::Replace(
+            r.configs
                 .into_iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
-                .collect();
-            match names.into_iter().next() {
-                Some(name) => Err(config_twice(&name)),
-                None => {
-                    let (kind, name) = key;
-                    apply(changer, kind, &name, request.validate_only, |_| {
-                        Ok(configs.clone())
-                    })
-                    .await
-                }
-            }
-        };
-        let (code, message) = split(outcome);
-        responses.push(
-            AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name)
-                .with_error_code(code)
-                .with_error_message(message),
-        );
-    }
-    AlterConfigsResponse::default().with_responses(responses)
+                .collect(),
+        ),
+    });
+    let responses = run(changer, request.validate_only, asked.collect()).await;
+    AlterConfigsResponse::default().with_responses(
+        responses
+            .into_iter()
+            .map(|(kind, name, code, message)| {
+                AlterConfigsResourceResponse::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(message)
+            })
+            .collect(),
+    )
 }
 
 /// IncrementalAlterConfigs: each resource's overrides changed by SET, DELETE, APPEND and
@@ -88,48 +90,75 @@ pub async fn incremental(
     changer: &dyn TopicChanger,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let twice = repeated(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.to_string())),
-    );
-    let mut responses = Vec::with_capacity(request.resources.len());
-    for resource in request.resources {
-        let key = (resource.resource_type, resource.resource_name.to_string());
-        let outcome = if twice.contains(&key) {
-            Err(listed_twice())
-        } else {
-            let names = repeated(resource.configs.iter().map(|c| c.name.to_string()));
-            let operations: Vec<(String, i8, Option<String>)> = resource
-                .configs
-                .iter()
+    let asked = request.resources.into_iter().map(|r| Asked {
+        kind: r.resource_type,
+        name: r.resource_name,
+        configs: r.configs.iter().map(|c| c.name.to_string()).collect(),
+        change: Change::Operate(
+            r.configs
+                .into_iter()
                 .map(|c| {
                     let value = c.value.as_ref().map(StrBytes::to_string);
                     (c.name.to_string(), c.config_operation, value)
                 })
-                .collect();
-            match names.into_iter().next() {
-                Some(name) => Err(config_twice(&name)),
-                None => {
-                    let (kind, name) = key;
-                    apply(changer, kind, &name, request.validate_only, |configs| {
-                        operate(configs, &operations)
-                    })
-                    .await
-                }
-            }
+                .collect(),
+        ),
+    });
+    let responses = run(changer, request.validate_only, asked.collect()).await;
+    IncrementalAlterConfigsResponse::default().with_responses(
+        responses
+            .into_iter()
+            .map(|(kind, name, code, message)| {
+                IncrementalResult::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(name)
+                    .with_error_code(code)
+                    .with_error_message(message)
+            })
+            .collect(),
+    )
+}
+
+/// Applies each resource's change in order: (type, name, error code, message) for each.
+async fn run(
+    changer: &dyn TopicChanger,
+    validate_only: bool,
+    asked: Vec<Asked>,
+) -> Vec<(i8, StrBytes, i16, Option<StrBytes>)> {
+    let twice = repeated(asked.iter().map(|a| (a.kind, a.name.to_string())));
+    let mut responses = Vec::with_capacity(asked.len());
+    for resource in asked {
+        let outcome = if twice.contains(&(resource.kind, resource.name.to_string())) {
+            Err((
+                ResponseError::InvalidRequest,
+                "the resource is listed more than once in the request".to_string(),
+            ))
+        } else if let Some(name) = repeated(resource.configs).into_iter().next() {
+            Err((
+                ResponseError::InvalidRequest,
+                format!("config {name} is given more than once"),
+            ))
+        } else {
+            let change = &resource.change;
+            apply(
+                changer,
+                resource.kind,
+                &resource.name,
+                validate_only,
+                |configs| match change {
+                    Change::Replace(new) => Ok(new.clone()),
+                    Change::Operate(operations) => operate(configs, operations),
+                },
+            )
+            .await
         };
-        let (code, message) = split(outcome);
-        responses.push(
-            IncrementalResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name)
-                .with_error_code(code)
-                .with_error_message(message),
-        );
+        let (code, message) = match outcome {
+            Ok(()) => (0, None),
+            Err((code, message)) => (code.code(), Some(str_bytes(message))),
+        };
+        responses.push((resource.kind, resource.name, code, message));
     }
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
+    responses
 }
 
 /// Changes the configs of resource `name` of type `kind` as `derive` says.
@@ -217,27 +246,6 @@ fn split_list(value: &str) -> Vec<String> {
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-fn listed_twice() -> (ResponseError, String) {
-    (
-        ResponseError::InvalidRequest,
-        "the resource is listed more than once in the request".into(),
-    )
-}
-
-fn config_twice(name: &str) -> (ResponseError, String) {
-    (
-        ResponseError::InvalidRequest,
-        format!("config {name} is given more than once"),
-    )
-}
-
-fn split(outcome: Outcome) -> (i16, Option<StrBytes>) {
-    match outcome {
-        Ok(()) => (0, None),
-        Err((code, message)) => (code.code(), Some(str_bytes(message))),
-    }
 }
 
 #[cfg(test)]

@@ -126,12 +126,22 @@ async fn replace_record(
 ) -> Result<bool, TopicError> {
     let key = node.member.keys().topic(&old.name);
     let before = serde_json::to_vec(old).expect("topic records serialize");
-    let value = serde_json::to_vec(new).expect("topic records serialize");
+    put_record_if(node, Compare::Value(key, before), new).await
+}
+
+/// Puts `record` in etcd if `condition` holds, then applies the cluster's topics here.
+async fn put_record_if(
+    node: &Node,
+    condition: Compare,
+    record: &TopicRecord,
+) -> Result<bool, TopicError> {
+    let key = node.member.keys().topic(&record.name);
+    let value = serde_json::to_vec(record).expect("topic records serialize");
     let outcome = node
         .member
         .etcd()
         .txn(
-            &[Compare::Value(key.clone(), before)],
+            &[condition],
             &[Op::Put {
                 key,
                 value,
@@ -195,24 +205,7 @@ async fn scratch_store() -> Result<dfs_adapter::Store, TopicError> {
 /// knows it at once (other brokers at their next read of the cluster).
 async fn create_record(node: &Node, record: &TopicRecord) -> Result<bool, TopicError> {
     let key = node.member.keys().topic(&record.name);
-    let value = serde_json::to_vec(record).expect("topic records serialize");
-    let outcome = node
-        .member
-        .etcd()
-        .txn(
-            &[Compare::CreateRevision(key.clone(), 0)],
-            &[Op::Put {
-                key,
-                value,
-                lease: None,
-            }],
-            &[],
-        )
-        .await
-        .map_err(|e| TopicError::PolicyViolation(format!("etcd: {e}")))?;
-    node.member.refresh().await;
-    node.sync_topics().await;
-    Ok(outcome.succeeded)
+    put_record_if(node, Compare::CreateRevision(key, 0), record).await
 }
 
 /// Creates the topics among `names` that the cluster does not have, with the default

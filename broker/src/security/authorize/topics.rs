@@ -311,14 +311,11 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
                 &mut r.resources,
                 |c| may_alter_configs(access, c.resource_type, &c.resource_name).is_none(),
                 |c| {
-                    let code = may_alter_configs(access, c.resource_type, &c.resource_name);
+                    let (code, text) =
+                        alter_configs_denial(access, c.resource_type, &c.resource_name);
                     AlterConfigsResourceResponse::default()
-                        .with_error_code(code.map_or(0, |c| c.code()))
-                        .with_error_message(denial_text(
-                            access,
-                            Operation::AlterConfigs,
-                            &c.resource_name,
-                        ))
+                        .with_error_code(code)
+                        .with_error_message(text)
                         .with_resource_type(c.resource_type)
                         .with_resource_name(c.resource_name)
                 },
@@ -333,14 +330,11 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
                 &mut r.resources,
                 |c| may_alter_configs(access, c.resource_type, &c.resource_name).is_none(),
                 |c| {
-                    let code = may_alter_configs(access, c.resource_type, &c.resource_name);
+                    let (code, text) =
+                        alter_configs_denial(access, c.resource_type, &c.resource_name);
                     IncrementalResult::default()
-                        .with_error_code(code.map_or(0, |c| c.code()))
-                        .with_error_message(denial_text(
-                            access,
-                            Operation::AlterConfigs,
-                            &c.resource_name,
-                        ))
+                        .with_error_code(code)
+                        .with_error_message(text)
                         .with_resource_type(c.resource_type)
                         .with_resource_name(c.resource_name)
                 },
@@ -369,6 +363,12 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
         }
         other => Checked::Serve(Box::new(other), Parts::Nothing),
     }
+}
+
+/// The error code and message for a denied change of resource `name`'s configs.
+fn alter_configs_denial(access: &Access, kind: i8, name: &str) -> (i16, Option<StrBytes>) {
+    let code = may_alter_configs(access, kind, name).map_or(0, |c| c.code());
+    (code, denial_text(access, Operation::AlterConfigs, name))
 }
 
 /// The error for altering the configs of resource `name` of `kind` without ALTER_CONFIGS on
