@@ -7,6 +7,7 @@ pub mod broker;
 pub mod cluster;
 pub mod cold;
 pub mod config;
+pub mod config_doc;
 pub mod durability;
 pub mod groups;
 pub mod handlers;

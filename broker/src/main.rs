@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use hotwire_broker::broker::Broker;
 use hotwire_broker::cluster::admin;
 use hotwire_broker::cluster::model::{BrokerInfo, Endpoint};
@@ -22,7 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let mut args = Args::parse();
+    // The flags as clap declares them, described from docs/configuration.md.
+    let matches = hotwire_broker::config_doc::command().get_matches();
+    let mut args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
     match args.command.take() {
         Some(Command::Admin { cluster, action }) => {
             return subcommand("admin", admin::run(&cluster, &action))
