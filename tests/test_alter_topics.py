@@ -1,8 +1,9 @@
-"""Changing existing topics: CreatePartitions, AlterConfigs and IncrementalAlterConfigs from
-confluent-kafka's AdminClient (Debian's and the newest) and kafka-python's admin client, with
-their effects checked: new partitions receive data and survive a restart, a lowered retention
-deletes old segments, a lowered max.message.bytes refuses what it used to accept, and configs
-the broker cannot honour are refused with INVALID_CONFIG and the reason."""
+"""Administering existing topics: CreatePartitions, AlterConfigs and IncrementalAlterConfigs
+from confluent-kafka's AdminClient (Debian's and the newest) and kafka-python's admin client,
+with their effects checked: new partitions receive data and survive a restart, a lowered
+retention deletes old segments, a lowered max.message.bytes refuses what it used to accept, and
+configs the broker cannot honour are refused with INVALID_CONFIG and the reason; and
+DescribeLogDirs from kafka-python."""
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -162,3 +163,24 @@ def test_kafka_python_admin_grows_a_topic_and_alters_its_configs(broker):
         assert watermarks(consumer, topic, 2) == (0, 0)
     finally:
         consumer.close()
+
+
+def test_kafka_python_describes_log_dirs(broker):
+    pytest.importorskip("kafka", minversion="3.0")
+    from kafka import KafkaAdminClient
+    topic = "kp-sized"
+    create_topic(broker.bootstrap, topic, 2)
+    log = produce_all(make_producer(broker.bootstrap), topic,
+                      [{"value": b"v" * 100, "partition": 1} for _ in range(50)])
+    log.assert_no_failures()
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        response = admin.describe_log_dirs()
+    finally:
+        admin.close()
+    ((node, results),) = [(b["broker"], b["log_dirs"]) for b in response]
+    (result,) = results
+    assert result["error_code"] == 0 and result["log_dir"].startswith("fs://"), result
+    (described,) = [t for t in result["topics"] if t["name"] == topic]
+    sizes = {p["partition_index"]: p["partition_size"] for p in described["partitions"]}
+    assert sizes[0] == 0 and sizes[1] >= 50 * 100, sizes

@@ -1,7 +1,7 @@
-//! Changing a topic in a cluster (etcd started on loopback): CreatePartitions and
-//! IncrementalAlterConfigs through one broker change the record in etcd, every broker serves
-//! the change (the new partitions on their shards' leaders, the new overrides in
-//! DescribeConfigs), and a change derived from a stale record is never applied over a newer one.
+//! Changing and describing a topic in a cluster (etcd started on loopback): CreatePartitions
+//! and IncrementalAlterConfigs through one broker change the record in etcd and every broker
+//! serves the change (the new partitions on their shards' leaders, the new overrides in
+//! DescribeConfigs); DescribeLogDirs and DescribeProducers describe what each broker leads.
 
 mod common;
 
@@ -13,13 +13,15 @@ use common::{produce_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    CreateTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeProducersRequest, DescribeProducersResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
     MetadataResponse, TopicName,
 };
@@ -87,6 +89,41 @@ fn config(client: &mut Client, config: &str) -> String {
         .map_or_else(|| format!("error {}", result.error_code), |v| v.to_string())
 }
 
+/// (log dir, partition) for each partition of the topic `client`'s broker describes.
+fn log_dir_partitions(client: &mut Client) -> Vec<(String, i32)> {
+    let request = DescribeLogDirsRequest::default().with_topics(None);
+    let response: DescribeLogDirsResponse = client.call(ApiKey::DescribeLogDirs, 4, &request);
+    response
+        .results
+        .iter()
+        .flat_map(|dir| {
+            dir.topics
+                .iter()
+                .filter(|t| t.name.as_str() == TOPIC)
+                .flat_map(move |t| {
+                    t.partitions
+                        .iter()
+                        .map(move |p| (dir.log_dir.to_string(), p.partition_index))
+                })
+        })
+        .collect()
+}
+
+/// (partition, error) of DescribeProducers for partitions 0 to 5.
+fn producer_errors(client: &mut Client) -> Vec<(i32, i16)> {
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(name())
+        .with_partition_indexes((0..6).collect())]);
+    let response: DescribeProducersResponse = client.call(ApiKey::DescribeProducers, 0, &request);
+    let mut errors: Vec<(i32, i16)> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code))
+        .collect();
+    errors.sort();
+    errors
+}
+
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
@@ -138,6 +175,27 @@ fn topic_changes_through_one_broker_are_served_by_every_broker() {
                 (code, _) => panic!("partition {partition} on broker {leader}: error {code}"),
             }
         });
+    }
+
+    // Each broker describes the shards it leads as its log directories: together they hold
+    // every partition once. DescribeProducers answers for the partitions led here.
+    let led = leaders(&mut two);
+    let mut described = Vec::new();
+    for (node, client) in [(1, &mut one), (2, &mut two)] {
+        for (dir, partition) in log_dir_partitions(client) {
+            assert!(dir.contains("shard"), "{dir}");
+            assert_eq!(
+                led[partition as usize], node,
+                "partition {partition} in {dir}"
+            );
+            described.push(partition);
+        }
+    }
+    described.sort();
+    assert_eq!(described, (0..6).collect::<Vec<i32>>());
+    for (partition, code) in producer_errors(&mut one) {
+        let expected = if led[partition as usize] == 1 { 0 } else { 6 };
+        assert_eq!(code, expected, "partition {partition}");
     }
 
     assert_eq!(set_config(&mut two, "retention.ms", "5000"), 0);

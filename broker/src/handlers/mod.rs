@@ -10,6 +10,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod fetch;
 pub mod fetch_budget;
 pub mod find_coordinator;
@@ -258,6 +260,12 @@ pub async fn serve(
         RequestKind::DescribeConfigs(r) => InFlight::Ready(reply(ResponseKind::DescribeConfigs(
             describe_configs::handle(&broker, r),
         ))),
+        RequestKind::DescribeLogDirs(r) => InFlight::Ready(reply(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(&broker, r),
+        ))),
+        RequestKind::DescribeProducers(r) => InFlight::Ready(reply(
+            ResponseKind::DescribeProducers(describe_producers::handle(&broker, r)),
+        )),
         RequestKind::AlterConfigs(r) => InFlight::Ready(reply(ResponseKind::AlterConfigs(
             alter_configs::alter(broker.as_ref(), r).await,
         ))),

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::record_batch::{assign_offset, BatchHeader};
-use crate::producers::{ProducerStates, SequenceCheck, SequenceError};
+use crate::producers::{ActiveProducer, ProducerStates, SequenceCheck, SequenceError};
 
 /// Leader epoch written into stored batches and reported in Metadata. A single broker owns every
 /// partition, so it never changes; a cluster will take it from the coordination service.
@@ -180,6 +180,11 @@ impl Partition {
         for header in headers {
             state.producers.refuse(header);
         }
+    }
+
+    /// The idempotent producers this partition remembers (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.state.lock().producers.active()
     }
 
     /// Installs producer state rebuilt from storage (at start, before any append).

@@ -5,7 +5,7 @@ pub mod recovery;
 pub mod sequences;
 
 pub use ids::ProducerIds;
-pub use sequences::{ProducerLimits, ProducerStates, SequenceCheck, SequenceError};
+pub use sequences::{ActiveProducer, ProducerLimits, ProducerStates, SequenceCheck, SequenceError};
 
 #[cfg(test)]
 mod sequence_trials;

@@ -171,6 +171,19 @@ pub enum SequenceError {
     },
 }
 
+/// A producer as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// Sequence of the last record it appended.
+    pub last_sequence: i32,
+    /// When it last appended here (ms since the epoch).
+    pub last_active_ms: i64,
+}
+
 /// Producer state of one partition.
 #[derive(Clone, Debug, Default)]
 pub struct ProducerStates {
@@ -431,6 +444,25 @@ impl ProducerStates {
         self.recovered_until_ms = now_ms().saturating_add(RECOVERY_GRACE_MS);
     }
 
+    /// The producers with a batch remembered here, by id (at most `max_producers_per_partition`).
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(id, entry)| {
+                let last = entry.batches.back()?;
+                Some(ActiveProducer {
+                    producer_id: *id,
+                    epoch: entry.epoch,
+                    last_sequence: last.last_sequence,
+                    last_active_ms: entry.last_active_ms,
+                })
+            })
+            .collect();
+        active.sort_by_key(|p| p.producer_id);
+        active
+    }
+
     /// Number of producers tracked.
     pub fn len(&self) -> usize {
         self.producers.len()
@@ -525,6 +557,27 @@ mod tests {
             "producer 3 was the least recently active"
         );
         assert!(states.check_at(&batch(2, 0, 7, 1), 1_400, limits).is_err());
+    }
+
+    #[test]
+    fn active_producers_report_their_epoch_and_last_sequence() {
+        let limits = ProducerLimits::default();
+        let mut states = ProducerStates::default();
+        states.record_at(&batch(9, 2, 0, 10), 0, 1_000, limits);
+        states.record_at(&batch(4, 0, 0, 3), 10, 2_000, limits);
+        states.record_at(&batch(9, 2, 10, 5), 13, 3_000, limits);
+        // Known by a refusal only: nothing appended, not reported.
+        states.refuse_at(&batch(6, 0, 4, 1), 3_100, limits);
+        let active = |id, epoch, last_sequence, last_active_ms| ActiveProducer {
+            producer_id: id,
+            epoch,
+            last_sequence,
+            last_active_ms,
+        };
+        assert_eq!(
+            states.active(),
+            vec![active(4, 0, 2, 2_000), active(9, 2, 14, 3_000)]
+        );
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub async fn start(node: Arc<Node>, request: Request, origin: Origin) -> InFligh
         RequestKind::DeleteTopics(r) => InFlight::Ready(reply(ResponseKind::DeleteTopics(
             topics::delete(&node, r, version).await,
         ))),
+        RequestKind::DescribeLogDirs(r) => InFlight::Ready(reply(ResponseKind::DescribeLogDirs(
+            topics::describe_log_dirs(&node, r),
+        ))),
+        RequestKind::DescribeProducers(r) => InFlight::Ready(reply(
+            ResponseKind::DescribeProducers(partitioned::describe_producers(&node, r)),
+        )),
         RequestKind::AlterConfigs(r) => InFlight::Ready(reply(ResponseKind::AlterConfigs(
             topics::alter_configs(&node, r).await,
         ))),

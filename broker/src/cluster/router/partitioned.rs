@@ -11,6 +11,8 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
+use kafka_protocol::messages::describe_producers_request::TopicRequest as ProducersTopicRequest;
+use kafka_protocol::messages::describe_producers_response::TopicResponse as ProducersTopicResponse;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -26,7 +28,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    DeleteRecordsRequest, DeleteRecordsResponse, DescribeProducersRequest,
+    DescribeProducersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
     ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
     ProduceResponse,
 };
@@ -38,7 +41,9 @@ use super::split::{merge, place, split, target, topic_id, Parts, Shape};
 use super::topics::ensure_topics;
 use crate::cluster::node::{Engine, Node};
 use crate::handlers::fetch_budget::Held;
-use crate::handlers::{delete_records, fetch, list_offsets, offset_for_leader_epoch, produce};
+use crate::handlers::{
+    delete_records, describe_producers, fetch, list_offsets, offset_for_leader_epoch, produce,
+};
 
 /// Produce: where it goes (creating unknown topics first, if allowed).
 pub async fn produce_target(node: &Node, request: &ProduceRequest) -> Target {
@@ -371,6 +376,36 @@ pub fn offset_for_leader_epoch(
         let topic = OffsetForLeaderTopicResult::default()
             .with_topic(topic.topic)
             .with_partitions(vec![answer]);
+        merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+    }
+    merged
+}
+
+const PRODUCERS: Shape<DescribeProducersRequest, ProducersTopicRequest, i32> = Shape {
+    topics: |r| &mut r.topics,
+    key: |t| (t.name.0.as_str(), Uuid::nil()),
+    partitions: |t| &mut t.partition_indexes,
+    index: |p| *p,
+    writes: false,
+};
+
+/// DescribeProducers: each partition's producers from the engine of its shard.
+pub fn describe_producers(
+    node: &Node,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let Parts { parts, refused } = split(node, request, &PRODUCERS);
+    let mut merged = DescribeProducersResponse::default();
+    let key = |t: &ProducersTopicResponse| (t.name.0.to_string(), Uuid::nil());
+    for (engine, part) in parts {
+        for topic in describe_producers::handle(&engine.broker, part).topics {
+            merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
+        }
+    }
+    for (topic, index, error) in refused {
+        let topic = ProducersTopicResponse::default()
+            .with_name(topic.name)
+            .with_partitions(vec![describe_producers::refused(index, error)]);
         merge(&mut merged.topics, topic, |t| &mut t.partitions, key);
     }
     merged

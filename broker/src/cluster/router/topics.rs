@@ -11,9 +11,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, BrokerId, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
-    MetadataResponse, TopicName,
+    DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -25,8 +25,10 @@ use crate::cluster::view::ClusterView;
 use crate::handlers::create_topics::{self, Created, TopicCreator};
 use crate::handlers::topic_changes::TopicChanger;
 use crate::handlers::{
-    alter_configs, create_partitions, delete_topics, describe_configs, metadata, str_bytes,
+    alter_configs, create_partitions, delete_topics, describe_configs, describe_log_dirs, metadata,
+    str_bytes,
 };
+use crate::log::partition::Partition;
 use crate::log::topics::{validate_name, TopicError, TopicLimits, TopicRegistry};
 use dfs_adapter::TopicRecord;
 
@@ -178,6 +180,25 @@ pub async fn describe_configs(
     let view = node.member.fresh_view().await;
     let overrides = |name: &str| view.topics.get(name).map(|t| t.configs.clone());
     describe_configs::handle_with(&node.config, &overrides, request)
+}
+
+/// DescribeLogDirs: one directory per shard this broker leads (its root in the store), with
+/// the shard's partitions.
+pub fn describe_log_dirs(node: &Node, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    let settings = node.settings();
+    let results = node
+        .engines()
+        .iter()
+        .map(|engine| {
+            let in_shard = |partition: &Partition| {
+                let key = partition.key();
+                shards::of_partition(key.topic_id, key.partition, settings) == engine.shard
+            };
+            let topics = describe_log_dirs::partitions(&engine.broker, &request, in_shard);
+            describe_log_dirs::result(engine.broker.store.url(), topics)
+        })
+        .collect();
+    DescribeLogDirsResponse::default().with_results(results)
 }
 
 /// CreatePartitions.

@@ -137,7 +137,9 @@ pub fn check(access: &Access, body: RequestKind, version: i16, names: TopicNames
         | RequestKind::DescribeConfigs(_)
         | RequestKind::AlterConfigs(_)
         | RequestKind::IncrementalAlterConfigs(_)
-        | RequestKind::CreatePartitions(_) => topics::check(access, body, names),
+        | RequestKind::CreatePartitions(_)
+        | RequestKind::DescribeLogDirs(_)
+        | RequestKind::DescribeProducers(_) => topics::check(access, body, names),
         body => groups::check(access, body, version),
     }
 }

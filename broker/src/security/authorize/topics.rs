@@ -10,6 +10,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+use kafka_protocol::messages::describe_producers_response::TopicResponse as ProducersTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
 use kafka_protocol::messages::list_offsets_response::{
@@ -19,7 +20,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    DescribeLogDirsResponse, ProduceRequest, ProduceResponse, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -58,6 +61,8 @@ pub enum DeniedTopics {
     IncrementalAlterConfigs(Vec<IncrementalResult>),
     /// CreatePartitions.
     CreatePartitions(Vec<CreatePartitionsTopicResult>),
+    /// DescribeProducers.
+    DescribeProducers(Vec<ProducersTopic>),
 }
 
 impl DeniedTopics {
@@ -87,6 +92,9 @@ impl DeniedTopics {
             }
             (Self::CreatePartitions(denied), ResponseKind::CreatePartitions(r)) => {
                 r.results.extend(denied)
+            }
+            (Self::DescribeProducers(denied), ResponseKind::DescribeProducers(r)) => {
+                r.topics.extend(denied)
             }
             (_, other) => tracing::error!(?other, "denied topics for another API's response"),
         }
@@ -359,6 +367,34 @@ pub(super) fn check(access: &Access, body: RequestKind, names: TopicNames<'_>) -
             served(
                 RequestKind::CreatePartitions(r),
                 DeniedTopics::CreatePartitions(denied),
+            )
+        }
+        RequestKind::DescribeLogDirs(_) if !access.allows_cluster(Operation::Describe) => {
+            Checked::Answer(Box::new(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default()
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+            )))
+        }
+        RequestKind::DescribeProducers(mut r) => {
+            let denied = split_off(
+                &mut r.topics,
+                |t| may(access, Operation::Read, &t.name),
+                |t| {
+                    let partitions = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&index| {
+                            crate::handlers::describe_producers::refused(index, TOPIC_DENIED)
+                        })
+                        .collect();
+                    ProducersTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                },
+            );
+            served(
+                RequestKind::DescribeProducers(r),
+                DeniedTopics::DescribeProducers(denied),
             )
         }
         other => Checked::Serve(Box::new(other), Parts::Nothing),
