@@ -161,6 +161,10 @@ pub struct TopicRegistry {
     limits: TopicLimits,
     /// Serialises creations and deletions so the catalog in storage and memory agree.
     changes: tokio::sync::Mutex<()>,
+    /// Serialises adoptions and forgettings (a cluster applies etcd's topics from its poll loop
+    /// and from requests at once): two swaps of one topic would each build its new partitions,
+    /// leaving the topic and the by-key map with different ones.
+    adopting: parking_lot::Mutex<()>,
 }
 
 impl TopicRegistry {
@@ -339,6 +343,7 @@ impl TopicRegistry {
     /// (configs, more partitions) is updated in place, one of that name with another id
     /// (deleted and created again elsewhere) is replaced.
     pub fn adopt(&self, record: &TopicRecord) -> bool {
+        let _adopting = self.adopting.lock();
         if let Some(known) = self.get(&record.name) {
             if known.id == record.id {
                 if known.record() == *record {
@@ -347,7 +352,7 @@ impl TopicRegistry {
                 self.swap(&known, record);
                 return true;
             }
-            self.forget(&record.name);
+            self.remove(&record.name);
         }
         let partitions = (0..record.partitions)
             .map(|p| {
@@ -369,6 +374,11 @@ impl TopicRegistry {
 
     /// Removes a topic from memory only (a cluster deleted it); returns it if it was there.
     pub fn forget(&self, name: &str) -> Option<Arc<Topic>> {
+        let _adopting = self.adopting.lock();
+        self.remove(name)
+    }
+
+    fn remove(&self, name: &str) -> Option<Arc<Topic>> {
         let topic = self.topics.write().remove(name)?;
         self.listed_partitions
             .fetch_sub(topic.partitions.len(), std::sync::atomic::Ordering::Relaxed);

@@ -177,6 +177,31 @@ mod tests {
             .unwrap());
     }
 
+    #[test]
+    fn concurrent_adoptions_of_a_change_agree_with_each_other() {
+        let registry = TopicRegistry::default();
+        let mut record = TopicRecord {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+        };
+        assert!(registry.adopt(&record));
+        record.partitions = 256;
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| registry.adopt(&record));
+            }
+        });
+        let topic = registry.get("t").unwrap();
+        assert_eq!(topic.partitions.len(), 256);
+        for partition in &topic.partitions {
+            let by_key = registry.partition(&partition.key()).unwrap();
+            assert!(Arc::ptr_eq(partition, &by_key), "{:?}", partition.key());
+        }
+        assert_eq!(registry.listed_partitions.load(Ordering::Relaxed), 256);
+    }
+
     #[tokio::test]
     async fn shrinking_bad_configs_limits_and_validation_change_nothing() {
         let (_dir, store, registry) = registry_with_topic().await;
