@@ -79,7 +79,9 @@ pub struct Node {
     /// The last hand-overs, newest last (bounded).
     handovers: Mutex<Vec<Handover>>,
     /// The view revision and engines the topics were last applied to.
-    synced: Mutex<(i64, Vec<(u32, i32)>)>,
+    /// Held for a whole pass, so that passes (the poll loop's, a topic request's) apply views
+    /// in the order they were read, never an older one over a newer one.
+    synced: tokio::sync::Mutex<(i64, Vec<(u32, i32)>)>,
     /// When load was last measured, and each shard's epoch and flushed bytes then.
     load: Mutex<(Instant, FlushedBytes)>,
     /// On an object store: the flush stream every engine writes (set once `run` starts).
@@ -111,7 +113,7 @@ impl Node {
             engines: RwLock::default(),
             busy: Mutex::default(),
             handovers: Mutex::default(),
-            synced: Mutex::default(),
+            synced: tokio::sync::Mutex::default(),
             load: Mutex::new((Instant::now(), BTreeMap::new())),
             stream: std::sync::OnceLock::new(),
             cold_runtime: Mutex::default(),
@@ -462,13 +464,16 @@ impl Node {
     /// Applies the cluster's topics to every engine: adds new ones, forgets deleted ones (and
     /// retires their data).
     pub async fn sync_topics(&self) {
+        let mut synced = self.synced.lock().await;
+        // Read under the lock: the view only moves forward, so each pass applies one at least
+        // as new as the last pass did.
         let view = self.member.view();
         let engines = self.engines();
         let state: (i64, Vec<(u32, i32)>) = (
             view.revision,
             engines.iter().map(|e| (e.shard, e.epoch)).collect(),
         );
-        if *self.synced.lock() == state {
+        if *synced == state {
             return; // nothing changed since the last pass
         }
         let topics = view.topics.clone();
@@ -478,7 +483,7 @@ impl Node {
             }
             for topic in engine.broker.topics.list() {
                 if topics.get(&topic.name).is_none_or(|r| r.id != topic.id) {
-                    if let Some(gone) = engine.broker.topics.forget(&topic.name) {
+                    if let Some(gone) = engine.broker.topics.forget(&topic.name, topic.id) {
                         if let Err(error) = engine.broker.catalog.drop_topic(gone.id).await {
                             tracing::warn!(%error, topic = %gone.name, "data of a deleted topic not retired yet");
                         }
@@ -486,7 +491,7 @@ impl Node {
                 }
             }
         }
-        *self.synced.lock() = state;
+        *synced = state;
     }
 }
 

@@ -73,7 +73,7 @@ pub fn error_code(error: &TopicError) -> ResponseError {
         | TopicError::PartitionsShrink { .. } => ResponseError::InvalidPartitions,
         TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        TopicError::Contended(_) => ResponseError::RequestTimedOut,
+        TopicError::Contended(_) | TopicError::Coordination(_) => ResponseError::RequestTimedOut,
         TopicError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

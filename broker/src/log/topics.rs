@@ -81,6 +81,10 @@ pub enum TopicError {
     /// The broker's limits on topics or partitions in all would be exceeded.
     #[error("{0}")]
     PolicyViolation(String),
+    /// The coordination service (a cluster's etcd) did not answer: the change may or may not
+    /// have been made; retriable.
+    #[error("coordination service unavailable: {0}")]
+    Coordination(String),
     /// Other changes of the topic kept winning the race to replace its record.
     #[error("topic {0} kept changing under this change; retry")]
     Contended(String),
@@ -372,9 +376,13 @@ impl TopicRegistry {
         true
     }
 
-    /// Removes a topic from memory only (a cluster deleted it); returns it if it was there.
-    pub fn forget(&self, name: &str) -> Option<Arc<Topic>> {
+    /// Removes the topic `name` with id `id` from memory only (a cluster deleted it); returns
+    /// it if it was there (a topic of that name with another id stays).
+    pub fn forget(&self, name: &str, id: Uuid) -> Option<Arc<Topic>> {
         let _adopting = self.adopting.lock();
+        if self.get(name)?.id != id {
+            return None;
+        }
         self.remove(name)
     }
 

@@ -152,7 +152,7 @@ async fn put_record_if(
             &[],
         )
         .await
-        .map_err(|e| TopicError::PolicyViolation(format!("etcd: {e}")))?;
+        .map_err(|e| TopicError::Coordination(format!("etcd: {e}")))?;
     node.member.refresh().await;
     node.sync_topics().await;
     Ok(outcome.succeeded)
