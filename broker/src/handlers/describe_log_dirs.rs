@@ -3,6 +3,8 @@
 //! of each of its partitions. Storage is shared, so there is no replica
 //! lag (offset_lag 0), no future replica, and no volume size to report (-1: unknown).
 
+use std::collections::{HashMap, HashSet};
+
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -27,12 +29,21 @@ pub fn partitions(
     request: &DescribeLogDirsRequest,
     serves: impl Fn(&Partition) -> bool,
 ) -> Vec<DescribeLogDirsTopic> {
+    // The request's topics and partitions as sets, read once (None: every partition).
+    let asked: Option<HashMap<&str, HashSet<i32>>> = request.topics.as_ref().map(|list| {
+        let mut asked: HashMap<&str, HashSet<i32>> = HashMap::new();
+        for t in list {
+            let partitions = asked.entry(t.topic.as_str()).or_default();
+            partitions.extend(t.partitions.iter().copied());
+        }
+        asked
+    });
     let mut out = Vec::new();
     for topic in broker.topics.list() {
-        let wanted: Option<Vec<i32>> = match &request.topics {
+        let wanted: Option<&HashSet<i32>> = match &asked {
             None => None,
-            Some(list) => match list.iter().find(|t| t.topic.as_str() == topic.name) {
-                Some(t) => Some(t.partitions.clone()),
+            Some(asked) => match asked.get(topic.name.as_str()) {
+                Some(partitions) => Some(partitions),
                 None => continue,
             },
         };
@@ -42,7 +53,7 @@ pub fn partitions(
             .enumerate()
             .filter(|(index, partition)| {
                 let index = i32::try_from(*index).unwrap_or(i32::MAX);
-                wanted.as_ref().is_none_or(|w| w.contains(&index)) && serves(partition)
+                wanted.is_none_or(|w| w.contains(&index)) && serves(partition)
             })
             .map(|(index, partition)| {
                 DescribeLogDirsPartition::default()

@@ -2,6 +2,8 @@
 //! last sequence (what Kafka's `kafka-transactions.sh describe-producers` shows). There are no
 //! transactions, so no coordinator epoch and no open transaction: both -1.
 
+use std::collections::BTreeSet;
+
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -14,12 +16,31 @@ use crate::broker::Broker;
 /// Describes each partition asked for.
 pub fn handle(broker: &Broker, request: DescribeProducersRequest) -> DescribeProducersResponse {
     DescribeProducersResponse::default().with_topics(
-        request
+        deduplicated(request)
             .topics
             .into_iter()
             .map(|topic| describe(broker, topic))
             .collect(),
     )
+}
+
+/// `request` with each topic and each of its partitions once: every partition named costs up
+/// to `max_producers_per_partition` entries in the answer, so a small request repeating one
+/// index must not make a huge one.
+pub fn deduplicated(mut request: DescribeProducersRequest) -> DescribeProducersRequest {
+    let mut merged: Vec<TopicRequest> = Vec::with_capacity(request.topics.len());
+    for topic in std::mem::take(&mut request.topics) {
+        match merged.iter_mut().find(|t| t.name == topic.name) {
+            Some(known) => known.partition_indexes.extend(topic.partition_indexes),
+            None => merged.push(topic),
+        }
+    }
+    for topic in &mut merged {
+        let unique: BTreeSet<i32> = topic.partition_indexes.drain(..).collect();
+        topic.partition_indexes = unique.into_iter().collect();
+    }
+    request.topics = merged;
+    request
 }
 
 fn describe(broker: &Broker, wanted: TopicRequest) -> TopicResponse {
@@ -59,4 +80,34 @@ pub fn refused(index: i32, error: ResponseError) -> PartitionResponse {
     PartitionResponse::default()
         .with_partition_index(index)
         .with_error_code(error.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    #[test]
+    fn repeated_topics_and_partitions_are_described_once() {
+        let topic = |name: &'static str, indexes: Vec<i32>| {
+            TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_partition_indexes(indexes)
+        };
+        let request = DescribeProducersRequest::default().with_topics(vec![
+            topic("a", vec![3, 3, 1, 3]),
+            topic("b", vec![0]),
+            topic("a", vec![1, 2]),
+        ]);
+        let asked: Vec<(String, Vec<i32>)> = deduplicated(request)
+            .topics
+            .iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect();
+        assert_eq!(
+            asked,
+            vec![("a".to_string(), vec![1, 2, 3]), ("b".to_string(), vec![0])]
+        );
+    }
 }

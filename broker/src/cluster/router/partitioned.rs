@@ -394,6 +394,7 @@ pub fn describe_producers(
     node: &Node,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
+    let request = describe_producers::deduplicated(request);
     let Parts { parts, refused } = split(node, request, &PRODUCERS);
     let mut merged = DescribeProducersResponse::default();
     let key = |t: &ProducersTopicResponse| (t.name.0.to_string(), Uuid::nil());
