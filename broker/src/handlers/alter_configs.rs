@@ -138,6 +138,8 @@ async fn run(
                 ResponseError::InvalidRequest,
                 format!("config {name} is given more than once"),
             ))
+        } else if let Some(reason) = malformed(&resource.change) {
+            Err((ResponseError::InvalidRequest, reason))
         } else {
             let change = &resource.change;
             apply(
@@ -159,6 +161,23 @@ async fn run(
         responses.push((resource.kind, resource.name, code, message));
     }
     responses
+}
+
+/// Why an incremental change is malformed, as Kafka judges it (INVALID_REQUEST, not
+/// INVALID_CONFIG): an unknown operation, or one that needs a value without one.
+fn malformed(change: &Change) -> Option<String> {
+    let Change::Operate(operations) = change else {
+        return None;
+    };
+    operations
+        .iter()
+        .find_map(|(name, operation, value)| match (*operation, value) {
+            (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+                Some(format!("operation {operation} on {name} needs a value"))
+            }
+            (OP_SET | OP_DELETE | OP_APPEND | OP_SUBTRACT, _) => None,
+            (other, _) => Some(format!("unknown config operation {other} on {name}")),
+        })
 }
 
 /// Changes the configs of resource `name` of type `kind` as `derive` says.
@@ -273,6 +292,18 @@ mod tests {
         assert_eq!(out["cleanup.policy"], "delete");
         let out = operate(&out, &[op("cleanup.policy", OP_SUBTRACT, Some("delete"))]).unwrap();
         assert_eq!(out["cleanup.policy"], "");
+    }
+
+    #[test]
+    fn malformed_operations_are_told_apart_from_bad_configs() {
+        let change = |ops| Change::Operate(ops);
+        assert!(malformed(&change(vec![op("retention.ms", OP_SET, Some("1"))])).is_none());
+        assert!(malformed(&change(vec![op("retention.ms", OP_DELETE, None)])).is_none());
+        let reason = malformed(&change(vec![op("retention.ms", OP_SET, None)])).unwrap();
+        assert!(reason.contains("needs a value"), "{reason}");
+        let reason = malformed(&change(vec![op("retention.ms", 7, Some("1"))])).unwrap();
+        assert!(reason.contains("unknown config operation"), "{reason}");
+        assert!(malformed(&Change::Replace(BTreeMap::new())).is_none());
     }
 
     #[test]
