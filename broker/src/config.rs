@@ -921,6 +921,17 @@ impl Config {
                 "rdma interval and ring size must be at least 1".into(),
             );
         }
+        if self.acl_authorizer
+            && (self.rdma_shm_socket.is_some() || self.rdma_verbs_listen.is_some())
+        {
+            return invalid(
+                "acl_authorizer",
+                "one-sided (RDMA) sessions carry no principal yet and their READ grant covers \
+                 the whole HotCache arena, so ACLs could not be enforced on them: run the \
+                 authorizer without rdma_shm_socket and rdma_verbs_listen"
+                    .into(),
+            );
+        }
         if self.rdma_verbs_listen.is_some() && !cfg!(feature = "verbs") {
             return invalid(
                 "rdma_verbs_listen",
@@ -934,17 +945,6 @@ impl Config {
             return invalid(
                 "rdma_verbs_listen",
                 "the verbs control channel is reachable over the network: set rdma_token too"
-                    .into(),
-            );
-        }
-        if self.acl_authorizer
-            && (self.rdma_shm_socket.is_some() || self.rdma_verbs_listen.is_some())
-        {
-            return invalid(
-                "acl_authorizer",
-                "one-sided (RDMA) sessions carry no principal yet and their READ grant covers \
-                 the whole HotCache arena, so ACLs could not be enforced on them: run the \
-                 authorizer without rdma_shm_socket and rdma_verbs_listen"
                     .into(),
             );
         }
@@ -1294,7 +1294,10 @@ mod tests {
             "--rdma-token",
             "t",
         ];
-        assert!(Config::load(args(&[&authorizer[..], &verbs[..]].concat())).is_err());
+        let err = Config::load(args(&[&authorizer[..], &verbs[..]].concat()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("acl_authorizer"), "{err}");
     }
 
     #[test]
