@@ -100,6 +100,14 @@ def test_alter_configs_take_effect_at_once_and_survive_a_restart(broker_factory)
     broker_resource.set_config("num.partitions", "7")
     error = refusal(admin.alter_configs([broker_resource], request_timeout=30)[broker_resource])
     assert error.code() == KafkaError.INVALID_CONFIG and "static" in error.str(), error
+    # The broker's settings, under Kafka's names, read-only.
+    broker_resource = ConfigResource(ConfigResource.Type.BROKER, "0")
+    entries = admin.describe_configs([broker_resource], request_timeout=15)[broker_resource] \
+        .result(timeout=15)
+    assert entries["num.partitions"].value == "1", entries["num.partitions"]
+    assert entries["message.max.bytes"].value == "1048588"
+    assert entries["log.retention.ms"].value == "604800000"
+    assert all(entry.is_read_only for entry in entries.values())
     assert described(admin, topic)["retention.ms"] == "2000"
 
     broker.kill9()

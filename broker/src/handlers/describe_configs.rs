@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 
 use std::collections::BTreeMap;
 
-use super::str_bytes;
+use super::{broker_configs, str_bytes};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::log::topic_config;
@@ -69,23 +69,10 @@ fn describe(
                 return result;
             }
         },
-        RESOURCE_BROKER => vec![
-            (
-                "auto.create.topics.enable".into(),
-                config.auto_create_topics.to_string(),
-                SOURCE_STATIC_BROKER,
-            ),
-            (
-                "num.partitions".into(),
-                config.default_partitions.to_string(),
-                SOURCE_STATIC_BROKER,
-            ),
-            (
-                "socket.request.max.bytes".into(),
-                config.max_frame_bytes.to_string(),
-                SOURCE_STATIC_BROKER,
-            ),
-        ],
+        RESOURCE_BROKER => broker_configs::of(config)
+            .into_iter()
+            .map(|c| (c.name.to_string(), c.value, SOURCE_STATIC_BROKER))
+            .collect(),
         other => {
             result.error_code = ResponseError::InvalidRequest.code();
             result.error_message = Some(str_bytes(format!("unsupported resource type {other}")));
@@ -101,9 +88,11 @@ fn describe(
                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         })
         .map(|(name, value, source)| {
+            // Broker settings are static (AlterConfigs refuses them); topic overrides are not.
             let mut entry = DescribeConfigsResourceResult::default()
                 .with_name(str_bytes(name.clone()))
                 .with_value(Some(str_bytes(value.clone())))
+                .with_read_only(source == SOURCE_STATIC_BROKER)
                 .with_config_source(source);
             if synonyms {
                 entry.synonyms = vec![DescribeConfigsSynonym::default()

@@ -2,6 +2,7 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod broker_configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
