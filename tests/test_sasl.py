@@ -17,10 +17,11 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 from conftest import free_port
-from helpers import kcat
+from helpers import kcat, wait_until
 from test_tls import MESSAGES, Authority, kcat_conf, kcat_fails, metric, produce_and_read_back
 
 PASSWORD = "alice-secret-Pa55"
@@ -275,3 +276,55 @@ def test_super_users_manage_users_with_the_admin_api(sasl_broker):
                                                        "bob-Pa55", tls=False)), "-L", "-m", "2")
     with pytest.raises(Exception, match="RESOURCE_NOT_FOUND|no credentials"):
         admin.describe_user_scram_credentials(["bob"])["bob"].result(30)
+
+
+@pytest.mark.clients
+def test_sessions_with_a_lifetime_are_renewed_or_reconnected_without_losing_a_record(
+        broker_factory, tmp_path):
+    """--connections-max-reauth-ms 1000: librdkafka 2.2 and newer re-authenticate on their
+    connections (KIP-368); older ones (Debian's 2.0.2) ignore the lifetime, are closed at their
+    first request after it, and reconnect. Either way a producer sending for 4 s and a group
+    consumer reading along lose nothing and see no error."""
+    from confluent_kafka import Consumer, Producer, libversion
+    broker = start_sasl_broker(broker_factory, tmp_path, ["--connections-max-reauth-ms", "1000"])
+    conf = sasl_conf(broker, "SCRAM-SHA-256", tls=False)
+    topic = "renewed-sessions"
+    producer = Producer({"bootstrap.servers": broker.sasl, "acks": "all", "linger.ms": 5, **conf})
+    failures, received = [], []
+    # The topic exists before the consumer subscribes (else it is told UNKNOWN_TOPIC_OR_PART).
+    producer.produce(topic, value=b"0", on_delivery=lambda err, _msg: err and failures.append(err))
+    assert producer.flush(30) == 0 and not failures, failures
+    sent = 1
+    consumer = Consumer({"bootstrap.servers": broker.sasl, "group.id": "renewed",
+                         "auto.offset.reset": "earliest", **conf})
+    consumer.subscribe([topic])
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        producer.produce(topic, value=str(sent).encode(),
+                         on_delivery=lambda err, _msg: err and failures.append(err))
+        sent += 1
+        producer.poll(0)
+        message = consumer.poll(0.05)
+        if message is not None:
+            assert message.error() is None, message.error()
+            received.append(int(message.value()))
+    assert producer.flush(60) == 0 and not failures, failures[:3]
+    wait_until(lambda: _drain(consumer, received) >= sent, timeout=60,
+               what=f"the consumer to read all {sent} records")
+    consumer.close()
+    assert received == list(range(sent))
+
+    reauthenticated = metric(broker, "hotwire_sasl_reauthentications_total")
+    expired = metric(broker, "hotwire_sasl_sessions_expired_total")
+    if libversion()[1] >= 0x020200ff:
+        assert reauthenticated >= 3 and expired == 0, (reauthenticated, expired)
+    else:
+        assert expired >= 1, (reauthenticated, expired)
+
+
+def _drain(consumer, received):
+    message = consumer.poll(0.2)
+    if message is not None:
+        assert message.error() is None, message.error()
+        received.append(int(message.value()))
+    return len(received)

@@ -44,6 +44,10 @@ pub struct Config {
     /// How long a failed SASL authentication waits before its answer and the connection's close
     /// (Kafka's `connection.failed.authentication.delay.ms`): slows password guessing.
     pub sasl_failed_authentication_delay_ms: u64,
+    /// The longest a SASL session lasts before the client must re-authenticate on the same
+    /// connection (KIP-368, Kafka's `connections.max.reauth.ms`); a connection whose session
+    /// expired is closed at its next request. 0: sessions never expire.
+    pub connections_max_reauth_ms: u64,
     /// PEM certificate chain of the SSL listener (the broker's certificate first).
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1).
@@ -278,6 +282,7 @@ impl Default for Config {
                 .map(|m| m.to_string())
                 .collect(),
             sasl_failed_authentication_delay_ms: 100,
+            connections_max_reauth_ms: 0,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -419,6 +424,8 @@ pub struct Args {
     sasl_enabled_mechanisms: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_SASL_FAILED_AUTHENTICATION_DELAY_MS")]
     sasl_failed_authentication_delay_ms: Option<u64>,
+    #[arg(long, env = "HOTWIRE_CONNECTIONS_MAX_REAUTH_MS")]
+    connections_max_reauth_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_TLS_CERT_FILE")]
     tls_cert_file: Option<PathBuf>,
     #[arg(long, env = "HOTWIRE_TLS_KEY_FILE")]
@@ -680,6 +687,7 @@ impl Config {
             allow_everyone_if_no_acl_found,
             sasl_enabled_mechanisms,
             sasl_failed_authentication_delay_ms,
+            connections_max_reauth_ms,
             storage,
             node_id,
             cluster_shards,

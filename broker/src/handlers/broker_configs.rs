@@ -100,6 +100,10 @@ pub fn of(config: &Config) -> Vec<BrokerConfig> {
             "connection.failed.authentication.delay.ms",
             config.sasl_failed_authentication_delay_ms,
         ),
+        entry(
+            "connections.max.reauth.ms",
+            config.connections_max_reauth_ms,
+        ),
         entry("authorizer.class.name", authorizer),
         entry(
             "allow.everyone.if.no.acl.found",

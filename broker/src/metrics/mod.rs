@@ -59,6 +59,10 @@ pub struct Events {
     pub sasl_authentications: Counter,
     /// Failed SASL authentications (each answered after the failure delay, then closed).
     pub sasl_authentication_failures: Counter,
+    /// Successful SASL re-authentications on a connection (KIP-368).
+    pub sasl_reauthentications: Counter,
+    /// Connections closed because their SASL session expired without a re-authentication.
+    pub sasl_sessions_expired: Counter,
     /// Failed flush attempts (each retried).
     pub flush_failures: Counter,
     /// Cold reads answered with a storage error.
@@ -105,6 +109,8 @@ impl Default for Events {
             tls_handshake_failures: Counter::default(),
             sasl_authentications: Counter::default(),
             sasl_authentication_failures: Counter::default(),
+            sasl_reauthentications: Counter::default(),
+            sasl_sessions_expired: Counter::default(),
             request_memory_waits: Counter::default(),
             flush_failures: Counter::default(),
             cold_read_errors: Counter::default(),
@@ -219,6 +225,16 @@ impl Metrics {
             "sasl_authentication_failures",
             "Failed SASL authentications (answered after the failure delay, then closed)",
             e.sasl_authentication_failures,
+        );
+        registry.register(
+            "sasl_reauthentications",
+            "Successful SASL re-authentications on an open connection (KIP-368)",
+            e.sasl_reauthentications,
+        );
+        registry.register(
+            "sasl_sessions_expired",
+            "Connections closed because their SASL session expired without a re-authentication",
+            e.sasl_sessions_expired,
         );
         registry.register(
             "request_memory_waits",

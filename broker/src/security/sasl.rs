@@ -62,7 +62,13 @@ impl Authenticator {
         }
     }
 
-    /// Answers SaslHandshake. Only one handshake per connection.
+    /// Starts over for a re-authentication (KIP-368) on a connection that authenticated: the
+    /// next SaslHandshake and SaslAuthenticate run a whole new exchange.
+    pub fn restart(&mut self) {
+        self.state = State::Start;
+    }
+
+    /// Answers SaslHandshake. One handshake per authentication.
     pub fn handshake(&mut self, mechanism: &str) -> SaslHandshakeResponse {
         let enabled = self
             .enabled

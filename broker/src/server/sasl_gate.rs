@@ -3,13 +3,19 @@
 //! (as Kafka does). SaslHandshake and SaslAuthenticate are answered here on every listener, so
 //! the handlers never see them; so are Describe/AlterUserScramCredentials and the ACL APIs,
 //! which need the connection's principal and the credential store or the ACLs.
+//!
+//! Sessions expire after `connections_max_reauth_ms` when it is set (KIP-368): SaslAuthenticate
+//! v1+ tells the client the session's lifetime, the client re-authenticates on the same
+//! connection before it ends (SaslHandshake and SaslAuthenticate again, same mechanism, same
+//! principal), and a connection still on an expired session is closed at its next request.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{
     ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{Origin, Service};
@@ -29,12 +35,29 @@ pub enum Admit {
     AnswerThenClose(InFlight),
 }
 
+/// An authenticated SASL session.
+struct Session {
+    /// `User:<name>`: a re-authentication must prove the same one.
+    principal: String,
+    /// The mechanism it authenticated with: a re-authentication must use the same one.
+    mechanism: String,
+    /// When it ends; `None`: never.
+    expires: Option<Instant>,
+}
+
 /// One connection's SASL state.
 pub struct Gate {
     /// `None` on listeners without SASL.
     authenticator: Option<Authenticator>,
-    authenticated: bool,
+    /// Set once the client authenticated.
+    session: Option<Session>,
+    /// The mechanism of the handshake in progress.
+    handshake_mechanism: Option<String>,
+    /// A re-authentication's handshake was accepted and its SaslAuthenticate is awaited.
+    reauthenticating: bool,
     failure_delay: Duration,
+    /// How long a session lasts; `None`: for ever.
+    session_lifetime: Option<Duration>,
 }
 
 impl Gate {
@@ -51,9 +74,26 @@ impl Gate {
         });
         Self {
             authenticator,
-            authenticated: false,
+            session: None,
+            handshake_mechanism: None,
+            reauthenticating: false,
             failure_delay: Duration::from_millis(config.sasl_failed_authentication_delay_ms),
+            session_lifetime: (config.connections_max_reauth_ms > 0)
+                .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
         }
+    }
+
+    /// Whether requests other than SASL's own may pass: no SASL here, or a session.
+    fn open(&self) -> bool {
+        self.authenticator.is_none() || self.session.is_some()
+    }
+
+    /// Whether the session ended without a re-authentication.
+    fn expired(&self, now: Instant) -> bool {
+        self.session
+            .as_ref()
+            .and_then(|s| s.expires)
+            .is_some_and(|expires| now >= expires)
     }
 
     /// Whether `request` goes through, or is answered here; `origin` learns the principal.
@@ -72,21 +112,39 @@ impl Gate {
             Ok(frame) => Reply::Frame(frame),
             Err(_) => Reply::Close,
         };
+        let sasl_request = matches!(
+            request.body,
+            RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)
+        );
+        if !sasl_request && self.expired(Instant::now()) {
+            // Kafka closes such a connection too; the client reconnects and logs in afresh.
+            tracing::info!(peer = ?origin.peer, "SASL session expired without re-authentication; closing");
+            broker.events().sasl_sessions_expired.inc();
+            return Admit::AnswerThenClose(InFlight::Ready(Reply::Close));
+        }
         match &request.body {
             RequestKind::SaslHandshake(handshake) => {
-                let v1 = request.version >= 1;
-                let Some(authenticator) = self
-                    .authenticator
-                    .as_mut()
-                    .filter(|_| !self.authenticated && v1)
-                else {
+                let mechanism = handshake.mechanism.as_str();
+                // A second handshake is a re-authentication: only on a session, with its
+                // mechanism (Kafka refuses a change of mechanism too).
+                let reauthentication = self.session.as_ref().map(|s| s.mechanism == mechanism);
+                let Some(authenticator) = self.authenticator.as_mut().filter(|_| {
+                    request.version >= 1
+                        && reauthentication != Some(false)
+                        && !self.reauthenticating
+                }) else {
                     let response = SaslHandshakeResponse::default()
                         .with_error_code(ResponseError::IllegalSaslState.code());
                     let reply = answer(ResponseKind::SaslHandshake(response));
                     return Admit::AnswerThenClose(InFlight::Ready(reply));
                 };
-                let response = authenticator.handshake(handshake.mechanism.as_str());
+                if reauthentication == Some(true) {
+                    authenticator.restart();
+                    self.reauthenticating = true;
+                }
+                let response = authenticator.handshake(mechanism);
                 let refused = response.error_code != 0;
+                self.handshake_mechanism = Some(mechanism.to_string());
                 let reply = InFlight::Ready(answer(ResponseKind::SaslHandshake(response)));
                 if refused {
                     Admit::AnswerThenClose(reply)
@@ -95,23 +153,63 @@ impl Gate {
                 }
             }
             RequestKind::SaslAuthenticate(authenticate) => {
-                let Some(authenticator) =
-                    self.authenticator.as_mut().filter(|_| !self.authenticated)
+                let Some(authenticator) = self
+                    .authenticator
+                    .as_mut()
+                    .filter(|_| self.session.is_none() || self.reauthenticating)
                 else {
                     let response = SaslAuthenticateResponse::default()
                         .with_error_code(ResponseError::IllegalSaslState.code());
                     let reply = answer(ResponseKind::SaslAuthenticate(response));
                     return Admit::AnswerThenClose(InFlight::Ready(reply));
                 };
-                match authenticator.authenticate(&authenticate.auth_bytes).await {
+                let step = match authenticator.authenticate(&authenticate.auth_bytes).await {
+                    Step::Authenticated(principal, _)
+                        if self
+                            .session
+                            .as_ref()
+                            .is_some_and(|session| session.principal != principal) =>
+                    {
+                        // KIP-368: a connection keeps its principal for life.
+                        Step::Failed(
+                            SaslAuthenticateResponse::default()
+                                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                                .with_error_message(Some(StrBytes::from_static_str(
+                                    "re-authentication must not change the principal",
+                                ))),
+                        )
+                    }
+                    step => step,
+                };
+                match step {
                     Step::Continue(response) => Admit::Answer(InFlight::Ready(answer(
                         ResponseKind::SaslAuthenticate(response),
                     ))),
                     Step::Authenticated(principal, response) => {
-                        tracing::debug!(peer = ?origin.peer, %principal, "authenticated");
-                        broker.events().sasl_authentications.inc();
-                        self.authenticated = true;
-                        origin.principal = Some(principal.into());
+                        let now = Instant::now();
+                        let lifetime = self.session_lifetime;
+                        if self.reauthenticating {
+                            tracing::debug!(peer = ?origin.peer, %principal, "re-authenticated");
+                            broker.events().sasl_reauthentications.inc();
+                        } else {
+                            tracing::debug!(peer = ?origin.peer, %principal, "authenticated");
+                            broker.events().sasl_authentications.inc();
+                            origin.principal = Some(principal.clone().into());
+                        }
+                        self.reauthenticating = false;
+                        self.session = Some(Session {
+                            principal,
+                            mechanism: self.handshake_mechanism.take().unwrap_or_default(),
+                            expires: lifetime.map(|lifetime| now + lifetime),
+                        });
+                        // v0 has no field for it; such clients are closed at expiry all the same.
+                        let response = match lifetime {
+                            Some(lifetime) if request.version >= 1 => response
+                                .with_session_lifetime_ms(
+                                    i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
+                                ),
+                            _ => response,
+                        };
                         Admit::Answer(InFlight::Ready(answer(ResponseKind::SaslAuthenticate(
                             response,
                         ))))
@@ -128,9 +226,7 @@ impl Gate {
                     }
                 }
             }
-            RequestKind::DescribeUserScramCredentials(describe)
-                if self.authenticator.is_none() || self.authenticated =>
-            {
+            RequestKind::DescribeUserScramCredentials(describe) if self.open() => {
                 let (store, allowed) = user_admin_access(broker, origin, Operation::Describe);
                 let describe = describe.clone();
                 later(request, async move {
@@ -138,9 +234,7 @@ impl Gate {
                     ResponseKind::DescribeUserScramCredentials(response)
                 })
             }
-            RequestKind::AlterUserScramCredentials(alter)
-                if self.authenticator.is_none() || self.authenticated =>
-            {
+            RequestKind::AlterUserScramCredentials(alter) if self.open() => {
                 let (store, allowed) = user_admin_access(broker, origin, Operation::Alter);
                 let alter = alter.clone();
                 later(request, async move {
@@ -148,34 +242,28 @@ impl Gate {
                     ResponseKind::AlterUserScramCredentials(response)
                 })
             }
-            RequestKind::CreateAcls(create)
-                if self.authenticator.is_none() || self.authenticated =>
-            {
+            RequestKind::CreateAcls(create) if self.open() => {
                 let (acls, access) = (broker.acls().clone(), origin.access(broker.acls()));
                 let create = create.clone();
                 later(request, async move {
                     ResponseKind::CreateAcls(acl_admin::create(&acls, &access, create).await)
                 })
             }
-            RequestKind::DeleteAcls(delete)
-                if self.authenticator.is_none() || self.authenticated =>
-            {
+            RequestKind::DeleteAcls(delete) if self.open() => {
                 let (acls, access) = (broker.acls().clone(), origin.access(broker.acls()));
                 let delete = delete.clone();
                 later(request, async move {
                     ResponseKind::DeleteAcls(acl_admin::delete(&acls, &access, delete).await)
                 })
             }
-            RequestKind::DescribeAcls(describe)
-                if self.authenticator.is_none() || self.authenticated =>
-            {
+            RequestKind::DescribeAcls(describe) if self.open() => {
                 let access = origin.access(broker.acls());
                 let response = acl_admin::describe(broker.acls(), &access, describe.clone());
                 Admit::Answer(InFlight::Ready(answer(ResponseKind::DescribeAcls(
                     response,
                 ))))
             }
-            _ if self.authenticator.is_none() || self.authenticated => Admit::Serve,
+            _ if self.open() => Admit::Serve,
             RequestKind::ApiVersions(_) => Admit::Serve,
             _ => {
                 let api: ApiKey = request.api_key;
