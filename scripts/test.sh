@@ -15,7 +15,9 @@
 #      fuzz/src/smoke.rs; coverage-guided fuzzing is scripts/fuzz.sh)   7. pytest end-to-end tests against
 #      target/release/hotwire: all of them with Debian's clients (modules marked `backends`
 #      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
-#      kafka-python, aiokafka) again in the venv
+#      kafka-python, aiokafka) again in the venv   8. the librdkafka compatibility gate:
+#      librdkafka's own integration tests against one broker (scripts/librdkafka-gate.sh, with
+#      tests/librdkafka/expected-failures.txt)
 # Fails fast on the first failing step. Extra arguments go to both pytest runs (e.g. -k restart).
 set -euo pipefail
 
@@ -64,6 +66,7 @@ have_test_clients() {
     command -v kcat >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
         command -v openssl >/dev/null 2>&1 &&
         command -v etcd >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 &&
+        [[ -f /usr/include/rapidjson/document.h ]] &&
         pkg-config --exists libibverbs librdmacm >/dev/null 2>&1 &&
         "$PYTHON" -c 'import confluent_kafka, pytest' >/dev/null 2>&1
 }
@@ -79,8 +82,10 @@ else
     # libibverbs/librdmacm headers and clang (bindgen) build the rdma crate's verbs provider.
     # etcd-server: the coordination service the cluster tests start on loopback.
     # openssl: the TLS tests' certificate authorities and certificates.
+    # rapidjson-dev: headers the librdkafka gate's statistics tests compile against.
     $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest \
-        curl ca-certificates openssl etcd-server libibverbs-dev librdmacm-dev pkg-config clang libclang-dev
+        curl ca-certificates openssl etcd-server libibverbs-dev librdmacm-dev pkg-config clang libclang-dev \
+        rapidjson-dev
     have_test_clients || { echo "test clients still missing after apt-get install" >&2; exit 1; }
 fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"
@@ -150,3 +155,9 @@ HOTWIRE_BIN="$PWD/target/release/hotwire" \
     tests/ "$@" || rc=$?
 # 5: the extra arguments (e.g. -k restart) selected none of the client modules.
 if [[ $rc -ne 0 && $rc -ne 5 ]]; then exit "$rc"; fi
+
+# Only when no extra arguments narrowed the pytest runs: they select pytest tests, not these.
+if [[ $# -eq 0 ]]; then
+    step "librdkafka compatibility gate (librdkafka's integration tests, tests/librdkafka/)"
+    HOTWIRE_BIN="$PWD/target/release/hotwire" scripts/librdkafka-gate.sh
+fi

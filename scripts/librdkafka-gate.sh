@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Compatibility gate: librdkafka's own integration tests against one Hotwire broker.
+#
+# librdkafka's source, its tests included, ships in the `rdkafka-sys` crate that hotwire-bench
+# already builds; its build script configures and builds librdkafka inside the crate's OUT_DIR,
+# so the test runner (tests/test-runner) builds there against that very library.
+#
+# The tests that need one plaintext broker with topic auto-creation and 4-partition topics
+# (librdkafka's tests/scenarios/default.json) are listed in tests/librdkafka/tests.txt; each runs
+# in its own test-runner process, in quick mode (-Q), with a per-test timeout, several at a time,
+# against one broker started here. tests/librdkafka/expected-failures.txt lists those known to
+# fail, each with its reason. The gate fails when a test outside that list fails, when a listed
+# test passes (take it off the list: the list only shrinks), and when the broker died or logged a
+# panic.
+#
+# Usage: scripts/librdkafka-gate.sh [--full] [TEST_NUMBER...]
+#   --full         librdkafka's full mode instead of quick mode (more messages; slower)
+#   TEST_NUMBER    run only these tests (e.g. 0001 0044); expectations are still checked
+# Environment: GATE_JOBS (tests at a time, default 8: they mostly wait), GATE_TEST_TIMEOUT_S (per test, default 180),
+#   HOTWIRE_BIN (default target/release/hotwire, built if missing).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+LIST=tests/librdkafka/tests.txt
+EXPECTED=tests/librdkafka/expected-failures.txt
+JOBS="${GATE_JOBS:-8}"
+TEST_TIMEOUT_S="${GATE_TEST_TIMEOUT_S:-180}"
+MODE=-Q
+# The broker version the tests assume (it gates which features they exercise): the newest the
+# suite's own Makefile names.
+KAFKA_VERSION=3.4.0
+
+ONLY=()
+for arg in "$@"; do
+    case "$arg" in
+    --full) MODE="" ;;
+    [0-9][0-9][0-9][0-9]) ONLY+=("$arg") ;;
+    *)
+        echo "usage: $0 [--full] [TEST_NUMBER...]" >&2
+        exit 2
+        ;;
+    esac
+done
+
+# Test numbers from a list file: the first word of each line, comments and blank lines skipped.
+read_list() { sed -e 's/#.*//' "$1" | awk 'NF { print $1 }'; }
+
+# Those marked [slow] first.
+mapfile -t TESTS < <(grep '\[slow\]' "$LIST" | read_list /dev/stdin; grep -v '\[slow\]' "$LIST" | read_list /dev/stdin)
+if [[ ${#ONLY[@]} -gt 0 ]]; then
+    for t in "${ONLY[@]}"; do
+        printf '%s\n' "${TESTS[@]}" | grep -qx "$t" || { echo "$t is not in $LIST" >&2; exit 2; }
+    done
+    TESTS=("${ONLY[@]}")
+fi
+mapfile -t EXPECTED_FAILURES < <(read_list "$EXPECTED")
+
+# The librdkafka tree rdkafka-sys built (the one holding the static library).
+librdkafka_tree() {
+    local lib
+    lib=$(ls -t target/release/build/rdkafka-sys-*/out/src/librdkafka.a 2>/dev/null | head -n 1)
+    [[ -n "$lib" ]] && dirname "$(dirname "$ROOT/$lib")"
+}
+TREE=$(librdkafka_tree || true)
+if [[ -z "$TREE" ]]; then
+    echo "==> building hotwire-bench (builds librdkafka from the rdkafka-sys crate)"
+    cargo build --release -p hotwire-bench
+    TREE=$(librdkafka_tree)
+fi
+HOTWIRE_BIN="${HOTWIRE_BIN:-$ROOT/target/release/hotwire}"
+[[ -x "$HOTWIRE_BIN" ]] || cargo build --release --bin hotwire
+
+echo "==> test runner in $TREE/tests ($(sed -n 's/.*RD_KAFKA_VERSION *0x\([0-9a-f]*\).*/librdkafka 0x\1/p' "$TREE/src/rdkafka.h"))"
+# -O1 without debug info (librdkafka's CPPFLAGS say -g -O2): the runner is built once per clean
+# checkout, and these flags shorten its build; the library under test keeps its own flags.
+# RapidJSON (Debian's rapidjson-dev, headers only) lets the tests that parse the client's
+# statistics run (0053, 0098, 0101, 0110); without it they skip themselves.
+RAPIDJSON=""
+if [[ -f /usr/include/rapidjson/document.h ]]; then RAPIDJSON="-DWITH_RAPIDJSON=1"; fi
+BUILD_LOG="$ROOT/target/librdkafka-runner-build.log"
+make -s -C "$TREE/tests" -j"$(nproc)" test-runner CPPFLAGS="-O1 -fPIC -I$TREE/src $RAPIDJSON" \
+    >"$BUILD_LOG" 2>&1 || { tail -n 60 "$BUILD_LOG"; echo "building the test runner failed" >&2; exit 1; }
+RUNNER="$TREE/tests/test-runner"
+# The runner links librdkafka's shared libraries, built beside the static one.
+export LD_LIBRARY_PATH="$TREE/src:$TREE/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+WORK="$ROOT/target/librdkafka-gate"
+rm -rf "$WORK"
+mkdir -p "$WORK/results" "$WORK/storage" "$WORK/cwd"
+# The tests open files relative to librdkafka's tests/ directory (../src/statistics_schema.json);
+# they run in $WORK/cwd, beside a link to the tree's src/, and write their files there.
+ln -s "$TREE/src" "$WORK/src"
+
+# A free loopback port: bind to port 0 and read back what the kernel gave.
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# As librdkafka's test clusters: auto-created topics of 4 partitions, and no initial rebalance
+# delay (Kafka's group.initial.rebalance.delay.ms, 3 s by default, a wait before every new
+# group's first assignment that the tests would otherwise sit through dozens of times).
+"$HOTWIRE_BIN" --listen "127.0.0.1:$PORT" --storage "fs://$WORK/storage" \
+    --auto-create-topics true --default-partitions 4 --group-initial-rebalance-delay-ms 0 \
+    >"$WORK/hotwire.log" 2>&1 &
+BROKER_PID=$!
+trap 'kill "$BROKER_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+    kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/hotwire.log"; echo "hotwire exited" >&2; exit 1; }
+    sleep 0.1
+done
+
+# test.timeout.multiplier: the tests' own deadlines, tripled, as librdkafka does on CI; the
+# runner itself runs without CI in its environment, which would also change which sub-tests run.
+cat >"$WORK/test.conf" <<EOF
+bootstrap.servers=127.0.0.1:$PORT
+broker.address.family=v4
+test.timeout.multiplier=3
+EOF
+
+# One test in its own runner process; writes PASS, FAIL or TIMEOUT and the seconds it took.
+run_one() {
+    local t=$1 start rc verdict
+    start=$(date +%s)
+    rc=0
+    (cd "$WORK/cwd" && env -u CI RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="$t" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
+        timeout --kill-after=10 "$TEST_TIMEOUT_S" "$RUNNER" -L -E -S $MODE -p1) \
+        >"$WORK/results/$t.log" 2>&1 || rc=$?
+    case $rc in
+    0)
+        # A test that found its preconditions unmet (no SSL in this build, no SASL listener, a
+        # sub-test for full mode only) passes as SKIPPED; counted apart so nobody mistakes it.
+        if grep -q "Test .* SKIPPED ====" "$WORK/results/$t.log" &&
+            ! grep -q "Test .* PASSED ====" "$WORK/results/$t.log"; then
+            verdict=SKIP
+        else
+            verdict=PASS
+        fi
+        ;;
+    124 | 137) verdict=TIMEOUT ;;
+    *) verdict=FAIL ;;
+    esac
+    echo "$verdict $(($(date +%s) - start))" >"$WORK/results/$t.verdict"
+    printf '%-8s %4ss  %s\n' "$verdict" "$(($(date +%s) - start))" "$t"
+}
+export -f run_one
+export WORK RUNNER KAFKA_VERSION TEST_TIMEOUT_S MODE
+
+START=$(date +%s)
+echo "==> ${#TESTS[@]} tests, $JOBS at a time, ${TEST_TIMEOUT_S}s each at most, against 127.0.0.1:$PORT"
+printf '%s\n' "${TESTS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}' 2>/dev/null
+
+status=0
+unexpected_fail=()
+unexpected_pass=()
+skipped=()
+for t in "${TESTS[@]}"; do
+    verdict=$(cut -d' ' -f1 "$WORK/results/$t.verdict")
+    expected=no
+    printf '%s\n' "${EXPECTED_FAILURES[@]}" | grep -qx "$t" && expected=yes
+    if [[ ($verdict == FAIL || $verdict == TIMEOUT) && $expected == no ]]; then unexpected_fail+=("$t ($verdict)"); fi
+    if [[ $verdict == PASS && $expected == yes ]]; then unexpected_pass+=("$t"); fi
+    if [[ $verdict == SKIP ]]; then
+        skipped+=("$t: $(sed 's/\x1b\[[0-9;]*m//g' "$WORK/results/$t.log" | grep -o 'SKIPPING TEST: .*' | grep -v -m1 'negative test flags' | cut -c16-)")
+    fi
+done
+
+echo "==> ${#TESTS[@]} tests in $(($(date +%s) - START))s: $(grep -l '^PASS' "$WORK"/results/*.verdict | wc -l) passed, ${#skipped[@]} skipped, $(grep -lE '^(FAIL|TIMEOUT)' "$WORK"/results/*.verdict | wc -l) failed; logs in $WORK/results"
+for entry in "${skipped[@]}"; do echo "  skipped $entry"; done
+if [[ ${#unexpected_fail[@]} -gt 0 ]]; then
+    echo "FAILED, not in $EXPECTED: ${unexpected_fail[*]}"
+    for entry in "${unexpected_fail[@]}"; do
+        t=${entry%% *}
+        echo "---- $t (last 40 lines of $WORK/results/$t.log)"
+        tail -n 40 "$WORK/results/$t.log"
+    done
+    status=1
+fi
+if [[ ${#unexpected_pass[@]} -gt 0 ]]; then
+    echo "PASSED though listed in $EXPECTED: ${unexpected_pass[*]} (remove them from the list)"
+    status=1
+fi
+if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    echo "the broker died during the run; its log: $WORK/hotwire.log"
+    tail -n 40 "$WORK/hotwire.log"
+    status=1
+elif grep -n "panicked" "$WORK/hotwire.log"; then
+    echo "the broker logged a panic: $WORK/hotwire.log"
+    status=1
+fi
+exit $status
