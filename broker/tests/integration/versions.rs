@@ -1,10 +1,8 @@
 //! Every advertised version of every served API round-trips: the request decodes, the response
 //! encodes, and a client decoding it in that version sees no error.
 
-mod common;
-
+use crate::common::{record_batch, BrokerProcess};
 use bytes::Bytes;
-use common::{record_batch, BrokerProcess};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;

@@ -2,14 +2,12 @@
 //! count on every broker within its refresh interval (each applies them before routing a
 //! request), and a broker started later has them from its first request.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{set_user, start_on, wait_status};
-use common::etcd::EtcdServer;
-use common::{free_port, plain_login, BrokerProcess, Client};
+use crate::common::cluster::{set_user, start_on, wait_status};
+use crate::common::etcd::EtcdServer;
+use crate::common::{free_port, plain_login, BrokerProcess, Client};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;

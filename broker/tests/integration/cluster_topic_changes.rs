@@ -3,13 +3,11 @@
 //! serves the change (the new partitions on their shards' leaders, the new overrides in
 //! DescribeConfigs); DescribeLogDirs and DescribeProducers describe what each broker leads.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_in_cluster, wait_spread, wait_status};
-use common::etcd::EtcdServer;
-use common::{produce_batch, BrokerProcess, Client};
+use crate::common::cluster::{start_in_cluster, wait_spread, wait_status};
+use crate::common::etcd::EtcdServer;
+use crate::common::{produce_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;

@@ -2,10 +2,8 @@
 //! sequence per partition (kept across kill -9: rebuilt from storage), and each partition's
 //! stored size in the broker's one "log directory".
 
-mod common;
-
+use crate::common::{idempotent_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{idempotent_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;

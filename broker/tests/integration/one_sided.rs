@@ -2,13 +2,12 @@
 //! mixed TCP and one-sided producers and consumers on one topic, commits by fetch-and-add seen
 //! by OffsetFetch and kept across kill -9, reads racing block reuse, and refused requests.
 
-mod common;
-
+use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::{encode_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{

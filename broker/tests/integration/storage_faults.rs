@@ -1,12 +1,10 @@
 //! Storage failing under the broker: producers get a Kafka error code (never a hang), readers of
 //! durable data keep reading, and the broker recovers by itself when storage returns.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{record_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{record_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{

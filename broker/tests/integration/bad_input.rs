@@ -1,10 +1,8 @@
 //! Bad input from the network: every case gets a Kafka error code or a closed connection, and
 //! the broker keeps serving everyone else.
 
-mod common;
-
+use crate::common::{record_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{record_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{

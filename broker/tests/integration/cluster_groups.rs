@@ -1,14 +1,12 @@
 //! Consumer groups whose coordinator moves to another broker of a cluster (etcd started on
 //! loopback).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::cluster::{drain, group_led_by, start_in_cluster, wait_spread, wait_status};
-use common::etcd::EtcdServer;
-use common::groups::{group, join, join_request, sync_request};
-use common::Client;
+use crate::common::cluster::{drain, group_led_by, start_in_cluster, wait_spread, wait_status};
+use crate::common::etcd::EtcdServer;
+use crate::common::groups::{group, join, join_request, sync_request};
+use crate::common::Client;
 use kafka_protocol::messages::{
     ApiKey, HeartbeatRequest, HeartbeatResponse, JoinGroupResponse, OffsetFetchRequest,
     OffsetFetchResponse, SyncGroupResponse,

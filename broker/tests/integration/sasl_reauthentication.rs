@@ -4,13 +4,11 @@
 //! the session ended; a re-authentication that changes principal or mechanism is refused and
 //! closes the connection.
 
-mod common;
-
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use crate::common::{free_port, scrape_metrics, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{free_port, scrape_metrics, BrokerProcess, Client};
 use kafka_protocol::messages::{
     ApiKey, MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
     SaslHandshakeRequest, SaslHandshakeResponse,

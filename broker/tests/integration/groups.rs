@@ -1,10 +1,8 @@
 //! The classic group protocol against the `hotwire` binary: every advertised version of every
 //! group API, and three consumers sharing a group through a join, a sync and a leave.
 
-mod common;
-
-use common::groups::{group, join, join_request, sync_request, text};
-use common::{BrokerProcess, Client};
+use crate::common::groups::{group, join, join_request, sync_request, text};
+use crate::common::{BrokerProcess, Client};
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;

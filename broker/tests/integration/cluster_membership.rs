@@ -2,14 +2,12 @@
 //! loopback): who leads what, when a dead, paused or cut-off broker loses its shards, and that
 //! it has stopped acknowledging before anyone else may take them.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::etcd::EtcdServer;
+use crate::common::etcd::EtcdServer;
 use hotwire_broker::cluster::etcd::{Compare, Etcd, Op};
 use hotwire_broker::cluster::model::{BrokerInfo, ShardAssignment};
 use hotwire_broker::cluster::{ClusterConfig, Member};

@@ -4,13 +4,12 @@
 //! connection floods from one address, unbounded group creation, and groups left behind (they
 //! expire).
 
-mod common;
-
+use crate::common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::common::{encode_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;

@@ -1,8 +1,7 @@
 //! The broker's own state survives kill -9: producer ids never repeat, committed offsets stay.
 
-mod common;
-
-use common::BrokerProcess;
+use crate::common;
+use crate::common::BrokerProcess;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 fn init_producer(broker: &BrokerProcess, version: i16) -> (i64, i16) {

@@ -15,8 +15,6 @@
 //! `HOTWIRE_CRASH_SEED` the seed; a failure prints the seed. `scripts/crash-trials.sh` runs the
 //! long version.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -25,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::common::{encode_batch, free_port, BrokerProcess};
 use bytes::{Bytes, BytesMut};
-use common::{encode_batch, free_port, BrokerProcess};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};

@@ -4,8 +4,6 @@
 //! another group while the session may still add to it; a session that stalls before its Hello
 //! or in the middle of a frame is closed after `request_read_timeout_ms`.
 
-mod common;
-
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -13,8 +11,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::{encode_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,

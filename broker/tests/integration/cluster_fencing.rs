@@ -4,18 +4,17 @@
 //! back to it — holds exactly what was acknowledged. Planned moves: drains, and moves for
 //! load, lose nothing acknowledged. Users kept in etcd authenticate on every broker.
 
-mod common;
-
+use crate::common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::cluster::{
+use crate::common::cluster::{
     admin, drain, group_led_by, set_user, shard_leaders, start_in_cluster, start_polling,
     wait_spread, wait_status,
 };
-use common::etcd::EtcdServer;
-use common::{encode_batch, free_port, plain_login, produce_batch, BrokerProcess, Client};
+use crate::common::etcd::EtcdServer;
+use crate::common::{encode_batch, free_port, plain_login, produce_batch, BrokerProcess, Client};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

@@ -2,13 +2,12 @@
 //! was produced, in order, while producers keep writing, with cold reads isolated on their own
 //! runtime (the default), paced to a byte rate, and on the network threads.
 
-mod common;
-
+use crate::common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::common::{encode_batch, BrokerProcess, Client};
 use bytes::Bytes;
-use common::{encode_batch, BrokerProcess, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{

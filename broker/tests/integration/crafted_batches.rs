@@ -2,15 +2,14 @@
 //! oversized batches and stored batches that do not decode. Each gets Kafka's error code, or is
 //! skipped on a read, and the broker keeps serving, within bounded memory.
 
-mod common;
-
+use crate::common;
 use std::io::Write;
 
-use bytes::Bytes;
-use common::{
+use crate::common::{
     encode_batch, fix_batch_crc, now_ms, peak_rss_kib, raw_batch, raw_record, raw_record_head,
     BrokerProcess, Client,
 };
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};

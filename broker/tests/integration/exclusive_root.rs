@@ -1,12 +1,11 @@
 //! One broker per storage root: a second `hotwire` on a root in use exits at once, before its
 //! recovery can delete the first one's in-flight objects; a crash releases the root.
 
-mod common;
-
+use crate::common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::BrokerProcess;
+use crate::common::BrokerProcess;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 /// A request whose answer needs the internal log to be written and flushed.
