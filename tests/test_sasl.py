@@ -281,12 +281,12 @@ def test_super_users_manage_users_with_the_admin_api(sasl_broker):
 @pytest.mark.clients
 def test_sessions_with_a_lifetime_are_renewed_or_reconnected_without_losing_a_record(
         broker_factory, tmp_path):
-    """--connections-max-reauth-ms 1000: librdkafka 2.2 and newer re-authenticate on their
+    """--connections-max-reauth-ms 3000: librdkafka 2.2 and newer re-authenticate on their
     connections (KIP-368); older ones (Debian's 2.0.2) ignore the lifetime, are closed at their
-    first request after it, and reconnect. Either way a producer sending for 4 s and a group
+    first request after it, and reconnect. Either way a producer sending for 7 s and a group
     consumer reading along lose nothing and see no error."""
     from confluent_kafka import Consumer, Producer, libversion
-    broker = start_sasl_broker(broker_factory, tmp_path, ["--connections-max-reauth-ms", "1000"])
+    broker = start_sasl_broker(broker_factory, tmp_path, ["--connections-max-reauth-ms", "3000"])
     conf = sasl_conf(broker, "SCRAM-SHA-256", tls=False)
     topic = "renewed-sessions"
     producer = Producer({"bootstrap.servers": broker.sasl, "acks": "all", "linger.ms": 5, **conf})
@@ -298,7 +298,7 @@ def test_sessions_with_a_lifetime_are_renewed_or_reconnected_without_losing_a_re
     consumer = Consumer({"bootstrap.servers": broker.sasl, "group.id": "renewed",
                          "auto.offset.reset": "earliest", **conf})
     consumer.subscribe([topic])
-    deadline = time.time() + 4
+    deadline = time.time() + 7
     while time.time() < deadline:
         producer.produce(topic, value=str(sent).encode(),
                          on_delivery=lambda err, _msg: err and failures.append(err))

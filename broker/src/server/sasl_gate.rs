@@ -7,7 +7,10 @@
 //! Sessions expire after `connections_max_reauth_ms` when it is set (KIP-368): SaslAuthenticate
 //! v1+ tells the client the session's lifetime, the client re-authenticates on the same
 //! connection before it ends (SaslHandshake and SaslAuthenticate again, same mechanism, same
-//! principal), and a connection still on an expired session is closed at its next request.
+//! principal, at most once a second, and only while sessions have a lifetime), and a
+//! connection still on an expired session is closed at its next request. While a
+//! re-authentication is under way, any request but SaslAuthenticate (or ApiVersions) closes the
+//! connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,8 +56,12 @@ pub struct Gate {
     session: Option<Session>,
     /// The mechanism of the handshake in progress.
     handshake_mechanism: Option<String>,
-    /// A re-authentication's handshake was accepted and its SaslAuthenticate is awaited.
+    /// A re-authentication's handshake was accepted and its SaslAuthenticate is awaited; until
+    /// it ends only SaslAuthenticate (and ApiVersions) may come, as in Kafka.
     reauthenticating: bool,
+    /// When the last re-authentication began: at most one a second (Kafka's limit too), so a
+    /// client cannot keep the broker hashing passwords on one connection.
+    last_reauthentication: Option<Instant>,
     failure_delay: Duration,
     /// How long a session lasts; `None`: for ever.
     session_lifetime: Option<Duration>,
@@ -77,15 +84,30 @@ impl Gate {
             session: None,
             handshake_mechanism: None,
             reauthenticating: false,
+            last_reauthentication: None,
             failure_delay: Duration::from_millis(config.sasl_failed_authentication_delay_ms),
             session_lifetime: (config.connections_max_reauth_ms > 0)
                 .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
         }
     }
 
-    /// Whether requests other than SASL's own may pass: no SASL here, or a session.
+    /// Whether requests other than SASL's own may pass: no SASL here, or a session that is not
+    /// re-authenticating.
     fn open(&self) -> bool {
-        self.authenticator.is_none() || self.session.is_some()
+        self.authenticator.is_none() || (self.session.is_some() && !self.reauthenticating)
+    }
+
+    /// Whether a handshake on the current session may begin a re-authentication with
+    /// `mechanism`: the session has a lifetime (without one there is nothing to renew, and
+    /// Kafka refuses too), the mechanism is the session's, none is under way, and the last
+    /// began a second ago or more.
+    fn may_reauthenticate(&self, session: &Session, mechanism: &str, now: Instant) -> bool {
+        session.expires.is_some()
+            && session.mechanism == mechanism
+            && !self.reauthenticating
+            && self
+                .last_reauthentication
+                .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
     }
 
     /// Whether the session ended without a re-authentication.
@@ -125,14 +147,17 @@ impl Gate {
         match &request.body {
             RequestKind::SaslHandshake(handshake) => {
                 let mechanism = handshake.mechanism.as_str();
-                // A second handshake is a re-authentication: only on a session, with its
-                // mechanism (Kafka refuses a change of mechanism too).
-                let reauthentication = self.session.as_ref().map(|s| s.mechanism == mechanism);
-                let Some(authenticator) = self.authenticator.as_mut().filter(|_| {
-                    request.version >= 1
-                        && reauthentication != Some(false)
-                        && !self.reauthenticating
-                }) else {
+                let now = Instant::now();
+                // A second handshake is a re-authentication (KIP-368).
+                let reauthentication = self
+                    .session
+                    .as_ref()
+                    .map(|session| self.may_reauthenticate(session, mechanism, now));
+                let Some(authenticator) = self
+                    .authenticator
+                    .as_mut()
+                    .filter(|_| request.version >= 1 && reauthentication != Some(false))
+                else {
                     let response = SaslHandshakeResponse::default()
                         .with_error_code(ResponseError::IllegalSaslState.code());
                     let reply = answer(ResponseKind::SaslHandshake(response));
@@ -141,6 +166,7 @@ impl Gate {
                 if reauthentication == Some(true) {
                     authenticator.restart();
                     self.reauthenticating = true;
+                    self.last_reauthentication = Some(now);
                 }
                 let response = authenticator.handshake(mechanism);
                 let refused = response.error_code != 0;

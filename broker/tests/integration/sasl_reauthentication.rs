@@ -1,8 +1,9 @@
 //! SASL sessions with a lifetime (KIP-368, `--connections-max-reauth-ms`): SaslAuthenticate
 //! tells the client the lifetime; a client that re-authenticates on its connection (same
 //! mechanism, same principal) keeps it; one that does not is closed at its first request after
-//! the session ended; a re-authentication that changes principal or mechanism is refused and
-//! closes the connection.
+//! the session ended; a re-authentication that changes principal or mechanism, comes within a
+//! second of the last, or is interleaved with other requests is refused and closes the
+//! connection; without a lifetime there is nothing to renew.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -87,13 +88,14 @@ fn sessions_end_at_their_lifetime_unless_the_client_reauthenticates() {
 
     let mut stays = Client::connect(addr);
     let mut lapses = Client::connect(addr);
-    let start = Instant::now();
     for client in [&mut stays, &mut lapses] {
         let answer = login(client, "alice");
         assert_eq!(answer.error_code, 0);
         assert_eq!(answer.session_lifetime_ms, LIFETIME_MS as i64);
-        assert!(served(client));
     }
+    // The broker started `lapses`' session before its answer left; this is later.
+    let lapses_ends = Instant::now() + Duration::from_millis(LIFETIME_MS);
+    assert!(served(&mut stays) && served(&mut lapses));
 
     // Half-way through, `stays` re-authenticates: a new lifetime from now.
     sleep(Duration::from_millis(LIFETIME_MS / 2));
@@ -104,10 +106,7 @@ fn sessions_end_at_their_lifetime_unless_the_client_reauthenticates() {
     assert!(served(&mut stays));
 
     // Past the first lifetime: `lapses` is closed at its next request, `stays` is served.
-    sleep(
-        (start + Duration::from_millis(LIFETIME_MS + 200))
-            .saturating_duration_since(Instant::now()),
-    );
+    sleep((lapses_ends + Duration::from_millis(200)).saturating_duration_since(Instant::now()));
     assert!(!served(&mut lapses), "an expired session was served");
     assert!(served(&mut stays));
     assert!(
@@ -153,6 +152,25 @@ fn a_reauthentication_keeps_the_principal_and_the_mechanism() {
     );
     assert!(client.is_closed());
 
+    // At most one re-authentication a second.
+    let mut client = Client::connect(addr);
+    assert_eq!(login(&mut client, "alice").error_code, 0);
+    assert_eq!(login(&mut client, "alice").error_code, 0);
+    assert_eq!(
+        handshake(&mut client, "PLAIN"),
+        ResponseError::IllegalSaslState.code()
+    );
+    assert!(client.is_closed());
+
+    // Between a re-authentication's handshake and its SaslAuthenticate, nothing else.
+    let mut client = Client::connect(addr);
+    assert_eq!(login(&mut client, "alice").error_code, 0);
+    assert_eq!(handshake(&mut client, "PLAIN"), 0);
+    assert!(
+        !served(&mut client),
+        "a request was served mid-re-authentication"
+    );
+
     // A wrong password at re-authentication fails like a first login.
     let mut client = Client::connect(addr);
     assert_eq!(login(&mut client, "alice").error_code, 0);
@@ -175,13 +193,16 @@ fn a_reauthentication_keeps_the_principal_and_the_mechanism() {
 }
 
 #[test]
-fn without_a_lifetime_sessions_do_not_expire() {
+fn without_a_lifetime_sessions_do_not_expire_nor_reauthenticate() {
     let (broker, _) = start(0);
     let mut client = Client::connect(broker.addr);
     let answer = login(&mut client, "alice");
     assert_eq!((answer.error_code, answer.session_lifetime_ms), (0, 0));
     let _: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
-    // Clients that know KIP-368 may still re-authenticate.
-    assert_eq!(login(&mut client, "alice").error_code, 0);
-    assert!(served(&mut client));
+    // Nothing to renew: a second handshake is refused, as Kafka does.
+    assert_eq!(
+        handshake(&mut client, "PLAIN"),
+        ResponseError::IllegalSaslState.code()
+    );
+    assert!(client.is_closed());
 }
