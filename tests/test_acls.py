@@ -217,3 +217,40 @@ def test_describe_cluster_and_authorized_operations_follow_the_acls(acl_broker):
                                       include_authorized_operations=True)[topic].result(30)
     assert sorted(described.authorized_operations, key=lambda o: o.value) == \
         [AclOperation.WRITE, AclOperation.DESCRIBE]
+
+
+def test_client_certificates_are_principals_the_acls_judge(broker_factory, tmp_path):
+    """On an SSL listener with a client CA, a client's principal is its certificate's subject,
+    mapped by --ssl-principal-mapping-rules (`CN=Writer` becomes `User:writer`): ACLs for
+    User:writer let that certificate produce and read, another (`CN=nobody`) gets
+    TOPIC_AUTHORIZATION_FAILED, and one no rule maps (`CN=mapless1`) is turned away."""
+    from test_tls import Authority, kcat_conf, kcat_fails, metric, produce_and_read_back, \
+        ssl_broker, ssl_conf
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    ca = Authority(directory, "ca")
+    broker = ssl_broker(broker_factory, {"server": ca.issue("server", san="IP:127.0.0.1")}, extra=[
+        "--tls-client-ca-file", ca.cert, "--acl-authorizer", "true",
+        # The PLAINTEXT listener's clients (User:ANONYMOUS) administer the ACLs here.
+        "--super-users", "User:ANONYMOUS",
+        "--ssl-principal-mapping-rules", "RULE:^CN=([a-zA-Z]+)$/$1/L"])
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topic = "certified"
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result(30)
+    create_acls(admin, [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                                   "User:writer", "*", operation, AclPermissionType.ALLOW)
+                        for operation in (AclOperation.WRITE, AclOperation.READ)])
+
+    writer = ssl_conf(ca.cert, ca.issue("Writer"))
+    assert produce_and_read_back(broker.ssl_bootstrap, writer, topic) == \
+        [f"{topic}-{i}" for i in range(50)]
+    nobody = {"bootstrap.servers": broker.ssl_bootstrap, **ssl_conf(ca.cert, ca.issue("nobody"))}
+    errors = produce(nobody, topic, count=1)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED], errors
+
+    refused = metric(broker, "hotwire_tls_handshake_failures_total")
+    kcat_fails("-b", broker.ssl_bootstrap, *kcat_conf(ssl_conf(ca.cert, ca.issue("mapless1"))),
+               "-L", "-m", "2")
+    assert metric(broker, "hotwire_tls_handshake_failures_total") > refused
+    assert broker.running()

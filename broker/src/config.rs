@@ -55,6 +55,11 @@ pub struct Config {
     /// PEM CA certificates; when set, SSL clients must present a certificate one of them signed
     /// (mutual TLS, Kafka's `ssl.client.auth=required`).
     pub tls_client_ca_file: Option<PathBuf>,
+    /// How the subject of an SSL client's certificate becomes its principal's name (Kafka's
+    /// `ssl.principal.mapping.rules`): `DEFAULT` (the RFC 2253 distinguished name itself) and
+    /// `RULE:pattern/replacement/[LU]` rules, the first that matches the whole name applies;
+    /// a certificate no rule matches is refused.
+    pub ssl_principal_mapping_rules: String,
     /// Storage URL: `fs:///abs/path`, `fs://./relative`, `s3://bucket/prefix?endpoint=...`.
     pub storage: String,
     /// This broker's node id in Metadata.
@@ -286,6 +291,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            ssl_principal_mapping_rules: "DEFAULT".into(),
             storage: "fs://./data".into(),
             node_id: 0,
             auto_create_topics: true,
@@ -432,6 +438,8 @@ pub struct Args {
     tls_key_file: Option<PathBuf>,
     #[arg(long, env = "HOTWIRE_TLS_CLIENT_CA_FILE")]
     tls_client_ca_file: Option<PathBuf>,
+    #[arg(long, env = "HOTWIRE_SSL_PRINCIPAL_MAPPING_RULES")]
+    ssl_principal_mapping_rules: Option<String>,
     #[arg(long, env = "HOTWIRE_STORAGE")]
     storage: Option<String>,
     #[arg(long, env = "HOTWIRE_NODE_ID")]
@@ -688,6 +696,7 @@ impl Config {
             sasl_enabled_mechanisms,
             sasl_failed_authentication_delay_ms,
             connections_max_reauth_ms,
+            ssl_principal_mapping_rules,
             storage,
             node_id,
             cluster_shards,
@@ -772,6 +781,11 @@ impl Config {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1".into());
+        }
+        if let Err(error) = crate::security::principal_mapping::PrincipalMapper::parse(
+            &self.ssl_principal_mapping_rules,
+        ) {
+            return invalid("ssl_principal_mapping_rules", error.to_string());
         }
         if let Some(url) = &self.cluster {
             if let Err(error) = crate::cluster::ClusterConfig::from_url(url) {

@@ -13,6 +13,7 @@ use hotwire_broker::cluster::{ClusterConfig, Member, Node};
 use hotwire_broker::config::{Args, Command, Config};
 use hotwire_broker::security::acl::store::EtcdAcls;
 use hotwire_broker::security::acl::Acls;
+use hotwire_broker::security::principal_mapping::PrincipalMapper;
 use hotwire_broker::security::users;
 use hotwire_broker::server::tls::{Tls, TlsFiles};
 use hotwire_broker::{maintenance, metrics, one_sided, server};
@@ -288,7 +289,9 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         key: config.tls_key_file.clone().unwrap_or_default(),
         client_ca: config.tls_client_ca_file.clone(),
     };
-    Ok(Some(Arc::new(Tls::load(files)?)))
+    // validate() parsed the rules already.
+    let principals = PrincipalMapper::parse(&config.ssl_principal_mapping_rules)?;
+    Ok(Some(Arc::new(Tls::load(files, principals)?)))
 }
 
 /// Binds every listener of `config`, the SSL one with `tls`; SIGHUP reloads `tls` from its

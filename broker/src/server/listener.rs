@@ -70,18 +70,36 @@ pub async fn serve<S: Service>(
             listener: index,
             principal: None,
         };
-        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let tls = tls.clone();
+        // On an SSL listener a client certificate names the principal; on SASL_SSL, SASL does.
+        let sasl = broker
+            .config()
+            .listeners()
+            .get(index)
+            .is_some_and(|l| l.protocol.is_sasl());
         connections.spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            match acceptor {
+            match tls {
                 None => {
                     let (read, write) = stream.into_split();
                     super::connection::serve(read, write, origin, broker, shutdown).await;
                 }
-                Some(acceptor) => {
+                Some(tls) => {
                     let limit = Duration::from_millis(broker.config().request_read_timeout_ms);
-                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            let mut origin = origin;
+                            if !sasl {
+                                match tls.principal_of(stream.get_ref().1.peer_certificates()) {
+                                    Ok(principal) => origin.principal = principal.map(Into::into),
+                                    Err(error) => {
+                                        tracing::info!(%peer, %error, "closing connection");
+                                        broker.events().tls_handshake_failures.inc();
+                                        drop((permit, slot));
+                                        return;
+                                    }
+                                }
+                            }
                             let (read, write) = tokio::io::split(stream);
                             super::connection::serve(read, write, origin, broker, shutdown).await;
                         }

@@ -1,5 +1,6 @@
 //! TLS for the SSL listener: the server configuration built from PEM files, and reloaded from
-//! them on SIGHUP (new connections get the new certificate; open ones keep theirs).
+//! them on SIGHUP (new connections get the new certificate; open ones keep theirs); and the
+//! principal a client certificate stands for.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 use tokio_rustls::TlsAcceptor;
+
+use crate::security::principal_mapping::{subject_of, PrincipalMapper};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, Error)]
@@ -46,16 +49,39 @@ pub struct TlsFiles {
 pub struct Tls {
     files: TlsFiles,
     current: RwLock<TlsAcceptor>,
+    principals: PrincipalMapper,
 }
 
+/// A client certificate whose subject no `ssl_principal_mapping_rules` rule matches.
+#[derive(Debug, Error)]
+#[error("no ssl_principal_mapping_rules rule matches the client certificate's subject")]
+pub struct NoPrincipal;
+
 impl Tls {
-    /// Reads `files` (an error names the file and the reason).
-    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+    /// Reads `files` (an error names the file and the reason); client certificates' subjects
+    /// become principals through `principals`.
+    pub fn load(files: TlsFiles, principals: PrincipalMapper) -> Result<Self, TlsError> {
         let acceptor = acceptor(&files)?;
         Ok(Self {
             files,
             current: RwLock::new(acceptor),
+            principals,
         })
+    }
+
+    /// The principal (`User:<name>`) of a client that presented `certificates` (its own first,
+    /// as rustls gives them after verifying the chain); `None` without a certificate.
+    pub fn principal_of(
+        &self,
+        certificates: Option<&[CertificateDer<'_>]>,
+    ) -> Result<Option<String>, NoPrincipal> {
+        let Some(own) = certificates.and_then(<[_]>::first) else {
+            return Ok(None);
+        };
+        let name = subject_of(own)
+            .and_then(|dn| self.principals.map(&dn))
+            .ok_or(NoPrincipal)?;
+        Ok(Some(format!("User:{name}")))
     }
 
     /// Reads the files again; on an error the current configuration stays.
@@ -125,6 +151,10 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
 mod tests {
     use super::*;
 
+    fn default_mapper() -> PrincipalMapper {
+        PrincipalMapper::parse("DEFAULT").unwrap()
+    }
+
     #[test]
     fn unusable_files_are_refused_with_the_file_and_reason() {
         let dir = tempfile::tempdir().unwrap();
@@ -136,7 +166,7 @@ mod tests {
             client_ca: None,
         };
         let missing = dir.path().join("missing.pem");
-        let err = Tls::load(files(&missing, &empty))
+        let err = Tls::load(files(&missing, &empty), default_mapper())
             .err()
             .unwrap()
             .to_string();
@@ -144,7 +174,10 @@ mod tests {
             err.contains("tls_cert_file") && err.contains("missing.pem"),
             "{err}"
         );
-        let err = Tls::load(files(&empty, &empty)).err().unwrap().to_string();
+        let err = Tls::load(files(&empty, &empty), default_mapper())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("no certificate"), "{err}");
     }
 }
