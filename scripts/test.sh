@@ -159,5 +159,5 @@ if [[ $rc -ne 0 && $rc -ne 5 ]]; then exit "$rc"; fi
 # Only when no extra arguments narrowed the pytest runs: they select pytest tests, not these.
 if [[ $# -eq 0 ]]; then
     step "librdkafka compatibility gate (librdkafka's integration tests, tests/librdkafka/)"
-    HOTWIRE_BIN="$PWD/target/release/hotwire" scripts/librdkafka-gate.sh
+    HOTWIRE_BIN="$PWD/target/release/hotwire" timeout --kill-after=30 900 scripts/librdkafka-gate.sh
 fi
