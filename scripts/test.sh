@@ -66,7 +66,7 @@ have_test_clients() {
     command -v kcat >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 &&
         command -v openssl >/dev/null 2>&1 &&
         command -v etcd >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 &&
-        [[ -f /usr/include/rapidjson/document.h ]] &&
+        [[ -f /usr/include/rapidjson/document.h ]] && pkg-config --exists openssl &&
         pkg-config --exists libibverbs librdmacm >/dev/null 2>&1 &&
         "$PYTHON" -c 'import confluent_kafka, pytest' >/dev/null 2>&1
 }
@@ -83,9 +83,10 @@ else
     # etcd-server: the coordination service the cluster tests start on loopback.
     # openssl: the TLS tests' certificate authorities and certificates.
     # rapidjson-dev: headers the librdkafka gate's statistics tests compile against.
+    # libssl-dev: librdkafka's TLS (the bench measures SSL listeners; rdkafka's ssl feature).
     $SUDO apt-get install -y --no-install-recommends kcat python3-confluent-kafka python3-pytest \
         curl ca-certificates openssl etcd-server libibverbs-dev librdmacm-dev pkg-config clang libclang-dev \
-        rapidjson-dev
+        rapidjson-dev libssl-dev
     have_test_clients || { echo "test clients still missing after apt-get install" >&2; exit 1; }
 fi
 echo "kcat: $(kcat -V 2>&1 | grep -m1 Version)"

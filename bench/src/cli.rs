@@ -133,6 +133,14 @@ pub struct CompareArgs {
     /// Replace the workload's acks on side B.
     #[arg(long)]
     pub acks_b: Option<Acks>,
+    /// A librdkafka setting (KEY=VALUE, repeatable) for every client on side A, added to the
+    /// workload's `client` table: e.g. `security.protocol=SSL` and `ssl.ca.location=ca.pem`
+    /// on one side and the plaintext listener on the other measure TLS's cost.
+    #[arg(long, value_parser = parse_setting)]
+    pub client_a: Vec<(String, String)>,
+    /// A librdkafka setting (KEY=VALUE, repeatable) for every client on side B.
+    #[arg(long, value_parser = parse_setting)]
+    pub client_b: Vec<(String, String)>,
     /// Also probe this directory's fsync latency and bandwidth (and loopback TCP) once before
     /// the rounds, print it beside the ratios and store it in compare.json.
     #[arg(long)]
@@ -187,5 +195,15 @@ fn scale_arg(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "`{text}` must be a number above 0 and at most 1000"
         )),
+    }
+}
+
+/// `KEY=VALUE` (the value may hold `=`).
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
     }
 }

@@ -102,11 +102,13 @@ fn compare_command(args: &CompareArgs) -> Result<i32> {
             label: args.label_a.clone(),
             bootstrap: args.bootstrap_a.clone(),
             acks: args.acks_a,
+            client: args.client_a.iter().cloned().collect(),
         },
         b: Side {
             label: args.label_b.clone(),
             bootstrap: args.bootstrap_b.clone(),
             acks: args.acks_b,
+            client: args.client_b.iter().cloned().collect(),
         },
         rounds: args.rounds,
         run,

@@ -4,6 +4,7 @@
 
 mod ratios;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -24,6 +25,21 @@ pub struct Side {
     /// Replaces the workload's acks on this side (the same broker at acks=1 and acks=all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acks: Option<Acks>,
+    /// librdkafka settings added to the workload's `client` on this side (TLS, SASL): the same
+    /// broker through two listeners puts the cost of encryption beside the rest of the path.
+    /// Keys only in compare.json, never values (they may hold a password).
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "keys_only"
+    )]
+    pub client: BTreeMap<String, String>,
+}
+
+fn keys_only<S: serde::Serializer>(
+    client: &BTreeMap<String, String>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_seq(client.keys())
 }
 
 /// What to compare.
@@ -85,6 +101,7 @@ pub fn compare(options: &CompareOptions) -> Result<CompareResult> {
             if let Some(acks) = side.acks {
                 run_options.workload.producers.acks = acks;
             }
+            run_options.workload.client.extend(side.client.clone());
             let result = run(&run_options)?;
             let dir = options.out.join(format!(
                 "round-{}-{letter}-{}",

@@ -1,5 +1,6 @@
 //! Connectivity check, topic creation and deletion.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -26,12 +27,16 @@ impl Admin {
     /// Connects and checks that a broker answers Metadata, so a wrong address fails in
     /// seconds with its name in the message instead of librdkafka retrying forever.
     pub fn connect(bootstrap: &str) -> Result<Admin> {
-        let client: AdminClient<DefaultClientContext> =
-            config::admin(bootstrap)
-                .create()
-                .map_err(BenchError::kafka(format!(
-                    "creating a client for {bootstrap}"
-                )))?;
+        Self::connect_with(bootstrap, &BTreeMap::new())
+    }
+
+    /// [`Admin::connect`] with librdkafka settings for the connection (TLS, SASL).
+    pub fn connect_with(bootstrap: &str, client: &BTreeMap<String, String>) -> Result<Admin> {
+        let client: AdminClient<DefaultClientContext> = config::admin(bootstrap, client)
+            .create()
+            .map_err(BenchError::kafka(format!(
+            "creating a client for {bootstrap}"
+        )))?;
         client
             .inner()
             .fetch_metadata(None, CONNECT_TIMEOUT)

@@ -1,5 +1,6 @@
 //! librdkafka client settings derived from a workload.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -10,12 +11,15 @@ use crate::workload::Workload;
 /// than librdkafka's 300 s default so that a broker that stops answering ends the run.
 const MESSAGE_TIMEOUT_MS: &str = "60000";
 
-/// Settings every client gets.
-fn base(bootstrap: &str, client_id: &str) -> ClientConfig {
+/// Settings every client gets: the address, its id, the run's `client` settings.
+fn base(bootstrap: &str, client_id: &str, client: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", client_id);
+    for (key, value) in client {
+        config.set(key, value);
+    }
     config
 }
 
@@ -47,7 +51,7 @@ fn producer_with_linger(
         .clamp(1_000_000, 1_000_000_000);
     // batch.num.messages (default 10,000) must not be what cuts small records' batches.
     let batch_messages = (batch / record + 1).clamp(10_000, 1_000_000);
-    let mut config = base(bootstrap, client_id);
+    let mut config = base(bootstrap, client_id, &w.client);
     config
         .set("acks", p.acks.as_config())
         .set("linger.ms", format_ms(linger))
@@ -96,7 +100,7 @@ fn consumer(
     client_id: &str,
     auto_commit: bool,
 ) -> ClientConfig {
-    let mut config = base(bootstrap, client_id);
+    let mut config = base(bootstrap, client_id, &w.client);
     config
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
@@ -111,9 +115,9 @@ fn consumer(
     config
 }
 
-/// The admin client (topic creation and deletion, metadata).
-pub fn admin(bootstrap: &str) -> ClientConfig {
-    base(bootstrap, "hotwire-bench-admin")
+/// The admin client (topic creation and deletion, metadata), with the run's `client` settings.
+pub fn admin(bootstrap: &str, client: &BTreeMap<String, String>) -> ClientConfig {
+    base(bootstrap, "hotwire-bench-admin", client)
 }
 
 /// Milliseconds as librdkafka's float properties take them ("1", "0.5").
@@ -128,8 +132,10 @@ mod tests {
     use super::*;
 
     fn workload() -> Workload {
-        Workload::parse(
-            r#"
+        Workload::parse(WORKLOAD_TEXT).unwrap()
+    }
+
+    const WORKLOAD_TEXT: &str = r#"
 name = "t"
 [topics]
 partitions = 1
@@ -145,9 +151,38 @@ compression = "zstd"
 "queue.buffering.max.kbytes" = "1024"
 [run]
 duration = "1s"
-"#,
+"#;
+
+    #[test]
+    fn the_client_table_reaches_every_client_and_extra_comes_after_it() {
+        let mut w = Workload::parse(
+            &(WORKLOAD_TEXT.to_string()
+                + "[client]\n\"security.protocol\" = \"SSL\"\n\"queue.buffering.max.kbytes\" = \"9\"\n"),
         )
-        .unwrap()
+        .unwrap();
+        assert_eq!(
+            producer("h:1", &w, "p0").get("security.protocol"),
+            Some("SSL")
+        );
+        // The producers' own extra wins over the run-wide setting.
+        assert_eq!(
+            producer("h:1", &w, "p0").get("queue.buffering.max.kbytes"),
+            Some("1024")
+        );
+        assert_eq!(
+            tailing_consumer("h:1", &w, "g", "c0").get("security.protocol"),
+            Some("SSL")
+        );
+        assert_eq!(
+            admin("h:1", &w.client).get("security.protocol"),
+            Some("SSL")
+        );
+        w.client
+            .insert("bootstrap.servers".into(), "elsewhere:1".into());
+        assert!(
+            crate::workload::validate(&w).is_err(),
+            "reserved keys are refused"
+        );
     }
 
     #[test]

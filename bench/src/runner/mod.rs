@@ -58,7 +58,7 @@ pub struct RunOptions {
 /// Runs the workload once and returns what it measured.
 pub fn run(options: &RunOptions) -> Result<RunResult> {
     let w = &options.workload;
-    let admin = Admin::connect(&options.bootstrap)?;
+    let admin = Admin::connect_with(&options.bootstrap, &w.client)?;
     let seed = fresh_seed();
     let run_id = format!("{:08x}", seed >> 32);
     let tag = SplitMix64(seed).next_u64();

@@ -46,6 +46,11 @@ pub struct Workload {
     pub run: RunSpec,
     #[serde(default)]
     pub broker: BrokerSpec,
+    /// librdkafka settings every client of the run gets, the admin client included (e.g.
+    /// `security.protocol`, `ssl.ca.location`, SASL credentials): applied before the
+    /// producers' and consumers' own `extra`. `compare --client-a/--client-b` add to it.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
 }
 
 /// Topics created for the run (fresh names each run, deleted afterwards by default).

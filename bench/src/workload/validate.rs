@@ -108,6 +108,7 @@ pub fn validate(w: &Workload) -> Result<(), Vec<String>> {
         "consumers.group must not be empty".into(),
     );
     check_extra("consumers.extra", c.extra.keys(), &mut problems);
+    check_extra("client", w.client.keys(), &mut problems);
 
     let phases_duration = w.run.duration.0;
     problems.check(
