@@ -177,6 +177,16 @@ duration = "1s"
             admin("h:1", &w.client).get("security.protocol"),
             Some("SSL")
         );
+        w.client.insert("sasl.password".into(), "hunter2".into());
+        let written = serde_json::to_string(&w).unwrap();
+        assert!(
+            written.contains("\"security.protocol\":\"SSL\""),
+            "{written}"
+        );
+        assert!(
+            !written.contains("hunter2"),
+            "a password reached the result file"
+        );
         w.client
             .insert("bootstrap.servers".into(), "elsewhere:1".into());
         assert!(

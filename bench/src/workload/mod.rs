@@ -49,8 +49,22 @@ pub struct Workload {
     /// librdkafka settings every client of the run gets, the admin client included (e.g.
     /// `security.protocol`, `ssl.ca.location`, SASL credentials): applied before the
     /// producers' and consumers' own `extra`. `compare --client-a/--client-b` add to it.
-    #[serde(default)]
+    /// In result files, values that may be secrets (passwords, inline keys, tokens) are
+    /// written as `<redacted>`.
+    #[serde(default, serialize_with = "redacted")]
     pub client: BTreeMap<String, String>,
+}
+
+/// `client` with the values of secret-looking keys replaced.
+fn redacted<S: serde::Serializer>(
+    client: &BTreeMap<String, String>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    const SECRET: [&str; 4] = ["password", "secret", "pem", "token"];
+    serializer.collect_map(client.iter().map(|(key, value)| {
+        let secret = SECRET.iter().any(|s| key.to_ascii_lowercase().contains(s));
+        (key, if secret { "<redacted>" } else { value.as_str() })
+    }))
 }
 
 /// Topics created for the run (fresh names each run, deleted afterwards by default).
