@@ -13,17 +13,39 @@
 # test passes (take it off the list: the list only shrinks), and when the broker died or logged a
 # panic.
 #
-# Usage: scripts/librdkafka-gate.sh [--full] [TEST_NUMBER...]
+# GATE_SCENARIO=sasl runs tests/librdkafka/sasl-tests.txt (with sasl-expected-failures.txt)
+# against a broker whose only listener is SASL_PLAINTEXT with SCRAM-SHA-256 and 5 s sessions
+# (KIP-368 re-authentication). A list line's first field is the test number, or NUMBER/NAME
+# when one test appears twice; `subtests="..."` on a line runs only the sub-tests whose names
+# contain that text (librdkafka's SUBTESTS).
+#
+# Usage: scripts/librdkafka-gate.sh [--full] [TEST...]
 #   --full         librdkafka's full mode instead of quick mode (more messages; slower)
-#   TEST_NUMBER    run only these tests (e.g. 0001 0044); expectations are still checked
+#   TEST           run only these list entries (e.g. 0001 0044); expectations are still checked
 # Environment: GATE_JOBS (tests at a time, default 8: they mostly wait), GATE_TEST_TIMEOUT_S (per test, default 180),
 #   HOTWIRE_BIN (default target/release/hotwire, built if missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-LIST=tests/librdkafka/tests.txt
-EXPECTED=tests/librdkafka/expected-failures.txt
+FULL=no
+SCENARIO="${GATE_SCENARIO:-plaintext}"
+case "$SCENARIO" in
+plaintext)
+    LIST=tests/librdkafka/tests.txt
+    EXPECTED=tests/librdkafka/expected-failures.txt
+    ;;
+sasl)
+    LIST=tests/librdkafka/sasl-tests.txt
+    EXPECTED=tests/librdkafka/sasl-expected-failures.txt
+    # Full mode: quick mode skips 0142's sub-tests (none is marked quick), and the list is short.
+    FULL=yes
+    ;;
+*)
+    echo "GATE_SCENARIO must be plaintext or sasl" >&2
+    exit 2
+    ;;
+esac
 JOBS="${GATE_JOBS:-8}"
 TEST_TIMEOUT_S="${GATE_TEST_TIMEOUT_S:-180}"
 MODE=-Q
@@ -34,14 +56,15 @@ KAFKA_VERSION=3.4.0
 ONLY=()
 for arg in "$@"; do
     case "$arg" in
-    --full) MODE="" ;;
-    [0-9][0-9][0-9][0-9]) ONLY+=("$arg") ;;
+    --full) FULL=yes ;;
+    [0-9][0-9][0-9][0-9] | [0-9][0-9][0-9][0-9]/*) ONLY+=("$arg") ;;
     *)
-        echo "usage: $0 [--full] [TEST_NUMBER...]" >&2
+        echo "usage: $0 [--full] [TEST...]" >&2
         exit 2
         ;;
     esac
 done
+if [[ $FULL == yes ]]; then MODE=""; fi
 
 # Test numbers from a list file: the first word of each line, comments and blank lines skipped.
 read_list() { sed -e 's/#.*//' "$1" | awk 'NF { print $1 }'; }
@@ -88,7 +111,7 @@ RUNNER="$TREE/tests/test-runner"
 # The runner links librdkafka's shared libraries, built beside the static one.
 export LD_LIBRARY_PATH="$TREE/src:$TREE/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-WORK="$ROOT/target/librdkafka-gate"
+WORK="$ROOT/target/librdkafka-gate/$SCENARIO"
 rm -rf "$WORK"
 mkdir -p "$WORK/results" "$WORK/storage" "$WORK/cwd"
 # The tests open files relative to librdkafka's tests/ directory (../src/statistics_schema.json);
@@ -100,7 +123,14 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # As librdkafka's test clusters: auto-created topics of 4 partitions, and no initial rebalance
 # delay (Kafka's group.initial.rebalance.delay.ms, 3 s by default, a wait before every new
 # group's first assignment that the tests would otherwise sit through dozens of times).
-"$HOTWIRE_BIN" --listen "127.0.0.1:$PORT" --storage "fs://$WORK/storage" \
+LISTENER=(--listen "127.0.0.1:$PORT")
+SASL_PASSWORD=gate-pa55
+if [[ $SCENARIO == sasl ]]; then
+    HOTWIRE_USER_PASSWORD=$SASL_PASSWORD "$HOTWIRE_BIN" users --storage "fs://$WORK/storage" \
+        set gate >/dev/null
+    LISTENER=(--listeners "SASL_PLAINTEXT://127.0.0.1:$PORT" --connections-max-reauth-ms 5000)
+fi
+"$HOTWIRE_BIN" "${LISTENER[@]}" --storage "fs://$WORK/storage" \
     --auto-create-topics true --default-partitions 4 --group-initial-rebalance-delay-ms 0 \
     >"$WORK/hotwire.log" 2>&1 &
 BROKER_PID=$!
@@ -118,10 +148,20 @@ cat >"$WORK/test.conf" <<EOF
 bootstrap.servers=127.0.0.1:$PORT
 broker.address.family=v4
 EOF
+if [[ $SCENARIO == sasl ]]; then
+    cat >>"$WORK/test.conf" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-256
+sasl.username=gate
+sasl.password=$SASL_PASSWORD
+EOF
+fi
 
 # One test in its own runner process; writes PASS, FAIL or TIMEOUT and the seconds it took.
 run_one() {
-    local t=$1 start rc verdict
+    local key=$1 t start rc verdict subtests
+    t=${key//\//-}
+    subtests=$(grep -E "^${key}[[:space:]]" "$LIST" | sed -n 's/.*subtests="\([^"]*\)".*/\1/p')
     start=$(date +%s)
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         # The broker died: the remaining tests would only run into their timeouts.
@@ -132,7 +172,8 @@ run_one() {
     # CI=1: librdkafka's own CI mode, whatever the environment says, so that runs agree: the
     # tests' deadlines tripled, and latency and timing bounds that shared machines cannot keep
     # (0055's, 0053's) skipped or warned about, as upstream's CI does.
-    (cd "$WORK/cwd" && CI=1 RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="$t" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
+    (cd "$WORK/cwd" && CI=1 RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="${key%%/*}" \
+        SUBTESTS="$subtests" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
         timeout --kill-after=10 "$TEST_TIMEOUT_S" "$RUNNER" -L -E -S $MODE -p1) \
         >"$WORK/results/$t.log" 2>&1 || rc=$?
     case $rc in
@@ -156,10 +197,10 @@ run_one() {
     printf '%-8s %4ss  %s\n' "$verdict" "$(($(date +%s) - start))" "$t"
 }
 export -f run_one
-export WORK RUNNER KAFKA_VERSION TEST_TIMEOUT_S MODE BROKER_PID
+export WORK RUNNER KAFKA_VERSION TEST_TIMEOUT_S MODE BROKER_PID LIST
 
 START=$(date +%s)
-echo "==> ${#TESTS[@]} tests, $JOBS at a time, ${TEST_TIMEOUT_S}s each at most, against 127.0.0.1:$PORT"
+echo "==> $SCENARIO: ${#TESTS[@]} tests, $JOBS at a time, ${TEST_TIMEOUT_S}s each at most, against 127.0.0.1:$PORT"
 # run_one always returns 0 (its verdict is in the file); bash's "Aborted" notices for tests
 # that abort on failure go to /dev/null, the tests' own output is in their logs.
 printf '%s\n' "${TESTS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {} 2>/dev/null'
@@ -168,10 +209,11 @@ status=0
 unexpected_fail=()
 unexpected_pass=()
 skipped=()
-for t in "${TESTS[@]}"; do
+for key in "${TESTS[@]}"; do
+    t=${key//\//-}
     verdict=$(cut -d' ' -f1 "$WORK/results/$t.verdict" 2>/dev/null || echo MISSING)
     expected=no
-    printf '%s\n' "${EXPECTED_FAILURES[@]}" | grep -qx "$t" && expected=yes
+    printf '%s\n' "${EXPECTED_FAILURES[@]}" | grep -qx "$key" && expected=yes
     if [[ $verdict == NOTRUN || $verdict == BROKERDOWN || $verdict == MISSING ]]; then
         unexpected_fail+=("$t ($verdict)")
     elif [[ ($verdict == FAIL || $verdict == TIMEOUT) && $expected == no ]]; then unexpected_fail+=("$t ($verdict)"); fi
@@ -181,7 +223,7 @@ for t in "${TESTS[@]}"; do
     fi
 done
 
-echo "==> ${#TESTS[@]} tests in $(($(date +%s) - START))s: $(grep -l '^PASS' "$WORK"/results/*.verdict | wc -l) passed, ${#skipped[@]} skipped, $(grep -lE '^(FAIL|TIMEOUT)' "$WORK"/results/*.verdict | wc -l) failed; logs in $WORK/results"
+echo "==> $SCENARIO: ${#TESTS[@]} tests in $(($(date +%s) - START))s: $(grep -l '^PASS' "$WORK"/results/*.verdict | wc -l) passed, ${#skipped[@]} skipped, $(grep -lE '^(FAIL|TIMEOUT)' "$WORK"/results/*.verdict | wc -l) failed; logs in $WORK/results"
 for entry in "${skipped[@]}"; do echo "  skipped $entry"; done
 if [[ ${#unexpected_fail[@]} -gt 0 ]]; then
     echo "FAILED, not in $EXPECTED: ${unexpected_fail[*]}"

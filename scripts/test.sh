@@ -161,4 +161,7 @@ if [[ $rc -ne 0 && $rc -ne 5 ]]; then exit "$rc"; fi
 if [[ $# -eq 0 ]]; then
     step "librdkafka compatibility gate (librdkafka's integration tests, tests/librdkafka/)"
     HOTWIRE_BIN="$PWD/target/release/hotwire" timeout --kill-after=30 900 scripts/librdkafka-gate.sh
+    step "librdkafka compatibility gate over SASL (SCRAM, KIP-368 re-authentication)"
+    GATE_SCENARIO=sasl HOTWIRE_BIN="$PWD/target/release/hotwire" \
+        timeout --kill-after=30 300 scripts/librdkafka-gate.sh
 fi
