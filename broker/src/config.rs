@@ -420,7 +420,8 @@ pub struct Args {
     listeners: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_ADVERTISED_LISTENERS", value_delimiter = ',')]
     advertised_listeners: Option<Vec<String>>,
-    #[arg(long, env = "HOTWIRE_SUPER_USERS", value_delimiter = ',')]
+    // `;` as Kafka's super.users: principals from certificates hold commas (CN=a,O=b).
+    #[arg(long, env = "HOTWIRE_SUPER_USERS", value_delimiter = ';')]
     super_users: Option<Vec<String>>,
     #[arg(long, env = "HOTWIRE_ACL_AUTHORIZER")]
     acl_authorizer: Option<bool>,
@@ -781,6 +782,19 @@ impl Config {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1".into());
+        }
+        for principal in &self.super_users {
+            // A principal is `Type:name`; `User:a,User:b` is two principals written with the
+            // wrong separator, which would otherwise make one principal of both.
+            let typed = principal
+                .split_once(':')
+                .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty());
+            if !typed || principal.contains(",User:") {
+                return invalid(
+                    "super_users",
+                    format!("{principal:?}: expected Type:name principals separated by ';'"),
+                );
+            }
         }
         if let Err(error) = crate::security::principal_mapping::PrincipalMapper::parse(
             &self.ssl_principal_mapping_rules,
@@ -1293,6 +1307,22 @@ mod tests {
         if cfg!(feature = "verbs") {
             let err = Config::load(args(&listen)).unwrap_err().to_string();
             assert!(err.contains("rdma_token"), "{err}");
+        }
+    }
+
+    #[test]
+    fn super_users_are_separated_by_semicolons_so_certificate_names_keep_their_commas() {
+        let config =
+            Config::load(args(&["--super-users", "User:CN=admin,O=Acme;User:alice"])).unwrap();
+        assert_eq!(config.super_users, ["User:CN=admin,O=Acme", "User:alice"]);
+        for bad in ["User:a,User:b", "admin", "User:"] {
+            let err = Config::load(args(&["--super-users", bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("super_users") && err.contains("';'"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -60,9 +60,20 @@ impl PrincipalMapper {
                     Some('U') => (Case::Upper, &after[1..]),
                     _ => (Case::Keep, after),
                 };
+                // Compiled alone first, so that an unbalanced `x)|(y` cannot escape the anchors.
+                let groups = Regex::new(&pattern)
+                    .map_err(|e| MappingError(format!("pattern {pattern:?}: {e}")))?
+                    .captures_len();
                 let regex = Regex::new(&format!("^(?:{pattern})$"))
                     .map_err(|e| MappingError(format!("pattern {pattern:?}: {e}")))?;
-                let replacement = rust_replacement(&replacement);
+                let (replacement, highest) = rust_replacement(&replacement);
+                if highest >= groups {
+                    // Java throws here, failing the login; refusing the rule is clearer.
+                    return Err(MappingError(format!(
+                        "replacement uses group ${highest}, pattern {pattern:?} has {} groups",
+                        groups - 1
+                    )));
+                }
                 let rule = Rule::Pattern {
                     regex,
                     replacement,
@@ -140,16 +151,21 @@ fn until_slash(text: &str) -> Result<(String, &str), MappingError> {
     Err(MappingError(format!("missing '/' after {text:?}")))
 }
 
-/// Java's `$1` group references as Rust's `${1}` (so `$1a` stays group 1 then `a`).
-fn rust_replacement(java: &str) -> String {
+/// Java's `$1` group references as Rust's `${1}` (so `$1a` stays group 1 then `a`), and the
+/// highest group referenced.
+fn rust_replacement(java: &str) -> (String, usize) {
     let mut out = String::new();
+    let mut highest = 0;
     let mut chars = java.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
             out.push_str("${");
+            let mut group = String::new();
             while let Some(digit) = chars.next_if(char::is_ascii_digit) {
-                out.push(digit);
+                group.push(digit);
             }
+            highest = highest.max(group.parse().unwrap_or(usize::MAX));
+            out.push_str(&group);
             out.push('}');
         } else if c == '$' {
             out.push_str("$$");
@@ -157,7 +173,7 @@ fn rust_replacement(java: &str) -> String {
             out.push(c);
         }
     }
-    out
+    (out, highest)
 }
 
 #[cfg(test)]
@@ -208,6 +224,8 @@ mod tests {
             "DEFAULTS",
             "RULE:x/y/L junk",
             "ALLOW",
+            "RULE:^CN=(.*)$/$2/",
+            "RULE:x)|(y/$1/",
         ] {
             let error = PrincipalMapper::parse(bad).unwrap_err().to_string();
             assert!(

@@ -52,9 +52,10 @@ pub struct Tls {
     principals: PrincipalMapper,
 }
 
-/// A client certificate whose subject no `ssl_principal_mapping_rules` rule matches.
+/// A client certificate whose subject no `ssl_principal_mapping_rules` rule matches, or maps
+/// to an empty name or to ANONYMOUS.
 #[derive(Debug, Error)]
-#[error("no ssl_principal_mapping_rules rule matches the client certificate's subject")]
+#[error("the client certificate's subject maps to no principal (ssl_principal_mapping_rules)")]
 pub struct NoPrincipal;
 
 impl Tls {
@@ -78,8 +79,11 @@ impl Tls {
         let Some(own) = certificates.and_then(<[_]>::first) else {
             return Ok(None);
         };
+        // An empty name (a certificate with no subject) or ANONYMOUS would share a principal
+        // with every other such client, or with clients that did not authenticate.
         let name = subject_of(own)
             .and_then(|dn| self.principals.map(&dn))
+            .filter(|name| !name.is_empty() && name != "ANONYMOUS")
             .ok_or(NoPrincipal)?;
         Ok(Some(format!("User:{name}")))
     }
