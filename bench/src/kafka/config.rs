@@ -14,12 +14,14 @@ const MESSAGE_TIMEOUT_MS: &str = "60000";
 /// Settings every client gets: the address, its id, the run's `client` settings.
 fn base(bootstrap: &str, client_id: &str, client: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", client_id);
     for (key, value) in client {
         config.set(key, value);
     }
+    // After the run's settings: `compare --client-b bootstrap.servers=...` must not send a side
+    // elsewhere than its report says.
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", client_id);
     config
 }
 
@@ -178,6 +180,15 @@ duration = "1s"
             Some("SSL")
         );
         w.client.insert("sasl.password".into(), "hunter2".into());
+        w.client
+            .insert("sasl.oauthbearer.config".into(), "hunter2".into());
+        w.client
+            .insert("bootstrap.servers".into(), "elsewhere:1".into());
+        assert_eq!(
+            producer("h:1", &w, "p0").get("bootstrap.servers"),
+            Some("h:1")
+        );
+        w.client.remove("bootstrap.servers");
         let written = serde_json::to_string(&w).unwrap();
         assert!(
             written.contains("\"security.protocol\":\"SSL\""),

@@ -49,23 +49,34 @@ pub struct Workload {
     /// librdkafka settings every client of the run gets, the admin client included (e.g.
     /// `security.protocol`, `ssl.ca.location`, SASL credentials): applied before the
     /// producers' and consumers' own `extra`. `compare --client-a/--client-b` add to it.
-    /// In result files, values that may be secrets (passwords, inline keys, tokens) are
-    /// written as `<redacted>`.
+    /// In result files only the values of settings known to hold no secret are written; the
+    /// others (passwords, user names, keys, tokens, OAUTHBEARER configs) as `<redacted>`.
     #[serde(default, serialize_with = "redacted")]
     pub client: BTreeMap<String, String>,
 }
 
-/// `client` with the values of secret-looking keys replaced.
+/// `client` with every value but those of [`PLAIN_SETTINGS`] replaced.
 fn redacted<S: serde::Serializer>(
     client: &BTreeMap<String, String>,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
-    const SECRET: [&str; 4] = ["password", "secret", "pem", "token"];
     serializer.collect_map(client.iter().map(|(key, value)| {
-        let secret = SECRET.iter().any(|s| key.to_ascii_lowercase().contains(s));
-        (key, if secret { "<redacted>" } else { value.as_str() })
+        let plain = PLAIN_SETTINGS.contains(&key.as_str());
+        (key, if plain { value.as_str() } else { "<redacted>" })
     }))
 }
+
+/// librdkafka settings whose values say how a client connects without giving anything away.
+const PLAIN_SETTINGS: [&str; 8] = [
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.endpoint.identification.algorithm",
+    "broker.address.family",
+    "enable.ssl.certificate.verification",
+];
 
 /// Topics created for the run (fresh names each run, deleted afterwards by default).
 #[derive(Debug, Clone, Serialize, Deserialize)]
