@@ -249,6 +249,28 @@ mod tests {
         assert_eq!(mapper.map(&dn).as_deref(), Some("alice"));
     }
 
+    proptest::proptest! {
+        /// Hostile configuration and hostile names: parsing any rule text and mapping any name
+        /// with what parsed never panics.
+        #[test]
+        fn any_rules_and_any_names_parse_or_fail_without_panicking(
+            rules in "(DEFAULT|RULE:[^/]{0,12}/[^/]{0,8}/[LU]?)([,\n ]{1,2}(DEFAULT|RULE:[^/]{0,12}/[^/]{0,8}/[LU]?)){0,3}|.{0,40}",
+            dn in ".{0,60}",
+        ) {
+            if let Ok(mapper) = PrincipalMapper::parse(&rules) {
+                let _ = mapper.map(&dn);
+            }
+        }
+
+        /// Any bytes as a client certificate's DER: decoded or refused, never a panic.
+        #[test]
+        fn any_bytes_as_a_certificate_decode_or_not_without_panicking(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let _ = subject_of(&bytes);
+        }
+    }
+
     #[test]
     fn garbage_is_not_a_certificate() {
         assert_eq!(subject_of(b"not a certificate"), None);
