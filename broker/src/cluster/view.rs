@@ -20,6 +20,8 @@ pub struct ClusterView {
     pub draining: Vec<i32>,
     /// The cluster's topics, by name.
     pub topics: BTreeMap<String, dfs_adapter::TopicRecord>,
+    /// Each topic record's modification revision (for compare-and-swap).
+    pub topic_revisions: BTreeMap<String, i64>,
     /// Every shard's assignment with the key's modification revision (for compare-and-swap).
     pub shards: BTreeMap<u32, (ShardAssignment, i64)>,
 }
@@ -50,6 +52,8 @@ impl ClusterView {
                 }
             } else if key.starts_with(&topics) {
                 if let Some(record) = parsed::<dfs_adapter::TopicRecord>(&key, &kv.value) {
+                    view.topic_revisions
+                        .insert(record.name.clone(), kv.mod_revision);
                     view.topics.insert(record.name.clone(), record);
                 }
             } else if let Some(node) = key.strip_prefix(&draining) {

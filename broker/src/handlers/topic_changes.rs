@@ -11,7 +11,7 @@ use crate::broker::Broker;
 use crate::log::topics::TopicError;
 
 /// How often a change is derived again after losing a race with another change of the topic.
-const TRIES: usize = 5;
+pub(crate) const TRIES: usize = 5;
 
 /// Where topics are changed.
 pub trait TopicChanger: Sync {

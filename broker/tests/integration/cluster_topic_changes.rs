@@ -217,3 +217,139 @@ fn topic_changes_through_one_broker_are_served_by_every_broker() {
     });
     drop::<[BrokerProcess; 2]>(brokers);
 }
+
+/// Creates `topic` with `partitions` through `client`; the error code.
+fn create_topic(client: &mut Client, topic: &str, partitions: i32) -> i16 {
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let created: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &create);
+    created.topics[0].error_code
+}
+
+/// Grows `topic` to `count` partitions through `client`; the error code.
+fn grow_topic(client: &mut Client, topic: &str, count: i32) -> i16 {
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_count(count)
+            .with_assignments(None)]);
+    let response: CreatePartitionsResponse = client.call(ApiKey::CreatePartitions, 3, &request);
+    response.results[0].error_code
+}
+
+/// Every topic's partition count, as `client`'s broker describes the cluster.
+fn partitions_by_topic(client: &mut Client) -> Vec<(String, usize)> {
+    let request = MetadataRequest::default().with_topics(None);
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+    response
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map_or(String::new(), |n| n.to_string());
+            (name, t.partitions.len())
+        })
+        .collect()
+}
+
+/// `max_partitions` holds for the whole cluster even when two brokers create and grow topics
+/// at the same moment, each from its own (possibly stale) view: the limit is checked against
+/// the view a change was derived from, and etcd applies the change only if no topic changed
+/// since that view.
+#[test]
+fn racing_changes_on_two_brokers_never_exceed_the_partition_limit() {
+    const LIMIT: usize = 10;
+    let etcd = EtcdServer::start();
+    let root = tempfile::tempdir().unwrap();
+    let storage = format!("fs://{}", root.path().display());
+    let cluster = etcd.cluster_url("limits");
+    let limit = LIMIT.to_string();
+    let extra = ["--max-partitions", limit.as_str()];
+    let brokers = [
+        start_in_cluster(&storage, &cluster, "1", &extra),
+        start_in_cluster(&storage, &cluster, "2", &extra),
+    ];
+    wait_status(&cluster, "2 shards, controller");
+    for round in 0..4 {
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = brokers
+            .iter()
+            .enumerate()
+            .map(|(side, broker)| {
+                let mut client = broker.connect();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut codes = Vec::new();
+                    // Creations and growths interleaved: both are held to the limit.
+                    let first = format!("r{round}-b{side}-t0");
+                    let mut first_size = 0;
+                    for attempt in 0..4 {
+                        let topic = format!("r{round}-b{side}-t{attempt}");
+                        let code = create_topic(&mut client, &topic, 2);
+                        codes.push(code);
+                        if attempt == 0 && code == 0 {
+                            first_size = 2;
+                        }
+                        if first_size > 0 {
+                            let code = grow_topic(&mut client, &first, first_size + 2);
+                            codes.push(code);
+                            if code == 0 {
+                                first_size += 2;
+                            }
+                        }
+                    }
+                    codes
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for racer in racers {
+            for code in racer.join().unwrap() {
+                match code {
+                    0 => created += 2, // every accepted change adds two partitions
+                    // Over the limit, or lost the race too often: refused either way.
+                    c if c == ResponseError::PolicyViolation.code()
+                        || c == ResponseError::RequestTimedOut.code() => {}
+                    other => panic!("round {round}: unexpected error {other}"),
+                }
+            }
+        }
+        let mut one = brokers[0].connect();
+        until("broker 1 sees every accepted change", || {
+            partitions_by_topic(&mut one)
+                .iter()
+                .map(|(_, p)| p)
+                .sum::<usize>()
+                == created
+        });
+        assert!(
+            created <= LIMIT,
+            "round {round}: {created} partitions, limit {LIMIT}"
+        );
+        assert!(
+            created >= LIMIT - 1,
+            "round {round}: only {created} partitions accepted"
+        );
+        // Make room for the next round.
+        let delete = kafka_protocol::messages::DeleteTopicsRequest::default()
+            .with_topic_names(
+                partitions_by_topic(&mut one)
+                    .into_iter()
+                    .map(|(n, _)| TopicName(StrBytes::from_string(n)))
+                    .collect(),
+            )
+            .with_timeout_ms(10_000);
+        let _: kafka_protocol::messages::DeleteTopicsResponse =
+            one.call(ApiKey::DeleteTopics, 4, &delete);
+        until("every topic deleted", || {
+            partitions_by_topic(&mut one).is_empty()
+        });
+        let mut two = brokers[1].connect();
+        until("broker 2 sees every topic deleted", || {
+            partitions_by_topic(&mut two).is_empty()
+        });
+    }
+}

@@ -62,6 +62,10 @@ pub enum Compare {
     Value(String, Vec<u8>),
     /// The key is attached to this lease.
     Lease(String, i64),
+    /// No key that starts with this prefix was created or modified after this revision
+    /// (deleting one does not count): what a snapshot read at that revision saw is still all
+    /// there is, short of deletions.
+    PrefixUnchangedSince(String, i64),
 }
 
 /// An operation of a transaction.
@@ -303,17 +307,27 @@ fn compare_json(compare: &Compare) -> CompareJson {
         Compare::ModRevision(key, _) => ("MOD", key),
         Compare::Value(key, _) => ("VALUE", key),
         Compare::Lease(key, _) => ("LEASE", key),
+        Compare::PrefixUnchangedSince(prefix, _) => ("MOD", prefix),
+    };
+    let (result, range_end) = match compare {
+        // etcd compares every key in [key, range_end); a range with no key holds.
+        Compare::PrefixUnchangedSince(prefix, _) => {
+            ("LESS", Some(encode(&prefix_end(prefix.as_bytes()))))
+        }
+        _ => ("EQUAL", None),
     };
     CompareJson {
         target,
         key: encode(key.as_bytes()),
-        result: "EQUAL",
+        range_end,
+        result,
         create_revision: match compare {
             Compare::CreateRevision(_, rev) => Some(rev.to_string()),
             _ => None,
         },
         mod_revision: match compare {
             Compare::ModRevision(_, rev) => Some(rev.to_string()),
+            Compare::PrefixUnchangedSince(_, rev) => Some(rev.saturating_add(1).to_string()),
             _ => None,
         },
         value: match compare {

@@ -149,6 +149,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct CompareJson {
     pub target: &'static str,
     pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_end: Option<String>,
     pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub create_revision: Option<String>,

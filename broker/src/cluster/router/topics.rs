@@ -23,7 +23,7 @@ use crate::cluster::node::Node;
 use crate::cluster::shards;
 use crate::cluster::view::ClusterView;
 use crate::handlers::create_topics::{self, Created, TopicCreator};
-use crate::handlers::topic_changes::TopicChanger;
+use crate::handlers::topic_changes::{TopicChanger, TRIES};
 use crate::handlers::{
     alter_configs, create_partitions, delete_topics, describe_configs, describe_log_dirs, metadata,
     str_bytes,
@@ -50,32 +50,42 @@ impl TopicCreator for ClusterTopics<'_> {
         validate_only: bool,
     ) -> Created<'a> {
         Box::pin(async move {
-            // The broker's own checks (name, partition count, limits, configs), on a scratch
-            // registry holding the cluster's topics.
-            let scratch = TopicRegistry::recover(
-                self.node.member.view().topics.values().cloned().collect(),
-                Vec::new(),
-                TopicLimits::from(&self.node.config),
-            );
-            let store = scratch_store().await?;
-            scratch
-                .create(&store, name, partitions, configs.clone(), true)
-                .await?;
-            if validate_only {
-                return Ok((Uuid::nil(), configs));
+            // Checked against one view of the cluster's topics, and created only if no topic
+            // was created or grown since that view: two brokers creating at once cannot pass
+            // the limits together. A lost race is checked again on the newer view.
+            for _ in 0..TRIES {
+                let view = self.node.member.view();
+                // The broker's own checks (name, partition count, limits, configs), on a
+                // scratch registry holding the cluster's topics.
+                let scratch = TopicRegistry::recover(
+                    view.topics.values().cloned().collect(),
+                    Vec::new(),
+                    TopicLimits::from(&self.node.config),
+                );
+                let store = scratch_store().await?;
+                scratch
+                    .create(&store, name, partitions, configs.clone(), true)
+                    .await?;
+                if validate_only {
+                    return Ok((Uuid::nil(), configs));
+                }
+                let record = TopicRecord {
+                    name: name.to_string(),
+                    id: Uuid::new_v4(),
+                    partitions,
+                    configs: configs.clone(),
+                };
+                let keys = self.node.member.keys();
+                let conditions = [
+                    Compare::CreateRevision(keys.topic(name), 0),
+                    Compare::PrefixUnchangedSince(keys.topics(), view.revision),
+                ];
+                if put_record_if(self.node, &conditions, &record).await? {
+                    tracing::info!(topic = name, partitions, id = %record.id, "topic created in the cluster");
+                    return Ok((record.id, record.configs));
+                }
             }
-            let record = TopicRecord {
-                name: name.to_string(),
-                id: Uuid::new_v4(),
-                partitions,
-                configs,
-            };
-            let created = create_record(self.node, &record).await?;
-            if !created {
-                return Err(TopicError::Exists(name.to_string()));
-            }
-            tracing::info!(topic = name, partitions, id = %record.id, "topic created in the cluster");
-            Ok((record.id, record.configs))
+            Err(TopicError::Contended(name.to_string()))
         })
     }
 }
@@ -101,6 +111,12 @@ impl TopicChanger for ClusterTopics<'_> {
     ) -> BoxFuture<'a, Result<bool, TopicError>> {
         Box::pin(async move {
             let view = self.node.member.view();
+            let Some(&revision) = view.topic_revisions.get(&old.name) else {
+                return Ok(false);
+            };
+            if view.topics.get(&old.name) != Some(old) {
+                return Ok(false);
+            }
             let held = view
                 .topics
                 .values()
@@ -110,7 +126,14 @@ impl TopicChanger for ClusterTopics<'_> {
             if validate_only {
                 return Ok(true);
             }
-            let replaced = replace_record(self.node, old, &new).await?;
+            let keys = self.node.member.keys();
+            let mut conditions = vec![Compare::ModRevision(keys.topic(&old.name), revision)];
+            if new.partitions > old.partitions {
+                // The limits were checked against this view: growth applies only if no other
+                // topic was created or grown since.
+                conditions.push(Compare::PrefixUnchangedSince(keys.topics(), view.revision));
+            }
+            let replaced = put_record_if(self.node, &conditions, &new).await?;
             if replaced {
                 tracing::info!(topic = %new.name, partitions = new.partitions, configs = ?new.configs, "topic changed in the cluster");
             }
@@ -119,22 +142,11 @@ impl TopicChanger for ClusterTopics<'_> {
     }
 }
 
-/// Replaces the record in etcd if it is still `old`; then every local engine knows the change
-/// at once (other brokers at their next read of the cluster).
-async fn replace_record(
-    node: &Node,
-    old: &TopicRecord,
-    new: &TopicRecord,
-) -> Result<bool, TopicError> {
-    let key = node.member.keys().topic(&old.name);
-    let before = serde_json::to_vec(old).expect("topic records serialize");
-    put_record_if(node, Compare::Value(key, before), new).await
-}
-
-/// Puts `record` in etcd if `condition` holds, then applies the cluster's topics here.
+/// Puts `record` in etcd if every condition holds, then applies the cluster's topics here
+/// (whether it was put or not: a lost race is retried on the newer view).
 async fn put_record_if(
     node: &Node,
-    condition: Compare,
+    conditions: &[Compare],
     record: &TopicRecord,
 ) -> Result<bool, TopicError> {
     let key = node.member.keys().topic(&record.name);
@@ -143,7 +155,7 @@ async fn put_record_if(
         .member
         .etcd()
         .txn(
-            &[condition],
+            conditions,
             &[Op::Put {
                 key,
                 value,
@@ -222,13 +234,6 @@ async fn scratch_store() -> Result<dfs_adapter::Store, TopicError> {
         .map_err(TopicError::Storage)
 }
 
-/// Creates the record in etcd unless a topic of that name exists; then every local engine
-/// knows it at once (other brokers at their next read of the cluster).
-async fn create_record(node: &Node, record: &TopicRecord) -> Result<bool, TopicError> {
-    let key = node.member.keys().topic(&record.name);
-    put_record_if(node, Compare::CreateRevision(key, 0), record).await
-}
-
 /// Creates the topics among `names` that the cluster does not have, with the default
 /// partition count, when auto-creation is on.
 pub async fn ensure_topics(node: &Node, names: &[String]) {
@@ -289,12 +294,12 @@ pub async fn delete(
             None => Some(ResponseError::UnknownTopicId),
             Some(record) => {
                 let key = node.member.keys().topic(&record.name);
-                let value = serde_json::to_vec(&record).expect("topic records serialize");
+                let revision = view.topic_revisions.get(&record.name).copied().unwrap_or(0);
                 match node
                     .member
                     .etcd()
                     .txn(
-                        &[Compare::Value(key.clone(), value)],
+                        &[Compare::ModRevision(key.clone(), revision)],
                         &[Op::Delete(key)],
                         &[],
                     )
