@@ -15,9 +15,17 @@
 #
 # GATE_SCENARIO=sasl runs tests/librdkafka/sasl-tests.txt (with sasl-expected-failures.txt)
 # against a broker whose only listener is SASL_PLAINTEXT with SCRAM-SHA-256 and 5 s sessions
-# (KIP-368 re-authentication). A list line's first field is the test number, or NUMBER/NAME
+# (KIP-368 re-authentication). GATE_SCENARIO=ssl runs tests/librdkafka/ssl-tests.txt against a
+# broker whose only listener is SSL and which requires client certificates from its CA (a PKI
+# made here with openssl, in every form librdkafka's 0097 loads). A list line's first field is the test number, or NUMBER/NAME
 # when one test appears twice; `subtests="..."` on a line runs only the sub-tests whose names
-# contain that text (librdkafka's SUBTESTS).
+# contain that text (librdkafka's SUBTESTS). Marks on a line:
+#   [slow]               started first
+#   [full]               run in full mode: quick mode leaves out every one of its sub-tests
+#   [no-subtests]        its SUB_TESTs are only in its mock-cluster variant: not EMPTY
+#   [kafka-group-delay]  run against a second broker with Kafka's default 3 s initial
+#                        rebalance delay (the test's timing assumes both members join the
+#                        group's first generation)
 #
 # Usage: scripts/librdkafka-gate.sh [--full] [TEST...]
 #   --full         librdkafka's full mode instead of quick mode (more messages; slower)
@@ -35,6 +43,10 @@ plaintext)
     LIST=tests/librdkafka/tests.txt
     EXPECTED=tests/librdkafka/expected-failures.txt
     ;;
+ssl)
+    LIST=tests/librdkafka/ssl-tests.txt
+    EXPECTED=tests/librdkafka/ssl-expected-failures.txt
+    ;;
 sasl)
     LIST=tests/librdkafka/sasl-tests.txt
     EXPECTED=tests/librdkafka/sasl-expected-failures.txt
@@ -42,7 +54,7 @@ sasl)
     FULL=yes
     ;;
 *)
-    echo "GATE_SCENARIO must be plaintext or sasl" >&2
+    echo "GATE_SCENARIO must be plaintext, ssl or sasl" >&2
     exit 2
     ;;
 esac
@@ -70,7 +82,9 @@ if [[ $FULL == yes ]]; then MODE=""; fi
 read_list() { sed -e 's/#.*//' "$1" | awk 'NF { print $1 }'; }
 
 # Those marked [slow] first.
-mapfile -t TESTS < <(grep '\[slow\]' "$LIST" | read_list /dev/stdin; grep -v '\[slow\]' "$LIST" | read_list /dev/stdin)
+# (grep finding nothing is no error: a list may have no slow test.)
+mapfile -t TESTS < <({ grep '\[slow\]' "$LIST" || true; } | read_list /dev/stdin
+    { grep -v '\[slow\]' "$LIST" || true; } | read_list /dev/stdin)
 if [[ ${#ONLY[@]} -gt 0 ]]; then
     for t in "${ONLY[@]}"; do
         printf '%s\n' "${TESTS[@]}" | grep -qx "$t" || { echo "$t is not in $LIST" >&2; exit 2; }
@@ -78,6 +92,9 @@ if [[ ${#ONLY[@]} -gt 0 ]]; then
     TESTS=("${ONLY[@]}")
 fi
 mapfile -t EXPECTED_FAILURES < <(read_list "$EXPECTED")
+
+# The list line of a test key.
+list_line() { grep -E "^$1[[:space:]]" "$LIST" || true; }
 
 # The librdkafka tree rdkafka-sys built (the one holding the static library).
 librdkafka_tree() {
@@ -125,29 +142,103 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 # group's first assignment that the tests would otherwise sit through dozens of times).
 LISTENER=(--listen "127.0.0.1:$PORT")
 SASL_PASSWORD=gate-pa55
+# A PKI for the SSL scenario, in $WORK/pki: a CA, the broker's certificate for 127.0.0.1, and
+# a client's key and certificate as PEM, DER and a password-protected PKCS#12 keystore (the
+# forms librdkafka's 0097 loads, named by the SSL_* variables trivup would set).
+make_pki() {
+    local dir=$WORK/pki
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+            -subj "/CN=gate-ca"
+        openssl x509 -in ca.pem -outform DER -out ca.der
+        for name in broker client; do
+            openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" \
+                -subj "/CN=$name"
+        done
+        echo "subjectAltName=IP:127.0.0.1,DNS:localhost" >broker.ext
+        echo "basicConstraints=CA:FALSE" >client.ext
+        for name in broker client; do
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -out "$name.pem" -days 2 -extfile "$name.ext"
+        done
+        openssl x509 -in client.pem -outform DER -out client.der
+        openssl pkey -in client.key -outform DER -out client.key.der
+        openssl pkcs12 -export -in client.pem -inkey client.key -certfile ca.pem \
+            -passout pass:gate-keystore -out client.p12
+    ) >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log"; echo "making the PKI failed" >&2; exit 1; }
+    export SSL_pkcs=$dir/client.p12 SSL_password=gate-keystore SSL_client_auth=required \
+        SSL_pub_der=$dir/client.der SSL_pub_pem=$dir/client.pem \
+        SSL_priv_der=$dir/client.key.der SSL_priv_pem=$dir/client.key \
+        SSL_ca_der=$dir/ca.der SSL_all_cas_pem=$dir/ca.pem
+}
+if [[ $SCENARIO == ssl ]]; then
+    make_pki
+    # 0097 reads librdkafka's own fixtures (an untrusted CA's client keys) from ./fixtures.
+    ln -s "$TREE/tests/fixtures" "$WORK/cwd/fixtures"
+    LISTENER=(--listeners "SSL://127.0.0.1:$PORT" --tls-cert-file "$WORK/pki/broker.pem"
+        --tls-key-file "$WORK/pki/broker.key" --tls-client-ca-file "$WORK/pki/ca.pem")
+fi
 if [[ $SCENARIO == sasl ]]; then
     HOTWIRE_USER_PASSWORD=$SASL_PASSWORD "$HOTWIRE_BIN" users --storage "fs://$WORK/storage" \
         set gate >/dev/null
     LISTENER=(--listeners "SASL_PLAINTEXT://127.0.0.1:$PORT" --connections-max-reauth-ms 5000)
 fi
-"$HOTWIRE_BIN" "${LISTENER[@]}" --storage "fs://$WORK/storage" \
-    --auto-create-topics true --default-partitions 4 --group-initial-rebalance-delay-ms 0 \
-    >"$WORK/hotwire.log" 2>&1 &
-BROKER_PID=$!
-# On exit or interruption: the broker, and any test runner still going.
-trap 'kill "$BROKER_PID" 2>/dev/null || true; pkill -f "^$RUNNER" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true' EXIT
-ready=no
-for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then ready=yes; break; fi
-    kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/hotwire.log"; echo "hotwire exited" >&2; exit 1; }
-    sleep 0.1
+# Starts a broker on 127.0.0.1:$1 with storage under $WORK/$2, logging to $WORK/$2.log,
+# with the rest of the arguments added; sets STARTED_PID.
+start_broker() {
+    local port=$1 name=$2
+    shift 2
+    mkdir -p "$WORK/$name"
+    "$HOTWIRE_BIN" "$@" --storage "fs://$WORK/$name" --auto-create-topics true \
+        --default-partitions 4 >"$WORK/$name.log" 2>&1 &
+    STARTED_PID=$!
+}
+# Waits until the broker $1 listens on port $2 (its log: $WORK/$3.log).
+wait_listening() {
+    local pid=$1 port=$2 name=$3
+    for _ in $(seq 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log"; echo "hotwire exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    tail -n 40 "$WORK/$name.log"
+    echo "hotwire did not listen within 30 s" >&2
+    exit 1
+}
+start_broker "$PORT" storage "${LISTENER[@]}" --group-initial-rebalance-delay-ms 0
+BROKER_PID=$STARTED_PID
+BROKER_PIDS=("$BROKER_PID")
+# On exit or interruption: the brokers, and any test runner still going.
+trap 'kill "${BROKER_PIDS[@]}" 2>/dev/null || true; pkill -f "^$RUNNER" 2>/dev/null || true; wait "${BROKER_PIDS[@]}" 2>/dev/null || true' EXIT
+wait_listening "$BROKER_PID" "$PORT" storage
+DELAY_BROKER_PID=none
+for key in "${TESTS[@]}"; do
+    if [[ $(list_line "$key") == *"[kafka-group-delay]"* ]]; then
+        DELAY_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        start_broker "$DELAY_PORT" storage-group-delay --listen "127.0.0.1:$DELAY_PORT"
+        DELAY_BROKER_PID=$STARTED_PID
+        BROKER_PIDS+=("$DELAY_BROKER_PID")
+        wait_listening "$DELAY_BROKER_PID" "$DELAY_PORT" storage-group-delay
+        printf 'bootstrap.servers=127.0.0.1:%s\nbroker.address.family=v4\n' "$DELAY_PORT" \
+            >"$WORK/test-group-delay.conf"
+        break
+    fi
 done
-[[ $ready == yes ]] || { tail -n 40 "$WORK/hotwire.log"; echo "hotwire did not listen within 30 s" >&2; exit 1; }
 
 cat >"$WORK/test.conf" <<EOF
 bootstrap.servers=127.0.0.1:$PORT
 broker.address.family=v4
 EOF
+if [[ $SCENARIO == ssl ]]; then
+    cat >>"$WORK/test.conf" <<EOF
+security.protocol=SSL
+ssl.ca.location=$WORK/pki/ca.pem
+ssl.certificate.location=$WORK/pki/client.pem
+ssl.key.location=$WORK/pki/client.key
+EOF
+fi
 if [[ $SCENARIO == sasl ]]; then
     cat >>"$WORK/test.conf" <<EOF
 security.protocol=SASL_PLAINTEXT
@@ -159,11 +250,17 @@ fi
 
 # One test in its own runner process; writes PASS, FAIL or TIMEOUT and the seconds it took.
 run_one() {
-    local key=$1 t start rc verdict subtests
+    local key=$1 t start rc verdict subtests line mode=$MODE conf=$WORK/test.conf pid=$BROKER_PID
     t=${key//\//-}
-    subtests=$(grep -E "^${key}[[:space:]]" "$LIST" | sed -n 's/.*subtests="\([^"]*\)".*/\1/p')
+    line=$(grep -E "^${key}[[:space:]]" "$LIST")
+    subtests=$(sed -n 's/.*subtests="\([^"]*\)".*/\1/p' <<<"$line")
+    if [[ $line == *"[full]"* ]]; then mode=""; fi
+    if [[ $line == *"[kafka-group-delay]"* ]]; then
+        conf=$WORK/test-group-delay.conf
+        pid=$DELAY_BROKER_PID
+    fi
     start=$(date +%s)
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    if ! kill -0 "$pid" 2>/dev/null; then
         # The broker died: the remaining tests would only run into their timeouts.
         echo "BROKERDOWN 0" >"$WORK/results/$t.verdict"
         return 0
@@ -172,9 +269,9 @@ run_one() {
     # CI=1: librdkafka's own CI mode, whatever the environment says, so that runs agree: the
     # tests' deadlines tripled, and latency and timing bounds that shared machines cannot keep
     # (0055's, 0053's) skipped or warned about, as upstream's CI does.
-    (cd "$WORK/cwd" && CI=1 RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="${key%%/*}" \
+    (cd "$WORK/cwd" && CI=1 RDKAFKA_TEST_CONF="$conf" TESTS="${key%%/*}" \
         SUBTESTS="$subtests" TEST_KAFKA_VERSION="$KAFKA_VERSION" \
-        timeout --kill-after=10 "$TEST_TIMEOUT_S" "$RUNNER" -L -E -S $MODE -p1) \
+        timeout --kill-after=10 "$TEST_TIMEOUT_S" "$RUNNER" -L -E -S $mode -p1) \
         >"$WORK/results/$t.log" 2>&1 || rc=$?
     case $rc in
     0)
@@ -186,8 +283,9 @@ run_one() {
         # leaves out those not marked quick; a subtests filter may match none) says PASSED
         # too: EMPTY, counted apart, and a failure where a filter or the scenario asks for it.
         if grep -q "Test .* PASSED ====" "$WORK/results/$t.log" &&
+            [[ $line != *"[no-subtests]"* ]] &&
             grep -q "SUB_TEST" "$TREE"/tests/"${key%%/*}"-* &&
-            ! sed 's/\x1b\[[0-9;]*m//g' "$WORK/results/$t.log" | grep -qE ': PASS \([0-9.]+s\) \]'; then
+            ! grep -qE ': PASS \([0-9.]+s\) \]' "$WORK/results/$t.log"; then
             verdict=EMPTY
         elif grep -q "Test .* PASSED ====" "$WORK/results/$t.log"; then
             verdict=PASS
@@ -204,7 +302,7 @@ run_one() {
     printf '%-8s %4ss  %s\n' "$verdict" "$(($(date +%s) - start))" "$t"
 }
 export -f run_one
-export WORK RUNNER KAFKA_VERSION TEST_TIMEOUT_S MODE BROKER_PID LIST TREE
+export WORK RUNNER KAFKA_VERSION TEST_TIMEOUT_S MODE BROKER_PID DELAY_BROKER_PID LIST TREE
 
 START=$(date +%s)
 echo "==> $SCENARIO: ${#TESTS[@]} tests, $JOBS at a time, ${TEST_TIMEOUT_S}s each at most, against 127.0.0.1:$PORT"
@@ -241,7 +339,9 @@ for key in "${TESTS[@]}"; do
     # In the SASL scenario every test is there for what it proves: one that skipped itself or
     # ran no sub-test proves nothing, so it fails (so does an empty one with a subtests filter).
     strict=no
-    if [[ $SCENARIO == sasl ]] || grep -E "^${key}[[:space:]]" "$LIST" | grep -q 'subtests="'; then
+    # So does one run in full mode for its sub-tests.
+    if [[ $SCENARIO == sasl || $(list_line "$key") == *'subtests="'* ||
+        $(list_line "$key") == *"[full]"* ]]; then
         strict=yes
     fi
     if [[ $verdict == NOTRUN || $verdict == BROKERDOWN || $verdict == MISSING ]] ||
@@ -261,7 +361,7 @@ if [[ ${#flaky[@]} -gt 0 ]]; then
     echo "  FLAKY (failed, then passed alone; first logs: results/*.first-try.log): ${flaky[*]}"
 fi
 if [[ ${#empty[@]} -gt 0 ]]; then
-    echo "  ran no sub-test (quick mode leaves out those not marked quick): ${empty[*]}"
+    echo "  ran no sub-test (quick mode leaves out those not marked quick; mark them [full]): ${empty[*]}"
 fi
 if [[ ${#unexpected_fail[@]} -gt 0 ]]; then
     echo "FAILED, not in $EXPECTED: ${unexpected_fail[*]}"
@@ -276,12 +376,18 @@ if [[ ${#unexpected_pass[@]} -gt 0 ]]; then
     echo "PASSED though listed in $EXPECTED: ${unexpected_pass[*]} (remove them from the list)"
     status=1
 fi
-if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-    echo "the broker died during the run; its log: $WORK/hotwire.log"
-    tail -n 40 "$WORK/hotwire.log"
-    status=1
-elif grep -n "panicked" "$WORK/hotwire.log"; then
-    echo "the broker logged a panic: $WORK/hotwire.log"
-    status=1
-fi
+for name in storage storage-group-delay; do
+    [[ -f "$WORK/$name.log" ]] || continue
+    if grep -n "panicked" "$WORK/$name.log"; then
+        echo "a broker logged a panic: $WORK/$name.log"
+        status=1
+    fi
+done
+for pid in "${BROKER_PIDS[@]}"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "a broker died during the run; logs: $WORK/storage*.log"
+        tail -n 40 "$WORK"/storage*.log
+        status=1
+    fi
+done
 exit $status
