@@ -64,7 +64,7 @@ const BROKER_FLAGS: &[&str] = &[
 ];
 
 /// splitmix64: reproducible from the printed seed, no dependency.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -75,7 +75,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
@@ -114,13 +114,13 @@ impl Ledger {
 }
 
 /// A raw connection whose calls fail instead of panicking, since the broker dies under them.
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     correlation: i32,
 }
 
 impl Conn {
-    fn open(addr: SocketAddr) -> std::io::Result<Self> {
+    pub(crate) fn open(addr: SocketAddr) -> std::io::Result<Self> {
         let stream = TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         Ok(Self {
@@ -157,7 +157,7 @@ impl Conn {
         R::decode(&mut frame, version).map_err(std::io::Error::other)
     }
 
-    fn call<T: Encodable, R: Decodable>(
+    pub(crate) fn call<T: Encodable, R: Decodable>(
         &mut self,
         api: ApiKey,
         version: i16,
@@ -453,7 +453,7 @@ fn check(broker: &BrokerProcess, ledger: &Ledger, trial: usize) -> HashMap<Strin
     found
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())

@@ -14,6 +14,7 @@ mod cluster_topic_changes;
 mod cold_reads;
 mod crafted_batches;
 mod crash_trials;
+mod crash_trials_topic_changes;
 mod describe_admin;
 mod durable_state;
 mod exclusive_root;
