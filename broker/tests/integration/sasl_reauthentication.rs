@@ -206,3 +206,283 @@ fn without_a_lifetime_sessions_do_not_expire_nor_reauthenticate() {
     );
     assert!(client.is_closed());
 }
+
+/// What the randomized client does next.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    ApiVersions,
+    Metadata,
+    Handshake(&'static str),
+    /// PLAIN bytes: user, and whether the password is right.
+    Authenticate(&'static str, bool),
+    Sleep(u64),
+}
+
+/// Where a connection stands, as the client can know it: times are windows (request sent,
+/// answer received) because the broker's clock started somewhere in between.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    Fresh,
+    Handshaken(&'static str),
+    Session {
+        /// When the session ends, at the earliest and at the latest.
+        expires: (Instant, Instant),
+        /// A re-authentication's handshake was accepted.
+        reauthenticating: bool,
+        /// When the next re-authentication may begin (one second after the last began).
+        next_reauthentication: Option<(Instant, Instant)>,
+    },
+}
+
+/// Mostly what a well-behaved client would do next in `phase`, sometimes anything at all (a
+/// sequence of uniformly random steps would hardly ever get past its first login).
+fn next_step(rng: &mut crate::crash_trials::Rng, phase: Phase) -> Step {
+    let roll = rng.below(100);
+    match phase {
+        Phase::Fresh | Phase::Handshaken("SCRAM-SHA-256") if roll < 80 => Step::Handshake("PLAIN"),
+        Phase::Handshaken(_)
+        | Phase::Session {
+            reauthenticating: true,
+            ..
+        } if roll < 80 => Step::Authenticate("alice", true),
+        Phase::Session {
+            reauthenticating: false,
+            ..
+        } if roll < 85 => match roll {
+            0..=34 => Step::Metadata,
+            35..=44 => Step::ApiVersions,
+            45..=64 => Step::Handshake("PLAIN"),
+            _ => Step::Sleep([200, 700, 1_300][rng.below(3) as usize]),
+        },
+        _ => random_step(rng),
+    }
+}
+
+/// Any step.
+fn random_step(rng: &mut crate::crash_trials::Rng) -> Step {
+    match rng.below(100) {
+        0..=9 => Step::ApiVersions,
+        10..=29 => Step::Metadata,
+        30..=59 => Step::Handshake(match rng.below(10) {
+            0..=6 => "PLAIN",
+            7..=8 => "SCRAM-SHA-256",
+            _ => "BOGUS",
+        }),
+        60..=84 => match rng.below(20) {
+            0..=13 => Step::Authenticate("alice", true),
+            14..=16 => Step::Authenticate("alice", false),
+            _ => Step::Authenticate("bob", true),
+        },
+        _ => Step::Sleep([200, 700, 1_300][rng.below(3) as usize]),
+    }
+}
+
+/// Waits until `now` is clear of `window` (with a margin either side), so that which side of
+/// it a request lands on is certain.
+fn clear_of(window: (Instant, Instant)) {
+    let margin = Duration::from_millis(100);
+    let now = Instant::now();
+    if now + margin > window.0 && now < window.1 + margin {
+        sleep(window.1 + margin - now);
+    }
+}
+
+/// Runs `step` on `client` and checks the broker's answer against `phase`; the next phase, or
+/// `None` once the connection is (rightly) closed.
+fn run_step(client: &mut Client, phase: Phase, step: Step, lifetime: Duration) -> Option<Phase> {
+    use Phase::*;
+    // The session's end and the one-a-second rule are judged clear of their boundaries.
+    if let Session {
+        expires,
+        next_reauthentication,
+        ..
+    } = phase
+    {
+        clear_of(expires);
+        if let Some(next) = next_reauthentication {
+            clear_of(next);
+        }
+    }
+    let now = Instant::now();
+    let expired = matches!(phase, Session { expires, .. } if now > expires.1);
+    let closed = |client: &mut Client, what: &str| {
+        assert!(client.is_closed(), "{what}: the connection stayed open");
+        None
+    };
+    match step {
+        Step::Sleep(ms) => {
+            sleep(Duration::from_millis(ms));
+            Some(phase)
+        }
+        Step::ApiVersions => {
+            client.send(
+                ApiKey::ApiVersions,
+                3,
+                &kafka_protocol::messages::ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("random"))
+                    .with_client_software_version(StrBytes::from_static_str("1")),
+            );
+            let answered = client.read_frame().is_some();
+            assert_eq!(answered, !expired, "ApiVersions in {phase:?}");
+            answered.then_some(phase)
+        }
+        Step::Metadata => {
+            let open = matches!(
+                phase,
+                Session {
+                    reauthenticating: false,
+                    ..
+                }
+            ) && !expired;
+            assert_eq!(served(client), open, "Metadata in {phase:?}");
+            open.then_some(phase)
+        }
+        Step::Handshake(mechanism) => {
+            let sent = Instant::now();
+            let code = handshake(client, mechanism);
+            let received = Instant::now();
+            let accepted = match phase {
+                Fresh => mechanism != "BOGUS",
+                Handshaken(_) => false,
+                Session {
+                    reauthenticating,
+                    next_reauthentication,
+                    ..
+                } => {
+                    mechanism == "PLAIN"
+                        && !reauthenticating
+                        && next_reauthentication.is_none_or(|next| now > next.1)
+                }
+            };
+            assert_eq!(
+                code == 0,
+                accepted,
+                "{mechanism} handshake in {phase:?}: {code}"
+            );
+            if !accepted {
+                return closed(client, "a refused handshake");
+            }
+            Some(match phase {
+                Session { expires, .. } => Session {
+                    expires,
+                    reauthenticating: true,
+                    next_reauthentication: Some((
+                        sent + Duration::from_secs(1),
+                        received + Duration::from_secs(1),
+                    )),
+                },
+                _ => Handshaken(mechanism),
+            })
+        }
+        Step::Authenticate(user, right) => {
+            let sent = Instant::now();
+            let token = if right {
+                format!("\0{user}\0{user}-pa55")
+            } else {
+                format!("\0{user}\0guess")
+            };
+            let answer: SaslAuthenticateResponse = client.call(
+                ApiKey::SaslAuthenticate,
+                2,
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+            );
+            let received = Instant::now();
+            let accepted = right
+                && match phase {
+                    Fresh => false,
+                    Handshaken(mechanism) => mechanism == "PLAIN",
+                    Session {
+                        reauthenticating, ..
+                    } => reauthenticating && user == "alice",
+                };
+            assert_eq!(
+                answer.error_code == 0,
+                accepted,
+                "{user} ({right}) in {phase:?}: {answer:?}"
+            );
+            if !accepted {
+                return closed(client, "a refused SaslAuthenticate");
+            }
+            assert_eq!(answer.session_lifetime_ms, lifetime.as_millis() as i64);
+            if matches!(phase, Handshaken(_)) && user != "alice" {
+                // Sessions of this test are alice's; bob's first login ends the connection here.
+                return None;
+            }
+            let next_reauthentication = match phase {
+                Session {
+                    next_reauthentication,
+                    ..
+                } => next_reauthentication,
+                _ => None,
+            };
+            Some(Session {
+                expires: (sent + lifetime, received + lifetime),
+                reauthenticating: false,
+                next_reauthentication,
+            })
+        }
+    }
+}
+
+/// Random sequences of SASL handshakes, logins, re-authentications, other requests and pauses
+/// against a model of KIP-368's rules; every answer, and every close, must be the model's.
+/// `HOTWIRE_SASL_SEQUENCES` (default 30) and `HOTWIRE_CRASH_SEED` choose how many and which.
+#[test]
+fn random_sasl_sequences_follow_the_session_rules() {
+    let lifetime = Duration::from_millis(1_500);
+    let sequences: usize = crate::crash_trials::env_or("HOTWIRE_SASL_SEQUENCES", 30);
+    let default_seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let seed: u64 = crate::crash_trials::env_or("HOTWIRE_CRASH_SEED", default_seed);
+    eprintln!("SASL sequences: {sequences}, HOTWIRE_CRASH_SEED={seed}");
+    let mut rng = crate::crash_trials::Rng(seed);
+    let (mut broker, _) = start(lifetime.as_millis() as u64);
+    let mut covered = [0usize; 3];
+    for sequence in 0..sequences {
+        let mut client = Client::connect(broker.addr);
+        let mut phase = Some(Phase::Fresh);
+        let mut steps = Vec::new();
+        while let Some(now) = phase {
+            if steps.len() == 20 {
+                break;
+            }
+            let step = next_step(&mut rng, now);
+            steps.push(step);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_step(&mut client, now, step, lifetime)
+            }));
+            phase = outcome.unwrap_or_else(|_| {
+                panic!("sequence {sequence} (HOTWIRE_CRASH_SEED={seed}): steps {steps:?}")
+            });
+            // What the sequences covered, so that a run that never got far is visible.
+            match (now, phase) {
+                (
+                    Phase::Session {
+                        reauthenticating: true,
+                        ..
+                    },
+                    Some(Phase::Session {
+                        reauthenticating: false,
+                        ..
+                    }),
+                ) => covered[0] += 1,
+                (Phase::Session { expires, .. }, None) if Instant::now() > expires.1 => {
+                    covered[1] += 1
+                }
+                (_, None) => covered[2] += 1,
+                _ => {}
+            }
+        }
+    }
+    eprintln!(
+        "SASL sequences: {} re-authentications, {} closes after expiry, {} other closes",
+        covered[0], covered[1], covered[2]
+    );
+    assert!(
+        covered.iter().all(|&c| c > 0),
+        "a kind of step never happened: {covered:?}"
+    );
+    assert!(broker.is_running());
+}
