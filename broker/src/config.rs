@@ -957,17 +957,6 @@ impl Config {
                 "rdma interval and ring size must be at least 1".into(),
             );
         }
-        if self.acl_authorizer
-            && (self.rdma_shm_socket.is_some() || self.rdma_verbs_listen.is_some())
-        {
-            return invalid(
-                "acl_authorizer",
-                "one-sided (RDMA) sessions carry no principal yet and their READ grant covers \
-                 the whole HotCache arena, so ACLs could not be enforced on them: run the \
-                 authorizer without rdma_shm_socket and rdma_verbs_listen"
-                    .into(),
-            );
-        }
         if self.rdma_verbs_listen.is_some() && !cfg!(feature = "verbs") {
             return invalid(
                 "rdma_verbs_listen",
@@ -1324,32 +1313,6 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn the_authorizer_refuses_one_sided_listeners_it_could_not_enforce() {
-        let authorizer = ["--acl-authorizer", "true"];
-        assert!(Config::load(args(&authorizer)).is_ok());
-        assert!(Config::load(args(&["--rdma-shm-socket", "/tmp/s"])).is_ok());
-        let err = Config::load(args(
-            &[&authorizer[..], &["--rdma-shm-socket", "/tmp/s"]].concat(),
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("acl_authorizer") && err.contains("no principal"),
-            "{err}"
-        );
-        let verbs = [
-            "--rdma-verbs-listen",
-            "127.0.0.1:19093",
-            "--rdma-token",
-            "t",
-        ];
-        let err = Config::load(args(&[&authorizer[..], &verbs[..]].concat()))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("acl_authorizer"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::handlers::{fetch, produce};
 use crate::internal::CommittedOffset;
 use crate::offsets::SlotKey;
+use crate::security::acl::{Access as AclAccess, Operation, ResourceType};
 
 /// Fetch and Produce versions used internally (name-addressed, current record format).
 const FETCH_VERSION: i16 = 12;
@@ -28,11 +29,16 @@ const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// The response (and binary part) to `request`.
 pub async fn handle(
     broker: &Broker,
+    access: &AclAccess,
+    reads_cache: bool,
     joined: &JoinedSlots,
     holds: &SlotHolds<'_>,
     ring: &SharedRing,
     request: Request,
 ) -> (Response, Vec<u8>) {
+    if let Err(message) = authorize(access, reads_cache, &request) {
+        return (Response::Error { message }, Vec::new());
+    }
     let outcome = match request {
         Request::Hello { .. } => Err("the session is already open".to_string()),
         Request::Locate {
@@ -71,6 +77,50 @@ pub async fn handle(
     match outcome {
         Ok(response) => (response, Vec::new()),
         Err(message) => (Response::Error { message }, Vec::new()),
+    }
+}
+
+/// Whether the session's principal may make `request`, as Kafka judges the TCP request that
+/// does the same: READ on the topic to locate or fetch it (and READ of the whole arena, see
+/// [`super::session::Admitted::reads_cache`], to locate), READ on the group and the topic to
+/// join a group's offset slots (as OffsetCommit), WRITE on the topic to produce. The refusal
+/// names Kafka's error.
+fn authorize(access: &AclAccess, reads_cache: bool, request: &Request) -> Result<(), String> {
+    let topic_denied = |operation: &str, topic: &str| {
+        Err(format!(
+            "TOPIC_AUTHORIZATION_FAILED: {} may not {operation} topic {topic}",
+            access.principal()
+        ))
+    };
+    match request {
+        Request::Locate { .. } if !reads_cache => Err(format!(
+            "TOPIC_AUTHORIZATION_FAILED: {} may not read every topic, so it may not read the              cache region directly; Fetch copies what it may read",
+            access.principal()
+        )),
+        Request::Locate { topic, .. } | Request::Fetch { topic, .. }
+            if !access.allows(Operation::Read, ResourceType::Topic, topic) =>
+        {
+            topic_denied("read", topic)
+        }
+        Request::Join { group, .. }
+            if !access.allows(Operation::Read, ResourceType::Group, group) =>
+        {
+            Err(format!(
+                "GROUP_AUTHORIZATION_FAILED: {} may not read group {group}",
+                access.principal()
+            ))
+        }
+        Request::Join { topic, .. }
+            if !access.allows(Operation::Read, ResourceType::Topic, topic) =>
+        {
+            topic_denied("read", topic)
+        }
+        Request::Produce { topic, .. }
+            if !access.allows(Operation::Write, ResourceType::Topic, topic) =>
+        {
+            topic_denied("write", topic)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -49,19 +49,25 @@ async fn session(
     broker: &Broker,
     joined: &JoinedSlots,
 ) -> Result<(), RdmaError> {
-    let (client, _) = hello(&mut stream, broker).await?;
+    let admitted = hello(&mut stream, broker, "127.0.0.1".to_string()).await?;
     let ring = SharedRing::new((broker.config.rdma_ring_kib as u64) << 10)?;
     // Only sealed memory files leave the process (see `rdma::shm::export`): a refusal is told
-    // to the client rather than a bare hang-up.
+    // to the client rather than a bare hang-up. The arena and its generations only to a
+    // session that may read every topic.
     let exported = (|| {
-        Ok::<_, RdmaError>((
-            export(broker.cache.memfd(), Access::READ)?,
-            export(broker.cache.generations_memfd(), Access::READ)?,
-            export(broker.offsets.table().words().memfd(), Access::ATOMIC)?,
-            export(ring.fd(), Access::WRITE | Access::ATOMIC)?,
-        ))
+        let mut fds = Vec::new();
+        if admitted.reads_cache {
+            fds.push(export(broker.cache.memfd(), Access::READ)?);
+            fds.push(export(broker.cache.generations_memfd(), Access::READ)?);
+        }
+        fds.push(export(
+            broker.offsets.table().words().memfd(),
+            Access::ATOMIC,
+        )?);
+        fds.push(export(ring.fd(), Access::WRITE | Access::ATOMIC)?);
+        Ok::<_, RdmaError>(fds)
     })();
-    let (cache_fd, generations_fd, offsets_fd, ring_fd) = match exported {
+    let exported = match exported {
         Ok(fds) => fds,
         Err(error) => {
             let refusal = Response::Error {
@@ -73,27 +79,38 @@ async fn session(
     };
     let welcome = Response::Welcome {
         session: id,
-        regions: regions(broker, &ring),
+        regions: regions(broker, &ring, admitted.reads_cache),
         ring_capacity: ring.capacity(),
         qp: None,
     };
-    let fds = [
-        cache_fd.as_fd(),
-        generations_fd.as_fd(),
-        offsets_fd.as_fd(),
-        ring_fd.as_fd(),
-    ];
+    let fds: Vec<_> = exported.iter().map(|fd| fd.as_fd()).collect();
     control::write_frame_async(&mut stream, &welcome, &[], &fds).await?;
-    drop((cache_fd, generations_fd, offsets_fd, ring_fd));
-    tracing::info!(session = id, client = %client, "rdma session opened");
+    drop(exported);
+    tracing::info!(
+        session = id,
+        client = %admitted.client_id,
+        principal = admitted.principal.as_deref().unwrap_or("User:ANONYMOUS"),
+        reads_cache = admitted.reads_cache,
+        "rdma session opened"
+    );
 
     let holds = SlotHolds::new(broker.offsets.table());
-    answer_requests(&mut stream, broker, joined, &holds, &ring, |_| Ok(())).await
+    answer_requests(
+        &mut stream,
+        broker,
+        &admitted,
+        joined,
+        &holds,
+        &ring,
+        |_| Ok(()),
+    )
+    .await
 }
 
-/// The four regions of a session, in the order of their descriptors (shm) or keys (verbs).
-pub(super) fn regions(broker: &Broker, ring: &SharedRing) -> Vec<NamedRegion> {
-    vec![
+/// The regions of a session, in the order of their descriptors (shm) or keys (verbs): the
+/// arena and its generations only with `reads_cache`, then the offset table and the ring.
+pub(super) fn regions(broker: &Broker, ring: &SharedRing, reads_cache: bool) -> Vec<NamedRegion> {
+    let all = vec![
         named(
             RegionRole::Cache,
             CACHE_REGION,
@@ -119,7 +136,10 @@ pub(super) fn regions(broker: &Broker, ring: &SharedRing) -> Vec<NamedRegion> {
             ring.region_len(),
             Access::WRITE | Access::ATOMIC,
         ),
-    ]
+    ];
+    all.into_iter()
+        .filter(|r| reads_cache || !matches!(r.role, RegionRole::Cache | RegionRole::Generations))
+        .collect()
 }
 
 fn named(role: RegionRole, id: rdma::RegionId, len: u64, access: Access) -> NamedRegion {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdma::control::{self, QpAddress, Request, Response, PROTOCOL_VERSION};
+use rdma::control::{self, Login, QpAddress, Request, Response, PROTOCOL_VERSION};
 use rdma::shm::SharedRing;
 use rdma::RdmaError;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,6 +17,9 @@ use super::handlers;
 use super::persist::JoinedSlots;
 use super::slot_holds::SlotHolds;
 use crate::broker::Broker;
+use crate::security::acl::{Access, Operation, ResourceType};
+use crate::security::sasl::{Authenticator, Step};
+use crate::server::Service;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -69,12 +72,42 @@ pub(super) async fn accept_sessions<S, A, F>(
     }
 }
 
-/// Reads the client's `Hello` and admits it (or answers the refusal and fails): its id, and
-/// its queue pair's address if it brought one (verbs).
+/// Who a session is, once admitted.
+pub(super) struct Admitted {
+    /// The client's id (logged).
+    pub client_id: String,
+    /// Its queue pair's address, if it brought one (verbs).
+    #[cfg_attr(not(feature = "verbs"), allow(dead_code))]
+    pub qp: Option<QpAddress>,
+    /// `User:<name>` when it logged in; `None`: `User:ANONYMOUS`, as on a plaintext listener.
+    pub principal: Option<Arc<str>>,
+    /// The address ACLs are matched against: the peer's IP (verbs), 127.0.0.1 (shm: the same
+    /// host).
+    pub host: String,
+    /// Whether the session may READ the HotCache arena itself: it holds every topic's hot
+    /// batches and one-sided READs cannot be told apart by topic, so only a principal that may
+    /// read every topic gets it (everyone without the authorizer). Judged at admission: the
+    /// grant cannot be taken back from a mapped region, so a later ACL change reaches it when
+    /// the session ends.
+    pub reads_cache: bool,
+}
+
+impl Admitted {
+    /// What the session may do under the ACLs in force now.
+    pub fn access(&self, broker: &Broker) -> Access {
+        broker
+            .acls
+            .access_of(self.principal.clone(), || self.host.clone())
+    }
+}
+
+/// Reads the client's `Hello` and admits it (or answers the refusal and fails). `host` is the
+/// client's address for the ACLs.
 pub(super) async fn hello(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
-) -> Result<(String, Option<QpAddress>), RdmaError> {
+    host: String,
+) -> Result<Admitted, RdmaError> {
     // An unadmitted connection gets as long as a half-sent Kafka request, no longer.
     let stall = stall_limit(broker);
     let frame = tokio::time::timeout(stall, control::read_frame_async::<Request>(stream))
@@ -84,6 +117,7 @@ pub(super) async fn hello(
         version,
         client_id,
         token,
+        login,
         qp,
     } = frame.message
     else {
@@ -91,14 +125,61 @@ pub(super) async fn hello(
             "the first request must be Hello".into(),
         ));
     };
-    if let Err(reason) = admit(broker, version, token.as_deref()) {
-        let refusal = Response::Error {
-            message: reason.clone(),
-        };
-        control::write_frame_async_plain(stream, &refusal, &[]).await?;
-        return Err(RdmaError::Refused(reason));
+    let admitted = match admit(broker, version, token.as_deref()) {
+        Ok(()) => log_in(broker, login).await,
+        Err(reason) => Err(reason),
+    };
+    match admitted {
+        Ok(principal) => {
+            let mut admitted = Admitted {
+                client_id,
+                qp,
+                principal,
+                host,
+                reads_cache: false,
+            };
+            admitted.reads_cache = admitted
+                .access(broker)
+                .allows_every(Operation::Read, ResourceType::Topic);
+            Ok(admitted)
+        }
+        Err(reason) => {
+            let refusal = Response::Error {
+                message: reason.clone(),
+            };
+            control::write_frame_async_plain(stream, &refusal, &[]).await?;
+            Err(RdmaError::Refused(reason))
+        }
     }
-    Ok((client_id, qp))
+}
+
+/// Checks a login as a SASL PLAIN login over TCP is checked (same credential store, same
+/// counters, same delay before a refusal): the principal, or why not.
+async fn log_in(broker: &Broker, login: Option<Login>) -> Result<Option<Arc<str>>, String> {
+    let Some(login) = login else {
+        return Ok(None);
+    };
+    // PLAIN whatever the SASL listeners offer: only the password check is shared.
+    let mut authenticator =
+        Authenticator::new(broker.credentials(), Arc::from(["PLAIN".to_string()]));
+    let _ = authenticator.handshake("PLAIN");
+    let token = format!("\0{}\0{}", login.user, login.password);
+    match authenticator.authenticate(token.as_bytes()).await {
+        Step::Authenticated(principal, _) => {
+            broker.events.sasl_authentications.inc();
+            tracing::debug!(%principal, "one-sided session logged in");
+            Ok(Some(principal.into()))
+        }
+        Step::Continue(_) | Step::Failed(_) => {
+            broker.events.sasl_authentication_failures.inc();
+            tracing::info!("one-sided session login failed");
+            tokio::time::sleep(Duration::from_millis(
+                broker.config.sasl_failed_authentication_delay_ms,
+            ))
+            .await;
+            Err("authentication failed: wrong user name or password".into())
+        }
+    }
 }
 
 /// How long the rest of a started frame may take (`request_read_timeout_ms`, as on TCP).
@@ -133,6 +214,7 @@ fn token_matches(expected: &str, given: &str) -> bool {
 pub(super) async fn answer_requests(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
+    admitted: &Admitted,
     joined: &JoinedSlots,
     holds: &SlotHolds<'_>,
     ring: &SharedRing,
@@ -150,8 +232,17 @@ pub(super) async fn answer_requests(
             }
             Err(error) => return Err(error),
         };
-        let (mut response, binary) =
-            handlers::handle(broker, joined, holds, ring, frame.message).await;
+        let access = admitted.access(broker);
+        let (mut response, binary) = handlers::handle(
+            broker,
+            &access,
+            admitted.reads_cache,
+            joined,
+            holds,
+            ring,
+            frame.message,
+        )
+        .await;
         let fatal = on_response(&mut response).err();
         if let Some(error) = &fatal {
             response = Response::Error {

@@ -120,8 +120,12 @@ async fn session(
     joined: &JoinedSlots,
 ) -> Result<(), RdmaError> {
     let _ = stream.set_nodelay(true);
-    let (client, remote) = hello(&mut stream, broker).await?;
-    let Some(remote) = remote else {
+    let host = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let admitted = hello(&mut stream, broker, host).await?;
+    let Some(remote) = admitted.qp else {
         let message = "a verbs session needs the client's queue pair in Hello".to_string();
         let refusal = Response::Error {
             message: message.clone(),
@@ -138,7 +142,9 @@ async fn session(
     )?;
     let mut qp = server.device.queue_pair()?;
     qp.connect(&remote)?;
-    let mut named = regions(broker, &ring);
+    // Without `reads_cache` the arena's keys are not sent (see docs/rdma.md on what that does
+    // and does not stop on verbs).
+    let mut named = regions(broker, &ring, admitted.reads_cache);
     for entry in &mut named {
         entry.key = match entry.role {
             RegionRole::Cache => Some(server.cache.key()),
@@ -155,34 +161,48 @@ async fn session(
         qp: Some(qp.address()),
     };
     control::write_frame_async_plain(&mut stream, &welcome, &[]).await?;
-    tracing::info!(session = id, client = %client, "rdma verbs session opened");
+    tracing::info!(
+        session = id,
+        client = %admitted.client_id,
+        principal = admitted.principal.as_deref().unwrap_or("User:ANONYMOUS"),
+        reads_cache = admitted.reads_cache,
+        "rdma verbs session opened"
+    );
 
     // Released after the windows below are revoked (dropped in reverse order).
     let holds = SlotHolds::new(broker.offsets.table());
     // Dropped (revoked) when the session ends, before its queue pair; one per joined slot.
     let mut windows: HashMap<u64, MemoryWindow> = HashMap::new();
-    answer_requests(&mut stream, broker, joined, &holds, &ring, |response| {
-        let Response::Joined { slots } = response else {
-            return Ok(());
-        };
-        for slot in slots.iter_mut() {
-            let start = slot.grant.start;
-            if !windows.contains_key(&start) {
-                if windows.len() >= MAX_WINDOWS {
-                    return Err(RdmaError::Refused(format!(
-                        "a session may join at most {MAX_WINDOWS} offset slots"
-                    )));
+    answer_requests(
+        &mut stream,
+        broker,
+        &admitted,
+        joined,
+        &holds,
+        &ring,
+        |response| {
+            let Response::Joined { slots } = response else {
+                return Ok(());
+            };
+            for slot in slots.iter_mut() {
+                let start = slot.grant.start;
+                if !windows.contains_key(&start) {
+                    if windows.len() >= MAX_WINDOWS {
+                        return Err(RdmaError::Refused(format!(
+                            "a session may join at most {MAX_WINDOWS} offset slots"
+                        )));
+                    }
+                    // Posting and polling the bind takes microseconds on a NIC, but may wait up to
+                    // the completion timeout: off the async workers.
+                    let window = tokio::task::block_in_place(|| {
+                        qp.bind_window(&server.offsets, start, slot.grant.len, Access::ATOMIC)
+                    })?;
+                    windows.insert(start, window);
                 }
-                // Posting and polling the bind takes microseconds on a NIC, but may wait up to
-                // the completion timeout: off the async workers.
-                let window = tokio::task::block_in_place(|| {
-                    qp.bind_window(&server.offsets, start, slot.grant.len, Access::ATOMIC)
-                })?;
-                windows.insert(start, window);
+                slot.key = windows.get(&start).map(MemoryWindow::key);
             }
-            slot.key = windows.get(&start).map(MemoryWindow::key);
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .await
 }

@@ -21,6 +21,7 @@ mod exclusive_root;
 mod groups;
 mod one_sided;
 mod one_sided_hostile;
+mod one_sided_principals;
 mod resource_limits;
 mod sasl_reauthentication;
 mod storage_faults;

@@ -77,6 +77,7 @@ fn raw_session(socket: &Path) -> (UnixStream, Vec<(RegionRole, OwnedFd)>) {
         version: PROTOCOL_VERSION,
         client_id: "hostile".into(),
         token: None,
+        login: None,
         qp: None,
     };
     control::write_frame(&mut stream, &hello, &[], &[]).unwrap();
@@ -397,6 +398,7 @@ fn one_sided_sessions_are_limited_and_a_closed_one_gives_its_room_back() {
             version: PROTOCOL_VERSION,
             client_id: "again".into(),
             token: None,
+            login: None,
             qp: None,
         };
         if control::write_frame(&mut stream, &hello, &[], &[]).is_ok() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::control::{self, NamedRegion, RegionRole, Request, Response, SlotGrant};
-use crate::control::{QpAddress, PROTOCOL_VERSION};
+use crate::control::{Login, QpAddress, PROTOCOL_VERSION};
 use crate::shm::ShmEndpoint;
 use crate::{OneSided, RdmaError, RemoteRegion};
 
@@ -75,12 +75,14 @@ pub(crate) fn hello(
 pub(crate) fn hello_request(
     client_id: &str,
     token: Option<String>,
+    login: Option<Login>,
     qp: Option<QpAddress>,
 ) -> Request {
     Request::Hello {
         version: PROTOCOL_VERSION,
         client_id: client_id.to_string(),
         token,
+        login,
         qp,
     }
 }
@@ -97,10 +99,21 @@ impl Session {
         client_id: &str,
         token: Option<String>,
     ) -> Result<Session, RdmaError> {
+        Self::connect_as(path, client_id, token, None)
+    }
+
+    /// As [`Session::connect_with_token`], logged in as a user of the broker's credential store
+    /// (`login`): the session then acts as that principal, as far as the broker's ACLs allow.
+    pub fn connect_as(
+        path: impl AsRef<Path>,
+        client_id: &str,
+        token: Option<String>,
+        login: Option<Login>,
+    ) -> Result<Session, RdmaError> {
         let path = path.as_ref();
         let mut stream = UnixStream::connect(path)
             .map_err(RdmaError::io(format!("connect to {}", path.display())))?;
-        let (welcome, fds) = hello(&hello_request(client_id, token, None), |request| {
+        let (welcome, fds) = hello(&hello_request(client_id, token, login, None), |request| {
             control::write_frame(&mut stream, request, &[], &[])?;
             control::read_frame::<Response>(&mut stream)
         })?;
@@ -208,13 +221,25 @@ mod verbs_session {
             token: Option<String>,
             config: &VerbsConfig,
         ) -> Result<Session, RdmaError> {
+            Self::connect_verbs_as(addr, client_id, token, None, config)
+        }
+
+        /// As [`Session::connect_verbs`], logged in as a user of the broker's credential
+        /// store (see [`Session::connect_as`]).
+        pub fn connect_verbs_as(
+            addr: impl ToSocketAddrs,
+            client_id: &str,
+            token: Option<String>,
+            login: Option<Login>,
+            config: &VerbsConfig,
+        ) -> Result<Session, RdmaError> {
             let device = Device::open(config)?;
             let qp = device.queue_pair()?;
             let mut stream = TcpStream::connect(addr).map_err(RdmaError::io("connect"))?;
             stream
                 .set_nodelay(true)
                 .map_err(RdmaError::io("set TCP_NODELAY"))?;
-            let request = hello_request(client_id, token, Some(qp.address()));
+            let request = hello_request(client_id, token, login, Some(qp.address()));
             let (welcome, _) = hello(&request, |request| {
                 control::write_frame_plain(&mut stream, request, &[])?;
                 control::read_frame_plain::<Response>(&mut stream)

@@ -78,6 +78,25 @@ pub struct QpAddress {
     pub mtu: u32,
 }
 
+/// A user name and its password (checked against the broker's SCRAM credentials, as a SASL
+/// PLAIN login is). The password never appears in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    /// The user's name.
+    pub user: String,
+    /// The user's password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// A consumer-group member, as JoinGroup answered it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMember {
@@ -102,6 +121,10 @@ pub enum Request {
         client_id: String,
         /// Credential for the broker's authentication hook, if it has one.
         token: Option<String>,
+        /// A user of the broker's credential store: the session acts as `User:<name>` (as a
+        /// SASL login on TCP would), and the broker's authorizer judges what it may do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login: Option<Login>,
         /// Verbs sessions: the client's queue pair (absent for shm).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         qp: Option<QpAddress>,

@@ -324,7 +324,7 @@ pub fn authorize<'a>(
 }
 
 /// Whether an ALLOW of `granted` allows `wanted`.
-fn implies(granted: Operation, wanted: Operation) -> bool {
+pub(super) fn implies(granted: Operation, wanted: Operation) -> bool {
     use Operation::*;
     granted == wanted
         || granted == All

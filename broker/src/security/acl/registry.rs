@@ -227,4 +227,34 @@ impl Access {
                 .any(|b| b.permission == Permission::Allow)
                 || (none_of_type && self.settings.allow_everyone_if_no_acl_found))
     }
+
+    /// Whether the client may do `operation` on every resource of `resource_type`, those that
+    /// do not exist yet included: a super user, or an ALLOW of every name (literal `*`) that
+    /// implies `operation`, with no DENY of it for the client on any name. What cannot be
+    /// granted resource by resource (one-sided READ of the whole HotCache arena) is granted
+    /// only on this; it errs towards refusing (a DENY of one topic refuses the whole).
+    pub fn allows_every(&self, operation: Operation, resource_type: ResourceType) -> bool {
+        let Some(bindings) = &self.bindings else {
+            return true;
+        };
+        if self.is_super_user() {
+            return true;
+        }
+        let mine = |b: &&AclBinding| {
+            b.resource_type == resource_type
+                && (b.principal == self.principal() || b.principal == ANY_USER)
+                && (b.host == self.host || b.host == WILDCARD)
+        };
+        let denied_somewhere = bindings.iter().filter(mine).any(|b| {
+            b.permission == Permission::Deny
+                && (b.operation == operation || b.operation == Operation::All)
+        });
+        let allowed_everywhere = bindings.iter().filter(mine).any(|b| {
+            b.permission == Permission::Allow
+                && b.name == WILDCARD
+                && b.pattern == super::PatternType::Literal
+                && super::implies(b.operation, operation)
+        });
+        allowed_everywhere && !denied_somewhere
+    }
 }

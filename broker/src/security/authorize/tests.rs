@@ -477,3 +477,58 @@ async fn topic_changes_need_alter_configs_or_alter_on_the_topic_and_the_cluster(
         ResponseError::TopicAuthorizationFailed.code()
     );
 }
+
+/// Reading every topic (what a one-sided session's READ of the whole arena amounts to) needs a
+/// READ (or ALL) of literal `*` and no DENY of READ on any topic; DESCRIBE of `*` is not READ.
+#[tokio::test]
+async fn reading_every_topic_needs_a_wildcard_allow_and_no_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let acls = acls(&dir, true).await;
+    let every = |acls: &Acls, who: &str| {
+        acls.access(who, "127.0.0.1")
+            .allows_every(Operation::Read, ResourceType::Topic)
+    };
+    // alice may describe `*` and write `a`: not read everything.
+    assert!(!every(&acls, "User:alice"));
+    let read_all = alice(
+        Operation::Read,
+        ResourceType::Topic,
+        "*",
+        PatternType::Literal,
+    );
+    acls.create(std::slice::from_ref(&read_all)).await.unwrap();
+    assert!(every(&acls, "User:alice"));
+    assert!(!every(&acls, "User:bob"));
+    // A prefixed ALLOW is not every topic.
+    let prefixed = AclBinding {
+        principal: "User:bob".into(),
+        ..alice(
+            Operation::All,
+            ResourceType::Topic,
+            "b",
+            PatternType::Prefixed,
+        )
+    };
+    acls.create(&[prefixed]).await.unwrap();
+    assert!(!every(&acls, "User:bob"));
+    // One DENY of READ anywhere, even of one topic, refuses the whole.
+    let deny = AclBinding {
+        permission: Permission::Deny,
+        ..alice(
+            Operation::Read,
+            ResourceType::Topic,
+            "secret",
+            PatternType::Literal,
+        )
+    };
+    acls.create(std::slice::from_ref(&deny)).await.unwrap();
+    assert!(!every(&acls, "User:alice"));
+    // Without the authorizer everything is readable.
+    let open = acls_off().await;
+    assert!(every(&open, "User:anyone"));
+}
+
+async fn acls_off() -> Acls {
+    let dir = tempfile::tempdir().unwrap();
+    acls(&dir, false).await
+}
