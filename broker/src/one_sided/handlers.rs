@@ -27,16 +27,24 @@ const ONE_SIDED_CLIENT: &str = "hotwire-one-sided";
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// The response (and binary part) to `request`.
+/// What a session may do: its principal's access under the ACLs in force, and whether it
+/// holds the cache region.
+pub struct Rights<'a> {
+    /// The principal's access now.
+    pub access: &'a AclAccess,
+    /// Whether the session may READ the arena (see `Admitted::reads_cache`).
+    pub reads_cache: bool,
+}
+
 pub async fn handle(
     broker: &Broker,
-    access: &AclAccess,
-    reads_cache: bool,
+    rights: Rights<'_>,
     joined: &JoinedSlots,
     holds: &SlotHolds<'_>,
     ring: &SharedRing,
     request: Request,
 ) -> (Response, Vec<u8>) {
-    if let Err(message) = authorize(access, reads_cache, &request) {
+    if let Err(message) = authorize(rights.access, rights.reads_cache, &request) {
         return (Response::Error { message }, Vec::new());
     }
     let outcome = match request {

@@ -49,7 +49,9 @@ async fn session(
     broker: &Broker,
     joined: &JoinedSlots,
 ) -> Result<(), RdmaError> {
-    let admitted = hello(&mut stream, broker, "127.0.0.1".to_string()).await?;
+    let mut admitted = hello(&mut stream, broker, "127.0.0.1".to_string()).await?;
+    // One mapping covers every slot here: only a session that may commit anywhere gets it.
+    admitted.joins_slots = admitted.commits_anywhere;
     let ring = SharedRing::new((broker.config.rdma_ring_kib as u64) << 10)?;
     // Only sealed memory files leave the process (see `rdma::shm::export`): a refusal is told
     // to the client rather than a bare hang-up. The arena and its generations only to a
@@ -60,10 +62,12 @@ async fn session(
             fds.push(export(broker.cache.memfd(), Access::READ)?);
             fds.push(export(broker.cache.generations_memfd(), Access::READ)?);
         }
-        fds.push(export(
-            broker.offsets.table().words().memfd(),
-            Access::ATOMIC,
-        )?);
+        if admitted.joins_slots {
+            fds.push(export(
+                broker.offsets.table().words().memfd(),
+                Access::ATOMIC,
+            )?);
+        }
         fds.push(export(ring.fd(), Access::WRITE | Access::ATOMIC)?);
         Ok::<_, RdmaError>(fds)
     })();
@@ -79,7 +83,7 @@ async fn session(
     };
     let welcome = Response::Welcome {
         session: id,
-        regions: regions(broker, &ring, admitted.reads_cache),
+        regions: regions(broker, &ring, admitted.reads_cache, admitted.joins_slots),
         ring_capacity: ring.capacity(),
         qp: None,
     };
@@ -108,8 +112,14 @@ async fn session(
 }
 
 /// The regions of a session, in the order of their descriptors (shm) or keys (verbs): the
-/// arena and its generations only with `reads_cache`, then the offset table and the ring.
-pub(super) fn regions(broker: &Broker, ring: &SharedRing, reads_cache: bool) -> Vec<NamedRegion> {
+/// arena and its generations only with `reads_cache`, the offset table only with `offsets`,
+/// then the ring.
+pub(super) fn regions(
+    broker: &Broker,
+    ring: &SharedRing,
+    reads_cache: bool,
+    offsets: bool,
+) -> Vec<NamedRegion> {
     let all = vec![
         named(
             RegionRole::Cache,
@@ -138,7 +148,11 @@ pub(super) fn regions(broker: &Broker, ring: &SharedRing, reads_cache: bool) -> 
         ),
     ];
     all.into_iter()
-        .filter(|r| reads_cache || !matches!(r.role, RegionRole::Cache | RegionRole::Generations))
+        .filter(|r| match r.role {
+            RegionRole::Cache | RegionRole::Generations => reads_cache,
+            RegionRole::Offsets => offsets,
+            RegionRole::Ring => true,
+        })
         .collect()
 }
 

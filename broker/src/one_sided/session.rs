@@ -90,6 +90,13 @@ pub(super) struct Admitted {
     /// grant cannot be taken back from a mapped region, so a later ACL change reaches it when
     /// the session ends.
     pub reads_cache: bool,
+    /// Whether the principal may commit for every group on every topic: on shm the offset
+    /// table is one mapping (per-slot grants are the client library's, not the kernel's), so
+    /// only such a session gets it there (everyone without the authorizer).
+    pub commits_anywhere: bool,
+    /// Whether this session may join offset slots (set by the provider: verbs grants each
+    /// slot as a NIC-enforced window, shm only with `commits_anywhere`).
+    pub joins_slots: bool,
 }
 
 impl Admitted {
@@ -112,7 +119,12 @@ pub(super) async fn hello(
     let stall = stall_limit(broker);
     let frame = tokio::time::timeout(stall, control::read_frame_async::<Request>(stream))
         .await
-        .map_err(|_| RdmaError::Protocol(format!("no Hello within {stall:?}")))??;
+        .map_err(|_| RdmaError::Protocol(format!("no Hello within {stall:?}")))?
+        // The decoder's message may quote the frame, and a Hello may carry a password.
+        .map_err(|error| match error {
+            RdmaError::Protocol(_) => RdmaError::Protocol("malformed Hello".into()),
+            other => other,
+        })?;
     let Request::Hello {
         version,
         client_id,
@@ -137,10 +149,13 @@ pub(super) async fn hello(
                 principal,
                 host,
                 reads_cache: false,
+                commits_anywhere: false,
+                joins_slots: false,
             };
-            admitted.reads_cache = admitted
-                .access(broker)
-                .allows_every(Operation::Read, ResourceType::Topic);
+            let access = admitted.access(broker);
+            admitted.reads_cache = access.allows_every(Operation::Read, ResourceType::Topic);
+            admitted.commits_anywhere =
+                admitted.reads_cache && access.allows_every(Operation::Read, ResourceType::Group);
             Ok(admitted)
         }
         Err(reason) => {
@@ -208,9 +223,15 @@ fn token_matches(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
+/// How often a session's grants are judged again against the ACLs in force.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// Answers requests until the client closes the connection. `on_response` may complete a
 /// response with what only the provider knows (the memory windows of `Joined` on verbs); an
-/// error it returns is answered as the request's failure and ends the session.
+/// error it returns is answered as the request's failure and ends the session. Every second,
+/// and before each request, what the session was granted (the arena, the offset table, its
+/// joined slots) is judged again: a session whose principal lost a right it holds a grant for
+/// is ended, which revokes its windows on verbs.
 pub(super) async fn answer_requests(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
@@ -221,8 +242,39 @@ pub(super) async fn answer_requests(
     mut on_response: impl FnMut(&mut Response) -> Result<(), RdmaError>,
 ) -> Result<(), RdmaError> {
     let stall = stall_limit(broker);
+    // (group, topic) of every Join answered: the slots this session holds grants on.
+    let mut joins: Vec<(String, String)> = Vec::new();
+    let mut recheck = tokio::time::interval(RECHECK);
     loop {
-        let frame = match control::read_frame_async_within::<Request>(stream, stall).await {
+        let frame = {
+            // One read across the rechecks: it is not cancel-safe, and is dropped only when
+            // the session ends.
+            let read = control::read_frame_async_within::<Request>(stream, stall);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    frame = &mut read => break Ok(frame),
+                    _ = recheck.tick() => {
+                        if let Some(reason) = revoked(broker, admitted, &joins) {
+                            break Err(reason);
+                        }
+                    }
+                }
+            }
+        };
+        let frame = match frame {
+            // Told to the client (as the answer to its next request), then closed.
+            Err(reason) => {
+                tracing::info!(client = %admitted.client_id, %reason, "rdma session revoked");
+                let refusal = Response::Error {
+                    message: reason.clone(),
+                };
+                control::write_frame_async_plain(stream, &refusal, &[]).await?;
+                return Err(RdmaError::Refused(reason));
+            }
+            Ok(frame) => frame,
+        };
+        let frame = match frame {
             Ok(frame) => frame,
             // The client went away.
             Err(RdmaError::Io { source, .. })
@@ -232,17 +284,51 @@ pub(super) async fn answer_requests(
             }
             Err(error) => return Err(error),
         };
+        if let Some(reason) = revoked(broker, admitted, &joins) {
+            let refusal = Response::Error {
+                message: reason.clone(),
+            };
+            control::write_frame_async_plain(stream, &refusal, &[]).await?;
+            return Err(RdmaError::Refused(reason));
+        }
+        let joining = match &frame.message {
+            Request::Join { group, topic, .. } => Some((group.clone(), topic.clone())),
+            _ => None,
+        };
         let access = admitted.access(broker);
-        let (mut response, binary) = handlers::handle(
-            broker,
-            &access,
-            admitted.reads_cache,
-            joined,
-            holds,
-            ring,
-            frame.message,
-        )
-        .await;
+        let (mut response, binary) = match &frame.message {
+            Request::Join { .. } if !admitted.joins_slots => (
+                Response::Error {
+                    message: format!(
+                        "GROUP_AUTHORIZATION_FAILED: {} may not commit for every group on \
+                         every topic, which the shared offset table of an shm session would \
+                         allow; commit over TCP",
+                        access.principal()
+                    ),
+                },
+                Vec::new(),
+            ),
+            // Persist makes every session's changed slots durable: only for a session that
+            // holds some.
+            Request::Persist if access.enforced() && joins.is_empty() => (
+                Response::Error {
+                    message: "Persist before any Join".into(),
+                },
+                Vec::new(),
+            ),
+            _ => {
+                let rights = handlers::Rights {
+                    access: &access,
+                    reads_cache: admitted.reads_cache,
+                };
+                handlers::handle(broker, rights, joined, holds, ring, frame.message).await
+            }
+        };
+        if let (Some(join), Response::Joined { .. }) = (joining, &response) {
+            if !joins.contains(&join) {
+                joins.push(join);
+            }
+        }
         let fatal = on_response(&mut response).err();
         if let Some(error) = &fatal {
             response = Response::Error {
@@ -254,6 +340,36 @@ pub(super) async fn answer_requests(
             return Err(error);
         }
     }
+}
+
+/// Why the session's grants no longer hold under the ACLs in force, if they do not.
+fn revoked(broker: &Broker, admitted: &Admitted, joins: &[(String, String)]) -> Option<String> {
+    let access = admitted.access(broker);
+    if !access.enforced() {
+        return None;
+    }
+    let principal = access.principal();
+    if admitted.reads_cache && !access.allows_every(Operation::Read, ResourceType::Topic) {
+        return Some(format!(
+            "ACLs changed: {principal} may no longer read every topic (the cache region)"
+        ));
+    }
+    if admitted.commits_anywhere && !access.allows_every(Operation::Read, ResourceType::Group) {
+        return Some(format!(
+            "ACLs changed: {principal} may no longer commit for every group (the offset table)"
+        ));
+    }
+    joins
+        .iter()
+        .find(|(group, topic)| {
+            !access.allows(Operation::Read, ResourceType::Group, group)
+                || !access.allows(Operation::Read, ResourceType::Topic, topic)
+        })
+        .map(|(group, topic)| {
+            format!(
+                "ACLs changed: {principal} may no longer commit for group {group} on topic {topic}"
+            )
+        })
 }
 
 #[cfg(test)]

@@ -120,11 +120,18 @@ async fn session(
     joined: &JoinedSlots,
 ) -> Result<(), RdmaError> {
     let _ = stream.set_nodelay(true);
+    // The peer's address is what host-specific ACLs match: without it, no session.
     let host = stream
         .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let admitted = hello(&mut stream, broker, host).await?;
+        .map_err(|source| RdmaError::Io {
+            context: "the verbs client's address".into(),
+            source,
+        })?
+        .ip()
+        .to_string();
+    let mut admitted = hello(&mut stream, broker, host).await?;
+    // Each joined slot is a window the NIC enforces for this queue pair alone.
+    admitted.joins_slots = true;
     let Some(remote) = admitted.qp else {
         let message = "a verbs session needs the client's queue pair in Hello".to_string();
         let refusal = Response::Error {
@@ -144,7 +151,7 @@ async fn session(
     qp.connect(&remote)?;
     // Without `reads_cache` the arena's keys are not sent (see docs/rdma.md on what that does
     // and does not stop on verbs).
-    let mut named = regions(broker, &ring, admitted.reads_cache);
+    let mut named = regions(broker, &ring, admitted.reads_cache, true);
     for entry in &mut named {
         entry.key = match entry.role {
             RegionRole::Cache => Some(server.cache.key()),

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use crate::common::{free_port, plain_login, produce_batch, BrokerProcess, Client};
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    TopicName,
+    DeleteAclsRequest, DeleteAclsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdma::client::Session;
@@ -172,6 +173,7 @@ fn one_sided_sessions_do_only_what_their_principal_may() {
         allow(GROUP, "alices", "User:alice", READ),
         allow(TOPIC, "open", "User:bob", WRITE),
         allow(TOPIC, "*", "User:carol", READ),
+        allow(GROUP, "*", "User:carol", READ),
     ]);
     let answer: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &acls);
     assert!(
@@ -186,28 +188,24 @@ fn one_sided_sessions_do_only_what_their_principal_may() {
         Ok(_) => panic!("a wrong password opened a session"),
     }
 
-    // alice reads `open` (copied over the channel) and commits in her group, nothing else;
-    // she may not read every topic, so the arena is not mapped for her.
+    // alice reads `open` (copied over the channel), nothing else. She may not read every
+    // topic, so the arena is not mapped for her; nor may she commit for every group, so the
+    // offset table (one mapping for every slot on shm) is not either: she commits over TCP.
     let alice = as_user(&socket, "alice");
     assert!(alice.region(RegionRole::Cache).is_err());
     assert!(alice.region(RegionRole::Generations).is_err());
-    assert!(alice.region(RegionRole::Offsets).is_ok());
+    assert!(alice.region(RegionRole::Offsets).is_err());
     refused_as(&alice, &locate("open"), "TOPIC_AUTHORIZATION_FAILED");
-    authorized(&alice, &fetch("open"));
     assert!(refusal(&alice, &fetch("open")).is_none());
     refused_as(&alice, &fetch("secret"), "TOPIC_AUTHORIZATION_FAILED");
-    authorized(&alice, &join("alices", "open"));
     refused_as(
         &alice,
-        &join("others", "open"),
+        &join("alices", "open"),
         "GROUP_AUTHORIZATION_FAILED",
     );
-    refused_as(
-        &alice,
-        &join("alices", "secret"),
-        "TOPIC_AUTHORIZATION_FAILED",
-    );
     refused_as(&alice, &produce("open"), "TOPIC_AUTHORIZATION_FAILED");
+    // Persist writes every session's slots: not for a session that holds none.
+    assert!(refusal(&alice, &Request::Persist).is_some());
 
     // bob writes `open` and reads nothing.
     let bob = as_user(&socket, "bob");
@@ -215,22 +213,58 @@ fn one_sided_sessions_do_only_what_their_principal_may() {
     refused_as(&bob, &produce("secret"), "TOPIC_AUTHORIZATION_FAILED");
     refused_as(&bob, &fetch("open"), "TOPIC_AUTHORIZATION_FAILED");
 
-    // carol may read every topic: the arena is hers to READ, and locating works.
+    // carol may read every topic and every group: the arena and the offset table are hers,
+    // and locating and joining work.
     let carol = as_user(&socket, "carol");
     let cache = carol.region(RegionRole::Cache).unwrap();
     let mut word = [0u8; 8];
     carol.endpoint().read(cache.id, 0, &mut word).unwrap();
     assert!(refusal(&carol, &locate("secret")).is_none());
+    assert!(refusal(&carol, &join("carols", "secret")).is_none());
+    assert!(refusal(&carol, &Request::Persist).is_none());
     refused_as(&carol, &produce("secret"), "TOPIC_AUTHORIZATION_FAILED");
 
     // Without a login: User:ANONYMOUS, whom no ACL names.
     let anonymous = connect(&socket, None).unwrap();
     assert!(anonymous.region(RegionRole::Cache).is_err());
+    assert!(anonymous.region(RegionRole::Offsets).is_err());
     refused_as(&anonymous, &fetch("open"), "TOPIC_AUTHORIZATION_FAILED");
 
     // The super user may do anything.
     let admin_session = as_user(&socket, "admin");
     assert!(admin_session.region(RegionRole::Cache).is_ok());
+    assert!(admin_session.region(RegionRole::Offsets).is_ok());
     assert!(refusal(&admin_session, &locate("secret")).is_none());
     authorized(&admin_session, &produce("secret"));
+
+    // Taking carol's group READ away ends her session within a second: the offset table she
+    // was granted at admission is no longer hers.
+    let delete = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+        .with_resource_type_filter(GROUP)
+        .with_resource_name_filter(Some(StrBytes::from_static_str("*")))
+        .with_pattern_type_filter(3)
+        .with_principal_filter(Some(StrBytes::from_static_str("User:carol")))
+        .with_host_filter(None)
+        .with_operation(READ)
+        .with_permission_type(3)]);
+    let deleted: DeleteAclsResponse = admin.call(ApiKey::DeleteAcls, 3, &delete);
+    assert_eq!(
+        deleted.filter_results[0].matching_acls.len(),
+        1,
+        "{deleted:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    // The broker told her why and closed the channel: her next request reads the reason, or
+    // finds the channel closed.
+    match carol.call(&fetch("open")) {
+        Err(RdmaError::Refused(reason)) => assert!(reason.contains("ACLs changed"), "{reason}"),
+        Err(RdmaError::Io { .. }) => {}
+        Ok(_) => panic!("carol's session outlived her ACL"),
+        Err(other) => panic!("{other}"),
+    }
+    // Her next session gets the arena but not the offset table; the super user's is untouched.
+    let carol = as_user(&socket, "carol");
+    assert!(carol.region(RegionRole::Cache).is_ok());
+    assert!(carol.region(RegionRole::Offsets).is_err());
+    assert!(refusal(&admin_session, &locate("open")).is_none());
 }
