@@ -364,10 +364,14 @@ impl Member {
                     continue;
                 }
             };
+            // A refresh may have installed a newer view while this read was under way: the
+            // view never goes back.
             self.view.send_if_modified(|current| {
-                let changed = **current != *view;
-                *current = view.clone();
-                changed
+                let newer = view.revision >= current.revision && **current != *view;
+                if newer {
+                    *current = view.clone();
+                }
+                newer
             });
             let state = lease.state();
             if !state.is_valid() {

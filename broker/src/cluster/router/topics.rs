@@ -272,10 +272,12 @@ pub async fn delete(
     version: i16,
 ) -> DeleteTopicsResponse {
     use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-    let view = node.member.view();
     let wanted = delete_topics::wanted(request, version);
     let mut responses = Vec::new();
     for (name, id) in wanted {
+        // The record as etcd holds it now: a stale one would lose the compare below and
+        // answer UNKNOWN_TOPIC_OR_PARTITION for a topic that exists.
+        let view = node.member.fresh_view().await;
         let record = match &name {
             Some(name) => view.topics.get(name).cloned(),
             None => view.topics.values().find(|t| t.id == id).cloned(),
