@@ -17,7 +17,9 @@
 # against a broker whose only listener is SASL_PLAINTEXT with SCRAM-SHA-256 and 5 s sessions
 # (KIP-368 re-authentication). GATE_SCENARIO=ssl runs tests/librdkafka/ssl-tests.txt against a
 # broker whose only listener is SSL and which requires client certificates from its CA (a PKI
-# made here with openssl, in every form librdkafka's 0097 loads). A list line's first field is the test number, or NUMBER/NAME
+# made here with openssl, in every form librdkafka's 0097 loads). GATE_SCENARIO=cluster runs
+# tests/librdkafka/cluster-tests.txt against three brokers in one cluster (etcd started here, one
+# storage root), the clients bootstrapped with all three. A list line's first field is the test number, or NUMBER/NAME
 # when one test appears twice; `subtests="..."` on a line runs only the sub-tests whose names
 # contain that text (librdkafka's SUBTESTS). Marks on a line:
 #   [slow]               started first
@@ -47,6 +49,10 @@ ssl)
     LIST=tests/librdkafka/ssl-tests.txt
     EXPECTED=tests/librdkafka/ssl-expected-failures.txt
     ;;
+cluster)
+    LIST=tests/librdkafka/cluster-tests.txt
+    EXPECTED=tests/librdkafka/cluster-expected-failures.txt
+    ;;
 sasl)
     LIST=tests/librdkafka/sasl-tests.txt
     EXPECTED=tests/librdkafka/sasl-expected-failures.txt
@@ -54,7 +60,7 @@ sasl)
     FULL=yes
     ;;
 *)
-    echo "GATE_SCENARIO must be plaintext, ssl or sasl" >&2
+    echo "GATE_SCENARIO must be plaintext, ssl, sasl or cluster" >&2
     exit 2
     ;;
 esac
@@ -149,6 +155,8 @@ make_pki() {
     local dir=$WORK/pki
     mkdir -p "$dir"
     (
+        # errexit is off on the left of || : every step must stop the subshell itself.
+        set -e
         cd "$dir"
         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
             -subj "/CN=gate-ca"
@@ -207,12 +215,55 @@ wait_listening() {
     echo "hotwire did not listen within 30 s" >&2
     exit 1
 }
-start_broker "$PORT" storage "${LISTENER[@]}" --group-initial-rebalance-delay-ms 0
-BROKER_PID=$STARTED_PID
-BROKER_PIDS=("$BROKER_PID")
-# On exit or interruption: the brokers, and any test runner still going.
+BROKER_PIDS=()
+# On exit or interruption: the brokers (and etcd), and any test runner still going.
 trap 'kill "${BROKER_PIDS[@]}" 2>/dev/null || true; pkill -f "^$RUNNER" 2>/dev/null || true; wait "${BROKER_PIDS[@]}" 2>/dev/null || true' EXIT
-wait_listening "$BROKER_PID" "$PORT" storage
+BOOTSTRAP=127.0.0.1:$PORT
+if [[ $SCENARIO == cluster ]]; then
+    # etcd on loopback as the cluster tests start it (tests/cluster.py), then three brokers on
+    # one storage root; the first broker's process is the one the tests' liveness is judged by.
+    command -v etcd >/dev/null || { echo "the cluster scenario needs etcd (apt-get install etcd-server)" >&2; exit 1; }
+    ETCD_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    ETCD_PEER=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    etcd --name gate --data-dir "$WORK/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER" \
+        --initial-cluster "gate=http://127.0.0.1:$ETCD_PEER" --election-timeout 500 --heartbeat-interval 50 \
+        >"$WORK/etcd.log" 2>&1 &
+    BROKER_PIDS+=($!)
+    CLUSTER_URL="etcd://127.0.0.1:$ETCD_PORT/gate"
+    CLUSTER_ARGS=(--cluster "$CLUSTER_URL" --cluster-shards 6 --cluster-lease-s 1 --cluster-poll-ms 50)
+    for node in 1 2 3; do
+        if [[ $node == 1 ]]; then node_port=$PORT; else
+            node_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+            BOOTSTRAP="$BOOTSTRAP,127.0.0.1:$node_port"
+        fi
+        "$HOTWIRE_BIN" --listen "127.0.0.1:$node_port" --storage "fs://$WORK/storage" \
+            --node-id "$node" "${CLUSTER_ARGS[@]}" --auto-create-topics true --default-partitions 4 \
+            --group-initial-rebalance-delay-ms 0 >"$WORK/storage-node$node.log" 2>&1 &
+        BROKER_PIDS+=($!)
+        if [[ $node == 1 ]]; then BROKER_PID=$!; fi
+        wait_listening "$!" "$node_port" "storage-node$node"
+    done
+    # Settled: three brokers registered, each leading some shard, none without a leader or moving.
+    settled=no
+    for _ in $(seq 600); do
+        status=$("$HOTWIRE_BIN" admin --cluster "$CLUSTER_URL" status 2>/dev/null || true)
+        if [[ $(grep -c 'leads [1-9]' <<<"$status") == 3 ]] && grep -q 'leader [0-9]' <<<"$status" &&
+            ! grep -qE 'leader none|moving to' <<<"$status"; then
+            settled=yes
+            break
+        fi
+        sleep 0.1
+    done
+    [[ $settled == yes ]] || { echo "$status"; echo "the cluster did not settle within 60 s" >&2; exit 1; }
+    echo "$status" | head -n 5
+else
+    start_broker "$PORT" storage "${LISTENER[@]}" --group-initial-rebalance-delay-ms 0
+    BROKER_PID=$STARTED_PID
+    BROKER_PIDS+=("$BROKER_PID")
+    wait_listening "$BROKER_PID" "$PORT" storage
+fi
 DELAY_BROKER_PID=none
 for key in "${TESTS[@]}"; do
     if [[ $(list_line "$key") == *"[kafka-group-delay]"* ]]; then
@@ -228,7 +279,7 @@ for key in "${TESTS[@]}"; do
 done
 
 cat >"$WORK/test.conf" <<EOF
-bootstrap.servers=127.0.0.1:$PORT
+bootstrap.servers=$BOOTSTRAP
 broker.address.family=v4
 EOF
 if [[ $SCENARIO == ssl ]]; then
@@ -376,7 +427,7 @@ if [[ ${#unexpected_pass[@]} -gt 0 ]]; then
     echo "PASSED though listed in $EXPECTED: ${unexpected_pass[*]} (remove them from the list)"
     status=1
 fi
-for name in storage storage-group-delay; do
+for name in storage storage-group-delay storage-node1 storage-node2 storage-node3; do
     [[ -f "$WORK/$name.log" ]] || continue
     if grep -n "panicked" "$WORK/$name.log"; then
         echo "a broker logged a panic: $WORK/$name.log"

@@ -17,7 +17,8 @@
 #      on fs:// and on S3), then the modules marked `clients` (groups, offsets, idempotence,
 #      kafka-python, aiokafka) again in the venv   8. the librdkafka compatibility gate:
 #      librdkafka's own integration tests against one broker (scripts/librdkafka-gate.sh, with
-#      tests/librdkafka/expected-failures.txt), then over SASL and over TLS
+#      tests/librdkafka/expected-failures.txt), then over SASL, over TLS, and against a
+#      three-broker cluster
 # Fails fast on the first failing step. Extra arguments go to both pytest runs (e.g. -k restart).
 set -euo pipefail
 
@@ -167,4 +168,7 @@ if [[ $# -eq 0 ]]; then
     step "librdkafka compatibility gate over TLS (client certificates required)"
     GATE_SCENARIO=ssl HOTWIRE_BIN="$PWD/target/release/hotwire" \
         timeout --kill-after=30 300 scripts/librdkafka-gate.sh
+    step "librdkafka compatibility gate against a cluster (etcd, three brokers)"
+    GATE_SCENARIO=cluster HOTWIRE_BIN="$PWD/target/release/hotwire" \
+        timeout --kill-after=30 600 scripts/librdkafka-gate.sh
 fi
