@@ -90,13 +90,7 @@ async fn session(
     let fds: Vec<_> = exported.iter().map(|fd| fd.as_fd()).collect();
     control::write_frame_async(&mut stream, &welcome, &[], &fds).await?;
     drop(exported);
-    tracing::info!(
-        session = id,
-        client = %admitted.client_id,
-        principal = admitted.principal.as_deref().unwrap_or("User:ANONYMOUS"),
-        reads_cache = admitted.reads_cache,
-        "rdma session opened"
-    );
+    admitted.log_opened(id, "shm");
 
     let holds = SlotHolds::new(broker.offsets.table());
     answer_requests(

@@ -100,6 +100,19 @@ pub(super) struct Admitted {
 }
 
 impl Admitted {
+    /// Logs the opening of session `id` of `provider`.
+    pub fn log_opened(&self, id: u64, provider: &str) {
+        tracing::info!(
+            session = id,
+            provider,
+            client = %self.client_id,
+            principal = self.principal.as_deref().unwrap_or("User:ANONYMOUS"),
+            reads_cache = self.reads_cache,
+            joins_slots = self.joins_slots,
+            "rdma session opened"
+        );
+    }
+
     /// What the session may do under the ACLs in force now.
     pub fn access(&self, broker: &Broker) -> Access {
         broker

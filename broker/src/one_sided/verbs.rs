@@ -168,13 +168,7 @@ async fn session(
         qp: Some(qp.address()),
     };
     control::write_frame_async_plain(&mut stream, &welcome, &[]).await?;
-    tracing::info!(
-        session = id,
-        client = %admitted.client_id,
-        principal = admitted.principal.as_deref().unwrap_or("User:ANONYMOUS"),
-        reads_cache = admitted.reads_cache,
-        "rdma verbs session opened"
-    );
+    admitted.log_opened(id, "verbs");
 
     // Released after the windows below are revoked (dropped in reverse order).
     let holds = SlotHolds::new(broker.offsets.table());

@@ -453,6 +453,16 @@ fn check(broker: &BrokerProcess, ledger: &Ledger, trial: usize) -> HashMap<Strin
     found
 }
 
+/// The seed of a randomized test: `HOTWIRE_CRASH_SEED`, or the clock's nanoseconds (printed
+/// by each test, so that a failure can be replayed).
+pub(crate) fn seed() -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    env_or("HOTWIRE_CRASH_SEED", clock)
+}
+
 pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -463,11 +473,7 @@ pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[test]
 fn no_acknowledged_commit_or_record_is_lost_or_overtaken_across_random_kill_9() {
     let trials: usize = env_or("HOTWIRE_CRASH_TRIALS", 10);
-    let default_seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let seed: u64 = env_or("HOTWIRE_CRASH_SEED", default_seed);
+    let seed = seed();
     eprintln!("crash trials: {trials} trials, HOTWIRE_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
 

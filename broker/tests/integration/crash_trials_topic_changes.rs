@@ -128,11 +128,7 @@ fn described(broker: &BrokerProcess) -> (i32, Option<i64>) {
 #[test]
 fn topic_changes_are_whole_after_kill_9_at_random_moments() {
     let trials: usize = env_or("HOTWIRE_TOPIC_CRASH_TRIALS", 8);
-    let default_seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let seed: u64 = env_or("HOTWIRE_CRASH_SEED", default_seed);
+    let seed = crate::crash_trials::seed();
     eprintln!("topic change crash trials: {trials} trials, HOTWIRE_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
 

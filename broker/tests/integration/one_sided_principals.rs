@@ -27,16 +27,7 @@ const USERS: [&str; 4] = ["admin", "alice", "bob", "carol"];
 /// `sasl`, the shm socket, and the users of `USERS` (password: name + "-pa55").
 fn start(dir: &Path, sasl: SocketAddr) -> BrokerProcess {
     let storage = tempfile::tempdir().unwrap();
-    for user in USERS {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
-            .args(["users", "--storage"])
-            .arg(format!("fs://{}", storage.path().display()))
-            .args(["set", user])
-            .env("HOTWIRE_USER_PASSWORD", format!("{user}-pa55"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    }
+    crate::common::set_users(storage.path(), &USERS);
     let plain = free_port();
     let listeners = format!("PLAINTEXT://{plain},SASL_PLAINTEXT://{sasl}");
     let socket = dir.join("rdma.sock");

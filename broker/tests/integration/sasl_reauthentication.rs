@@ -23,16 +23,7 @@ const LIFETIME_MS: u64 = 3_000;
 /// `lifetime_ms` (0: no limit) and metrics on.
 fn start(lifetime_ms: u64) -> (BrokerProcess, std::net::SocketAddr) {
     let storage = tempfile::tempdir().unwrap();
-    for user in ["alice", "bob"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
-            .args(["users", "--storage"])
-            .arg(format!("fs://{}", storage.path().display()))
-            .args(["set", user])
-            .env("HOTWIRE_USER_PASSWORD", format!("{user}-pa55"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-    }
+    crate::common::set_users(storage.path(), &["alice", "bob"]);
     let addr = free_port();
     let metrics = free_port();
     let (listeners, metrics_arg, lifetime) = (
@@ -436,11 +427,7 @@ fn run_step(client: &mut Client, phase: Phase, step: Step, lifetime: Duration) -
 fn random_sasl_sequences_follow_the_session_rules() {
     let lifetime = Duration::from_millis(1_500);
     let sequences: usize = crate::crash_trials::env_or("HOTWIRE_SASL_SEQUENCES", 30);
-    let default_seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let seed: u64 = crate::crash_trials::env_or("HOTWIRE_CRASH_SEED", default_seed);
+    let seed = crate::crash_trials::seed();
     eprintln!("SASL sequences: {sequences}, HOTWIRE_CRASH_SEED={seed}");
     let mut rng = crate::crash_trials::Rng(seed);
     let (mut broker, _) = start(lifetime.as_millis() as u64);

@@ -209,9 +209,7 @@ impl Access {
             return true;
         }
         let mine = |b: &&AclBinding| {
-            b.resource_type == resource_type
-                && (b.principal == self.principal() || b.principal == ANY_USER)
-                && (b.host == self.host || b.host == WILDCARD)
+            self.names_me(b, resource_type)
                 && (b.operation == operation || b.operation == Operation::All)
         };
         let denied_everywhere = bindings.iter().filter(mine).any(|b| {
@@ -240,11 +238,7 @@ impl Access {
         if self.is_super_user() {
             return true;
         }
-        let mine = |b: &&AclBinding| {
-            b.resource_type == resource_type
-                && (b.principal == self.principal() || b.principal == ANY_USER)
-                && (b.host == self.host || b.host == WILDCARD)
-        };
+        let mine = |b: &&AclBinding| self.names_me(b, resource_type);
         let denied_somewhere = bindings.iter().filter(mine).any(|b| {
             b.permission == Permission::Deny
                 && (b.operation == operation || b.operation == Operation::All)
@@ -256,5 +250,13 @@ impl Access {
                 && super::implies(b.operation, operation)
         });
         allowed_everywhere && !denied_somewhere
+    }
+
+    /// Whether `binding` is about resources of `resource_type` and applies to this client
+    /// (its principal or every user, its host or every host).
+    fn names_me(&self, binding: &AclBinding, resource_type: ResourceType) -> bool {
+        binding.resource_type == resource_type
+            && (binding.principal == self.principal() || binding.principal == ANY_USER)
+            && (binding.host == self.host || binding.host == WILDCARD)
     }
 }

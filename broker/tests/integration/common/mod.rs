@@ -519,3 +519,18 @@ pub fn produce_batch(
     let answer = &response.responses[0].partition_responses[0];
     (answer.error_code, answer.base_offset)
 }
+
+/// Sets each of `users` in the credential store under `storage` (a directory) with
+/// `hotwire users`, its password its name followed by `-pa55`.
+pub fn set_users(storage: &std::path::Path, users: &[&str]) {
+    for user in users {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotwire"))
+            .args(["users", "--storage"])
+            .arg(format!("fs://{}", storage.display()))
+            .args(["set", user])
+            .env("HOTWIRE_USER_PASSWORD", format!("{user}-pa55"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+}
