@@ -268,7 +268,7 @@ pub(super) async fn answer_requests(
                 tokio::select! {
                     frame = &mut read => break Ok(frame),
                     _ = recheck.tick() => {
-                        if let Some(reason) = revoked(broker, admitted, &joins) {
+                        if let Some(reason) = revoked(&admitted.access(broker), admitted, &joins) {
                             break Err(reason);
                         }
                     }
@@ -277,14 +277,7 @@ pub(super) async fn answer_requests(
         };
         let frame = match frame {
             // Told to the client (as the answer to its next request), then closed.
-            Err(reason) => {
-                tracing::info!(client = %admitted.client_id, %reason, "rdma session revoked");
-                let refusal = Response::Error {
-                    message: reason.clone(),
-                };
-                control::write_frame_async_plain(stream, &refusal, &[]).await?;
-                return Err(RdmaError::Refused(reason));
-            }
+            Err(reason) => return end_revoked(stream, admitted, reason).await,
             Ok(frame) => frame,
         };
         let frame = match frame {
@@ -297,18 +290,15 @@ pub(super) async fn answer_requests(
             }
             Err(error) => return Err(error),
         };
-        if let Some(reason) = revoked(broker, admitted, &joins) {
-            let refusal = Response::Error {
-                message: reason.clone(),
-            };
-            control::write_frame_async_plain(stream, &refusal, &[]).await?;
-            return Err(RdmaError::Refused(reason));
+        // One judgement of the ACLs per request, for the grants and for the request itself.
+        let access = admitted.access(broker);
+        if let Some(reason) = revoked(&access, admitted, &joins) {
+            return end_revoked(stream, admitted, reason).await;
         }
         let joining = match &frame.message {
             Request::Join { group, topic, .. } => Some((group.clone(), topic.clone())),
             _ => None,
         };
-        let access = admitted.access(broker);
         let (mut response, binary) = match &frame.message {
             Request::Join { .. } if !admitted.joins_slots => (
                 Response::Error {
@@ -355,9 +345,22 @@ pub(super) async fn answer_requests(
     }
 }
 
-/// Why the session's grants no longer hold under the ACLs in force, if they do not.
-fn revoked(broker: &Broker, admitted: &Admitted, joins: &[(String, String)]) -> Option<String> {
-    let access = admitted.access(broker);
+/// Tells the client why its session ends (as the answer to its next request) and ends it.
+async fn end_revoked(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    admitted: &Admitted,
+    reason: String,
+) -> Result<(), RdmaError> {
+    tracing::info!(client = %admitted.client_id, %reason, "rdma session revoked");
+    let refusal = Response::Error {
+        message: reason.clone(),
+    };
+    control::write_frame_async_plain(stream, &refusal, &[]).await?;
+    Err(RdmaError::Refused(reason))
+}
+
+/// Why the session's grants no longer hold under `access` (the ACLs in force), if they do not.
+fn revoked(access: &Access, admitted: &Admitted, joins: &[(String, String)]) -> Option<String> {
     if !access.enforced() {
         return None;
     }
