@@ -14,6 +14,8 @@
 //!   descriptors; READ is a copy, FETCH_AND_ADD an atomic on the mapped word.
 //! - [`control`]: the session protocol (framing, messages, descriptor passing) and its server.
 //! - [`client`]: a consumer, committer and producer on top.
+//! - [`words`]: reading and changing shared words so that no update is undone on NICs whose
+//!   atomics are atomic only among themselves.
 //! - `verbs` (feature `verbs`): the NIC provider on `rdma-sys`: device, protection domain,
 //!   memory registration, RC queue pairs connected over a TCP control channel, memory windows
 //!   for per-slot grants, and the work-request path of the same operations.
@@ -32,6 +34,7 @@ pub mod shm;
 mod transport;
 #[cfg(feature = "verbs")]
 pub mod verbs;
+pub mod words;
 
 pub use access::{Access, RegionId, RemoteKey, RemoteRegion};
 pub use error::RdmaError;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::{Duration, Instant};
 
 use super::api::{
@@ -35,6 +35,8 @@ struct Inner {
     store: Arc<dyn GroupStore>,
     groups: RwLock<HashMap<String, GroupRef>>,
     timers: Arc<Timers>,
+    /// Counts changes of any group's generation or state (see [`GroupCoordinator::changes`]).
+    changes: watch::Sender<u64>,
 }
 
 impl Drop for Inner {
@@ -75,6 +77,7 @@ impl GroupCoordinator {
                 store,
                 groups: RwLock::new(groups),
                 timers: timers.clone(),
+                changes: watch::Sender::new(0),
             }),
         };
         for group in coordinator.inner.groups.read().values() {
@@ -323,6 +326,34 @@ impl GroupCoordinator {
         group.validate_offset_commit(Instant::now(), generation_id, member_id, group_instance_id)
     }
 
+    /// Whether an OffsetCommit with this generation and member would be accepted now, without
+    /// its effects (no heartbeat, no group created): what a standing right to commit (a
+    /// one-sided session's joined slots) is judged by again after [`Self::changes`].
+    pub fn may_commit(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        match self.get(group_id) {
+            Some(group) => group
+                .lock()
+                .may_commit(generation_id, member_id, group_instance_id),
+            None if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() => {
+                Ok(())
+            }
+            None if generation_id < 0 => Err(ResponseError::UnknownMemberId),
+            None => Err(ResponseError::IllegalGeneration),
+        }
+    }
+
+    /// A receiver that sees a change whenever some group's generation or state changed
+    /// (members joined, left or expired, a rebalance completed, the group was deleted).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
     /// The ids of every group held, whatever its state.
     pub fn group_ids(&self) -> Vec<String> {
         self.inner.groups.read().keys().cloned().collect()
@@ -385,7 +416,11 @@ impl GroupCoordinator {
     /// hands the timer task the group's next deadline, still under the lock.
     fn with_group<R>(&self, group: &GroupRef, f: impl FnOnce(&mut Group, Instant) -> R) -> R {
         let mut locked = group.lock();
+        let before = (locked.generation, locked.state);
         let out = f(&mut locked, Instant::now());
+        if (locked.generation, locked.state) != before {
+            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         self.start_writes(group, &mut locked);
         self.schedule(&mut locked);
         out

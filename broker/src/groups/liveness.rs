@@ -146,6 +146,24 @@ impl Group {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
+        self.may_commit(generation_id, member_id, instance_id)?;
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::PreparingRebalance
+        ) {
+            self.touch(member_id, now);
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Self::validate_offset_commit`] without its effect (a valid member's
+    /// commit is a heartbeat).
+    pub(crate) fn may_commit(
+        &self,
+        generation_id: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if self.is(GroupState::Dead) {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -158,11 +176,7 @@ impl Group {
             return Err(ResponseError::UnknownMemberId);
         }
         match self.state {
-            GroupState::Empty => Ok(()),
-            GroupState::Stable | GroupState::PreparingRebalance => {
-                self.touch(member_id, now);
-                Ok(())
-            }
+            GroupState::Empty | GroupState::Stable | GroupState::PreparingRebalance => Ok(()),
             GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
             GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
         }

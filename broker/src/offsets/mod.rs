@@ -6,4 +6,4 @@ pub mod store;
 pub mod table;
 
 pub use store::{CommitError, Offsets};
-pub use table::{OffsetTable, SlotKey, TableFull};
+pub use table::{HeldSlotWriter, OffsetTable, SlotKey, TableFull};

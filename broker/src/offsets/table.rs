@@ -9,9 +9,15 @@
 //! key is deleted (DeleteGroups, OffsetDelete): it is quarantined until the last holder lets
 //! go, and only then zeroed and freed. Otherwise an old session's commit would land in another
 //! group's offset.
+//!
+//! The broker changes a held slot (a TCP OffsetCommit on it) through a [`HeldSlotWriter`]
+//! when one is installed: on an RDMA NIC whose atomics are atomic only among themselves, a
+//! CPU store racing a client's fetch-and-add would be lost, so the verbs provider stores
+//! through the NIC (see `rdma::words`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 use hotcache::{AtomicSlots, HotCacheError};
 use parking_lot::RwLock;
@@ -58,10 +64,18 @@ struct TableState {
     quarantined: HashSet<usize>,
 }
 
+/// Stores the word of a slot that a one-sided session holds, where a CPU store could be
+/// lost to the session's atomics.
+pub trait HeldSlotWriter: Send + Sync {
+    /// Stores `value` in the word of `slot`.
+    fn store(&self, slot: usize, value: u64) -> Result<(), String>;
+}
+
 /// Committed offsets of every group.
 pub struct OffsetTable {
     words: AtomicSlots,
     state: RwLock<TableState>,
+    held_writer: OnceLock<Box<dyn HeldSlotWriter>>,
 }
 
 impl OffsetTable {
@@ -70,7 +84,15 @@ impl OffsetTable {
         Ok(Self {
             words: AtomicSlots::new(capacity)?,
             state: RwLock::new(TableState::default()),
+            held_writer: OnceLock::new(),
         })
+    }
+
+    /// Stores held slots through `writer` from now on (once; a second writer is refused).
+    pub fn route_held_writes(&self, writer: Box<dyn HeldSlotWriter>) -> Result<(), String> {
+        self.held_writer
+            .set(writer)
+            .map_err(|_| "held offset slots already have a writer".to_string())
     }
 
     /// The shared words, for registration with the RDMA path.
@@ -123,9 +145,26 @@ impl OffsetTable {
                 slot
             }
         };
-        self.word(slot)
-            .store(commit.offset as u64, Ordering::Release);
+        self.store(&state, slot, commit.offset as u64);
         Ok(())
+    }
+
+    /// Stores `value` in `slot`: through the held-slot writer if a session holds the slot.
+    fn store(&self, state: &TableState, slot: usize, value: u64) {
+        if state.holds.contains_key(&slot) {
+            if let Some(writer) = self.held_writer.get() {
+                match writer.store(slot, value) {
+                    Ok(()) => return,
+                    Err(error) => tracing::error!(
+                        slot,
+                        %error,
+                        "storing a held offset slot through the NIC failed; storing it \
+                         directly (a one-sided commit racing it may be lost)"
+                    ),
+                }
+            }
+        }
+        self.word(slot).store(value, Ordering::Release);
     }
 
     /// Fails if the keys among `keys` that hold no slot yet would not all find one.
@@ -166,7 +205,7 @@ impl OffsetTable {
         let state = self.state.read();
         if let Some(info) = state.slots.get(key) {
             if info.log_offset <= based_on {
-                self.word(info.slot).store(offset as u64, Ordering::Release);
+                self.store(&state, info.slot, offset as u64);
             }
         }
     }
@@ -292,6 +331,10 @@ impl OffsetTable {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
     use super::*;
 
     fn key(group: &str, partition: i32) -> SlotKey {
@@ -411,5 +454,74 @@ mod tests {
         // Releasing a slot never held changes nothing.
         table.release(held);
         assert_eq!(table.get(&key("other", 0)).unwrap().offset, 1);
+    }
+
+    /// Records what it was asked to store, and stores it into the table's mapped words (or
+    /// fails, when told to).
+    struct Recording {
+        /// Address of the table's first word (the mapping does not move with the table).
+        words: usize,
+        stored: Arc<Mutex<Vec<(usize, u64)>>>,
+        fail: bool,
+    }
+
+    impl HeldSlotWriter for Recording {
+        fn store(&self, slot: usize, value: u64) -> Result<(), String> {
+            self.stored.lock().push((slot, value));
+            if self.fail {
+                return Err("the loopback queue pair is broken".into());
+            }
+            let word = (self.words as *const std::sync::atomic::AtomicU64).wrapping_add(slot);
+            // SAFETY: the tests below store only into slots of their table, which outlives
+            // the writer (it is the table's own).
+            unsafe { &*word }.store(value, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn recording(table: &OffsetTable, fail: bool) -> Arc<Mutex<Vec<(usize, u64)>>> {
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let words = table.words().get(0).unwrap() as *const _ as usize;
+        let writer = Recording {
+            words,
+            stored: stored.clone(),
+            fail,
+        };
+        table.route_held_writes(Box::new(writer)).unwrap();
+        stored
+    }
+
+    #[test]
+    fn only_held_slots_are_stored_through_the_writer_and_a_failing_one_still_stores() {
+        let table = OffsetTable::new(4).unwrap();
+        let stored = recording(&table, false);
+        let second = Recording {
+            words: 0,
+            stored: stored.clone(),
+            fail: true,
+        };
+        assert!(table.route_held_writes(Box::new(second)).is_err());
+        table.set(key("g", 0), &commit(5), 1).unwrap();
+        assert!(
+            stored.lock().is_empty(),
+            "no session holds it: a plain store"
+        );
+        let slot = table.hold(&key("g", 0)).unwrap();
+        table.set(key("g", 0), &commit(9), 2).unwrap();
+        table.apply_persisted(&key("g", 0), 11, 2);
+        assert_eq!(*stored.lock(), vec![(slot, 9), (slot, 11)]);
+        assert_eq!(table.get(&key("g", 0)).unwrap().offset, 11);
+        table.release(slot);
+        table.set(key("g", 0), &commit(12), 3).unwrap();
+        assert_eq!(stored.lock().len(), 2, "released: a plain store again");
+
+        // A writer that fails: the commit is stored anyway (and the failure logged).
+        let failing = OffsetTable::new(4).unwrap();
+        let failed = recording(&failing, true);
+        failing.set(key("g", 0), &commit(1), 1).unwrap();
+        let slot = failing.hold(&key("g", 0)).unwrap();
+        failing.set(key("g", 0), &commit(2), 2).unwrap();
+        assert_eq!(*failed.lock(), vec![(slot, 2)]);
+        assert_eq!(failing.get(&key("g", 0)).unwrap().offset, 2);
     }
 }

@@ -275,7 +275,8 @@ async fn join(
                 region: OFFSETS_REGION,
                 start: slot as u64 * 8,
                 len: 8,
-                access: Access::ATOMIC,
+                // READ to read the slot (never FETCH_AND_ADD of 0: see `rdma::words`).
+                access: Access::READ | Access::ATOMIC,
             },
             key: None,
         });

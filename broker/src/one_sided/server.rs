@@ -16,6 +16,10 @@ use super::slot_holds::SlotHolds;
 use super::{CACHE_REGION, GENERATIONS_REGION, OFFSETS_REGION, RING_REGION};
 use crate::broker::Broker;
 
+/// What a client may do to its staging ring: WRITE batches, FETCH_AND_ADD the head to reserve
+/// space, READ the tail the broker releases (not FETCH_AND_ADD of 0: see `rdma::words`).
+pub(super) const RING_ACCESS: Access = Access::READ.union(Access::WRITE).union(Access::ATOMIC);
+
 /// Serves shm sessions until `shutdown`.
 pub async fn serve(
     listener: UnixListener,
@@ -65,10 +69,10 @@ async fn session(
         if admitted.joins_slots {
             fds.push(export(
                 broker.offsets.table().words().memfd(),
-                Access::ATOMIC,
+                Access::READ | Access::ATOMIC,
             )?);
         }
-        fds.push(export(ring.fd(), Access::WRITE | Access::ATOMIC)?);
+        fds.push(export(ring.fd(), RING_ACCESS)?);
         Ok::<_, RdmaError>(fds)
     })();
     let exported = match exported {
@@ -127,7 +131,7 @@ pub(super) fn regions(
             broker.cache.block_count() as u64 * 8,
             Access::READ,
         ),
-        // No right on the table as a whole: ATOMIC comes per slot with Join.
+        // No right on the table as a whole: READ and ATOMIC come per slot with Join.
         named(
             RegionRole::Offsets,
             OFFSETS_REGION,
@@ -138,7 +142,7 @@ pub(super) fn regions(
             RegionRole::Ring,
             RING_REGION,
             ring.region_len(),
-            Access::WRITE | Access::ATOMIC,
+            RING_ACCESS,
         ),
     ];
     all.into_iter()

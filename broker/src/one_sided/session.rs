@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdma::control::{self, Login, QpAddress, Request, Response, PROTOCOL_VERSION};
+use rdma::control::{self, GroupMember, Login, QpAddress, Request, Response, PROTOCOL_VERSION};
 use rdma::shm::SharedRing;
 use rdma::RdmaError;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -239,12 +239,23 @@ fn token_matches(expected: &str, given: &str) -> bool {
 /// How often a session's grants are judged again against the ACLs in force.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// One `Join` answered: the slots of `group` for `topic` that the session holds, and the
+/// member it joined as.
+#[derive(PartialEq)]
+struct JoinedGroup {
+    group: String,
+    topic: String,
+    member: Option<GroupMember>,
+}
+
 /// Answers requests until the client closes the connection. `on_response` may complete a
 /// response with what only the provider knows (the memory windows of `Joined` on verbs); an
 /// error it returns is answered as the request's failure and ends the session. Every second,
-/// and before each request, what the session was granted (the arena, the offset table, its
-/// joined slots) is judged again: a session whose principal lost a right it holds a grant for
-/// is ended, which revokes its windows on verbs.
+/// before each request, and whenever a group's generation or state changes, what the session
+/// was granted (the arena, the offset table, its joined slots) is judged again: a session
+/// whose principal lost a right it holds a grant for, or whose joined member may no longer
+/// commit (a rebalance moved the group to a new generation, the member left or expired, the
+/// group was deleted), is ended, which revokes its windows on verbs.
 pub(super) async fn answer_requests(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     broker: &Broker,
@@ -255,9 +266,11 @@ pub(super) async fn answer_requests(
     mut on_response: impl FnMut(&mut Response) -> Result<(), RdmaError>,
 ) -> Result<(), RdmaError> {
     let stall = stall_limit(broker);
-    // (group, topic) of every Join answered: the slots this session holds grants on.
-    let mut joins: Vec<(String, String)> = Vec::new();
+    // Every Join answered: the slots this session holds grants on, and who for.
+    let mut joins: Vec<JoinedGroup> = Vec::new();
     let mut recheck = tokio::time::interval(RECHECK);
+    let mut group_changes = broker.groups.changes();
+    let mut groups_open = true;
     loop {
         let frame = {
             // One read across the rechecks: it is not cancel-safe, and is dropped only when
@@ -268,7 +281,13 @@ pub(super) async fn answer_requests(
                 tokio::select! {
                     frame = &mut read => break Ok(frame),
                     _ = recheck.tick() => {
-                        if let Some(reason) = revoked(&admitted.access(broker), admitted, &joins) {
+                        if let Some(reason) = withdrawn(broker, &admitted.access(broker), admitted, &joins) {
+                            break Err(reason);
+                        }
+                    }
+                    changed = group_changes.changed(), if groups_open && !joins.is_empty() => {
+                        groups_open = changed.is_ok();
+                        if let Some(reason) = fenced(broker, &joins) {
                             break Err(reason);
                         }
                     }
@@ -292,11 +311,20 @@ pub(super) async fn answer_requests(
         };
         // One judgement of the ACLs per request, for the grants and for the request itself.
         let access = admitted.access(broker);
-        if let Some(reason) = revoked(&access, admitted, &joins) {
+        if let Some(reason) = withdrawn(broker, &access, admitted, &joins) {
             return end_revoked(stream, admitted, reason).await;
         }
         let joining = match &frame.message {
-            Request::Join { group, topic, .. } => Some((group.clone(), topic.clone())),
+            Request::Join {
+                group,
+                topic,
+                member,
+                ..
+            } => Some(JoinedGroup {
+                group: group.clone(),
+                topic: topic.clone(),
+                member: member.clone(),
+            }),
             _ => None,
         };
         let (mut response, binary) = match &frame.message {
@@ -359,8 +387,45 @@ async fn end_revoked(
     Err(RdmaError::Refused(reason))
 }
 
+/// Why the session's grants no longer hold, if they do not: the ACLs in force, or the groups
+/// its slots were joined for.
+fn withdrawn(
+    broker: &Broker,
+    access: &Access,
+    admitted: &Admitted,
+    joins: &[JoinedGroup],
+) -> Option<String> {
+    revoked(access, admitted, joins).or_else(|| fenced(broker, joins))
+}
+
+/// Why a joined member may no longer commit, if it may not: judged as an OffsetCommit from it
+/// would be now (Kafka's fencing of a member by generation), so that a member that a
+/// rebalance left behind cannot go on committing with fetch-and-add.
+fn fenced(broker: &Broker, joins: &[JoinedGroup]) -> Option<String> {
+    joins.iter().find_map(|join| {
+        let (generation, member_id, instance) = join.member.as_ref().map_or((-1, "", None), |m| {
+            (
+                m.generation_id,
+                m.member_id.as_str(),
+                m.group_instance_id.as_deref(),
+            )
+        });
+        let error = broker
+            .groups
+            .may_commit(&join.group, generation, member_id, instance)
+            .err()?;
+        Some(format!(
+            "{error:?} (Kafka error {}): member {member_id:?} of group {:?} at generation \
+             {generation} may no longer commit (the group moved on), so the session's offset \
+             slots are revoked; open a new session and join again",
+            error.code(),
+            join.group
+        ))
+    })
+}
+
 /// Why the session's grants no longer hold under `access` (the ACLs in force), if they do not.
-fn revoked(access: &Access, admitted: &Admitted, joins: &[(String, String)]) -> Option<String> {
+fn revoked(access: &Access, admitted: &Admitted, joins: &[JoinedGroup]) -> Option<String> {
     if !access.enforced() {
         return None;
     }
@@ -377,6 +442,7 @@ fn revoked(access: &Access, admitted: &Admitted, joins: &[(String, String)]) -> 
     }
     joins
         .iter()
+        .map(|join| (&join.group, &join.topic))
         .find(|(group, topic)| {
             !access.allows(Operation::Read, ResourceType::Group, group)
                 || !access.allows(Operation::Read, ResourceType::Topic, topic)

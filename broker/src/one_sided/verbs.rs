@@ -11,6 +11,10 @@
 //! windows are revoked when the session ends. A bind that fails ends the session (the queue
 //! pair is in the error state then). Requests are answered exactly as on shm.
 //!
+//! On a NIC whose atomics are atomic only among its own operations (`IBV_ATOMIC_HCA`), the
+//! broker stores slots that sessions hold (TCP commits on them) through a loopback queue pair
+//! of its own, so that a store and a client's fetch-and-add never lose one another.
+//!
 //! The control channel is plain TCP: the broker refuses to serve it without `rdma_token`, and
 //! the token travels in clear, so it belongs on the fabric's trusted network.
 
@@ -19,7 +23,7 @@ use std::sync::Arc;
 
 use rdma::control::{self, RegionRole, Response};
 use rdma::shm::SharedRing;
-use rdma::verbs::{Device, MemoryRegion, MemoryWindow, VerbsConfig};
+use rdma::verbs::{Device, Loopback, MemoryRegion, MemoryWindow, VerbsConfig};
 use rdma::{Access, RdmaError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +33,7 @@ use super::server::regions;
 use super::session::{accept_sessions, answer_requests, hello};
 use super::slot_holds::SlotHolds;
 use crate::broker::Broker;
+use crate::offsets::HeldSlotWriter;
 
 /// Memory windows one session may hold (joined offset slots).
 pub const MAX_WINDOWS: usize = super::slot_holds::MAX_HELD_SLOTS;
@@ -58,13 +63,6 @@ impl VerbsServer {
                 device.name()
             )));
         }
-        if !device.atomics_are_global() {
-            tracing::warn!(
-                device = device.name(),
-                "this NIC's atomics are atomic among RDMA operations only (IBV_ATOMIC_HCA): a \
-                 TCP OffsetCommit racing a fetch-and-add on the same slot may overwrite it"
-            );
-        }
         let cache = device.register_fd(
             broker.cache.memfd(),
             broker.cache.capacity(),
@@ -80,6 +78,32 @@ impl VerbsServer {
         let table = broker.offsets.table().words();
         let offsets =
             Arc::new(device.register_fd(table.memfd(), table.len() * 8, Access::empty(), true)?);
+        if !device.atomics_are_global() && broker.config.rdma_shm_socket.is_some() {
+            // An shm session's CPU fetch-and-add on a slot could be lost inside a verbs
+            // session's (or the loopback's) NIC atomic on it, and the other way round.
+            return Err(RdmaError::Refused(format!(
+                "{}'s atomics are atomic only among RDMA operations (IBV_ATOMIC_HCA), so shm \
+                 sessions (CPU atomics) and verbs sessions could undo each other's commits: \
+                 serve one of rdma_shm_socket and rdma_verbs_listen",
+                device.name()
+            )));
+        }
+        if !device.atomics_are_global() {
+            // Atomic among RDMA operations only (IBV_ATOMIC_HCA): a CPU store of a TCP
+            // OffsetCommit racing a client's fetch-and-add on the same slot could be lost, so
+            // slots that sessions hold are stored through the NIC.
+            let loopback = Loopback::open(&device, &offsets)?;
+            broker
+                .offsets
+                .table()
+                .route_held_writes(Box::new(NicSlotWriter(loopback)))
+                .map_err(RdmaError::Refused)?;
+            tracing::info!(
+                device = device.name(),
+                "NIC atomics are not atomic against the CPU: held offset slots are stored \
+                 through a loopback queue pair"
+            );
+        }
         tracing::info!(device = device.name(), "RDMA regions registered");
         Ok(VerbsServer {
             device,
@@ -87,6 +111,19 @@ impl VerbsServer {
             generations,
             offsets,
         })
+    }
+}
+
+/// Stores held offset slots with COMPARE_AND_SWAP through the NIC, so that they are atomic
+/// with the clients' fetch-and-adds (see `rdma::words`).
+struct NicSlotWriter(Loopback);
+
+impl HeldSlotWriter for NicSlotWriter {
+    fn store(&self, slot: usize, value: u64) -> Result<(), String> {
+        self.0
+            .store(slot as u64 * 8, value)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -144,7 +181,7 @@ async fn session(
     let ring_region = server.device.register_fd(
         ring.fd(),
         ring.region_len() as usize,
-        Access::WRITE | Access::ATOMIC,
+        super::server::RING_ACCESS,
         false,
     )?;
     let mut qp = server.device.queue_pair()?;
@@ -196,7 +233,7 @@ async fn session(
                     // Posting and polling the bind takes microseconds on a NIC, but may wait up to
                     // the completion timeout: off the async workers.
                     let window = tokio::task::block_in_place(|| {
-                        qp.bind_window(&server.offsets, start, slot.grant.len, Access::ATOMIC)
+                        qp.bind_window(&server.offsets, start, slot.grant.len, slot.grant.access)
                     })?;
                     windows.insert(start, window);
                 }

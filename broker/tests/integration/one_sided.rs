@@ -198,7 +198,11 @@ fn commits_by_fetch_and_add_are_what_offset_fetch_reports_and_survive_kill_9() {
         "commit never moves backwards"
     );
     committer.commit(0, 77).unwrap();
-    assert_eq!(committer.persist().unwrap(), 1, "Persist writes the changed slot");
+    assert_eq!(
+        committer.persist().unwrap(),
+        1,
+        "Persist writes the changed slot"
+    );
     let err = committer.add(1, 1).unwrap_err();
     assert!(matches!(err, RdmaError::Refused(_)), "{err}");
     drop(committer);

@@ -21,8 +21,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, GroupId, JoinGroupRequest,
-    JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse,
-    SyncGroupRequest, SyncGroupResponse, TopicName,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, ProduceRequest, ProduceResponse, SyncGroupRequest, SyncGroupResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -263,6 +264,72 @@ fn join_checks_membership_and_generation_like_offset_commit() {
     .unwrap();
     committer.commit(0, 1).unwrap();
     assert_eq!(committer.committed(0).unwrap(), 1);
+}
+
+/// The answer a session gets once the broker ended it: the reason it gave.
+fn ended_with(session: &Session) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match session.call(&Request::Persist) {
+            Err(RdmaError::Refused(message)) => return message,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("expected the session to be ended, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn members_a_group_left_behind_lose_their_slots_as_an_offset_commit_would_be_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path());
+    let mut tcp = broker.connect();
+    tcp_produce(&mut tcp, "x");
+    wait_for(&socket);
+
+    // A member joins its slots, then leaves the group: the group moves to a new generation
+    // without it, and its session (with its fetch-and-add rights) ends.
+    let (member_id, generation) = tcp_member(&mut tcp, "managed");
+    let member_session = Session::connect(&socket, "member").unwrap();
+    let committer = Committer::join_as(
+        &member_session,
+        "managed",
+        Some(GroupMember {
+            member_id: member_id.clone(),
+            generation_id: generation,
+            group_instance_id: None,
+        }),
+        TOPIC,
+        &[0],
+    )
+    .unwrap();
+    committer.commit(0, 3).unwrap();
+    // A simple committer of another group, and a bystander that joined nothing.
+    let simple_session = Session::connect(&socket, "simple").unwrap();
+    Committer::join(&simple_session, "simple", TOPIC, &[0]).unwrap();
+    let bystander = Session::connect(&socket, "bystander").unwrap();
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group_id("managed"))
+        .with_member_id(StrBytes::from_string(member_id.clone()));
+    let left: LeaveGroupResponse = tcp.call(ApiKey::LeaveGroup, 2, &leave);
+    assert_eq!(left.error_code, 0, "{left:?}");
+    let reason = ended_with(&member_session);
+    assert!(
+        reason.contains("UnknownMemberId") && reason.contains("may no longer commit"),
+        "{reason}"
+    );
+
+    // A consumer group forms on the simple committer's group: commits without a member are
+    // refused there now, and so is its standing right.
+    tcp_member(&mut tcp, "simple");
+    let reason = ended_with(&simple_session);
+    assert!(reason.contains("UnknownMemberId"), "{reason}");
+
+    // What the member committed stays; the bystander's session goes on.
+    assert_eq!(tcp.committed("managed", TOPIC, 0), 3);
+    assert!(matches!(
+        bystander.call(&Request::Persist),
+        Ok((Response::Persisted { .. }, _))
+    ));
 }
 
 fn tcp_commit(client: &mut Client, group: &str, offset: i64) {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::client::Session;
 use crate::control::{GroupMember, Request, Response};
-use crate::{Grant, RdmaError};
+use crate::{words, Grant, RdmaError};
 
 /// Commits a group's offsets for some partitions of one topic, with FETCH_AND_ADD on the same
 /// slots that Kafka's OffsetCommit and OffsetFetch use.
@@ -78,25 +78,20 @@ impl<'a> Committer<'a> {
         Ok(old as i64)
     }
 
-    /// The committed offset now (a FETCH_AND_ADD of 0).
+    /// The committed offset now, by an 8-byte READ: a FETCH_AND_ADD of 0 would write back
+    /// what it read, over a commit the broker stored meanwhile (see [`crate::words`]).
     pub fn committed(&self, partition: i32) -> Result<i64, RdmaError> {
-        self.add(partition, 0)
+        let slot = self.slot(partition)?;
+        Ok(words::read_word(self.session.endpoint(), slot.region, slot.start)? as i64)
     }
 
-    /// Moves the committed offset forward to `offset` (never backwards): one FETCH_AND_ADD of
-    /// the difference, repeated only if another committer moved it meanwhile.
+    /// Moves the committed offset forward to `offset` (never backwards): a READ, then one
+    /// COMPARE_AND_SWAP, repeated only if another committer moved it meanwhile.
     pub fn commit(&self, partition: i32, offset: i64) -> Result<(), RdmaError> {
         let slot = self.slot(partition)?;
-        let endpoint = self.session.endpoint();
-        let mut current = endpoint.fetch_add(slot.region, slot.start, 0)? as i64;
-        while current < offset {
-            let seen =
-                endpoint.compare_swap(slot.region, slot.start, current as u64, offset as u64)?;
-            if seen as i64 == current {
-                break;
-            }
-            current = seen as i64;
-        }
+        let to = u64::try_from(offset)
+            .map_err(|_| RdmaError::InvalidRequest(format!("offset {offset} is negative")))?;
+        words::raise_word(self.session.endpoint(), slot.region, slot.start, to)?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::client::Session;
 use crate::control::{RegionRole, Request, Response};
 use crate::shm::{RING_ALIGN, RING_HEAD, RING_HEADER, RING_TAIL};
-use crate::RdmaError;
+use crate::{words, RdmaError};
 
 /// Produces record batches through one session's ring. One producer per session: its sends
 /// are strictly in order, which is what lets the broker release ring space in order.
@@ -44,7 +44,9 @@ impl<'a> Producer<'a> {
         let head = endpoint.fetch_add(ring.id, RING_HEAD, rounded)?;
         // Wait until the broker has released enough of what was reserved before.
         loop {
-            let tail = endpoint.fetch_add(ring.id, RING_TAIL, 0)?;
+            // READ, not FETCH_AND_ADD of 0, which would write back a stale tail over the
+            // broker's release (see `crate::words`).
+            let tail = words::read_word(endpoint, ring.id, RING_TAIL)?;
             if head + rounded - tail <= capacity {
                 break;
             }

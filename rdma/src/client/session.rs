@@ -157,7 +157,17 @@ impl Session {
     /// One request and its response (and the response's binary part).
     pub fn call(&self, request: &Request) -> Result<(Response, Vec<u8>), RdmaError> {
         let mut stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        control::write_frame_plain(&mut *stream, request, &[])?;
+        if let Err(error) = control::write_frame_plain(&mut *stream, request, &[]) {
+            // A broker that ends a session (revoked rights, a fenced member) says why before
+            // it closes: that reason, still readable, explains the failed write.
+            return match control::read_frame_plain::<Response>(&mut *stream) {
+                Ok(control::Frame {
+                    message: Response::Error { message },
+                    ..
+                }) => Err(RdmaError::Refused(message)),
+                _ => Err(error),
+            };
+        }
         let frame = control::read_frame_plain::<Response>(&mut *stream)?;
         match frame.message {
             Response::Error { message } => Err(RdmaError::Refused(message)),

@@ -174,6 +174,17 @@ impl ShmEndpoint {
 
 impl OneSided for ShmEndpoint {
     fn read(&self, region: RegionId, offset: u64, local: &mut [u8]) -> Result<(), RdmaError> {
+        if local.len() == 8 && offset % 8 == 0 {
+            // An aligned word (an offset slot, a ring counter) that others change with
+            // atomics: one atomic load, never a torn copy.
+            let value = self.with_ptr(region, offset, 8, Access::READ, |word| {
+                // SAFETY: 8 bytes, 8-byte aligned (the mapping is page-aligned) inside the
+                // mapping (checked); every writer changes such words with atomics.
+                unsafe { AtomicU64::from_ptr(word.cast()) }.load(Ordering::SeqCst)
+            })?;
+            local.copy_from_slice(&value.to_ne_bytes());
+            return Ok(());
+        }
         self.with_ptr(region, offset, local.len() as u64, Access::READ, |src| {
             // SAFETY: `src..src + local.len()` lies in the mapping (checked). The broker may be
             // reusing those bytes concurrently (that is what a one-sided read races with); the

@@ -13,12 +13,15 @@
 //!   IBV_WR_ATOMIC_CMP_AND_SWP) through a registered bounce buffer, and its completion polled;
 //!   completion errors map to the same [`RdmaError`]s.
 //! - [`MemoryWindow`]s bound on single offset slots ([`QueuePair::bind_window`]) make the NIC
-//!   enforce per-slot ATOMIC grants.
+//!   enforce per-slot READ and ATOMIC grants.
+//! - [`Loopback`]: the host's own path through the NIC to words peers change with atomics
+//!   (atomics on most NICs are atomic only among the NIC's operations).
 //!
 //! [`QpAddress`]: crate::control::QpAddress
 
 mod attrs;
 mod device;
+mod loopback;
 mod memory;
 mod qp;
 mod window;
@@ -35,6 +38,7 @@ use std::sync::{Mutex, RwLock};
 use rdma_sys::{ibv_cq, ibv_qp};
 
 pub use device::{probe, Device, VerbsConfig};
+pub use loopback::Loopback;
 pub use memory::MemoryRegion;
 pub use qp::QueuePair;
 pub use window::MemoryWindow;

@@ -1,19 +1,13 @@
-use super::fake::FakeNic;
+use std::sync::atomic::Ordering;
+
+use super::fake::{self, FakeNic, FakeQueue};
 use super::*;
 use crate::Grant;
 
 fn endpoint(nic: &FakeNic, bounce: &mut [u8]) -> VerbsEndpoint {
     // SAFETY: the fake queue pair and completion queue live as long as `nic`, which outlives
     // the endpoint in every test; the bounce buffer is the test's own and unused elsewhere.
-    unsafe {
-        VerbsEndpoint::from_raw(
-            &*nic.qp as *const _ as *mut _,
-            &*nic.cq as *const _ as *mut _,
-            bounce.as_mut_ptr(),
-            bounce.len(),
-            1,
-        )
-    }
+    unsafe { VerbsEndpoint::from_raw(nic.qp, nic.cq, bounce.as_mut_ptr(), bounce.len(), 1) }
 }
 
 #[test]
@@ -137,15 +131,8 @@ fn a_memory_window_confines_atomics_to_the_joined_slot_and_dropping_it_revokes_i
     };
     // SAFETY: the fake queue pair, completion queue and protection domain live as long as
     // `nic`; the fake does not dereference the registration.
-    let slot = unsafe {
-        window::bind(
-            &*nic.qp as *const _ as *mut _,
-            &*nic.cq as *const _ as *mut _,
-            &*nic.pd as *const _ as *mut _,
-            &target,
-        )
-    }
-    .unwrap();
+    let slot =
+        unsafe { window::bind(nic.qp, nic.cq, &*nic.pd as *const _ as *mut _, &target) }.unwrap();
     assert_eq!(slot.key().addr, table_addr + 16);
     assert_ne!(slot.key().rkey, 9);
     let grant = Grant {
@@ -176,13 +163,7 @@ fn a_memory_window_confines_atomics_to_the_joined_slot_and_dropping_it_revokes_i
         };
         // SAFETY: as in `endpoint`: the fake lives as long as the test; the bounce buffer is
         // registered local memory of 8 bytes at least.
-        unsafe {
-            wr::post_and_wait(
-                &*nic.qp as *const _ as *mut _,
-                &*nic.cq as *const _ as *mut _,
-                &request,
-            )
-        }
+        unsafe { wr::post_and_wait(nic.qp, nic.cq, &request) }
     };
     assert!(matches!(
         raw(table_addr + 24, slot.key().rkey),
@@ -255,4 +236,150 @@ fn a_verbs_session_without_a_device_fails_before_connecting() {
     }
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "the client connected anyway");
+}
+
+/// An endpoint on `queue` of the fake NIC.
+fn endpoint_on(queue: &FakeQueue, bounce: &mut [u8]) -> VerbsEndpoint {
+    // SAFETY: as in `endpoint`: the queue outlives the endpoint in every test.
+    unsafe {
+        VerbsEndpoint::from_raw(
+            &*queue.qp as *const _ as *mut _,
+            &*queue.cq as *const _ as *mut _,
+            bounce.as_mut_ptr(),
+            bounce.len(),
+            1,
+        )
+    }
+}
+
+fn table_region(len: u64) -> RemoteRegion {
+    RemoteRegion {
+        id: RegionId(3),
+        len,
+        access: Access::READ | Access::ATOMIC,
+    }
+}
+
+#[test]
+fn nic_atomics_are_atomic_only_among_themselves_so_reads_must_not_be_atomics() {
+    let nic = FakeNic::new();
+    let mut table = vec![0u8; 64];
+    let mut bounce = vec![0u8; 64];
+    let addr = nic.register(&mut table, 9, Access::READ | Access::ATOMIC);
+    let ep = endpoint(&nic, &mut bounce);
+    ep.add_region(table_region(64), Some(RemoteKey { addr, rkey: 9 }));
+    let word = addr + 8;
+    // SAFETY: `word` is an aligned word of `table`, alive for the whole test.
+    let host = move || unsafe { std::sync::atomic::AtomicU64::from_ptr(word as *mut u64) };
+
+    // The host (the broker's CPU) stores 42 while the NIC runs a FETCH_AND_ADD of 0 "to read
+    // the slot": the NIC writes back the 0 it read, and the stored commit is gone.
+    fake::between_read_and_write(move || host().store(42, Ordering::SeqCst));
+    assert_eq!(ep.fetch_add(RegionId(3), 8, 0).unwrap(), 0);
+    assert_eq!(
+        host().load(Ordering::SeqCst),
+        0,
+        "the host's store was undone"
+    );
+
+    // A COMPARE_AND_SWAP that raises the slot loses a host store the same way: which is why
+    // the host itself changes held slots through the NIC (`Loopback`).
+    fake::between_read_and_write(move || host().store(100, Ordering::SeqCst));
+    assert_eq!(
+        crate::words::raise_word(&ep, RegionId(3), 8, 30).unwrap(),
+        0
+    );
+    assert_eq!(host().load(Ordering::SeqCst), 30, "the host's 100 was lost");
+
+    // A READ writes nothing: what the host stores stays.
+    host().store(77, Ordering::SeqCst);
+    assert_eq!(crate::words::read_word(&ep, RegionId(3), 8).unwrap(), 77);
+    assert_eq!(host().load(Ordering::SeqCst), 77);
+}
+
+#[test]
+fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another() {
+    let mut nic = FakeNic::new();
+    let mut table = vec![0u8; 64];
+    let (mut peer_bounce, mut loop_bounce) = (vec![0u8; 64], vec![0u8; 64]);
+    // The table as the broker registers it: no remote right of its own.
+    let addr = nic.register(&mut table, 9, Access::empty());
+    let (peer_queue, loop_queue, target_queue) = (nic.queue(), nic.queue(), nic.queue());
+    // SAFETY: the fake queues and protection domain live as long as the test; the fake does
+    // not dereference the registration.
+    let bind = |queue: &FakeQueue, offset: u64, len: u64| unsafe {
+        window::bind(
+            &*queue.qp as *const _ as *mut _,
+            &*queue.cq as *const _ as *mut _,
+            &*nic.pd as *const _ as *mut _,
+            &window::Window {
+                mr: std::ptr::null_mut(),
+                addr: addr + offset,
+                len,
+                access: Access::READ | Access::ATOMIC,
+            },
+        )
+        .unwrap()
+    };
+    // A session's window on slot 1, and the loopback's on the whole table.
+    let slot = bind(&target_queue, 8, 8);
+    let whole = bind(&target_queue, 0, 64);
+    let peer = endpoint_on(&peer_queue, &mut peer_bounce);
+    peer.add_region(
+        RemoteRegion {
+            id: RegionId(3),
+            len: 64,
+            access: Access::empty(),
+        },
+        None,
+    );
+    let grant = Grant {
+        region: RegionId(3),
+        start: 8,
+        len: 8,
+        access: Access::READ | Access::ATOMIC,
+    };
+    peer.grant_window(grant, slot.key());
+    let loopback = Loopback::over(endpoint_on(&loop_queue, &mut loop_bounce), whole, None, 64);
+
+    // The peer adds 1 at a time; the host stores 1,000,000 × k (commits over TCP). Every
+    // operation reports the value it replaced, so the history must be one chain from 0 to
+    // the final value that passes through every operation: a lost update breaks it.
+    const ADDS: u64 = 3000;
+    const STORES: u64 = 300;
+    let (adds, stores) = std::thread::scope(|s| {
+        let adds = s.spawn(|| {
+            (0..ADDS)
+                .map(|_| peer.fetch_add(RegionId(3), 8, 1).unwrap())
+                .collect::<Vec<_>>()
+        });
+        let stores = s.spawn(|| {
+            (1..=STORES)
+                .map(|k| (loopback.store(8, k * 1_000_000).unwrap(), k * 1_000_000))
+                .collect::<Vec<_>>()
+        });
+        (adds.join().unwrap(), stores.join().unwrap())
+    });
+    let mut next: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for old in adds {
+        assert!(
+            next.insert(old, old + 1).is_none(),
+            "two adds replaced {old}"
+        );
+    }
+    for (old, new) in stores {
+        assert!(next.insert(old, new).is_none(), "two writes replaced {old}");
+    }
+    let (mut value, mut steps) = (0u64, 0u64);
+    while let Some(&after) = next.get(&value) {
+        value = after;
+        steps += 1;
+    }
+    assert_eq!(
+        steps,
+        ADDS + STORES,
+        "an update was lost (chain ends at {value})"
+    );
+    assert_eq!(loopback.read(8).unwrap(), value);
+    assert_eq!(u64::from_ne_bytes(table[8..16].try_into().unwrap()), value);
 }

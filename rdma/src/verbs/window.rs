@@ -3,7 +3,7 @@
 //!
 //! The offset table is registered with no remote right of its own (only `MW_BIND`), and its
 //! rkey is never sent. A `Join` binds one window on each joined 8-byte slot through the
-//! session's queue pair, with REMOTE_ATOMIC alone: a type-2 window is valid only for the peer
+//! session's queue pair, with REMOTE_READ and REMOTE_ATOMIC only: a type-2 window is valid only for the peer
 //! of the queue pair it was bound through, and is revoked when the session drops it.
 
 use std::mem::MaybeUninit;
