@@ -176,8 +176,13 @@ pub struct Config {
     pub rdma_verbs_device: Option<String>,
     /// Port of that device (from 1).
     pub rdma_verbs_port: u8,
-    /// GID index on that port (RoCE: the entry of the wanted RoCE version and address).
-    pub rdma_verbs_gid_index: u8,
+    /// GID index on that port; unset: chosen from the port's GID table (RoCE v2, IPv4 first;
+    /// InfiniBand 0).
+    pub rdma_verbs_gid_index: Option<u8>,
+    /// Traffic class of the verbs path's packets (RoCE v2: DSCP and ECN bits).
+    pub rdma_verbs_traffic_class: u8,
+    /// Service level of the verbs path's packets (InfiniBand SL, RoCE VLAN priority), 0-15.
+    pub rdma_verbs_service_level: u8,
     /// How long a produce waits for hot-cache space before it is answered with an error.
     pub produce_backpressure_ms: u64,
     /// Largest record batch a producer may send, in bytes, for topics without a
@@ -336,7 +341,9 @@ impl Default for Config {
             rdma_verbs_listen: None,
             rdma_verbs_device: None,
             rdma_verbs_port: 1,
-            rdma_verbs_gid_index: 0,
+            rdma_verbs_gid_index: None,
+            rdma_verbs_traffic_class: 0,
+            rdma_verbs_service_level: 0,
             produce_backpressure_ms: 5_000,
             message_max_bytes: 1_048_588,
             log_message_timestamp_before_max_ms: i64::MAX,
@@ -531,6 +538,10 @@ pub struct Args {
     rdma_verbs_port: Option<u8>,
     #[arg(long, env = "HOTWIRE_RDMA_VERBS_GID_INDEX")]
     rdma_verbs_gid_index: Option<u8>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_TRAFFIC_CLASS")]
+    rdma_verbs_traffic_class: Option<u8>,
+    #[arg(long, env = "HOTWIRE_RDMA_VERBS_SERVICE_LEVEL")]
+    rdma_verbs_service_level: Option<u8>,
     #[arg(long, env = "HOTWIRE_PRODUCE_BACKPRESSURE_MS")]
     produce_backpressure_ms: Option<u64>,
     #[arg(long, env = "HOTWIRE_MESSAGE_MAX_BYTES")]
@@ -670,6 +681,9 @@ impl Config {
         if args.rdma_verbs_device.is_some() {
             config.rdma_verbs_device = args.rdma_verbs_device.clone();
         }
+        if args.rdma_verbs_gid_index.is_some() {
+            config.rdma_verbs_gid_index = args.rdma_verbs_gid_index;
+        }
         if args.cluster.is_some() {
             config.cluster = args.cluster.clone();
         }
@@ -737,7 +751,8 @@ impl Config {
             max_one_sided_sessions,
             rdma_ring_kib,
             rdma_verbs_port,
-            rdma_verbs_gid_index,
+            rdma_verbs_traffic_class,
+            rdma_verbs_service_level,
             produce_backpressure_ms,
             message_max_bytes,
             log_message_timestamp_before_max_ms,
@@ -984,6 +999,12 @@ impl Config {
         }
         if self.rdma_verbs_port == 0 {
             return invalid("rdma_verbs_port", "ports are numbered from 1".into());
+        }
+        if self.rdma_verbs_service_level > 15 {
+            return invalid(
+                "rdma_verbs_service_level",
+                "service levels are 0 to 15".into(),
+            );
         }
         if let Err(e) = self.slicing().validate() {
             return invalid("storage_slice_*", e.to_string());
@@ -1302,6 +1323,18 @@ mod tests {
         }
         let err = Config::load(args(&["--rdma-verbs-port", "0"])).unwrap_err();
         assert!(err.to_string().contains("rdma_verbs_port"), "{err}");
+        let err = Config::load(args(&["--rdma-verbs-service-level", "16"])).unwrap_err();
+        assert!(
+            err.to_string().contains("rdma_verbs_service_level"),
+            "{err}"
+        );
+        let chosen = Config::load(args(&[])).unwrap();
+        assert_eq!(
+            chosen.rdma_verbs_gid_index, None,
+            "chosen from the GID table"
+        );
+        let given = Config::load(args(&["--rdma-verbs-gid-index", "3"])).unwrap();
+        assert_eq!(given.rdma_verbs_gid_index, Some(3));
         if cfg!(feature = "verbs") {
             let err = Config::load(args(&listen)).unwrap_err().to_string();
             assert!(err.contains("rdma_token"), "{err}");

@@ -25,9 +25,19 @@ pub struct OneSidedTarget {
     /// RDMA device for `--rdma-verbs` (the first one when unset).
     #[arg(long)]
     pub rdma_device: Option<String>,
-    /// GID index for `--rdma-verbs` (RoCE: the entry of the wanted RoCE version and address).
+    /// GID index for `--rdma-verbs`; unset: chosen as the broker chooses (RoCE v2, IPv4
+    /// first; InfiniBand 0).
+    #[arg(long)]
+    pub rdma_gid_index: Option<u8>,
+    /// Traffic class of `--rdma-verbs` packets (RoCE v2: DSCP and ECN bits).
     #[arg(long, default_value_t = 0)]
-    pub rdma_gid_index: u8,
+    pub rdma_traffic_class: u8,
+    /// Service level of `--rdma-verbs` packets (InfiniBand SL, RoCE VLAN priority).
+    #[arg(long, default_value_t = 0)]
+    pub rdma_service_level: u8,
+    /// The broker's `rdma_token` (required by a verbs listener).
+    #[arg(long, env = "HOTWIRE_RDMA_TOKEN")]
+    pub rdma_token: Option<String>,
 }
 
 impl OneSidedTarget {
@@ -43,7 +53,9 @@ impl OneSidedTarget {
     /// Opens a session as `client_id`.
     pub fn connect(&self, client_id: &str) -> Result<Session> {
         let session = match (&self.rdma_socket, &self.rdma_verbs) {
-            (Some(socket), _) => Session::connect(socket, client_id),
+            (Some(socket), _) => {
+                Session::connect_with_token(socket, client_id, self.rdma_token.clone())
+            }
             (None, Some(addr)) => self.connect_verbs(addr, client_id),
             (None, None) => {
                 return Err(BenchError::Usage(
@@ -63,9 +75,11 @@ impl OneSidedTarget {
         let config = rdma::verbs::VerbsConfig {
             device: self.rdma_device.clone(),
             gid_index: self.rdma_gid_index,
+            traffic_class: self.rdma_traffic_class,
+            service_level: self.rdma_service_level,
             ..rdma::verbs::VerbsConfig::default()
         };
-        Session::connect_verbs(addr, client_id, None, &config)
+        Session::connect_verbs(addr, client_id, self.rdma_token.clone(), &config)
     }
 
     #[cfg(not(feature = "verbs"))]

@@ -54,6 +54,8 @@ impl VerbsServer {
             device: broker.config.rdma_verbs_device.clone(),
             port: broker.config.rdma_verbs_port,
             gid_index: broker.config.rdma_verbs_gid_index,
+            traffic_class: broker.config.rdma_verbs_traffic_class,
+            service_level: broker.config.rdma_verbs_service_level,
             ..VerbsConfig::default()
         };
         let device = Device::open(&config)?;

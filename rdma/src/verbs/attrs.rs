@@ -26,6 +26,10 @@ pub(super) struct LocalPort {
     pub(super) mtu: u32,
     /// READs and atomics in flight the device allows per queue pair (both directions).
     pub(super) max_rd_atomic: u8,
+    /// Traffic class of the global route header (RoCE v2: DSCP and ECN).
+    pub(super) traffic_class: u8,
+    /// Service level (InfiniBand SL, RoCE VLAN priority).
+    pub(super) service_level: u8,
 }
 
 /// A zeroed attribute structure (how C code starts one too).
@@ -66,7 +70,7 @@ pub(super) fn rtr(port: &LocalPort, remote: &QpAddress) -> (ibv_qp_attr, i32) {
     attr.max_dest_rd_atomic = port.max_rd_atomic.max(1);
     attr.min_rnr_timer = MIN_RNR_TIMER;
     attr.ah_attr.dlid = remote.lid;
-    attr.ah_attr.sl = 0;
+    attr.ah_attr.sl = port.service_level;
     attr.ah_attr.src_path_bits = 0;
     attr.ah_attr.port_num = port.port;
     if remote.gid != [0u8; 16] {
@@ -74,6 +78,7 @@ pub(super) fn rtr(port: &LocalPort, remote: &QpAddress) -> (ibv_qp_attr, i32) {
         attr.ah_attr.grh.dgid.raw = remote.gid;
         attr.ah_attr.grh.sgid_index = port.gid_index;
         attr.ah_attr.grh.hop_limit = HOP_LIMIT;
+        attr.ah_attr.grh.traffic_class = port.traffic_class;
     }
     let mask = ibv_qp_attr_mask::IBV_QP_STATE
         | ibv_qp_attr_mask::IBV_QP_AV
@@ -137,6 +142,8 @@ mod tests {
         gid_index: 3,
         mtu: 4096,
         max_rd_atomic: 16,
+        traffic_class: 106,
+        service_level: 3,
     };
 
     fn peer(gid: [u8; 16], mtu: u32) -> QpAddress {
@@ -189,6 +196,9 @@ mod tests {
         // SAFETY: `raw` is the member written above.
         assert_eq!(unsafe { attr.ah_attr.grh.dgid.raw }, gid);
         assert_eq!(attr.ah_attr.grh.sgid_index, 3);
+        // The configured class (DSCP 26, ECN-capable) and level go into every packet.
+        assert_eq!(attr.ah_attr.grh.traffic_class, 106);
+        assert_eq!(attr.ah_attr.sl, 3);
         assert!(attr.ah_attr.grh.hop_limit > 1);
         assert_eq!(attr.max_dest_rd_atomic, 16);
         for flag in [

@@ -2,6 +2,7 @@
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
+use std::path::Path;
 use std::sync::Arc;
 
 use rdma_sys::{
@@ -12,6 +13,7 @@ use rdma_sys::{
 };
 
 use super::attrs::{mtu_bytes, LocalPort};
+use super::gid;
 use crate::RdmaError;
 
 /// Which device and port a verbs endpoint uses.
@@ -21,9 +23,15 @@ pub struct VerbsConfig {
     pub device: Option<String>,
     /// Port number (from 1).
     pub port: u8,
-    /// GID table index: RoCE needs the one of the wanted RoCE version and address
-    /// (`show_gids` lists them); InfiniBand within one subnet can use 0.
-    pub gid_index: u8,
+    /// GID table index (`show_gids` lists them). `None`: chosen from the port's table in
+    /// sysfs: on RoCE a RoCE v2 entry, IPv4 first, then global IPv6, then link-local; on
+    /// InfiniBand 0.
+    pub gid_index: Option<u8>,
+    /// Traffic class of the packets sent (the global route header's; on RoCE v2 the IP DSCP
+    /// and ECN bits, which lossless RoCE fabrics map to their no-drop priority).
+    pub traffic_class: u8,
+    /// Service level (InfiniBand SL; on RoCE the VLAN priority), 0 to 15.
+    pub service_level: u8,
     /// Bytes of the registered buffer each endpoint copies through (the largest single READ
     /// or WRITE).
     pub bounce_bytes: usize,
@@ -34,7 +42,9 @@ impl Default for VerbsConfig {
         VerbsConfig {
             device: None,
             port: 1,
-            gid_index: 0,
+            gid_index: None,
+            traffic_class: 0,
+            service_level: 0,
             bounce_bytes: 8 << 20,
         }
     }
@@ -62,6 +72,12 @@ unsafe impl Sync for Device {}
 impl Device {
     /// Opens the device and port `config` names; [`RdmaError::NoDevice`] where there is none.
     pub fn open(config: &VerbsConfig) -> Result<Arc<Device>, RdmaError> {
+        if config.service_level > 15 {
+            return Err(RdmaError::InvalidRequest(format!(
+                "service level {} is not 0 to 15",
+                config.service_level
+            )));
+        }
         let (ctx, name) = open_context(config.device.as_deref())?;
         // From here on, Drop closes what was opened (a null pd is skipped).
         let mut device = Device {
@@ -70,9 +86,11 @@ impl Device {
             name,
             port: LocalPort {
                 port: config.port,
-                gid_index: config.gid_index,
+                gid_index: 0,
                 mtu: 256,
                 max_rd_atomic: 1,
+                traffic_class: config.traffic_class,
+                service_level: config.service_level,
             },
             lid: 0,
             gid: [0; 16],
@@ -90,6 +108,38 @@ impl Device {
 
     /// Reads the device's limits and the port's state, LID, MTU and GID.
     fn query(&mut self, config: &VerbsConfig) -> Result<(), RdmaError> {
+        let gid_index = match config.gid_index {
+            Some(index) => index,
+            None => {
+                let (link_layer, table) =
+                    gid::read_table(Path::new(gid::SYSFS), &self.name, config.port).map_err(
+                        |e| {
+                            RdmaError::NoDevice(format!(
+                                "cannot read the GID table of {} port {} under {} ({e}): give \
+                                 the GID index",
+                                self.name,
+                                config.port,
+                                gid::SYSFS
+                            ))
+                        },
+                    )?;
+                let index = gid::choose(&link_layer, &table).map_err(|why| {
+                    RdmaError::NoDevice(format!("{} port {}: {why}", self.name, config.port))
+                })?;
+                let chosen = table.iter().find(|e| e.index == index);
+                tracing::info!(
+                    device = %self.name,
+                    port = config.port,
+                    gid_index = index,
+                    gid = ?chosen.map(|e| e.gid),
+                    kind = ?chosen.map(|e| e.kind.as_str()),
+                    %link_layer,
+                    "GID chosen"
+                );
+                index
+            }
+        };
+        self.port.gid_index = gid_index;
         // SAFETY: plain C data; the calls below fill them.
         let mut device: ibv_device_attr = unsafe { MaybeUninit::zeroed().assume_init() };
         // SAFETY: as above.
@@ -104,7 +154,7 @@ impl Device {
                 "ibv_query_port",
             )?;
             check(
-                ibv_query_gid(self.ctx, config.port, i32::from(config.gid_index), &mut gid),
+                ibv_query_gid(self.ctx, config.port, i32::from(gid_index), &mut gid),
                 "ibv_query_gid",
             )?;
         }

@@ -21,6 +21,7 @@
 
 mod attrs;
 mod device;
+mod gid;
 mod loopback;
 mod memory;
 mod qp;
