@@ -139,6 +139,8 @@ pub struct Broker {
     pub request_memory: RequestMemory,
     /// One-sided sessions that may still open (`max_one_sided_sessions`), every provider.
     pub one_sided_sessions: Arc<tokio::sync::Semaphore>,
+    /// The published partition index of the one-sided path (with a one-sided listener).
+    pub published: Option<Arc<crate::one_sided::PublishedIndex>>,
     /// The ACLs in force: the storage root's, or the cluster's.
     pub acls: Arc<Acls>,
 }
@@ -370,6 +372,14 @@ impl Broker {
         let fetch_budget = FetchBudget::new(config.fetch_memory_mib);
         let one_sided_sessions =
             Arc::new(tokio::sync::Semaphore::new(config.max_one_sided_sessions));
+        let published = if config.rdma_shm_socket.is_some() || config.rdma_verbs_listen.is_some() {
+            Some(crate::one_sided::PublishedIndex::new(
+                config.rdma_index_partitions,
+                config.rdma_index_entries,
+            )?)
+        } else {
+            None
+        };
         let request_memory = RequestMemory::new(
             config.max_request_memory_mib.saturating_mul(1 << 20),
             events.request_memory_waits.clone(),
@@ -400,6 +410,7 @@ impl Broker {
             }),
             request_memory,
             one_sided_sessions,
+            published,
             acls,
         }))
     }

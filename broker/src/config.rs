@@ -169,6 +169,10 @@ pub struct Config {
     pub max_one_sided_sessions: usize,
     /// Size of each session's produce staging ring, in KiB.
     pub rdma_ring_kib: usize,
+    /// Partitions the published index (one-sided fetch by READ alone) holds at once.
+    pub rdma_index_partitions: u32,
+    /// Latest hot batches the published index holds per partition.
+    pub rdma_index_entries: u64,
     /// TCP address of the verbs control channel (RDMA NICs); none by default. Needs a broker
     /// built with the `verbs` feature.
     pub rdma_verbs_listen: Option<SocketAddr>,
@@ -338,6 +342,8 @@ impl Default for Config {
             rdma_commit_interval_ms: 100,
             max_one_sided_sessions: 1024,
             rdma_ring_kib: 4096,
+            rdma_index_partitions: 1024,
+            rdma_index_entries: 256,
             rdma_verbs_listen: None,
             rdma_verbs_device: None,
             rdma_verbs_port: 1,
@@ -530,6 +536,10 @@ pub struct Args {
     max_one_sided_sessions: Option<usize>,
     #[arg(long, env = "HOTWIRE_RDMA_RING_KIB")]
     rdma_ring_kib: Option<usize>,
+    #[arg(long, env = "HOTWIRE_RDMA_INDEX_PARTITIONS")]
+    rdma_index_partitions: Option<u32>,
+    #[arg(long, env = "HOTWIRE_RDMA_INDEX_ENTRIES")]
+    rdma_index_entries: Option<u64>,
     #[arg(long, env = "HOTWIRE_RDMA_VERBS_LISTEN")]
     rdma_verbs_listen: Option<SocketAddr>,
     #[arg(long, env = "HOTWIRE_RDMA_VERBS_DEVICE")]
@@ -750,6 +760,8 @@ impl Config {
             rdma_commit_interval_ms,
             max_one_sided_sessions,
             rdma_ring_kib,
+            rdma_index_partitions,
+            rdma_index_entries,
             rdma_verbs_port,
             rdma_verbs_traffic_class,
             rdma_verbs_service_level,
@@ -965,6 +977,14 @@ impl Config {
         }
         if self.max_one_sided_sessions == 0 {
             return invalid("max_one_sided_sessions", "must be at least 1".into());
+        }
+        if !(1..=1 << 20).contains(&self.rdma_index_partitions)
+            || !(1..=1 << 16).contains(&self.rdma_index_entries)
+        {
+            return invalid(
+                "rdma_index_partitions",
+                "the published index needs 1 to 1048576 partitions of 1 to 65536 entries".into(),
+            );
         }
         if self.rdma_commit_interval_ms == 0 || self.rdma_ring_kib == 0 {
             return invalid(

@@ -71,6 +71,11 @@ impl PartitionIndex {
         self.entries.clear();
     }
 
+    /// The batches held, in offset order.
+    pub fn entries(&self) -> impl Iterator<Item = &IndexEntry> {
+        self.entries.iter()
+    }
+
     /// First offset held, after pruning.
     pub fn first_offset(&self) -> Option<i64> {
         self.entries.front().map(|e| e.base_offset)

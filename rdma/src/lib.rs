@@ -13,6 +13,8 @@
 //! - [`shm`]: same-host provider: the regions are shared-memory mappings passed as file
 //!   descriptors; READ is a copy, FETCH_AND_ADD an atomic on the mapped word.
 //! - [`control`]: the session protocol (framing, messages, descriptor passing) and its server.
+//! - [`published`]: the partition index the broker publishes, so that a reader fetches with
+//!   READ alone.
 //! - [`client`]: a consumer, committer and producer on top.
 //! - [`words`]: reading and changing shared words so that no update is undone on NICs whose
 //!   atomics are atomic only among themselves.
@@ -30,6 +32,7 @@ pub mod client;
 pub mod control;
 mod error;
 mod grants;
+pub mod published;
 pub mod shm;
 mod transport;
 #[cfg(feature = "verbs")]

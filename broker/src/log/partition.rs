@@ -1,11 +1,12 @@
 //! One partition's log: offset assignment, the hot index, and the chunks already in storage.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dfs_adapter::{ChunkLocation, FlushPipeline, PartitionKey, PendingBatch, StorageError};
 use hotcache::{HotCache, IndexEntry, PartitionIndex, PendingSlice, ReadOutcome};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::record_batch::{assign_offset, BatchHeader};
@@ -24,12 +25,24 @@ pub struct Appended {
     pub last_offset: i64,
 }
 
+/// Told of every batch the hot index gains and of every move of the watermarks (the one-sided
+/// path's published index, which readers use without asking the broker).
+pub trait HotIndexListener: Send + Sync {
+    /// `entry` was appended to the hot index (it is readable once below the high watermark).
+    /// Called under the partition lock, in offset order.
+    fn appended(&self, entry: &IndexEntry);
+    /// The high watermark or the log start moved (either may be reported late, never
+    /// ahead of the log).
+    fn watermarks(&self, high_watermark: i64, log_start: i64);
+}
+
 /// A partition of a topic.
 pub struct Partition {
     key: PartitionKey,
     state: Mutex<PartitionState>,
     /// Durable end of the log: what consumers may read, and what acks=all waits for.
     high_watermark: watch::Sender<i64>,
+    listener: RwLock<Option<Arc<dyn HotIndexListener>>>,
 }
 
 struct PartitionState {
@@ -93,6 +106,31 @@ impl Partition {
                 producers: ProducerStates::default(),
             }),
             high_watermark: watch::Sender::new(end),
+            listener: RwLock::new(None),
+        }
+    }
+
+    /// Installs `new` as the listener, unless there is one already, and tells it the hot
+    /// batches held and the watermarks now; later appends and moves follow. Returns whether
+    /// it was installed.
+    pub fn listen(&self, new: Arc<dyn HotIndexListener>) -> bool {
+        let state = self.state.lock();
+        let mut listener = self.listener.write();
+        if listener.is_some() {
+            return false;
+        }
+        for entry in state.hot.entries() {
+            new.appended(entry);
+        }
+        new.watermarks(self.high_watermark(), state.log_start);
+        *listener = Some(new);
+        true
+    }
+
+    /// Tells the listener the watermarks now.
+    fn report_watermarks(&self) {
+        if let Some(listener) = self.listener.read().as_ref() {
+            listener.watermarks(self.high_watermark(), self.log_start());
         }
     }
 
@@ -145,12 +183,16 @@ impl Partition {
             let batch_last = batch_base + i64::from(header.last_offset_delta);
             assign_offset(&mut pending, batch_base, LEADER_EPOCH);
             let slice = pending.freeze();
-            state.hot.push(IndexEntry {
+            let entry = IndexEntry {
                 base_offset: batch_base,
                 last_offset: batch_last,
                 max_timestamp: header.max_timestamp,
                 at: slice.handle(),
-            });
+            };
+            state.hot.push(entry);
+            if let Some(listener) = self.listener.read().as_ref() {
+                listener.appended(&entry);
+            }
             state.producers.record(&header, batch_base);
             // Offsets are taken even if the pipeline refuses (it only does so at shutdown), so
             // that the hot index and the log end stay consistent.
@@ -203,6 +245,7 @@ impl Partition {
             }
             advanced
         });
+        self.report_watermarks();
     }
 
     /// Moves the log start to `offset` (never backwards), forgetting stored chunks wholly below
@@ -226,6 +269,7 @@ impl Partition {
             }
             moved
         });
+        self.report_watermarks();
     }
 
     /// Replaces the stored chunks in the offset range that `chunks` (a compacted segment's, in

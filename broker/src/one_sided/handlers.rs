@@ -5,11 +5,12 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rdma::control::{BatchLocation, GroupMember, Request, Response, SlotGrant};
+use rdma::control::{GroupMember, Request, Response, SlotGrant};
 use rdma::shm::SharedRing;
 use rdma::{Access, Grant};
 
 use super::persist::JoinedSlots;
+use super::published::location;
 use super::slot_holds::SlotHolds;
 use super::OFFSETS_REGION;
 use crate::broker::Broker;
@@ -49,6 +50,7 @@ pub async fn handle(
     }
     let outcome = match request {
         Request::Hello { .. } => Err("the session is already open".to_string()),
+        Request::Subscribe { topic, partition } => subscribe(broker, &topic, partition),
         Request::Locate {
             topic,
             partition,
@@ -101,11 +103,13 @@ fn authorize(access: &AclAccess, reads_cache: bool, request: &Request) -> Result
         ))
     };
     match request {
-        Request::Locate { .. } if !reads_cache => Err(format!(
+        Request::Locate { .. } | Request::Subscribe { .. } if !reads_cache => Err(format!(
             "TOPIC_AUTHORIZATION_FAILED: {} may not read every topic, so it may not read the              cache region directly; Fetch copies what it may read",
             access.principal()
         )),
-        Request::Locate { topic, .. } | Request::Fetch { topic, .. }
+        Request::Locate { topic, .. }
+        | Request::Subscribe { topic, .. }
+        | Request::Fetch { topic, .. }
             if !access.allows(Operation::Read, ResourceType::Topic, topic) =>
         {
             topic_denied("read", topic)
@@ -157,23 +161,31 @@ fn locate(
         partition.locate_hot(&broker.cache, offset, max_bytes as usize)
     };
     let hot = located.is_some();
-    let batches = located
-        .unwrap_or_default()
-        .into_iter()
-        .map(|entry| BatchLocation {
-            position: entry.at.arena_offset() as u64,
-            len: entry.at.len() as u32,
-            block: entry.at.block(),
-            generation: entry.at.generation(),
-            base_offset: entry.base_offset,
-            last_offset: entry.last_offset,
-        })
-        .collect();
+    let batches = located.unwrap_or_default().iter().map(location).collect();
     Ok(Response::Located {
         high_watermark,
         log_start,
         batches,
         hot,
+    })
+}
+
+/// `Subscribe`: the partition's slot in the published index.
+fn subscribe(broker: &Broker, topic: &str, partition: i32) -> Result<Response, String> {
+    let index = broker
+        .published
+        .as_ref()
+        .ok_or("this broker publishes no partition index")?;
+    let found = broker
+        .topics
+        .get(topic)
+        .and_then(|t| t.partition(partition).cloned())
+        .ok_or_else(|| format!("unknown topic or partition {topic}/{partition}"))?;
+    let (slot, incarnation) = index.subscribe(&found)?;
+    Ok(Response::Subscribed {
+        slot,
+        incarnation,
+        entries: index.layout().entries,
     })
 }
 

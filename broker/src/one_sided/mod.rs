@@ -12,6 +12,7 @@
 
 mod handlers;
 mod persist;
+mod published;
 mod server;
 mod session;
 mod slot_holds;
@@ -19,6 +20,7 @@ mod slot_holds;
 pub mod verbs;
 
 pub use persist::{persist_loop, JoinedSlots};
+pub use published::PublishedIndex;
 pub use server::serve;
 
 use rdma::RegionId;
@@ -31,3 +33,5 @@ pub const GENERATIONS_REGION: RegionId = RegionId(2);
 pub const OFFSETS_REGION: RegionId = RegionId(3);
 /// The session's staging ring.
 pub const RING_REGION: RegionId = RegionId(4);
+/// The published partition index.
+pub const INDEX_REGION: RegionId = RegionId(5);

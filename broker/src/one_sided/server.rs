@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::persist::JoinedSlots;
 use super::session::{accept_sessions, answer_requests, hello};
 use super::slot_holds::SlotHolds;
-use super::{CACHE_REGION, GENERATIONS_REGION, OFFSETS_REGION, RING_REGION};
+use super::{CACHE_REGION, GENERATIONS_REGION, INDEX_REGION, OFFSETS_REGION, RING_REGION};
 use crate::broker::Broker;
 
 /// What a client may do to its staging ring: WRITE batches, FETCH_AND_ADD the head to reserve
@@ -73,6 +73,9 @@ async fn session(
             )?);
         }
         fds.push(export(ring.fd(), RING_ACCESS)?);
+        if let Some(index) = broker.published.as_ref().filter(|_| admitted.reads_cache) {
+            fds.push(export(index.words().memfd(), Access::READ)?);
+        }
         Ok::<_, RdmaError>(fds)
     })();
     let exported = match exported {
@@ -111,14 +114,15 @@ async fn session(
 
 /// The regions of a session, in the order of their descriptors (shm) or keys (verbs): the
 /// arena and its generations only with `reads_cache`, the offset table only with `offsets`,
-/// then the ring.
+/// then the ring, then the published index (with `reads_cache`, where there is one: it
+/// locates every subscribed partition's batches in the arena).
 pub(super) fn regions(
     broker: &Broker,
     ring: &SharedRing,
     reads_cache: bool,
     offsets: bool,
 ) -> Vec<NamedRegion> {
-    let all = vec![
+    let mut all = vec![
         named(
             RegionRole::Cache,
             CACHE_REGION,
@@ -145,9 +149,17 @@ pub(super) fn regions(
             RING_ACCESS,
         ),
     ];
+    if let Some(index) = &broker.published {
+        all.push(named(
+            RegionRole::Index,
+            INDEX_REGION,
+            index.words().len() as u64 * 8,
+            Access::READ,
+        ));
+    }
     all.into_iter()
         .filter(|r| match r.role {
-            RegionRole::Cache | RegionRole::Generations => reads_cache,
+            RegionRole::Cache | RegionRole::Generations | RegionRole::Index => reads_cache,
             RegionRole::Offsets => offsets,
             RegionRole::Ring => true,
         })

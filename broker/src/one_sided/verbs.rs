@@ -44,6 +44,8 @@ pub struct VerbsServer {
     cache: MemoryRegion,
     generations: MemoryRegion,
     offsets: Arc<MemoryRegion>,
+    /// The published partition index (READ, shared like the arena).
+    index: Option<MemoryRegion>,
 }
 
 impl VerbsServer {
@@ -106,12 +108,22 @@ impl VerbsServer {
                  through a loopback queue pair"
             );
         }
+        let index = match &broker.published {
+            Some(index) => Some(device.register_fd(
+                index.words().memfd(),
+                index.words().len() * 8,
+                Access::READ,
+                false,
+            )?),
+            None => None,
+        };
         tracing::info!(device = device.name(), "RDMA regions registered");
         Ok(VerbsServer {
             device,
             cache,
             generations,
             offsets,
+            index,
         })
     }
 }
@@ -198,6 +210,7 @@ async fn session(
             // Reached only through the windows of joined slots.
             RegionRole::Offsets => None,
             RegionRole::Ring => Some(ring_region.key()),
+            RegionRole::Index => server.index.as_ref().map(MemoryRegion::key),
         };
     }
     let welcome = Response::Welcome {

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -60,11 +61,15 @@ fn padded_batch(tag: &str, n: usize, records: usize, pad: usize) -> Vec<u8> {
 }
 
 fn tcp_produce(client: &mut Client, records: Vec<u8>) -> i64 {
+    tcp_produce_to(client, TOPIC, records)
+}
+
+fn tcp_produce_to(client: &mut Client, topic: &str, records: Vec<u8>) -> i64 {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(records.into()))])]);
@@ -418,4 +423,95 @@ fn the_verbs_path_refuses_to_start_where_it_cannot_run() {
         "built without the verbs provider"
     };
     assert!(stderr.contains(reason), "{stderr}");
+}
+
+#[test]
+fn a_tailing_consumer_reads_by_read_alone_and_asks_the_broker_only_what_the_index_cannot_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // A ring of 4 batches per partition, so that a consumer can fall behind it.
+    let (broker, socket) = start(dir.path(), &["--rdma-index-entries", "4"]);
+    let mut tcp = broker.connect();
+    let session = connect(&socket);
+    let (mut expected, mut next) = (Vec::new(), 0i64);
+    let produce = |tcp: &mut Client, expected: &mut Vec<String>, n: usize| {
+        let base = tcp_produce(tcp, batch_of("idx", n, 2));
+        expected.extend((0..2).map(|i| format!("idx-{n:05}-{i}")));
+        base + 2
+    };
+    for n in 0..3 {
+        next = produce(&mut tcp, &mut expected, n);
+    }
+    let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+    assert_eq!(one_sided_read_all(&mut consumer, next), expected);
+    let stats = consumer.stats();
+    assert_eq!(
+        (stats.located_polls, stats.copied_polls),
+        (0, 0),
+        "{stats:?}"
+    );
+
+    // Idle at the end: each poll READs the watermark word, and nothing goes to the broker.
+    for _ in 0..1000 {
+        assert!(consumer.poll(1 << 20).unwrap().is_empty());
+    }
+    let stats = consumer.stats();
+    assert_eq!(stats.located_polls, 0, "{stats:?}");
+    assert!(stats.published_polls >= 1000, "{stats:?}");
+
+    // New batches show through the watermark word and the ring.
+    for n in 3..5 {
+        next = produce(&mut tcp, &mut expected, n);
+    }
+    let mut read = one_sided_read_all(&mut consumer, next);
+    assert_eq!(consumer.stats().located_polls, 0, "{:?}", consumer.stats());
+
+    // Ten batches while the consumer waits: its place in the ring is overwritten, so it
+    // locates through the control channel, then goes back to the index.
+    for n in 5..15 {
+        next = produce(&mut tcp, &mut expected, n);
+    }
+    read.extend(one_sided_read_all(&mut consumer, next));
+    let located = consumer.stats().located_polls;
+    assert!(located >= 1, "{:?}", consumer.stats());
+    next = produce(&mut tcp, &mut expected, 15);
+    read.extend(one_sided_read_all(&mut consumer, next));
+    assert_eq!(consumer.stats().located_polls, located, "back on the index");
+    let mut all = one_sided_read_all(&mut Consumer::new(&session, TOPIC, 0, 0), next);
+    assert_eq!(all, expected);
+    all.truncate(6);
+    assert_eq!([all, read].concat(), expected);
+    assert_eq!(consumer.stats().copied_polls, 0, "{:?}", consumer.stats());
+}
+
+#[test]
+fn a_deleted_topics_index_slot_never_hands_its_old_readers_the_next_partitions_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    // One slot: the next partition to subscribe takes the deleted one's.
+    let (broker, socket) = start(dir.path(), &["--rdma-index-partitions", "1"]);
+    let mut tcp = broker.connect();
+    let session = connect(&socket);
+    tcp_produce(&mut tcp, batch_of("gone", 0, 2));
+    let mut old = Consumer::new(&session, TOPIC, 0, 0);
+    assert_eq!(one_sided_read_all(&mut old, 2).len(), 2);
+
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str(TOPIC))])
+        .with_timeout_ms(10_000);
+    let deleted: DeleteTopicsResponse = tcp.call(ApiKey::DeleteTopics, 4, &delete);
+    assert_eq!(deleted.responses[0].error_code, 0, "{deleted:?}");
+    // Another topic takes the slot, with more data than the old reader's position.
+    let mut next = 0;
+    for n in 0..5 {
+        next = tcp_produce_to(&mut tcp, "next", batch_of("next", n, 2)) + 2;
+    }
+    let mut new = Consumer::new(&session, "next", 0, 0);
+    assert_eq!(one_sided_read_all(&mut new, next).len(), 10);
+    assert_eq!(new.stats().located_polls, 0, "{:?}", new.stats());
+
+    // The old reader's entries fail their checksum (another incarnation of the slot): it
+    // asks the broker, which knows no such topic, instead of reading the other topic's data.
+    match old.poll(1 << 20) {
+        Err(RdmaError::Refused(message)) => assert!(message.contains("unknown"), "{message}"),
+        other => panic!("expected the deleted topic to be refused, got {other:?}"),
+    }
 }

@@ -8,6 +8,8 @@
 //! rkey). Everything else is a request and its response, in order, one at a time per
 //! connection:
 //!
+//! - [`Request::Subscribe`]: a partition's slot in the published index, through which the
+//!   client then tails and locates batches with READ alone;
 //! - [`Request::Locate`]: where a partition's batches from an offset sit in the cache region
 //!   (the client then READs them itself), or that they are not hot;
 //! - [`Request::Fetch`]: the same batches copied over the channel (the fallback for data that
@@ -47,6 +49,8 @@ pub enum RegionRole {
     Offsets,
     /// This session's produce staging ring (WRITE and ATOMIC).
     Ring,
+    /// The published partition index (READ; see [`crate::published`]).
+    Index,
 }
 
 /// A region in `Welcome`.
@@ -128,6 +132,14 @@ pub enum Request {
         /// Verbs sessions: the client's queue pair (absent for shm).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         qp: Option<QpAddress>,
+    },
+    /// A slot of the published index for a partition: from then on the client tails and
+    /// fetches it with READ alone.
+    Subscribe {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
     },
     /// Where batches of a partition from `offset` are in the cache region.
     Locate {
@@ -228,6 +240,15 @@ pub enum Response {
         /// Verbs sessions: the broker's queue pair for this session (absent for shm).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         qp: Option<QpAddress>,
+    },
+    /// Answer to `Subscribe`: where the partition's index is in the index region.
+    Subscribed {
+        /// The slot (see [`crate::published::IndexLayout`]).
+        slot: u32,
+        /// The slot's incarnation, which every entry's checksum covers.
+        incarnation: u64,
+        /// Entries in each slot's ring.
+        entries: u64,
     },
     /// Answer to `Locate`.
     Located {
