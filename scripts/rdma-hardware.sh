@@ -102,5 +102,5 @@ echo "broker (verbs on $addr:19093, device $device): see $out/broker.log"
 echo "from another host: HOTWIRE_RDMA_TOKEN=$token target/release/hotwire-bench one-sided -b <this host>:19092 --rdma-verbs $addr:19093 ${bench_args[*]} -o DIR"
 HOTWIRE_RDMA_TOKEN="$token" target/release/hotwire-bench one-sided -b 127.0.0.1:19092 \
     --rdma-verbs "$addr:19093" "${bench_args[@]}" -o "$out" --mib "$mib" \
-    --commits 20000 --rounds 3 --tail-rate 20000 --tail-seconds 10
+    --commits 20000 --rounds 3 --tail-rate 2000,20000 --tail-seconds 10 --broker-pid "$broker"
 echo "results: $out/one-sided.json (provider \"verbs\"), $out/device.txt, $out/rdma-tests.txt"

@@ -59,6 +59,8 @@ pub struct Consumer<'a> {
     subscription: Option<Subscription>,
     /// When a `Subscribe` was last refused (the topic did not exist yet, the index was full).
     refused_at: Option<Instant>,
+    /// Whether it may use the published index (see [`Consumer::without_index`]).
+    use_index: bool,
 }
 
 impl<'a> Consumer<'a> {
@@ -72,7 +74,15 @@ impl<'a> Consumer<'a> {
             stats: ConsumerStats::default(),
             subscription: None,
             refused_at: None,
+            use_index: true,
         }
+    }
+
+    /// The same consumer, locating every batch through the control channel (`Locate`) instead
+    /// of the published index: what a broker without an index gives, kept for comparisons.
+    pub fn without_index(mut self) -> Self {
+        self.use_index = false;
+        self
     }
 
     /// The next offset it will read.
@@ -189,6 +199,9 @@ impl<'a> Consumer<'a> {
     fn subscribed(&mut self) -> Result<bool, RdmaError> {
         if self.subscription.is_some() {
             return Ok(true);
+        }
+        if !self.use_index {
+            return Ok(false);
         }
         let Ok(region) = self.session.region(RegionRole::Index) else {
             return Ok(false);
