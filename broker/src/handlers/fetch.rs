@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::select_all;
-use hotcache::{HotSlice, ReadOutcome};
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
@@ -17,6 +16,7 @@ use tokio::time::Instant;
 use super::fetch_budget::Held;
 use crate::broker::Broker;
 use crate::log::partition::Partition;
+use crate::log::service::{self, Read, ReadLimits};
 use crate::metrics::ClientReads;
 
 /// Longest long-poll wait honoured, whatever the client asks.
@@ -193,8 +193,9 @@ struct Budget {
     deadline: Instant,
 }
 
-/// Reads one partition within `budget`; also returns the memory budget its records hold, or
-/// `None` when the budget had nothing left for it (later partitions then get nothing either).
+/// Reads one partition within `budget` through the log service; also returns the memory
+/// budget its records hold, or `None` when the budget had nothing left for it (later
+/// partitions then get nothing either).
 async fn read_partition(
     broker: &Broker,
     reads: &ClientReads,
@@ -212,112 +213,24 @@ async fn read_partition(
         .with_aborted_transactions(Some(Vec::new()))
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(Bytes::new()));
-    let offset = fetch.fetch_offset;
-    if offset < log_start || offset > high_watermark {
-        data.error_code = ResponseError::OffsetOutOfRange.code();
-        return (data, Some(Held::default()));
-    }
-    let limit = budget
-        .remaining
-        .min(usize::try_from(fetch.partition_max_bytes).unwrap_or(0));
-    if offset == high_watermark || limit == 0 {
-        return (data, Some(Held::default()));
-    }
-    // Charge the memory budget before reading: the first partition with data may wait for it
-    // (within max_wait); a later one answers without data rather than wait.
-    let fetches = &broker.fetch_budget;
-    let mut held = Held::default();
-    let charged = if budget.first {
-        fetches.charge(&mut held, limit, budget.deadline).await
-    } else {
-        fetches.try_charge(&mut held, limit)
+    let limits = ReadLimits {
+        max_bytes: budget
+            .remaining
+            .min(usize::try_from(fetch.partition_max_bytes).unwrap_or(0)),
+        first: budget.first,
+        deadline: budget.deadline,
     };
-    if !charged {
-        broker.events.fetch_budget_waits.inc();
-        return (data, None);
-    }
-    // No more than was charged (the whole budget is less than one request may ask).
-    let limit = limit.min(held.bytes());
-    match partition.read_hot(&broker.cache, offset, limit) {
-        ReadOutcome::Hit(mut slices) => {
-            reads.hot();
-            if !budget.first {
-                slices.truncate(batches_within(slices.iter().map(|s| s.len()), limit));
-            }
-            data.records = Some(join(slices));
+    match service::read(broker, reads, partition, fetch.fetch_offset, limits).await {
+        Ok(Read::Records(records, held)) => {
+            data.records = Some(records);
+            (data, Some(held))
         }
-        ReadOutcome::Miss => match partition.stored_chunk(offset) {
-            Some(chunk) => {
-                reads.cold();
-                match broker.cold.read(partition, chunk, offset, limit).await {
-                    Ok(mut bytes) if !budget.first => {
-                        bytes.truncate(stored_batches_within(&bytes, limit));
-                        data.records = Some(bytes);
-                    }
-                    Ok(bytes) => data.records = Some(bytes),
-                    Err(error) => {
-                        broker.events.cold_read_errors.inc();
-                        tracing::warn!(%error, offset, "cold read failed");
-                        data.error_code = ResponseError::KafkaStorageError.code();
-                    }
-                }
-            }
-            None => {
-                tracing::warn!(offset, high_watermark, "durable offset found nowhere");
-                data.error_code = ResponseError::KafkaStorageError.code();
-            }
-        },
-    }
-    let len = data.records.as_ref().map_or(0, Bytes::len);
-    if len > held.bytes() {
-        // A first batch larger than the limit: charged if the budget allows, served anyway.
-        let more = len - held.bytes();
-        let _ = fetches.try_charge(&mut held, more);
-    }
-    held.keep(len);
-    (data, Some(held))
-}
-
-/// How many of the batches with these lengths fit in `limit` together.
-fn batches_within(lens: impl Iterator<Item = usize>, limit: usize) -> usize {
-    let mut total = 0usize;
-    lens.take_while(|len| {
-        total = total.saturating_add(*len);
-        total <= limit
-    })
-    .count()
-}
-
-/// The length of the longest run of whole batches at the start of `records` that fits in
-/// `limit` (batches are framed by their 8-byte base offset and 4-byte length).
-fn stored_batches_within(records: &[u8], limit: usize) -> usize {
-    let mut at = 0usize;
-    while let Some(head) = records.get(at + 8..at + 12) {
-        let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let Some(end) = usize::try_from(len)
-            .ok()
-            .and_then(|len| (at + 12).checked_add(len))
-        else {
-            break;
-        };
-        if end > limit || end > records.len() {
-            break;
+        Ok(Read::NoBudget) => (data, None),
+        Err(refusal) => {
+            data.error_code = refusal.error.code();
+            (data, Some(Held::default()))
         }
-        at = end;
     }
-    at
-}
-
-/// One slice is handed out without copying; several are joined into one buffer.
-fn join(mut slices: Vec<HotSlice>) -> Bytes {
-    if slices.len() == 1 {
-        return Bytes::from_owner(slices.remove(0));
-    }
-    let mut buf = BytesMut::with_capacity(slices.iter().map(|s| s.len()).sum());
-    for slice in &slices {
-        buf.extend_from_slice(slice);
-    }
-    buf.freeze()
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {
@@ -329,36 +242,4 @@ fn error_data(partition: i32, error: ResponseError) -> PartitionData {
         .with_log_start_offset(-1)
         .with_preferred_read_replica(BrokerId(-1))
         .with_records(Some(Bytes::new()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framed(lens: &[usize]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for &len in lens {
-            out.extend_from_slice(&0i64.to_be_bytes());
-            out.extend_from_slice(&(len as i32).to_be_bytes());
-            out.extend(std::iter::repeat_n(7u8, len));
-        }
-        out
-    }
-
-    #[test]
-    fn later_partitions_get_only_whole_batches_that_fit() {
-        assert_eq!(batches_within([600, 600].into_iter(), 1000), 1);
-        assert_eq!(batches_within([600, 400].into_iter(), 1000), 2);
-        assert_eq!(batches_within([1200].into_iter(), 1000), 0);
-        let records = framed(&[100, 200, 300]);
-        assert_eq!(stored_batches_within(&records, 111), 0);
-        assert_eq!(stored_batches_within(&records, 112), 112);
-        assert_eq!(stored_batches_within(&records, 400), 324);
-        assert_eq!(stored_batches_within(&records, usize::MAX), records.len());
-        // A length that runs past the data (or is negative) ends the walk.
-        let mut broken = framed(&[10]);
-        broken.extend_from_slice(&0i64.to_be_bytes());
-        broken.extend_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(stored_batches_within(&broken, usize::MAX), 22);
-    }
 }

@@ -1,36 +1,27 @@
-//! Produce: validate each batch, copy it once into the hot cache, assign offsets, and answer
-//! according to acks (0: nothing, 1: once in the hot cache, all: once durable).
+//! Produce: each partition's batches appended through the log service (validated, copied
+//! once into the hot cache, given offsets), answered according to acks (0: nothing, 1: once
+//! in the hot cache, all: once durable).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use hotcache::PendingSlice;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::durability::{wait_durable, DurableWait};
-use crate::log::partition::{AppendError, Appended, Partition};
-use crate::log::record_batch::{check_batches, set_max_timestamp, BatchHeader, CheckedBatch};
-use crate::log::topic_config;
-use crate::log::topics::Topic;
-use crate::log::validate::{
-    decompression_budget, validate_batch_within, ProduceLimits, ValidationError,
-};
-use crate::producers::SequenceError;
+use crate::log::partition::{Appended, Partition};
+use crate::log::service::{self, Refusal};
+use crate::log::validate::decompression_budget;
 
 /// Shortest acks=all wait, whatever the client's timeout says.
 const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Outcome for one partition before the durability wait.
-enum Staged {
-    Failed(ResponseError, Option<String>),
-    Appended(Arc<Partition>, Appended),
-}
+type Staged = Result<(Arc<Partition>, Appended), Refusal>;
 
 /// A produce request whose batches are appended (or refused), awaiting its answer.
 pub struct StagedProduce {
@@ -58,15 +49,18 @@ pub async fn stage(broker: &Broker, request: ProduceRequest, version: i16) -> St
     for topic_data in request.topic_data {
         let name = topic_data.name;
         let topic = if valid_acks {
-            find_topic(broker, name.0.as_str()).await
+            service::topic_to_write(broker, name.0.as_str()).await
         } else {
-            Err(ResponseError::InvalidRequiredAcks)
+            Err(Refusal::of(ResponseError::InvalidRequiredAcks))
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
             let outcome = match &topic {
-                Err(error) => Staged::Failed(*error, None),
-                Ok(topic) => append(broker, topic, data.index, data.records, &mut budget).await,
+                Err(refusal) => Err(refusal.clone()),
+                Ok(topic) => {
+                    let records = data.records.unwrap_or_default();
+                    service::append(broker, topic, data.index, records, &mut budget).await
+                }
             };
             partitions.push((data.index, outcome));
         }
@@ -110,141 +104,6 @@ pub async fn complete(broker: &Broker, staged: StagedProduce) -> Option<ProduceR
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-async fn find_topic(broker: &Broker, name: &str) -> Result<Arc<Topic>, ResponseError> {
-    if let Some(topic) = broker.topics.get(name) {
-        return Ok(topic);
-    }
-    if !broker.config.auto_create_topics {
-        return Err(ResponseError::UnknownTopicOrPartition);
-    }
-    broker
-        .topics
-        .get_or_create(&broker.store, name, broker.config.default_partitions)
-        .await
-        .map_err(|error| {
-            tracing::warn!(topic = name, %error, "auto-create on produce failed");
-            ResponseError::UnknownTopicOrPartition
-        })
-}
-
-/// Validates, copies into the hot cache and appends one partition's records. Decompression
-/// for validation draws on the request's `budget`.
-async fn append(
-    broker: &Broker,
-    topic: &Topic,
-    index: i32,
-    records: Option<Bytes>,
-    budget: &mut u64,
-) -> Staged {
-    let Some(partition) = topic.partition(index) else {
-        return Staged::Failed(ResponseError::UnknownTopicOrPartition, None);
-    };
-    let records = records.unwrap_or_default();
-    let batches = match check_batches(&records) {
-        Ok(batches) => batches,
-        Err(error) => {
-            tracing::debug!(topic = topic.name, index, %error, "corrupt batch refused");
-            return Staged::Failed(ResponseError::CorruptMessage, Some(error.to_string()));
-        }
-    };
-    let limits = topic_config::produce_limits(&topic.configs, &broker.config);
-    let max_timestamps = match validate_all(&records, &batches, &limits, budget) {
-        Ok(max_timestamps) => max_timestamps,
-        Err(error) => {
-            tracing::debug!(topic = topic.name, index, %error, "invalid batch refused");
-            return Staged::Failed(error.code(), Some(error.to_string()));
-        }
-    };
-    if let Some(batch) = batches.iter().find(|b| b.header.is_transactional()) {
-        let message = format!(
-            "transactional batches are not supported (producer id {})",
-            batch.header.producer_id
-        );
-        return Staged::Failed(
-            ResponseError::TransactionalIdAuthorizationFailed,
-            Some(message),
-        );
-    }
-    // In a cluster, a leader whose lease is in doubt (etcd out of reach) refuses writes until
-    // it is sure again; batches pipelined behind a refused one then wait for it (see
-    // ProducerStates::refuse), as they do behind one refused for want of cache space.
-    if !broker.may_acknowledge() {
-        partition.refuse(batches.iter().map(|b| &b.header));
-        let message = "this broker's lease on the partition is in doubt".to_string();
-        return Staged::Failed(ResponseError::NotLeaderOrFollower, Some(message));
-    }
-    // Room for all the batches at once, so a request never holds part of the cache while it
-    // waits for the rest (see CacheSpace::reserve_all).
-    let lens: Vec<usize> = batches.iter().map(|b| b.range.len()).collect();
-    let mut slices = match broker.space.reserve_all(&lens).await {
-        Ok(slices) => slices.into_iter(),
-        Err(error) => {
-            if matches!(
-                error,
-                ResponseError::RequestTimedOut | ResponseError::KafkaStorageError
-            ) {
-                partition.refuse(batches.iter().map(|b| &b.header));
-            }
-            return Staged::Failed(error, None);
-        }
-    };
-    let mut copied: Vec<(PendingSlice, BatchHeader)> = Vec::with_capacity(batches.len());
-    for (batch, max_timestamp) in batches.into_iter().zip(max_timestamps) {
-        let bytes = &records[batch.range.clone()];
-        match slices.next().ok_or(ResponseError::UnknownServerError) {
-            Ok(mut slice) => {
-                slice.copy_from_slice(bytes);
-                let mut header = batch.header;
-                if header.max_timestamp != max_timestamp {
-                    // As Kafka does: the index and timestamp lookups trust this field.
-                    set_max_timestamp(&mut slice, max_timestamp);
-                    header.max_timestamp = max_timestamp;
-                }
-                copied.push((slice, header));
-            }
-            Err(error) => return Staged::Failed(error, None),
-        }
-    }
-    match partition.append(copied, &broker.cache, &broker.pipeline) {
-        Ok(appended) => Staged::Appended(partition.clone(), appended),
-        Err(AppendError::Sequence(error)) => {
-            // Rare outside a move, and what a stalled idempotent producer needs explained.
-            tracing::info!(topic = %topic.name, index, %error, "batch refused by its sequence");
-            let code = match error {
-                SequenceError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
-                // Retriable and "not persisted": the client waits for its requests in flight
-                // and resends from the refused batch, with the same sequences.
-                SequenceError::AfterRefused { .. } | SequenceError::GapAfterRecovery { .. } => {
-                    ResponseError::NotLeaderOrFollower
-                }
-                _ => ResponseError::OutOfOrderSequenceNumber,
-            };
-            Staged::Failed(code, Some(error.to_string()))
-        }
-        Err(error) => Staged::Failed(ResponseError::KafkaStorageError, Some(error.to_string())),
-    }
-}
-
-/// Validates the records of every batch (see [`validate_batch`]); the largest record timestamp
-/// of each. Synchronous, so no decoder lives across an await.
-fn validate_all(
-    records: &Bytes,
-    batches: &[CheckedBatch],
-    limits: &ProduceLimits,
-    budget: &mut u64,
-) -> Result<Vec<i64>, ValidationError> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    batches
-        .iter()
-        .map(|batch| {
-            let bytes = records.slice(batch.range.clone());
-            validate_batch_within(&bytes, &batch.header, limits, now_ms, budget)
-        })
-        .collect()
-}
-
 async fn answer(
     broker: &Broker,
     index: i32,
@@ -255,20 +114,12 @@ async fn answer(
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default().with_index(index);
     let (partition, appended) = match outcome {
-        Staged::Failed(error, message) => return failed(response, error, message, version),
-        Staged::Appended(partition, appended) => (partition, appended),
+        Err(refusal) => return failed(response, refusal, version),
+        Ok(appended) => appended,
     };
     if acks == -1 {
-        let health = broker.storage_health.clone();
-        match wait_durable(&partition, appended.last_offset + 1, health, limit).await {
-            DurableWait::Durable => {}
-            DurableWait::TimedOut => {
-                return failed(response, ResponseError::RequestTimedOut, None, version)
-            }
-            DurableWait::StorageFailed(why) => {
-                let message = Some(format!("storage write failed: {why}"));
-                return failed(response, ResponseError::KafkaStorageError, message, version);
-            }
+        if let Err(refusal) = service::until_durable(broker, &partition, appended, limit).await {
+            return failed(response, refusal, version);
         }
     }
     let mut response = response.with_base_offset(appended.base_offset);
@@ -280,14 +131,13 @@ async fn answer(
 
 fn failed(
     mut response: PartitionProduceResponse,
-    error: ResponseError,
-    message: Option<String>,
+    refusal: Refusal,
     version: i16,
 ) -> PartitionProduceResponse {
-    response.error_code = error.code();
+    response.error_code = refusal.error.code();
     response.base_offset = -1;
     if version >= 8 {
-        response.error_message = message.map(str_bytes);
+        response.error_message = refusal.message.map(str_bytes);
     }
     response
 }

@@ -5,6 +5,7 @@ pub mod partition;
 pub mod record_batch;
 pub mod reserve;
 pub mod retention;
+pub mod service;
 pub mod topic_config;
 pub mod topics;
 pub mod validate;

@@ -1,10 +1,10 @@
-//! One control request of an rdma session, answered with the broker's TCP machinery.
+//! One control request of an rdma session, answered through the log service (the same
+//! validation, offsets, durability and reads as a Kafka request, without building one).
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use rdma::control::{GroupMember, Request, Response, SlotGrant};
 use rdma::shm::SharedRing;
 use rdma::{Access, Grant};
@@ -14,18 +14,18 @@ use super::published::location;
 use super::slot_holds::SlotHolds;
 use super::OFFSETS_REGION;
 use crate::broker::Broker;
-use crate::handlers::{fetch, produce};
 use crate::internal::CommittedOffset;
+use crate::log::service::{self, Read, ReadLimits, Refusal};
+use crate::log::validate::decompression_budget;
 use crate::offsets::SlotKey;
 use crate::security::acl::{Access as AclAccess, Operation, ResourceType};
 
-/// Fetch and Produce versions used internally (name-addressed, current record format).
-const FETCH_VERSION: i16 = 12;
-const PRODUCE_VERSION: i16 = 9;
 /// The client id that copies over the control channel count under in the fetch metrics.
 const ONE_SIDED_CLIENT: &str = "hotwire-one-sided";
 /// How long an acks=all produce over the ring may wait for durability.
-const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+const PRODUCE_TIMEOUT_MS: u64 = 30_000;
+/// How long a `Fetch` copy may wait for the fetch memory budget.
+const COPY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// The response (and binary part) to `request`.
 /// What a session may do: its principal's access under the ACLs in force, and whether it
@@ -189,7 +189,7 @@ fn subscribe(broker: &Broker, topic: &str, partition: i32) -> Result<Response, S
     })
 }
 
-/// `Fetch`: the TCP fetch path (hot or cold), its records as the binary part.
+/// `Fetch`: the log service's read (hot or cold), its records as the binary part.
 async fn copy(
     broker: &Broker,
     topic: String,
@@ -197,36 +197,32 @@ async fn copy(
     offset: i64,
     max_bytes: u32,
 ) -> (Response, Vec<u8>) {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(max_bytes as i32)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(max_bytes as i32)])]);
-    let response = fetch::handle(broker, request, FETCH_VERSION, ONE_SIDED_CLIENT).await;
-    let Some(data) = response
-        .responses
-        .first()
-        .and_then(|t| t.partitions.first())
+    let Some(found) = broker
+        .topics
+        .get(&topic)
+        .and_then(|t| t.partition(partition).cloned())
     else {
-        return error("empty fetch response");
-    };
-    if data.error_code != 0 {
         return error(&format!(
-            "fetch failed with Kafka error code {}",
-            data.error_code
+            "UNKNOWN_TOPIC_OR_PARTITION: unknown topic or partition {topic}/{partition}"
         ));
+    };
+    let max_bytes = (max_bytes as usize).min(broker.config.fetch_max_bytes);
+    let limits = ReadLimits {
+        max_bytes,
+        first: true,
+        deadline: tokio::time::Instant::now() + COPY_BUDGET_WAIT,
+    };
+    let reads = broker.events.fetch_reads.client(ONE_SIDED_CLIENT);
+    match service::read(broker, &reads, &found, offset, limits).await {
+        Ok(Read::Records(records, _held)) => (
+            Response::Fetched {
+                high_watermark: found.high_watermark(),
+            },
+            records.to_vec(),
+        ),
+        Ok(Read::NoBudget) => error("the fetch memory budget is spent: try again"),
+        Err(refusal) => error(&format!("fetch refused: {refusal}")),
     }
-    let records = data.records.clone().unwrap_or_default();
-    (
-        Response::Fetched {
-            high_watermark: data.high_watermark,
-        },
-        records.to_vec(),
-    )
 }
 
 fn error(message: &str) -> (Response, Vec<u8>) {
@@ -333,31 +329,40 @@ async fn produce_from_ring(
     let copied = ring.copy_out(position, len);
     // Released whatever happens next: the bytes are ours now.
     ring.release(len);
-    let batch = copied.map_err(|e| e.to_string())?;
-    let request = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic)))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(Bytes::from(batch)))])]);
-    let staged = produce::stage(broker, request, PRODUCE_VERSION).await;
-    let Some(response) = produce::complete(broker, staged).await else {
-        return Ok(Response::Produced {
-            base_offset: -1,
-            error_code: 0,
-        });
+    let batch = Bytes::from(copied.map_err(|e| e.to_string())?);
+    if !matches!(acks, -1..=1) {
+        return Ok(refused(Refusal::of(ResponseError::InvalidRequiredAcks)));
+    }
+    let mut budget =
+        decompression_budget(batch.len() as u64, broker.config.message_max_bytes as u64);
+    let topic = match service::topic_to_write(broker, &topic).await {
+        Ok(topic) => topic,
+        Err(refusal) => return Ok(refused(refusal)),
     };
-    let answer = response
-        .responses
-        .first()
-        .and_then(|t| t.partition_responses.first())
-        .ok_or("empty produce response")?;
+    let (found, appended) =
+        match service::append(broker, &topic, partition, batch, &mut budget).await {
+            Ok(appended) => appended,
+            Err(refusal) => return Ok(refused(refusal)),
+        };
+    if acks == -1 {
+        let limit = Duration::from_millis(PRODUCE_TIMEOUT_MS);
+        if let Err(refusal) = service::until_durable(broker, &found, appended, limit).await {
+            return Ok(refused(refusal));
+        }
+    }
     Ok(Response::Produced {
-        base_offset: answer.base_offset,
-        error_code: answer.error_code,
+        base_offset: appended.base_offset,
+        error_code: 0,
     })
+}
+
+/// A refused produce, as the client library reports it (the Kafka error code).
+fn refused(refusal: Refusal) -> Response {
+    tracing::debug!(%refusal, "one-sided produce refused");
+    Response::Produced {
+        base_offset: -1,
+        error_code: refusal.error.code(),
+    }
 }
 
 fn now_ms() -> i64 {
