@@ -1,8 +1,10 @@
 //! The verbs provider's side of the one-sided path: RDMA NICs (feature `verbs`).
 //!
-//! At start the broker opens the configured device and registers, once, the HotCache arena
-//! and its generation table (remote READ) and the offset table (no remote right: memory
-//! windows only). A client connects to `rdma_verbs_listen` over TCP and sends `Hello` with
+//! At start the broker opens the configured device and registers, once, the HotCache arena,
+//! its generation table, the published index and the offset table, all with no remote right
+//! for their own keys: peers reach them through memory windows only. A session whose principal
+//! may read every topic gets a READ window on each of the first three, bound through its queue
+//! pair (valid for its peer alone, revoked when it ends). A client connects to `rdma_verbs_listen` over TCP and sends `Hello` with
 //! its queue pair's address; the broker creates a queue pair and a staging ring (registered
 //! WRITE + ATOMIC) for the session, connects the queue pair to the client's (RTR, RTS) and
 //! answers `Welcome` with its own address and every region's key. A `Join` binds one memory
@@ -41,11 +43,11 @@ pub const MAX_WINDOWS: usize = super::slot_holds::MAX_HELD_SLOTS;
 /// The device and the regions every verbs session shares.
 pub struct VerbsServer {
     device: Arc<Device>,
-    cache: MemoryRegion,
-    generations: MemoryRegion,
+    cache: Arc<MemoryRegion>,
+    generations: Arc<MemoryRegion>,
     offsets: Arc<MemoryRegion>,
-    /// The published partition index (READ, shared like the arena).
-    index: Option<MemoryRegion>,
+    /// The published partition index (READ through windows, like the arena).
+    index: Option<Arc<MemoryRegion>>,
 }
 
 impl VerbsServer {
@@ -67,21 +69,21 @@ impl VerbsServer {
                 device.name()
             )));
         }
-        let cache = device.register_fd(
-            broker.cache.memfd(),
-            broker.cache.capacity(),
-            Access::READ,
-            false,
-        )?;
-        let generations = device.register_fd(
+        // The arena, its generations and the index: no right for their own keys, READ only
+        // through a window bound per session (see `session`).
+        let shared = |fd, len| device.register_fd(fd, len, Access::empty(), Access::READ);
+        let cache = Arc::new(shared(broker.cache.memfd(), broker.cache.capacity())?);
+        let generations = Arc::new(shared(
             broker.cache.generations_memfd(),
             broker.cache.block_count() * 8,
-            Access::READ,
-            false,
-        )?;
+        )?);
         let table = broker.offsets.table().words();
-        let offsets =
-            Arc::new(device.register_fd(table.memfd(), table.len() * 8, Access::empty(), true)?);
+        let offsets = Arc::new(device.register_fd(
+            table.memfd(),
+            table.len() * 8,
+            Access::empty(),
+            Access::READ | Access::ATOMIC,
+        )?);
         if !device.atomics_are_global() && broker.config.rdma_shm_socket.is_some() {
             // An shm session's CPU fetch-and-add on a slot could be lost inside a verbs
             // session's (or the loopback's) NIC atomic on it, and the other way round.
@@ -109,12 +111,10 @@ impl VerbsServer {
             );
         }
         let index = match &broker.published {
-            Some(index) => Some(device.register_fd(
+            Some(index) => Some(Arc::new(shared(
                 index.words().memfd(),
                 index.words().len() * 8,
-                Access::READ,
-                false,
-            )?),
+            )?)),
             None => None,
         };
         tracing::info!(device = device.name(), "RDMA regions registered");
@@ -196,21 +196,45 @@ async fn session(
         ring.fd(),
         ring.region_len() as usize,
         super::server::RING_ACCESS,
-        false,
+        Access::empty(),
     )?;
     let mut qp = server.device.queue_pair()?;
     qp.connect(&remote)?;
-    // Without `reads_cache` the arena's keys are not sent (see docs/rdma.md on what that does
-    // and does not stop on verbs).
+    // The arena, its generations and the index reach a session only through READ windows
+    // bound for its queue pair, and only a session whose principal may read every topic
+    // (`reads_cache`) gets them: the registrations' own keys allow nothing. Dropped (revoked)
+    // when the session ends, before its queue pair.
+    let mut shared_windows: Vec<(RegionRole, MemoryWindow)> = Vec::new();
+    if admitted.reads_cache {
+        let mut shared = vec![
+            (RegionRole::Cache, &server.cache),
+            (RegionRole::Generations, &server.generations),
+        ];
+        if let Some(index) = &server.index {
+            shared.push((RegionRole::Index, index));
+        }
+        for (role, region) in shared {
+            let len = region.len() as u64;
+            let window =
+                tokio::task::block_in_place(|| qp.bind_window(region, 0, len, Access::READ))?;
+            shared_windows.push((role, window));
+        }
+    }
+    let window_key = |role: RegionRole| {
+        shared_windows
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, window)| window.key())
+    };
     let mut named = regions(broker, &ring, admitted.reads_cache, true);
     for entry in &mut named {
         entry.key = match entry.role {
-            RegionRole::Cache => Some(server.cache.key()),
-            RegionRole::Generations => Some(server.generations.key()),
+            RegionRole::Cache | RegionRole::Generations | RegionRole::Index => {
+                window_key(entry.role)
+            }
             // Reached only through the windows of joined slots.
             RegionRole::Offsets => None,
             RegionRole::Ring => Some(ring_region.key()),
-            RegionRole::Index => server.index.as_ref().map(MemoryRegion::key),
         };
     }
     let welcome = Response::Welcome {

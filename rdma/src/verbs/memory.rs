@@ -25,9 +25,11 @@ unsafe impl Send for MemoryRegion {}
 // SAFETY: as above.
 unsafe impl Sync for MemoryRegion {}
 
-/// The verbs access flags for what peers may do, and whether memory windows may be bound on
-/// the region (needed for per-slot grants; windows with WRITE or ATOMIC need LOCAL_WRITE).
-pub(super) fn access_flags(remote: Access, windows: bool) -> ibv_access_flags {
+/// The verbs access flags for what peers may do with the region's own key (`remote`), and the
+/// rights memory windows bound on it may grant (`windows`, empty: no windows; windows with
+/// WRITE or ATOMIC need LOCAL_WRITE, READ-only ones do not, so a read-only memory file can be
+/// registered for them).
+pub(super) fn access_flags(remote: Access, windows: Access) -> ibv_access_flags {
     let mut flags = ibv_access_flags(0);
     if remote.contains(Access::READ) {
         flags |= ibv_access_flags::IBV_ACCESS_REMOTE_READ;
@@ -40,21 +42,25 @@ pub(super) fn access_flags(remote: Access, windows: bool) -> ibv_access_flags {
         flags |=
             ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC | ibv_access_flags::IBV_ACCESS_LOCAL_WRITE;
     }
-    if windows {
-        flags |= ibv_access_flags::IBV_ACCESS_MW_BIND | ibv_access_flags::IBV_ACCESS_LOCAL_WRITE;
+    if !windows.is_empty() {
+        flags |= ibv_access_flags::IBV_ACCESS_MW_BIND;
+    }
+    if windows.intersects(Access::WRITE | Access::ATOMIC) {
+        flags |= ibv_access_flags::IBV_ACCESS_LOCAL_WRITE;
     }
     flags
 }
 
 impl Device {
     /// Maps `len` bytes of the memory file `fd` and registers them with `remote` rights for
-    /// peers (`windows`: memory windows may later grant parts of it).
+    /// peers holding the region's key, and `windows`: the rights memory windows bound on it
+    /// may later grant (empty: none).
     pub fn register_fd(
         self: &Arc<Self>,
         fd: BorrowedFd<'_>,
         len: usize,
         remote: Access,
-        windows: bool,
+        windows: Access,
     ) -> Result<MemoryRegion, RdmaError> {
         let file = File::from(
             fd.try_clone_to_owned()
@@ -157,9 +163,9 @@ mod tests {
 
     #[test]
     fn rights_map_to_verbs_flags_with_local_write_where_the_nic_writes() {
-        let read = access_flags(Access::READ, false);
+        let read = access_flags(Access::READ, Access::empty());
         assert_eq!(read, ibv_access_flags::IBV_ACCESS_REMOTE_READ);
-        let ring = access_flags(Access::WRITE | Access::ATOMIC, false);
+        let ring = access_flags(Access::WRITE | Access::ATOMIC, Access::empty());
         for flag in [
             ibv_access_flags::IBV_ACCESS_REMOTE_WRITE,
             ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC,
@@ -168,11 +174,14 @@ mod tests {
             assert_eq!(ring.0 & flag.0, flag.0);
         }
         assert_eq!(ring.0 & ibv_access_flags::IBV_ACCESS_REMOTE_READ.0, 0);
-        // The offset table: no right of its own, only windows.
-        let table = access_flags(Access::empty(), true);
+        // The offset table: no right of its own, only windows (atomic ones need local write).
+        let table = access_flags(Access::empty(), Access::READ | Access::ATOMIC);
         assert_eq!(
             table,
             ibv_access_flags::IBV_ACCESS_MW_BIND | ibv_access_flags::IBV_ACCESS_LOCAL_WRITE
         );
+        // The arena: no right of its own, READ windows per session; mapped read-only.
+        let arena = access_flags(Access::empty(), Access::READ);
+        assert_eq!(arena, ibv_access_flags::IBV_ACCESS_MW_BIND);
     }
 }

@@ -383,3 +383,72 @@ fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another()
     assert_eq!(loopback.read(8).unwrap(), value);
     assert_eq!(u64::from_ne_bytes(table[8..16].try_into().unwrap()), value);
 }
+
+#[test]
+fn a_read_window_is_the_only_way_into_a_region_registered_without_rights() {
+    let mut nic = FakeNic::new();
+    let mut arena = (0..=255u8).collect::<Vec<u8>>();
+    let mut bounce = vec![0u8; 64];
+    // The arena as the broker registers it for verbs: nothing for its own key.
+    let addr = nic.register(&mut arena, 7, Access::empty());
+    let (session_queue, broker_queue) = (nic.queue(), nic.queue());
+    let ep = endpoint_on(&session_queue, &mut bounce);
+    let region = RemoteRegion {
+        id: RegionId(1),
+        len: 256,
+        access: Access::READ,
+    };
+    // A session that got the registration's key some other way reaches nothing.
+    ep.add_region(region, Some(RemoteKey { addr, rkey: 7 }));
+    let mut got = [0u8; 4];
+    assert!(matches!(
+        ep.read(RegionId(1), 4, &mut got),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+    // The window bound for the session's queue pair: READ of the whole region, no more.
+    // SAFETY: the fake queue and protection domain live as long as the test; the fake does
+    // not dereference the registration.
+    let window = unsafe {
+        window::bind(
+            &*broker_queue.qp as *const _ as *mut _,
+            &*broker_queue.cq as *const _ as *mut _,
+            &*nic.pd as *const _ as *mut _,
+            &window::Window {
+                mr: std::ptr::null_mut(),
+                addr,
+                len: 256,
+                access: Access::READ,
+            },
+        )
+    }
+    .unwrap();
+    let mut bounce = vec![0u8; 64];
+    let ep = endpoint_on(&session_queue, &mut bounce);
+    ep.add_region(region, Some(window.key()));
+    ep.read(RegionId(1), 4, &mut got).unwrap();
+    assert_eq!(got, [4, 5, 6, 7]);
+    ep.grant(Grant {
+        region: RegionId(1),
+        start: 0,
+        len: 256,
+        access: Access::WRITE,
+    });
+    assert!(
+        matches!(
+            ep.write(RegionId(1), 0, b"x"),
+            Err(RdmaError::RemoteAccess { .. })
+        ),
+        "the window grants READ only"
+    );
+    assert_eq!(arena[0], 0);
+    // The session ends: its window is revoked.
+    let key = window.key();
+    drop(window);
+    let mut bounce = vec![0u8; 64];
+    let ep = endpoint_on(&session_queue, &mut bounce);
+    ep.add_region(region, Some(key));
+    assert!(matches!(
+        ep.read(RegionId(1), 4, &mut got),
+        Err(RdmaError::RemoteAccess { .. })
+    ));
+}

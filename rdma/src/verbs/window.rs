@@ -131,7 +131,7 @@ pub(super) unsafe fn bind(
             addr: target.addr,
             length: target.len,
             // The rights alone: the MR's own flags (MW_BIND, LOCAL_WRITE) are not for peers.
-            mw_access_flags: access_flags(target.access, false).0
+            mw_access_flags: access_flags(target.access, Access::empty()).0
                 & !rdma_sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE.0,
         },
     };
