@@ -56,9 +56,9 @@ device="${device:-$(ibv_devices | awk 'NR > 2 { print $1; exit }')}"
 
 # The address the control channel listens on: the device's netdev's IPv4 address.
 if [ -z "$addr" ]; then
-    netdev="$(rdma link show 2>/dev/null | awk -v d="$device" '$2 ~ "^"d"/" { for (i = 1; i < NF; i++) if ($i == "netdev") print $(i + 1) }' | head -n1)"
+    netdev="$({ rdma link show 2>/dev/null || true; } | awk -v d="$device" '$2 ~ "^"d"/" { for (i = 1; i < NF; i++) if ($i == "netdev") print $(i + 1) }' | head -n1)"
     if [ -n "$netdev" ]; then
-        addr="$(ip -4 -o addr show dev "$netdev" | awk '{ split($4, a, "/"); print a[1]; exit }')"
+        addr="$({ ip -4 -o addr show dev "$netdev" || true; } | awk '{ split($4, a, "/"); print a[1]; exit }')"
     fi
     addr="${addr:-127.0.0.1}"
 fi
@@ -86,21 +86,23 @@ if [ -n "$gid_index" ]; then
     bench_args+=(--rdma-gid-index "$gid_index")
 fi
 HOTWIRE_RDMA_TOKEN="$token" target/release/hotwire --storage "fs://$data" \
-    --listen 127.0.0.1:19092 --hot-cache-mib $(( mib + 256 )) \
+    --listen "$addr:19092" --hot-cache-mib $(( mib + 256 )) \
     --rdma-verbs-listen "$addr:19093" "${verbs_args[@]}" \
     --rdma-verbs-traffic-class "$traffic_class" --rdma-verbs-service-level "$service_level" \
     > "$out/broker.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null; wait $broker 2>/dev/null; rm -rf "$data"' EXIT
+started=""
 for _ in $(seq 100); do
-    grep -q "serving the one-sided path (verbs)" "$out/broker.log" && break
+    if grep -q "serving the one-sided path (verbs)" "$out/broker.log"; then started=1; break; fi
     kill -0 $broker 2>/dev/null || { echo "the broker exited:" >&2; cat "$out/broker.log" >&2; exit 1; }
     sleep 0.2
 done
+[ -n "$started" ] || { echo "the broker did not start its verbs listener in 20 s:" >&2; cat "$out/broker.log" >&2; exit 1; }
 
 echo "broker (verbs on $addr:19093, device $device): see $out/broker.log"
-echo "from another host: HOTWIRE_RDMA_TOKEN=$token target/release/hotwire-bench one-sided -b <this host>:19092 --rdma-verbs $addr:19093 ${bench_args[*]} -o DIR"
-HOTWIRE_RDMA_TOKEN="$token" target/release/hotwire-bench one-sided -b 127.0.0.1:19092 \
+echo "from another host: HOTWIRE_RDMA_TOKEN=$token target/release/hotwire-bench one-sided -b $addr:19092 --rdma-verbs $addr:19093 ${bench_args[*]} -o DIR"
+HOTWIRE_RDMA_TOKEN="$token" target/release/hotwire-bench one-sided -b "$addr:19092" \
     --rdma-verbs "$addr:19093" "${bench_args[@]}" -o "$out" --mib "$mib" \
     --commits 20000 --rounds 3 --tail-rate 2000,20000 --tail-seconds 10 --broker-pid "$broker"
 echo "results: $out/one-sided.json (provider \"verbs\"), $out/device.txt, $out/rdma-tests.txt"

@@ -8,7 +8,8 @@
 //! follow:
 //! - read a word with READ, never with FETCH_AND_ADD of 0 (which writes back what it read);
 //! - the owner of the memory changes a word that peers change with atomics through the NIC
-//!   too (a loopback queue pair), with [`store_word`], never with a CPU store.
+//!   too (a loopback queue pair), with [`store_word`], never with a CPU store; a store then
+//!   orders with peers' fetch-and-adds (one racing it is applied after it).
 
 use crate::{OneSided, RdmaError, RegionId};
 
@@ -39,21 +40,19 @@ pub fn raise_word(
     Ok(current)
 }
 
-/// Stores `value` in the word through the atomic unit that peers use (COMPARE_AND_SWAP from
-/// the value read, until one succeeds), so that a peer's concurrent FETCH_AND_ADD is either
-/// before the store or after it, never lost in it. Returns the value replaced.
+/// Stores `value` in the word through the atomic unit that peers use: a READ, then one
+/// FETCH_AND_ADD of the difference. Two operations whatever peers do (a COMPARE_AND_SWAP loop
+/// could be kept failing by a peer adding without pause): a peer's FETCH_AND_ADD that lands
+/// between the two is kept, as if it came just after the store, never lost. Returns the
+/// value replaced and the value left.
 pub fn store_word(
     endpoint: &dyn OneSided,
     region: RegionId,
     offset: u64,
     value: u64,
-) -> Result<u64, RdmaError> {
-    let mut current = read_word(endpoint, region, offset)?;
-    loop {
-        let seen = endpoint.compare_swap(region, offset, current, value)?;
-        if seen == current {
-            return Ok(current);
-        }
-        current = seen;
-    }
+) -> Result<(u64, u64), RdmaError> {
+    let current = read_word(endpoint, region, offset)?;
+    let delta = value.wrapping_sub(current);
+    let replaced = endpoint.fetch_add(region, offset, delta)?;
+    Ok((replaced, replaced.wrapping_add(delta)))
 }

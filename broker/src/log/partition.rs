@@ -34,6 +34,8 @@ pub trait HotIndexListener: Send + Sync {
     /// The high watermark or the log start moved (either may be reported late, never
     /// ahead of the log).
     fn watermarks(&self, high_watermark: i64, log_start: i64);
+    /// How many of the latest hot batches it wants told when it is installed.
+    fn backlog(&self) -> usize;
 }
 
 /// A partition of a topic.
@@ -119,7 +121,8 @@ impl Partition {
         if listener.is_some() {
             return false;
         }
-        for entry in state.hot.entries() {
+        let skip = state.hot.len().saturating_sub(new.backlog());
+        for entry in state.hot.entries().skip(skip) {
             new.appended(entry);
         }
         new.watermarks(self.high_watermark(), state.log_start);
@@ -127,9 +130,11 @@ impl Partition {
         true
     }
 
-    /// Tells the listener the watermarks now.
+    /// Tells the listener the watermarks now. The listener lock is not held while the state
+    /// lock is taken (`listen` takes them the other way round).
     fn report_watermarks(&self) {
-        if let Some(listener) = self.listener.read().as_ref() {
+        let listener = self.listener.read().clone();
+        if let Some(listener) = listener {
             listener.watermarks(self.high_watermark(), self.log_start());
         }
     }

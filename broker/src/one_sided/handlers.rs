@@ -24,8 +24,6 @@ use crate::security::acl::{Access as AclAccess, Operation, ResourceType};
 const ONE_SIDED_CLIENT: &str = "hotwire-one-sided";
 /// How long an acks=all produce over the ring may wait for durability.
 const PRODUCE_TIMEOUT_MS: u64 = 30_000;
-/// How long a `Fetch` copy may wait for the fetch memory budget.
-const COPY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// The response (and binary part) to `request`.
 /// What a session may do: its principal's access under the ACLs in force, and whether it
@@ -207,10 +205,11 @@ async fn copy(
         ));
     };
     let max_bytes = (max_bytes as usize).min(broker.config.fetch_max_bytes);
+    // As a Fetch with max_wait 0: no waiting for the memory budget.
     let limits = ReadLimits {
         max_bytes,
         first: true,
-        deadline: tokio::time::Instant::now() + COPY_BUDGET_WAIT,
+        deadline: tokio::time::Instant::now(),
     };
     let reads = broker.events.fetch_reads.client(ONE_SIDED_CLIENT);
     match service::read(broker, &reads, &found, offset, limits).await {
@@ -220,7 +219,13 @@ async fn copy(
             },
             records.to_vec(),
         ),
-        Ok(Read::NoBudget) => error("the fetch memory budget is spent: try again"),
+        // The fetch memory budget is spent: nothing now, the client polls again.
+        Ok(Read::NoBudget) => (
+            Response::Fetched {
+                high_watermark: found.high_watermark(),
+            },
+            Vec::new(),
+        ),
         Err(refusal) => error(&format!("fetch refused: {refusal}")),
     }
 }

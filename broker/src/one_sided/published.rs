@@ -73,25 +73,26 @@ impl PublishedIndex {
     /// hot batches) on the first call.
     pub fn subscribe(self: &Arc<Self>, partition: &Partition) -> Result<(u32, u64), String> {
         let key = partition.key();
-        if let Some(&held) = self.state.lock().by_partition.get(&key) {
-            return Ok(held);
-        }
-        let slot = self.allocate(key)?;
+        let slot = match self.allocate(key)? {
+            Allocated::Held(held) => return Ok(held),
+            Allocated::New(slot) => slot,
+        };
         let given = (slot.slot, slot.incarnation);
         if partition.listen(Arc::new(slot)) {
-            return Ok(given);
+            Ok(given)
+        } else {
+            // Never expected: a partition listens to its one slot, given once (above).
+            Err("the partition already publishes elsewhere".to_string())
         }
-        // Another session subscribed it meanwhile (our slot went back when dropped).
-        self.state
-            .lock()
-            .by_partition
-            .get(&key)
-            .copied()
-            .ok_or_else(|| "the partition's index slot vanished".to_string())
     }
 
-    fn allocate(self: &Arc<Self>, key: PartitionKey) -> Result<PublishedSlot, String> {
+    /// The partition's slot if it has one, else a new one: looked up and taken under one
+    /// lock, so that two sessions subscribing at once share it.
+    fn allocate(self: &Arc<Self>, key: PartitionKey) -> Result<Allocated, String> {
         let mut state = self.state.lock();
+        if let Some(&held) = state.by_partition.get(&key) {
+            return Ok(Allocated::Held(held));
+        }
         let slot = match state.free.pop() {
             Some(slot) => slot,
             None if state.next < self.slots => {
@@ -108,13 +109,13 @@ impl PublishedIndex {
         }
         self.header(slot, INCARNATION)
             .store(incarnation, Ordering::Release);
-        Ok(PublishedSlot {
+        Ok(Allocated::New(PublishedSlot {
             index: self.clone(),
             key,
             slot,
             incarnation,
             next_seq: AtomicU64::new(0),
-        })
+        }))
     }
 
     fn word_at(&self, byte_offset: u64) -> &AtomicU64 {
@@ -127,6 +128,14 @@ impl PublishedIndex {
     fn header(&self, slot: u32, word: usize) -> &AtomicU64 {
         self.word_at(self.layout.header_word(slot, word))
     }
+}
+
+/// What [`PublishedIndex::allocate`] found.
+enum Allocated {
+    /// The partition's slot and incarnation, given before.
+    Held((u32, u64)),
+    /// A slot for it, to install as its listener.
+    New(PublishedSlot),
 }
 
 /// A partition's slot: publishes what its partition appends.
@@ -167,6 +176,10 @@ impl HotIndexListener for PublishedSlot {
         };
         forward(LOG_START, log_start);
         forward(HIGH_WATERMARK, high_watermark);
+    }
+
+    fn backlog(&self) -> usize {
+        usize::try_from(self.index.layout.entries).unwrap_or(usize::MAX)
     }
 }
 

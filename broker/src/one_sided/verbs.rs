@@ -128,8 +128,9 @@ impl VerbsServer {
     }
 }
 
-/// Stores held offset slots with COMPARE_AND_SWAP through the NIC, so that they are atomic
-/// with the clients' fetch-and-adds (see `rdma::words`).
+/// Stores held offset slots through the NIC (a READ and one FETCH_AND_ADD of the difference),
+/// so that they are atomic with the clients' fetch-and-adds (see `rdma::words`): two NIC
+/// operations under the offset table's lock, however a client hammers the slot.
 struct NicSlotWriter(Loopback);
 
 impl HeldSlotWriter for NicSlotWriter {

@@ -515,3 +515,57 @@ fn a_deleted_topics_index_slot_never_hands_its_old_readers_the_next_partitions_b
         other => panic!("expected the deleted topic to be refused, got {other:?}"),
     }
 }
+
+#[test]
+fn readers_subscribing_at_once_while_the_partition_is_written_share_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, socket) = start(dir.path(), &[]);
+    let mut tcp = broker.connect();
+    tcp_produce(&mut tcp, batch_of("race", 0, 2));
+    let total = 60i64;
+    let addr = broker.addr;
+    // Flushes move the watermark (the index's listener) while the readers subscribe.
+    let writer = std::thread::spawn(move || {
+        let mut tcp = Client::connect(addr);
+        for n in 1..30 {
+            tcp_produce(&mut tcp, batch_of("race", n, 2));
+        }
+    });
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let session = connect(&socket);
+                let mut consumer = Consumer::new(&session, TOPIC, 0, 0);
+                let mut read = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                // Tailing the writer: empty polls until its next batch is durable.
+                while consumer.position() < total {
+                    assert!(
+                        Instant::now() < deadline,
+                        "stuck at {}",
+                        consumer.position()
+                    );
+                    let batches = consumer.poll(1 << 20).unwrap();
+                    read.extend(values(batches.into_iter().map(|b| Bytes::from(b.bytes))));
+                }
+                (read, consumer.stats())
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    let expected: Vec<String> = (0..30)
+        .flat_map(|n| (0..2).map(move |i| format!("race-{n:05}-{i}")))
+        .collect();
+    for reader in readers {
+        let (read, stats) = reader.join().unwrap();
+        assert_eq!(read, expected);
+        assert!(stats.published_polls > 0, "{stats:?}");
+        // Every reader got the slot: none fell back to the control channel.
+        assert_eq!(
+            (stats.located_polls, stats.copied_polls),
+            (0, 0),
+            "{stats:?}"
+        );
+    }
+}

@@ -2,8 +2,8 @@
 //! with the reuse of a block.
 //!
 //! A consumer subscribes its partition to the broker's published index once (see
-//! [`crate::published`]); from then on a poll is READs alone: the high watermark word (all an
-//! idle tailing poll does), the index entries after its position, the batches they name and
+//! [`crate::published`]); from then on a poll is READs alone: the high watermark word and the
+//! slot's incarnation (all an idle tailing poll does), the index entries after its position, the batches they name and
 //! their blocks' generations. Only what the index cannot answer (a position older than its
 //! ring, a batch whose block was reused, a broker without an index) goes over the control
 //! channel: `Locate`, then `Fetch` (a copy) after repeated races.
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use crate::client::batch::{split_batches, Batch};
 use crate::client::Session;
 use crate::control::{BatchLocation, RegionRole, Request, Response};
-use crate::published::{self, IndexLayout, ENTRY_BYTES, HEAD, HIGH_WATERMARK, LOG_START};
+use crate::published::{
+    self, IndexLayout, ENTRY_BYTES, HEAD, HIGH_WATERMARK, INCARNATION, LOG_START,
+};
 use crate::{words, RdmaError, RemoteRegion};
 
 /// READ attempts of one poll before it falls back to a copy over the control channel.
@@ -115,9 +117,17 @@ impl<'a> Consumer<'a> {
         let Some(sub) = self.subscription.as_mut() else {
             return Ok(None);
         };
-        // One word, read whole: what is durable. Tailing at the end costs this READ only.
+        // One word, read whole: what is durable; then the slot's incarnation, so that a
+        // watermark read from a slot given to another partition since (its topic deleted) is
+        // never trusted. Tailing at the end costs these two READs.
         let hw_at = sub.layout.header_word(sub.slot, HIGH_WATERMARK);
         let high_watermark = words::read_word(endpoint, sub.region.id, hw_at)? as i64;
+        let incarnation_at = sub.layout.header_word(sub.slot, INCARNATION);
+        if words::read_word(endpoint, sub.region.id, incarnation_at)? != sub.incarnation {
+            // Subscribe again (the broker says if the partition is gone); Locate this time.
+            self.subscription = None;
+            return Ok(None);
+        }
         if self.offset >= high_watermark {
             return Ok(Some(Vec::new()));
         }

@@ -178,9 +178,13 @@ impl OneSided for ShmEndpoint {
             // An aligned word (an offset slot, a ring counter) that others change with
             // atomics: one atomic load, never a torn copy.
             let value = self.with_ptr(region, offset, 8, Access::READ, |word| {
+                // Relaxed, then a fence: the mapping may be read-only, where only relaxed
+                // atomic loads are allowed.
                 // SAFETY: 8 bytes, 8-byte aligned (the mapping is page-aligned) inside the
                 // mapping (checked); every writer changes such words with atomics.
-                unsafe { AtomicU64::from_ptr(word.cast()) }.load(Ordering::SeqCst)
+                let value = unsafe { AtomicU64::from_ptr(word.cast()) }.load(Ordering::Relaxed);
+                std::sync::atomic::fence(Ordering::Acquire);
+                value
             })?;
             local.copy_from_slice(&value.to_ne_bytes());
             return Ok(());

@@ -111,18 +111,21 @@ impl Device {
         let gid_index = match config.gid_index {
             Some(index) => index,
             None => {
-                let (link_layer, table) =
-                    gid::read_table(Path::new(gid::SYSFS), &self.name, config.port).map_err(
-                        |e| {
-                            RdmaError::NoDevice(format!(
-                                "cannot read the GID table of {} port {} under {} ({e}): give \
-                                 the GID index",
-                                self.name,
-                                config.port,
-                                gid::SYSFS
-                            ))
-                        },
-                    )?;
+                let read = gid::read_table(Path::new(gid::SYSFS), &self.name, config.port);
+                let (link_layer, table) = match read {
+                    Ok(found) => found,
+                    Err(error) => {
+                        // A container without /sys/class/infiniband: index 0, as before (right
+                        // on InfiniBand; on RoCE, give the index).
+                        tracing::warn!(
+                            device = %self.name,
+                            port = config.port,
+                            %error,
+                            "cannot read the GID table from sysfs: using GID index 0"
+                        );
+                        (String::from("unknown"), Vec::new())
+                    }
+                };
                 let index = gid::choose(&link_layer, &table).map_err(|why| {
                     RdmaError::NoDevice(format!("{} port {}: {why}", self.name, config.port))
                 })?;

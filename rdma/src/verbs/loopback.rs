@@ -4,8 +4,8 @@
 //! store by the host that lands inside a peer's FETCH_AND_ADD is lost (see [`crate::words`]).
 //! So the broker changes an offset slot that a session holds through the NIC as well: a queue
 //! pair connected to a second queue pair of its own, and a type-2 memory window on the whole
-//! region bound through that second queue pair (so only the loopback can use it), with
-//! COMPARE_AND_SWAP.
+//! region bound through that second queue pair (so only the loopback can use it), with a READ
+//! and one FETCH_AND_ADD of the difference.
 
 use std::sync::Arc;
 
@@ -67,9 +67,10 @@ impl Loopback {
         }
     }
 
-    /// Stores `value` in the 8-byte word at `offset` through the NIC's atomic unit; returns
-    /// the value replaced.
-    pub fn store(&self, offset: u64, value: u64) -> Result<u64, RdmaError> {
+    /// Stores `value` in the 8-byte word at `offset` through the NIC's atomic unit (two
+    /// operations, see [`words::store_word`]); returns the value replaced and the value left
+    /// (`value` plus any fetch-and-add that raced it).
+    pub fn store(&self, offset: u64, value: u64) -> Result<(u64, u64), RdmaError> {
         words::store_word(&self.endpoint, REGION, offset, value)
     }
 

@@ -343,8 +343,9 @@ fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another()
     let loopback = Loopback::over(endpoint_on(&loop_queue, &mut loop_bounce), whole, None, 64);
 
     // The peer adds 1 at a time; the host stores 1,000,000 × k (commits over TCP). Every
-    // operation reports the value it replaced, so the history must be one chain from 0 to
-    // the final value that passes through every operation: a lost update breaks it.
+    // operation reports the value it replaced and the one it left, so the history must be one
+    // chain from 0 to the final value that passes through every operation: a lost update
+    // breaks it. (A store raced by adds leaves 1,000,000 × k plus them: they come after it.)
     const ADDS: u64 = 3000;
     const STORES: u64 = 300;
     let (adds, stores) = std::thread::scope(|s| {
@@ -355,7 +356,7 @@ fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another()
         });
         let stores = s.spawn(|| {
             (1..=STORES)
-                .map(|k| (loopback.store(8, k * 1_000_000).unwrap(), k * 1_000_000))
+                .map(|k| loopback.store(8, k * 1_000_000).unwrap())
                 .collect::<Vec<_>>()
         });
         (adds.join().unwrap(), stores.join().unwrap())
@@ -381,6 +382,10 @@ fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another()
         "an update was lost (chain ends at {value})"
     );
     assert_eq!(loopback.read(8).unwrap(), value);
+    assert!(
+        value >= STORES * 1_000_000,
+        "the last store is in the final value"
+    );
     assert_eq!(u64::from_ne_bytes(table[8..16].try_into().unwrap()), value);
 }
 
