@@ -252,6 +252,27 @@ fn endpoint_on(queue: &FakeQueue, bounce: &mut [u8]) -> VerbsEndpoint {
     }
 }
 
+/// A window on `len` bytes at `addr` granting `access`, bound through `queue` of `nic`.
+fn bind_on(nic: &FakeNic, queue: &FakeQueue, addr: u64, len: u64, access: Access) -> MemoryWindow {
+    let target = window::Window {
+        mr: std::ptr::null_mut(),
+        addr,
+        len,
+        access,
+    };
+    // SAFETY: the fake queue and protection domain outlive the window in every test; the fake
+    // does not dereference the registration.
+    unsafe {
+        window::bind(
+            &*queue.qp as *const _ as *mut _,
+            &*queue.cq as *const _ as *mut _,
+            &*nic.pd as *const _ as *mut _,
+            &target,
+        )
+    }
+    .unwrap()
+}
+
 fn table_region(len: u64) -> RemoteRegion {
     RemoteRegion {
         id: RegionId(3),
@@ -305,25 +326,10 @@ fn host_stores_through_the_loopback_and_peer_fetch_adds_never_lose_one_another()
     // The table as the broker registers it: no remote right of its own.
     let addr = nic.register(&mut table, 9, Access::empty());
     let (peer_queue, loop_queue, target_queue) = (nic.queue(), nic.queue(), nic.queue());
-    // SAFETY: the fake queues and protection domain live as long as the test; the fake does
-    // not dereference the registration.
-    let bind = |queue: &FakeQueue, offset: u64, len: u64| unsafe {
-        window::bind(
-            &*queue.qp as *const _ as *mut _,
-            &*queue.cq as *const _ as *mut _,
-            &*nic.pd as *const _ as *mut _,
-            &window::Window {
-                mr: std::ptr::null_mut(),
-                addr: addr + offset,
-                len,
-                access: Access::READ | Access::ATOMIC,
-            },
-        )
-        .unwrap()
-    };
     // A session's window on slot 1, and the loopback's on the whole table.
-    let slot = bind(&target_queue, 8, 8);
-    let whole = bind(&target_queue, 0, 64);
+    let rights = Access::READ | Access::ATOMIC;
+    let slot = bind_on(&nic, &target_queue, addr + 8, 8, rights);
+    let whole = bind_on(&nic, &target_queue, addr, 64, rights);
     let peer = endpoint_on(&peer_queue, &mut peer_bounce);
     peer.add_region(
         RemoteRegion {
@@ -411,22 +417,7 @@ fn a_read_window_is_the_only_way_into_a_region_registered_without_rights() {
         Err(RdmaError::RemoteAccess { .. })
     ));
     // The window bound for the session's queue pair: READ of the whole region, no more.
-    // SAFETY: the fake queue and protection domain live as long as the test; the fake does
-    // not dereference the registration.
-    let window = unsafe {
-        window::bind(
-            &*broker_queue.qp as *const _ as *mut _,
-            &*broker_queue.cq as *const _ as *mut _,
-            &*nic.pd as *const _ as *mut _,
-            &window::Window {
-                mr: std::ptr::null_mut(),
-                addr,
-                len: 256,
-                access: Access::READ,
-            },
-        )
-    }
-    .unwrap();
+    let window = bind_on(&nic, &broker_queue, addr, 256, Access::READ);
     let mut bounce = vec![0u8; 64];
     let ep = endpoint_on(&session_queue, &mut bounce);
     ep.add_region(region, Some(window.key()));
